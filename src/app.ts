@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import { createGuard } from './http/auth.js';
+import { registerProblemHandlers } from './http/problem.js';
+import type { App } from './http/types.js';
+import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
+import { backupRoutes } from './modules/backups/backups.routes.js';
+import { clusterRoutes } from './modules/clusters/clusters.routes.js';
+import type { Metrics } from './modules/ops/metrics.js';
+import { opsRoutes, type ReadinessCheck } from './modules/ops/ops.routes.js';
+import { policyRoutes } from './modules/policies/policies.routes.js';
+import { retentionRoutes } from './modules/retention/retention.routes.js';
+import { tenantRoutes } from './modules/tenants/tenants.routes.js';
+import type { Services } from './services.js';
+
+export interface AppDeps {
+  services: Services;
+  adminToken: string | undefined;
+  bodyLimitBytes: number;
+  metrics: Metrics;
+  checks: ReadinessCheck[];
+  now: () => Date;
+  logger: Logger | false;
+}
+
+export const API_VERSION = '1.0.0';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Builds the HTTP API. Constructing it touches no network: it only registers routes. */
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const opts: FastifyServerOptions = {
+    bodyLimit: deps.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    requestIdLogLabel: 'request_id',
+    disableRequestLogging: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    ajv: undefined,
+  };
+  const app = (deps.logger ? Fastify({ ...opts, loggerInstance: deps.logger as unknown as FastifyBaseLogger }) : Fastify(opts)).withTypeProvider<ZodTypeProvider>() as unknown as App;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('principal', null);
+  registerProblemHandlers(app);
+
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Backup service API',
+        version: API_VERSION,
+        description: 'Multi-tenant backup-as-a-service: consistent cluster backups on schedules and on demand, retention, restore. Errors are RFC 9457 application/problem+json.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, or the platform ADMIN_TOKEN for /v1/tenants' } } },
+      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'ops'].map((name) => ({ name })),
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const guard = createGuard({ adminToken: deps.adminToken, apiKeys: deps.services.repos.apiKeys, now: deps.now });
+  const s = deps.services;
+  tenantRoutes(app, { guard, service: s.tenants });
+  apiKeyRoutes(app, { guard, service: s.apiKeys });
+  policyRoutes(app, { guard, service: s.policies });
+  clusterRoutes(app, { guard, service: s.clusters });
+  backupRoutes(app, { guard, service: s.backups });
+  retentionRoutes(app, { guard, service: s.retention });
+  opsRoutes(app, { checks: deps.checks, metrics: deps.metrics });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  return app;
+}

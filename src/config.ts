@@ -1,0 +1,124 @@
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+
+export const ROLE_NAMES = ['api', 'worker', 'scheduler'] as const;
+export type RoleName = (typeof ROLE_NAMES)[number];
+
+const fileOrS3Url = z
+  .string()
+  .refine((v) => v.startsWith('file:///') || v.startsWith('s3://'), 'must be a file:///absolute/path or s3://bucket/prefix URL');
+
+const envSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgresql:// URL')
+    .default('postgresql://postgres@127.0.0.1:5432/backups'),
+  REDIS_URL: z
+    .string()
+    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// URL')
+    .default('redis://127.0.0.1:6379'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  DATA_ROOT: z.string().min(1).default('./data/sources'),
+  STORAGE_URL: fileOrS3Url.optional(),
+  STORAGE_SECONDARY_URL: fileOrS3Url.optional(),
+  ENCRYPTION_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+    .optional(),
+  ROLES: z
+    .string()
+    .default('api,worker,scheduler')
+    .transform((v, ctx) => {
+      const roles = v.split(',').map((s) => s.trim()).filter(Boolean);
+      for (const r of roles) {
+        if (!(ROLE_NAMES as readonly string[]).includes(r)) {
+          ctx.addIssue({ code: 'custom', message: `unknown role "${r}" (expected a subset of ${ROLE_NAMES.join(',')})` });
+          return z.NEVER;
+        }
+      }
+      if (roles.length === 0) {
+        ctx.addIssue({ code: 'custom', message: 'at least one role is required' });
+        return z.NEVER;
+      }
+      return [...new Set(roles)] as RoleName[];
+    }),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  DB_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  QUEUE_PREFIX: z.string().min(1).default('bull'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  databaseUrl: string;
+  redisUrl: string;
+  port: number;
+  host: string;
+  adminToken: string | undefined;
+  dataRoot: string;
+  storageUrl: string;
+  storageSecondaryUrl: string | undefined;
+  encryptionKey: Buffer;
+  roles: RoleName[];
+  logLevel: Env['LOG_LEVEL'];
+  workerConcurrency: number;
+  dbPoolSize: number;
+  dbConnectTimeoutMs: number;
+  bodyLimitBytes: number;
+  queuePrefix: string;
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the environment once; throws ConfigError with one line per problem. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), warn: (msg: string) => void = console.warn): Readonly<Config> {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(cwd, 'data');
+  return Object.freeze({
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    port: e.PORT,
+    host: e.HOST,
+    adminToken: e.ADMIN_TOKEN,
+    dataRoot: path.resolve(cwd, e.DATA_ROOT),
+    storageUrl: e.STORAGE_URL ?? pathToFileURL(path.join(dataDir, 'artifacts')).href,
+    storageSecondaryUrl: e.STORAGE_SECONDARY_URL,
+    encryptionKey: e.ENCRYPTION_KEY ? Buffer.from(e.ENCRYPTION_KEY, 'base64') : loadOrCreateKey(dataDir, warn),
+    roles: e.ROLES,
+    logLevel: e.LOG_LEVEL,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    dbPoolSize: e.DB_POOL_SIZE,
+    dbConnectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    queuePrefix: e.QUEUE_PREFIX,
+  });
+}
+
+// No literal default key: a fresh random one is generated once and kept beside the data,
+// so secrets survive restarts; operators are told to set ENCRYPTION_KEY explicitly.
+function loadOrCreateKey(dataDir: string, warn: (msg: string) => void): Buffer {
+  const file = path.join(dataDir, 'encryption.key');
+  if (existsSync(file)) {
+    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+    if (key.length !== 32) throw new ConfigError(`invalid configuration: ${file} does not hold a 32-byte base64 key`);
+    return key;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  warn(`ENCRYPTION_KEY is not set: generated a new key into ${file}; back it up, without it stored secrets cannot be read`);
+  return key;
+}

@@ -1,0 +1,56 @@
+import { randomUUID } from 'node:crypto';
+import type { Db, Tx } from '../../db/client.js';
+import { afterCursor, newestFirst } from '../../lib/cursor.js';
+import type { Role } from '../../http/auth.js';
+
+export function createApiKeyRepo(db: Db) {
+  return {
+    async findActiveByHash(hash: string, now: Date) {
+      return db.apiKey.findFirst({
+        where: { tokenHash: hash, revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
+        select: { id: true, tenantId: true, role: true },
+      });
+    },
+    /** Records use at most once a minute per key, so reads do not turn into a write each. */
+    async touch(id: string, now: Date) {
+      await db.apiKey.updateMany({
+        where: { id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: new Date(now.getTime() - 60_000) } }] },
+        data: { lastUsedAt: now },
+      });
+    },
+    async create(tx: Tx | Db, tenantId: string, input: { name: string; role: Role; expiresAt: Date | null; prefix: string; tokenHash: string; now: Date }) {
+      return tx.apiKey.create({
+        data: {
+          id: randomUUID(),
+          tenantId,
+          name: input.name,
+          role: input.role,
+          prefix: input.prefix,
+          tokenHash: input.tokenHash,
+          expiresAt: input.expiresAt,
+          createdAt: input.now,
+        },
+      });
+    },
+    async list(tenantId: string, q: { limit: number; cursor?: string | undefined }) {
+      return db.apiKey.findMany({
+        where: { tenantId, revokedAt: null, ...afterCursor(q.cursor) },
+        orderBy: newestFirst,
+        take: q.limit + 1,
+      });
+    },
+    async findActive(tx: Tx | Db, tenantId: string, id: string) {
+      return tx.apiKey.findFirst({ where: { id, tenantId, revokedAt: null } });
+    },
+    async countActiveAdmins(tx: Tx | Db, tenantId: string, now: Date) {
+      return tx.apiKey.count({
+        where: { tenantId, role: 'admin', revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
+      });
+    },
+    async revoke(tx: Tx | Db, tenantId: string, id: string, now: Date) {
+      const r = await tx.apiKey.updateMany({ where: { id, tenantId, revokedAt: null }, data: { revokedAt: now } });
+      return r.count > 0;
+    },
+  };
+}
+export type ApiKeyRepo = ReturnType<typeof createApiKeyRepo>;

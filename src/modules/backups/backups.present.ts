@@ -1,0 +1,36 @@
+import { iso } from '../../http/schemas.js';
+import type { BackupView } from './backups.schemas.js';
+import type { BackupRow } from './backups.repo.js';
+
+export interface ArtifactLocation {
+  store: 'primary' | 'secondary';
+  url: string;
+  status: 'pending' | 'present' | 'failed';
+}
+
+export function presentBackup(b: BackupRow): BackupView {
+  return {
+    id: b.id,
+    cluster_id: b.clusterId,
+    trigger: b.trigger,
+    live: b.live,
+    status: b.status,
+    created_at: iso(b.createdAt),
+    started_at: iso(b.startedAt),
+    completed_at: iso(b.completedAt),
+    size_bytes: b.sizeBytes === null ? null : Number(b.sizeBytes),
+    artifacts: b.artifacts.map((a) => {
+      const locations = a.locations as unknown as ArtifactLocation[];
+      return {
+        component: a.component,
+        bytes: Number(a.bytes),
+        sha256: a.sha256,
+        location: locations.find((l) => l.store === 'primary')?.url ?? '',
+        locations,
+      };
+    }),
+    error: b.errorMessage === null ? null : { component: b.errorComponent, message: b.errorMessage },
+    components: b.components as { name: string; status: string }[],
+    progress: { bytes_done: Number(b.bytesDone) },
+  };
+}

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { timestamp, uuid } from '../../http/schemas.js';
+
+export const backupStatusSchema = z.enum(['queued', 'running', 'completed', 'failed', 'deleting']);
+export const triggerSchema = z.enum(['manual', 'scheduled']);
+
+export const backupParams = z.object({ id: uuid, backup_id: uuid });
+export const listBackupsQuery = z.object({
+  status: backupStatusSchema.optional(),
+  trigger: triggerSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(512).optional(),
+});
+export const createBackupBody = z.object({}).strict().nullish().describe('no fields yet; an empty object or no body');
+export const idempotencyHeaders = z.object({
+  'idempotency-key': z.string().min(1).max(255).optional().describe('the same key and body within 24 h returns the first answer'),
+});
+
+export const locationSchema = z.object({ store: z.enum(['primary', 'secondary']), url: z.string(), status: z.enum(['pending', 'present', 'failed']) });
+export const artifactSchema = z.object({
+  component: z.string(),
+  bytes: z.number().int(),
+  sha256: z.string(),
+  location: z.string().describe('URL of the primary copy'),
+  locations: z.array(locationSchema),
+});
+
+export const backupSchema = z
+  .object({
+    id: z.uuid(),
+    cluster_id: z.uuid(),
+    trigger: triggerSchema,
+    live: z.boolean(),
+    status: backupStatusSchema,
+    created_at: timestamp,
+    started_at: timestamp.nullable(),
+    completed_at: timestamp.nullable(),
+    size_bytes: z.number().int().nullable(),
+    artifacts: z.array(artifactSchema),
+    error: z.object({ component: z.string().nullable(), message: z.string() }).nullable(),
+    components: z.array(z.object({ name: z.string(), status: z.string() })),
+    progress: z.object({ bytes_done: z.number().int() }),
+  })
+  .meta({ id: 'Backup' });
+export type BackupView = z.infer<typeof backupSchema>;

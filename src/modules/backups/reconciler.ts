@@ -1,0 +1,60 @@
+import type { Runtime } from '../../runtime.js';
+import { jobId } from '../../queue/jobs.js';
+import { backupPrefix } from './backups.jobs.js';
+
+// Safe to run on every scheduler instance at once: each transition is a conditional update
+// and job ids are derived from rows, so concurrent runs only repeat a little work.
+const STALE_MS = 30_000;
+const BATCH = 500;
+
+/**
+ * PostgreSQL is the record; Redis only carries jobs. This re-creates any job Redis lost
+ * (FLUSHALL, a restart without persistence, an enqueue that failed after commit), fails
+ * backups whose worker stopped renewing its lease, and resumes interrupted deletions.
+ */
+export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: number }> {
+  const { db, queues, now } = rt;
+  let requeued = 0;
+  let lost = 0;
+  {
+    const t = now();
+    const staleBefore = new Date(t.getTime() - STALE_MS);
+
+    const expired = await db.backup.findMany({ where: { status: 'running', leaseExpiresAt: { lt: t } }, take: BATCH });
+    for (const b of expired) {
+      const r = await db.backup.updateMany({
+        where: { id: b.id, status: 'running', leaseExpiresAt: { lt: t } },
+        data: { status: 'failed', completedAt: t, errorComponent: null, errorMessage: 'worker lost: its lease expired while the backup was running', leaseExpiresAt: null },
+      });
+      if (r.count) {
+        lost++;
+        for (const s of [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])]) await s.deletePrefix(backupPrefix(b)).catch(() => {});
+        await queues.add('maintenance', 'prune', { tenant_id: b.tenantId, cluster_id: b.clusterId }, `${b.clusterId}-${b.id}`).catch(() => {});
+      }
+    }
+
+    const queued = await db.backup.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, select: { id: true, tenantId: true }, take: BATCH });
+    for (const b of queued) {
+      if (!(await queues.all.backups.getJob(jobId('run-backup', b.id)))) {
+        await queues.add('backups', 'run-backup', { tenant_id: b.tenantId, backup_id: b.id }, b.id);
+        requeued++;
+      }
+    }
+    const deleting = await db.backup.findMany({ where: { status: 'deleting' }, select: { id: true, tenantId: true }, take: BATCH });
+    for (const b of deleting) {
+      if (!(await queues.all.maintenance.getJob(jobId('delete-backup', b.id)))) {
+        await queues.add('maintenance', 'delete-backup', { tenant_id: b.tenantId, backup_id: b.id }, b.id);
+        requeued++;
+      }
+    }
+    const clusters = await db.cluster.findMany({ where: { status: 'deleting' }, select: { id: true, tenantId: true }, take: BATCH });
+    for (const c of clusters) {
+      if (!(await queues.all.maintenance.getJob(jobId('delete-cluster', c.id)))) {
+        await queues.add('maintenance', 'delete-cluster', { tenant_id: c.tenantId, cluster_id: c.id }, c.id);
+        requeued++;
+      }
+    }
+    await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
+  }
+  return { requeued, lost };
+}

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { timestamp } from '../../http/schemas.js';
+
+export const MAX_COMPONENTS = 20;
+const componentName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, "-" and "_", 1..63 characters, starting with a letter or digit');
+
+export const directoryComponentInput = z
+  .object({
+    name: componentName,
+    type: z.literal('directory'),
+    config: z.object({ path: z.string().min(1).max(1024).describe('relative to the operator\'s DATA_ROOT') }).strict(),
+  })
+  .strict();
+export const postgresComponentInput = z
+  .object({
+    name: componentName,
+    type: z.literal('postgres'),
+    config: z
+      .object({ url: z.string().max(2048).describe('postgresql:// URL; stored encrypted, never returned') })
+      .strict(),
+  })
+  .strict();
+export const componentInput = z.discriminatedUnion('type', [directoryComponentInput, postgresComponentInput]);
+export type ComponentInput = z.infer<typeof componentInput>;
+
+const components = z.array(componentInput).min(1).max(MAX_COMPONENTS);
+
+export const environmentSchema = z.enum(['production', 'staging', 'development']);
+export const backupLocationSchema = z.enum(['same-region', 'dual-region']);
+const region = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and "-", up to 32 characters');
+const clusterName = z.string().trim().min(1).max(100);
+
+export const createClusterBody = z
+  .object({
+    name: clusterName,
+    environment: environmentSchema.default('production'),
+    region: region.default('eu-1'),
+    backup_location: backupLocationSchema.default('same-region'),
+    policy_id: z.uuid().nullable().optional().describe('omitted or null: the tenant\'s default policy'),
+    deletion_protection: z.boolean().default(false),
+    components,
+  })
+  .strict();
+
+export const patchClusterBody = z
+  .object({
+    name: clusterName.optional(),
+    environment: environmentSchema.optional(),
+    region: region.optional(),
+    backup_location: backupLocationSchema.optional(),
+    policy_id: z.uuid().nullable().optional(),
+    deletion_protection: z.boolean().optional(),
+    components: components.optional(),
+  })
+  .strict();
+
+export const componentSchema = z.object({
+  name: z.string(),
+  type: z.enum(['directory', 'postgres']),
+  config: z.record(z.string(), z.string()).describe('secrets are masked'),
+});
+
+export const clusterSchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    environment: environmentSchema,
+    region: z.string(),
+    backup_location: backupLocationSchema,
+    policy_id: z.uuid(),
+    deletion_protection: z.boolean(),
+    components: z.array(componentSchema),
+    status: z.enum(['active', 'restoring', 'deleting']),
+    next_backup_at: timestamp.nullable(),
+    last_skipped_at: timestamp.nullable(),
+    created_at: timestamp,
+  })
+  .meta({ id: 'Cluster' });

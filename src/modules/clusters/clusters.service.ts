@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import type { Db, Tx } from '../../db/client.js';
+import { isUniqueViolation } from '../../db/errors.js';
+import type { SecretBox } from '../../crypto/secrets.js';
+import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js';
+import { iso } from '../../http/schemas.js';
+import { page } from '../../lib/cursor.js';
+import type { Queues } from '../../queue/queues.js';
+import { nextRunAt } from '../../scheduling/index.js';
+import type { PolicyRepo, PolicyRow } from '../policies/policies.repo.js';
+import { policyValues } from '../policies/policies.service.js';
+import type { ClusterRepo, ClusterRow } from './clusters.repo.js';
+import type { ComponentInput } from './clusters.schemas.js';
+import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
+
+type BackupLocationApi = 'same-region' | 'dual-region';
+const toDbLocation = (l: BackupLocationApi) => (l === 'dual-region' ? 'dual_region' : 'same_region') as 'dual_region' | 'same_region';
+const toApiLocation = (l: string): BackupLocationApi => (l === 'dual_region' ? 'dual-region' : 'same-region');
+
+export function presentCluster(c: ClusterRow) {
+  return {
+    id: c.id,
+    name: c.name,
+    environment: c.environment,
+    region: c.region,
+    backup_location: toApiLocation(c.backupLocation),
+    policy_id: c.policyId!,
+    deletion_protection: c.deletionProtection,
+    components: (c.components as StoredComponent[]).map(presentComponent),
+    status: c.status,
+    next_backup_at: iso(c.nextBackupAt),
+    last_skipped_at: iso(c.lastSkippedAt),
+    created_at: iso(c.createdAt),
+  };
+}
+
+export interface ClusterInput {
+  name: string;
+  environment: 'production' | 'staging' | 'development';
+  region: string;
+  backup_location: BackupLocationApi;
+  policy_id?: string | null | undefined;
+  deletion_protection: boolean;
+  components: ComponentInput[];
+}
+
+export interface ClusterServiceDeps {
+  db: Db;
+  repo: ClusterRepo;
+  policies: PolicyRepo;
+  queues: Pick<Queues, 'add'>;
+  box: SecretBox;
+  dataRoot: string;
+  hasSecondaryStore: boolean;
+  now: () => Date;
+  log: { warn(obj: object, msg: string): void };
+}
+
+export function scheduleFor(policy: PolicyRow, clusterId: string, after: Date): Date | null {
+  return nextRunAt(policyValues(policy), clusterId, after);
+}
+
+export function createClusterService(deps: ClusterServiceDeps) {
+  const { db, repo, now } = deps;
+
+  async function resolvePolicy(tx: Tx | Db, tenantId: string, policyId: string | null | undefined, errors: FieldProblem[]) {
+    const policy = policyId ? await deps.policies.find(tx, tenantId, policyId) : await deps.policies.findDefault(tx, tenantId);
+    if (!policy) errors.push({ path: 'body.policy_id', message: 'no such policy' });
+    return policy;
+  }
+
+  function checkLocation(loc: BackupLocationApi | undefined, errors: FieldProblem[]) {
+    if (loc === 'dual-region' && !deps.hasSecondaryStore)
+      errors.push({ path: 'body.backup_location', message: 'dual-region needs a secondary store (STORAGE_SECONDARY_URL), which this service does not have' });
+  }
+
+  async function uniqueName<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new Conflict('a cluster with this name already exists');
+      throw err;
+    }
+  }
+
+  return {
+    async create(tenantId: string, input: ClusterInput) {
+      const errors: FieldProblem[] = [];
+      const { stored, errors: componentErrors } = await prepareComponents(input.components, { dataRoot: deps.dataRoot, box: deps.box });
+      errors.push(...componentErrors);
+      checkLocation(input.backup_location, errors);
+      const policy = await resolvePolicy(db, tenantId, input.policy_id, errors);
+      if (errors.length || !policy) throw new Invalid('invalid cluster', errors);
+      const id = randomUUID();
+      const t = now();
+      const row = await uniqueName(() =>
+        repo.create(db, {
+          id,
+          tenantId,
+          name: input.name,
+          environment: input.environment,
+          region: input.region,
+          backupLocation: toDbLocation(input.backup_location),
+          policyId: policy.id,
+          deletionProtection: input.deletion_protection,
+          components: stored,
+          nextBackupAt: scheduleFor(policy, id, t),
+          createdAt: t,
+          updatedAt: t,
+        }),
+      );
+      return presentCluster(row);
+    },
+    async get(tenantId: string, id: string) {
+      const c = await repo.find(db, tenantId, id);
+      if (!c) throw new NotFound('cluster');
+      return presentCluster(c);
+    },
+    async list(tenantId: string, q: { limit: number; cursor?: string | undefined }) {
+      const { items, nextCursor } = page(await repo.list(tenantId, q), q.limit);
+      return { items: items.map(presentCluster), next_cursor: nextCursor };
+    },
+    async update(tenantId: string, id: string, patch: Partial<ClusterInput>) {
+      const errors: FieldProblem[] = [];
+      const prepared = patch.components ? await prepareComponents(patch.components, { dataRoot: deps.dataRoot, box: deps.box }) : null;
+      if (prepared) errors.push(...prepared.errors);
+      checkLocation(patch.backup_location, errors);
+      const row = await uniqueName(() =>
+        db.$transaction(async (tx) => {
+          if (!(await repo.lock(tx, tenantId, id))) throw new NotFound('cluster');
+          const current = (await repo.find(tx, tenantId, id))!;
+          if (current.status === 'deleting') throw new Conflict('the cluster is being deleted');
+          const policyChanged = patch.policy_id !== undefined && patch.policy_id !== current.policyId;
+          const policy = policyChanged ? await resolvePolicy(tx, tenantId, patch.policy_id, errors) : null;
+          if (errors.length) throw new Invalid('invalid cluster', errors);
+          return repo.update(tx, tenantId, id, {
+            ...(patch.name !== undefined && { name: patch.name }),
+            ...(patch.environment !== undefined && { environment: patch.environment }),
+            ...(patch.region !== undefined && { region: patch.region }),
+            ...(patch.backup_location !== undefined && { backupLocation: toDbLocation(patch.backup_location) }),
+            ...(patch.deletion_protection !== undefined && { deletionProtection: patch.deletion_protection }),
+            ...(prepared && { components: prepared.stored }),
+            ...(policy && { policyId: policy.id, nextBackupAt: scheduleFor(policy, id, now()) }),
+            updatedAt: now(),
+          });
+        }),
+      );
+      if (patch.policy_id !== undefined) await this.afterPolicyChange(tenantId, id);
+      return presentCluster(row);
+    },
+    /** Deletion is asynchronous: the cluster turns `deleting`, a job removes every artifact, then the rows. */
+    async delete(tenantId: string, id: string) {
+      const row = await db.$transaction(async (tx) => {
+        if (!(await repo.lock(tx, tenantId, id))) throw new NotFound('cluster');
+        const current = (await repo.find(tx, tenantId, id))!;
+        if (current.deletionProtection) throw new Conflict('deletion protection is on for this cluster; turn it off first (PATCH deletion_protection: false)');
+        if (current.status === 'deleting') return current;
+        return repo.update(tx, tenantId, id, { status: 'deleting', nextBackupAt: null, updatedAt: now() });
+      });
+      await deps.queues
+        .add('maintenance', 'delete-cluster', { tenant_id: tenantId, cluster_id: id }, id)
+        .catch((err: unknown) => deps.log.warn({ err, cluster_id: id }, 'could not enqueue cluster deletion; the reconciler will'));
+      return presentCluster(row);
+    },
+    /** After a policy change the retention of the cluster is re-evaluated. */
+    async afterPolicyChange(tenantId: string, clusterId: string) {
+      await deps.queues
+        .add('maintenance', 'prune', { tenant_id: tenantId, cluster_id: clusterId }, `${clusterId}-${Date.now()}`)
+        .catch((err: unknown) => deps.log.warn({ err, cluster_id: clusterId }, 'could not enqueue prune; the periodic sweep will'));
+    },
+  };
+}
+export type ClusterService = ReturnType<typeof createClusterService>;

@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { IANAZone } from 'luxon';
+import { timestamp } from '../../http/schemas.js';
+import { isInterval } from '../../scheduling/interval.js';
+import type { FieldProblem } from '../../errors.js';
+
+export const DEFAULT_POLICY = Object.freeze({
+  timezone: 'UTC',
+  schedule: [{ interval: '1d', count: 2 }],
+  max_backups: 10,
+  manual_count: 3,
+  manual_rate_limit: '1h' as string | null,
+  failed_count: 3,
+});
+
+export const MAX_SCHEDULE_ENTRIES = 10;
+
+const interval = z.string().max(10).describe('<n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d"');
+const scheduleEntry = z.object({ interval, count: z.number().int().describe('>= 1') }).strict();
+
+// Field shapes only: the semantic rules live in validatePolicy so that one 422 lists every problem,
+// including cross-field ones (zod would skip those as soon as any field failed).
+const policyFields = {
+  name: z.string().trim().min(1).max(100),
+  timezone: z.string().max(64).describe('IANA time zone for calendar buckets'),
+  schedule: z.array(scheduleEntry).max(MAX_SCHEDULE_ENTRIES),
+  max_backups: z.number().int().describe('completed backups kept, manual + scheduled (1..1000)'),
+  manual_count: z.number().int().describe('completed manual backups kept; 0 disables manual backups (<= max_backups)'),
+  manual_rate_limit: interval.nullable().describe('at most one manual backup per this period per cluster; null: no limit'),
+  failed_count: z.number().int().describe('failed backups kept per trigger (0..100)'),
+};
+
+export const createPolicyBody = z
+  .object({
+    name: policyFields.name,
+    timezone: policyFields.timezone.default(DEFAULT_POLICY.timezone),
+    schedule: policyFields.schedule.default(DEFAULT_POLICY.schedule),
+    max_backups: policyFields.max_backups.default(DEFAULT_POLICY.max_backups),
+    manual_count: policyFields.manual_count.default(DEFAULT_POLICY.manual_count),
+    manual_rate_limit: policyFields.manual_rate_limit.default(DEFAULT_POLICY.manual_rate_limit),
+    failed_count: policyFields.failed_count.default(DEFAULT_POLICY.failed_count),
+  })
+  .strict();
+
+export const patchPolicyBody = z
+  .object({
+    name: policyFields.name.optional(),
+    timezone: policyFields.timezone.optional(),
+    schedule: policyFields.schedule.optional(),
+    max_backups: policyFields.max_backups.optional(),
+    manual_count: policyFields.manual_count.optional(),
+    manual_rate_limit: policyFields.manual_rate_limit.optional(),
+    failed_count: policyFields.failed_count.optional(),
+  })
+  .strict();
+
+export const policySchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    is_default: z.boolean(),
+    timezone: z.string(),
+    schedule: z.array(z.object({ interval: z.string(), count: z.number().int() })),
+    max_backups: z.number().int(),
+    manual_count: z.number().int(),
+    manual_rate_limit: z.string().nullable(),
+    failed_count: z.number().int(),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .meta({ id: 'Policy' });
+
+export type PolicyValues = Omit<z.output<typeof createPolicyBody>, 'name'>;
+
+/** Every semantic problem of a policy, with body paths. Empty when valid. */
+export function validatePolicy(p: PolicyValues): FieldProblem[] {
+  const errors: FieldProblem[] = [];
+  const add = (path: string, message: string) => errors.push({ path: `body.${path}`, message });
+  if (!IANAZone.isValidZone(p.timezone)) add('timezone', `unknown time zone "${p.timezone}"`);
+  const seen = new Map<string, number>();
+  p.schedule.forEach((e, i) => {
+    if (!isInterval(e.interval)) add(`schedule.${i}.interval`, `invalid interval "${e.interval}" (expected <n><unit>, unit h|d|w|M|y)`);
+    else if (seen.has(e.interval)) add(`schedule.${i}.interval`, `duplicate interval "${e.interval}" (also at schedule.${seen.get(e.interval)})`);
+    else seen.set(e.interval, i);
+    if (e.count < 1 || e.count > 1000) add(`schedule.${i}.count`, 'must be between 1 and 1000');
+  });
+  if (p.max_backups < 1 || p.max_backups > 1000) add('max_backups', 'must be between 1 and 1000');
+  if (p.manual_count < 0) add('manual_count', 'must be >= 0');
+  else if (p.manual_count > p.max_backups) add('manual_count', `must not exceed max_backups (${p.max_backups})`);
+  if (p.manual_rate_limit !== null && !isInterval(p.manual_rate_limit))
+    add('manual_rate_limit', `invalid interval "${p.manual_rate_limit}" (expected <n><unit> or null)`);
+  if (p.failed_count < 0 || p.failed_count > 100) add('failed_count', 'must be between 0 and 100');
+  return errors;
+}

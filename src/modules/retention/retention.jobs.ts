@@ -1,0 +1,9 @@
+import type { Queues } from '../../queue/queues.js';
+import type { RetentionService } from './retention.service.js';
+
+export function createPruneJob(deps: { service: RetentionService; queues: Pick<Queues, 'add'> }) {
+  return async function prune(payload: { tenant_id: string; cluster_id: string }): Promise<void> {
+    const dropped = await deps.service.prune(payload.tenant_id, payload.cluster_id);
+    for (const id of dropped) await deps.queues.add('maintenance', 'delete-backup', { tenant_id: payload.tenant_id, backup_id: id }, id);
+  };
+}

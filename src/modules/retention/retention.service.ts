@@ -1,0 +1,73 @@
+import type { Db, Tx } from '../../db/client.js';
+import { NotFound } from '../../errors.js';
+import { iso } from '../../http/schemas.js';
+import { planRetention } from '../../retention/index.js';
+import { policyValues } from '../policies/policies.service.js';
+
+type Decision = { id: string; keep: boolean; reasons: string[] };
+
+/** Feeds the pure planner with the cluster's finished backups and the backups restores are reading. */
+async function plan(tx: Tx | Db, tenantId: string, clusterId: string) {
+  const cluster = await tx.cluster.findFirst({ where: { id: clusterId, tenantId }, include: { policy: true } });
+  if (!cluster?.policy) return null;
+  const backups = await tx.backup.findMany({
+    where: { clusterId },
+    select: { id: true, trigger: true, status: true, createdAt: true },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+  });
+  const reading = new Set(
+    (await tx.restore.findMany({ where: { backupId: { in: backups.map((b) => b.id) }, status: { in: ['queued', 'running'] } }, select: { backupId: true } })).map(
+      (r) => r.backupId,
+    ),
+  );
+  const finished = backups.filter((b) => b.status === 'completed' || b.status === 'failed');
+  const decisions = planRetention(
+    finished.map((b) => ({ id: b.id, trigger: b.trigger, status: b.status as 'completed' | 'failed', created_at: b.createdAt, in_use: reading.has(b.id) })),
+    { ...policyValues(cluster.policy), timezone: cluster.policy.timezone },
+  );
+  return { cluster, backups, decisions: new Map<string, Decision>(decisions.map((d) => [d.id, d])) };
+}
+
+export function createRetentionService(deps: { db: Db }) {
+  const { db } = deps;
+  return {
+    /** What retention keeps, and why, for every backup of the cluster. */
+    async explain(tenantId: string, clusterId: string) {
+      const p = await plan(db, tenantId, clusterId);
+      if (!p) throw new NotFound('cluster');
+      return {
+        cluster_id: clusterId,
+        policy_id: p.cluster.policyId!,
+        items: p.backups.map((b) => {
+          const d = p.decisions.get(b.id);
+          const inProgress = b.status === 'queued' || b.status === 'running';
+          return {
+            backup_id: b.id,
+            trigger: b.trigger,
+            status: b.status,
+            created_at: iso(b.createdAt),
+            keep: d ? d.keep : inProgress,
+            reasons: d ? d.reasons : inProgress ? ['in progress'] : ['being deleted'],
+          };
+        }),
+      };
+    },
+    /**
+     * Applies the plan: backups it drops move to `deleting` under the cluster lock (so a restore
+     * cannot start reading one meanwhile); returns their ids for the caller to enqueue deletion.
+     */
+    async prune(tenantId: string, clusterId: string): Promise<string[]> {
+      return db.$transaction(async (tx) => {
+        const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM clusters WHERE id = ${clusterId}::uuid AND tenant_id = ${tenantId}::uuid FOR UPDATE`;
+        if (locked.length === 0) return [];
+        const p = await plan(tx, tenantId, clusterId);
+        if (!p) return [];
+        const drop = [...p.decisions.values()].filter((d) => !d.keep).map((d) => d.id);
+        if (drop.length === 0) return [];
+        await tx.backup.updateMany({ where: { id: { in: drop }, clusterId, status: { in: ['completed', 'failed'] } }, data: { status: 'deleting' } });
+        return drop;
+      });
+    },
+  };
+}
+export type RetentionService = ReturnType<typeof createRetentionService>;

@@ -1,0 +1,26 @@
+import { buildApp } from '../app.js';
+import type { Runtime } from '../runtime.js';
+import { createServices } from '../services.js';
+import { createMetrics } from '../modules/ops/metrics.js';
+import type { App } from '../http/types.js';
+
+export async function createApiApp(rt: Runtime, opts: { logger?: boolean } = {}): Promise<App> {
+  return buildApp({
+    services: createServices(rt),
+    adminToken: rt.config.adminToken,
+    bodyLimitBytes: rt.config.bodyLimitBytes,
+    metrics: createMetrics({ db: rt.db, queues: rt.queues }),
+    checks: [
+      { name: 'postgres', check: async () => void (await rt.db.$queryRaw`SELECT 1`) },
+      { name: 'redis', check: async () => void (await rt.redis.ping()) },
+    ],
+    now: rt.now,
+    logger: opts.logger === false ? false : rt.log,
+  });
+}
+
+export async function startApiRole(rt: Runtime): Promise<{ app: App; close(): Promise<void> }> {
+  const app = await createApiApp(rt);
+  await app.listen({ port: rt.config.port, host: rt.config.host });
+  return { app, close: () => app.close() };
+}

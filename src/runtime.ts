@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { createDb, type Db } from './db/client.js';
+import { createSecretBox, type SecretBox } from './crypto/secrets.js';
+import { createRedis } from './queue/connection.js';
+import { createQueues, type Queues } from './queue/queues.js';
+import { createStore } from './storage/index.js';
+import type { ArtifactStore } from './storage/types.js';
+
+/** The infrastructure every role shares: one database pool, one producer connection, the stores. */
+export interface Runtime {
+  config: Readonly<Config>;
+  log: Logger;
+  db: Db;
+  redis: Redis;
+  queues: Queues;
+  store: ArtifactStore;
+  secondaryStore: ArtifactStore | null;
+  box: SecretBox;
+  now: () => Date;
+  close(): Promise<void>;
+}
+
+export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now?: () => Date } = {}): Runtime {
+  const db = createDb(config.databaseUrl, { poolSize: config.dbPoolSize, connectTimeoutMs: config.dbConnectTimeoutMs });
+  const redis = createRedis(config.redisUrl, 'producer');
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis producer connection error'));
+  const queues = createQueues(redis, config.queuePrefix);
+  return {
+    config,
+    log,
+    db,
+    redis,
+    queues,
+    store: createStore(config.storageUrl),
+    secondaryStore: config.storageSecondaryUrl ? createStore(config.storageSecondaryUrl) : null,
+    box: createSecretBox(config.encryptionKey),
+    now: opts.now ?? (() => new Date()),
+    async close() {
+      await queues.close().catch(() => {});
+      redis.disconnect();
+      await db.$disconnect();
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import type { Runtime } from './runtime.js';
+import { createApiKeyRepo } from './modules/api-keys/api-keys.repo.js';
+import { createApiKeyService } from './modules/api-keys/api-keys.service.js';
+import { createBackupRepo } from './modules/backups/backups.repo.js';
+import { createBackupService } from './modules/backups/backups.service.js';
+import { createClusterRepo } from './modules/clusters/clusters.repo.js';
+import { createClusterService, scheduleFor } from './modules/clusters/clusters.service.js';
+import { createPolicyRepo } from './modules/policies/policies.repo.js';
+import { createPolicyService } from './modules/policies/policies.service.js';
+import { createRetentionService } from './modules/retention/retention.service.js';
+import { createTenantRepo } from './modules/tenants/tenants.repo.js';
+import { createTenantService } from './modules/tenants/tenants.service.js';
+
+/** The composition root of the use cases: each service gets exactly the dependencies it names. */
+export function createServices(rt: Runtime) {
+  const { db, now, queues, log } = rt;
+  const repos = {
+    apiKeys: createApiKeyRepo(db),
+    policies: createPolicyRepo(db),
+    clusters: createClusterRepo(db),
+    backups: createBackupRepo(db),
+    tenants: createTenantRepo(db),
+  };
+  const apiKeys = createApiKeyService({ db, repo: repos.apiKeys, now });
+  const clusters = createClusterService({
+    db,
+    repo: repos.clusters,
+    policies: repos.policies,
+    queues,
+    box: rt.box,
+    dataRoot: rt.config.dataRoot,
+    hasSecondaryStore: rt.secondaryStore !== null,
+    now,
+    log,
+  });
+  const policies = createPolicyService({
+    db,
+    repo: repos.policies,
+    now,
+    hooks: {
+      // A policy change moves its clusters' next slot and re-evaluates their retention.
+      async afterChange(tenantId, policyId) {
+        const policy = await repos.policies.find(db, tenantId, policyId);
+        if (!policy) return;
+        const affected = await db.cluster.findMany({ where: { tenantId, policyId, status: { not: 'deleting' } }, select: { id: true } });
+        for (const c of affected) {
+          await db.cluster.updateMany({ where: { id: c.id, tenantId }, data: { nextBackupAt: scheduleFor(policy, c.id, now()) } });
+          await clusters.afterPolicyChange(tenantId, c.id);
+        }
+      },
+    },
+  });
+  return {
+    repos,
+    apiKeys,
+    policies,
+    clusters,
+    tenants: createTenantService({ db, repo: repos.tenants, apiKeys, policies, now }),
+    backups: createBackupService({ db, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
+    retention: createRetentionService({ db }),
+  };
+}
+export type Services = ReturnType<typeof createServices>;
