@@ -77,8 +77,8 @@ export function toProblem(err: unknown, req: FastifyRequest): { problem: Problem
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = err.validationContext ?? 'request';
     const errors = err.validation.map((v) => {
-      const issue = v.params.issue as { path: PropertyKey[]; message?: string };
-      return { path: zodPath(where, issue.path), message: issue.message ?? v.message ?? 'invalid' };
+      const path = v.instancePath.split('/').filter(Boolean);
+      return { path: zodPath(where, path), message: v.message ?? 'invalid' };
     });
     // A malformed id can name no resource: answer exactly like a missing one.
     if (where === 'params') return { problem: problem(404, 'resource not found') };
@@ -105,9 +105,16 @@ export function toProblem(err: unknown, req: FastifyRequest): { problem: Problem
 
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => {
-    const { problem: p, headers } = toProblem(err, req);
-    if (headers) void reply.headers(headers);
-    return sendProblem(reply, p);
+    let mapped: ReturnType<typeof toProblem>;
+    try {
+      mapped = toProblem(err, req);
+    } catch (mapErr) {
+      // The mapper itself must never leak a message: fall back to a bare 500.
+      req.log.error({ err, mapErr }, 'error while mapping an error');
+      mapped = { problem: problem(500, 'an unexpected error occurred; it has been logged') };
+    }
+    if (mapped.headers) void reply.headers(mapped.headers);
+    return sendProblem(reply, mapped.problem);
   });
   app.setNotFoundHandler((req, reply) => sendProblem(reply, problem(404, `no route ${req.method} ${req.url.split('?')[0]}`)));
 }

@@ -1,0 +1,306 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, link, lstat, lutimes, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { Header, type types } from 'tar';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFileStore, type ArtifactStore } from '../storage/index.js';
+import { directoryDriver } from './directory.js';
+import { ComponentError } from './types.js';
+
+const isRoot = process.getuid?.() === 0;
+let base: string;
+let dataRoot: string;
+let outside: string;
+let store: ArtifactStore;
+
+interface Node {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  mode: number;
+  mtimeMs: number;
+  uid: number;
+  gid: number;
+  sha256?: string;
+  target?: string;
+  ino: number;
+}
+
+/** Everything we promise to preserve, for every entry under `dir` (the root is ''). */
+async function snapshot(dir: string): Promise<Map<string, Node>> {
+  const out = new Map<string, Node>();
+  const visit = async (rel: string) => {
+    const abs = path.join(dir, rel);
+    const st = await lstat(abs);
+    const node: Node = {
+      type: st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other',
+      mode: st.mode & 0o7777,
+      mtimeMs: st.mtimeMs,
+      uid: st.uid,
+      gid: st.gid,
+      ino: st.ino,
+    };
+    if (node.type === 'file') node.sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
+    if (node.type === 'symlink') {
+      node.target = await readlink(abs);
+      delete (node as Partial<Node>).mode; // symlink modes are not meaningful on Linux
+    }
+    out.set(rel, node);
+    if (node.type === 'dir') for (const name of await readdir(abs)) await visit(rel ? `${rel}/${name}` : name);
+  };
+  await visit('');
+  return out;
+}
+
+function withoutInodes(snap: Map<string, Node>): Record<string, Omit<Node, 'ino'>> {
+  return Object.fromEntries([...snap].map(([rel, { ino: _ino, ...rest }]) => [rel, rest]));
+}
+
+function sharesInode(snap: Map<string, Node>, a: string, b: string): boolean {
+  return snap.get(a)?.ino === snap.get(b)?.ino;
+}
+
+const T0 = 1_700_000_000_000; // whole seconds: tar keeps second precision
+
+/** A tree with every kind of entry we promise to round-trip, with fixed mtimes. */
+async function buildTree(root: string): Promise<void> {
+  const files: [string, Buffer | string, number][] = [
+    ['a.txt', 'hello\n', 0o644],
+    ['bin/run.sh', '#!/bin/sh\necho hi\n', 0o755],
+    ['secret/key', randomBytes(32), 0o600],
+    ['shared.txt', 'group writable\n', 0o666],
+    ['empty', '', 0o644],
+    ['big.bin', Buffer.concat([randomBytes(1_500_000), Buffer.alloc(1_000_000, 'a')]), 0o640],
+    ['readonly/inner.txt', 'inside a 0555 directory\n', 0o444],
+    [`deep/${'x'.repeat(120)}/file-with-a-rather-long-name-${'y'.repeat(60)}.txt`, 'long path\n', 0o644],
+    ['ünïcode/😀 space.txt', 'unicode\n', 0o644],
+    ['hard1', 'hard linked\n', 0o644],
+  ];
+  if (isRoot) files.push(['setuid-tool', 'binary\n', 0o4755]);
+  let t = T0;
+  for (const [rel, body, mode] of files) {
+    const abs = path.join(root, rel);
+    await mkdir(path.dirname(abs), { recursive: true });
+    await writeFile(abs, body);
+    await chmod(abs, mode);
+    await utimes(abs, new Date((t += 1000)), new Date(t));
+  }
+  await link(path.join(root, 'hard1'), path.join(root, 'hard2'));
+  const links: [string, string][] = [
+    ['link-file', 'a.txt'],
+    ['bin/link-dir', '../bin'],
+    ['dangling', 'nothing-here'],
+    ['to-shared', '../../shared/common.txt'],
+  ];
+  for (const [rel, target] of links) {
+    await symlink(target, path.join(root, rel));
+    await lutimes(path.join(root, rel), new Date((t += 1000)), new Date(t));
+  }
+  const dirs = ['', 'bin', 'secret', 'readonly', 'deep', `deep/${'x'.repeat(120)}`, 'ünïcode'];
+  await chmod(path.join(root, 'secret'), 0o700);
+  await chmod(path.join(root, 'readonly'), 0o555);
+  await chmod(path.join(root, 'bin'), 0o750);
+  for (const rel of dirs.reverse()) await utimes(path.join(root, rel), new Date((t += 1000)), new Date(t));
+}
+
+async function siblingsOf(rel: string): Promise<string[]> {
+  return (await readdir(path.join(dataRoot, path.dirname(rel)))).sort();
+}
+
+async function backupTo(key: string, rel: string, signal?: AbortSignal) {
+  return store.put(key, directoryDriver.backup({ path: rel }, { dataRoot, ...(signal ? { signal } : {}) }));
+}
+
+beforeAll(async () => {
+  base = await realpath(await mkdtemp(path.join(tmpdir(), 'directory-test-')));
+  dataRoot = path.join(base, 'data');
+  outside = path.join(base, 'outside');
+  await mkdir(path.join(dataRoot, 'apps/files'), { recursive: true });
+  await mkdir(path.join(dataRoot, 'shared'), { recursive: true });
+  await writeFile(path.join(dataRoot, 'shared/common.txt'), 'common\n');
+  await mkdir(outside, { recursive: true });
+  await writeFile(path.join(outside, 'secret.txt'), 'outside\n');
+  await buildTree(path.join(dataRoot, 'apps/files'));
+  store = createFileStore(path.join(base, 'artifacts'));
+});
+
+afterAll(async () => {
+  await chmod(path.join(dataRoot, 'apps/files/readonly'), 0o755).catch(() => {});
+  await rm(base, { recursive: true, force: true });
+});
+
+describe('directory backup and restore', () => {
+  it('restores a byte-identical tree (contents, modes, mtimes, owners, symlinks, hard links) elsewhere', async () => {
+    const before = await snapshot(path.join(dataRoot, 'apps/files'));
+    const put = await backupTo('t/c/b1/files.tar.gz', 'apps/files');
+    expect(put.bytes).toBeGreaterThan(1_500_000);
+
+    await directoryDriver.restore({ path: 'apps/restored' }, await store.get('t/c/b1/files.tar.gz'), { dataRoot });
+    const after = await snapshot(path.join(dataRoot, 'apps/restored'));
+    expect(withoutInodes(after)).toEqual(withoutInodes(before));
+    expect(sharesInode(after, 'hard1', 'hard2')).toBe(true);
+    expect(await siblingsOf('apps/restored')).toEqual(['files', 'restored']);
+  });
+
+  it('produces the same archive for an unchanged tree', async () => {
+    const first = await backupTo('t/c/b2/files.tar.gz', 'apps/files');
+    const second = await backupTo('t/c/b3/files.tar.gz', 'apps/files');
+    expect(second.sha256).toBe(first.sha256);
+  });
+
+  it('replaces the target atomically: files added since the backup are gone', async () => {
+    const root = path.join(dataRoot, 'apps/files');
+    const before = await snapshot(root);
+    await backupTo('t/c/b4/files.tar.gz', 'apps/files');
+
+    await writeFile(path.join(root, 'added-later.txt'), 'new');
+    await writeFile(path.join(root, 'a.txt'), 'changed');
+    await unlink(path.join(root, 'link-file'));
+    await chmod(path.join(root, 'bin/run.sh'), 0o600);
+    await mkdir(path.join(root, 'new-dir/sub'), { recursive: true });
+
+    await directoryDriver.restore({ path: 'apps/files' }, await store.get('t/c/b4/files.tar.gz'), { dataRoot });
+    expect(withoutInodes(await snapshot(root))).toEqual(withoutInodes(before));
+    expect((await siblingsOf('apps/files')).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+
+  it('fails the stream when a symlink points outside DATA_ROOT, naming the link', async () => {
+    for (const target of ['../../../../outside/secret.txt', '/etc/passwd', '../../../shared/../../outside']) {
+      const rel = 'apps/escaping';
+      await rm(path.join(dataRoot, rel), { recursive: true, force: true });
+      await mkdir(path.join(dataRoot, rel, 'sub'), { recursive: true });
+      await writeFile(path.join(dataRoot, rel, 'ok.txt'), randomBytes(3_000_000)); // the link comes after real data
+      await symlink(target, path.join(dataRoot, rel, 'sub/bad'));
+
+      const err = await backupTo('t/c/evil/files.tar.gz', rel).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ComponentError);
+      expect((err as Error).message).toBe('symbolic link sub/bad points outside DATA_ROOT');
+      expect(await store.exists('t/c/evil/files.tar.gz')).toBe(false);
+    }
+    expect(await readdir(path.join(base, 'artifacts/t/c'))).not.toContain('evil');
+  });
+
+  it('fails for a missing directory, a file, and a root outside DATA_ROOT', async () => {
+    await symlink('../../outside', path.join(dataRoot, 'apps/out'));
+    const cases: [string, string][] = [
+      ['apps/nope', 'directory not found: apps/nope'],
+      ['apps/files/a.txt', 'not a directory: apps/files/a.txt'],
+      ['apps/out', 'path apps/out resolves outside DATA_ROOT'],
+      ['../outside', "path must not contain '..' segments"],
+    ];
+    for (const [rel, message] of cases) {
+      const err = await backupTo('t/c/bad/files.tar.gz', rel).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ComponentError);
+      expect((err as Error).message).toBe(message);
+    }
+    expect(await store.exists('t/c/bad/files.tar.gz')).toBe(false);
+  });
+
+  it('stops when aborted', async () => {
+    const controller = new AbortController();
+    const stream = directoryDriver.backup({ path: 'apps/files' }, { dataRoot, signal: controller.signal });
+    const done = store.put('t/c/aborted/files.tar.gz', stream, { onProgress: () => controller.abort() });
+    await expect(done).rejects.toMatchObject({ name: 'AbortError' });
+    expect(await store.exists('t/c/aborted/files.tar.gz')).toBe(false);
+  });
+});
+
+interface RawEntry {
+  path: string;
+  type: types.EntryTypeName;
+  body?: string;
+  linkpath?: string;
+}
+
+/** Hand-made archives that node-tar's own `create` would refuse to write. */
+function maliciousTarGz(entries: RawEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const body = Buffer.from(e.body ?? '');
+    const header = new Header({
+      path: e.path,
+      type: e.type,
+      size: body.length,
+      mode: e.type === 'Directory' ? 0o755 : 0o644,
+      mtime: new Date(T0),
+      uid: 0,
+      gid: 0,
+      ...(e.linkpath !== undefined ? { linkpath: e.linkpath } : {}),
+    });
+    header.encode();
+    blocks.push(header.block as Buffer, body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return gzipSync(Buffer.concat(blocks));
+}
+
+describe('directory restore of a malicious archive', () => {
+  const victim = 'apps/victim';
+
+  const cases: [string, () => Buffer][] = [
+    ['a ../ entry', () => maliciousTarGz([{ path: './ok.txt', type: 'File', body: 'ok' }, { path: '../evil', type: 'File', body: 'pwned' }])],
+    ['an absolute entry', () => maliciousTarGz([{ path: `${outside}/abs-evil`, type: 'File', body: 'pwned' }])],
+    [
+      'a symlink to outside, then a file through it',
+      () =>
+        maliciousTarGz([
+          { path: 'link', type: 'SymbolicLink', linkpath: outside },
+          { path: 'link/pwned', type: 'File', body: 'pwned' },
+        ]),
+    ],
+    [
+      'a relative symlink to outside, then a file through it',
+      () =>
+        maliciousTarGz([
+          { path: 'link', type: 'SymbolicLink', linkpath: '../../../outside' },
+          { path: 'link/pwned', type: 'File', body: 'pwned' },
+        ]),
+    ],
+    [
+      'a symlink within DATA_ROOT, then a file through it',
+      () =>
+        maliciousTarGz([
+          { path: 'link', type: 'SymbolicLink', linkpath: '../../shared' },
+          { path: 'link/pwned', type: 'File', body: 'pwned' },
+        ]),
+    ],
+    ['a hard link to a file outside', () => maliciousTarGz([{ path: 'h', type: 'Link', linkpath: '../../../outside/secret.txt' }])],
+    ['a hard link to an absolute path', () => maliciousTarGz([{ path: 'h', type: 'Link', linkpath: `${outside}/secret.txt` }])],
+    ['a truncated gzip stream', () => maliciousTarGz([{ path: 'big', type: 'File', body: randomBytes(50_000).toString('hex') }]).subarray(0, 2000)],
+    ['a truncated tar inside a complete gzip', () => gzipSync(gunzipSync(maliciousTarGz([{ path: 'big', type: 'File', body: 'x'.repeat(100_000) }])).subarray(0, 4096))],
+    ['garbage', () => randomBytes(5000)],
+  ];
+
+  it.each(cases)('refuses %s and leaves everything as it was', async (_name, archive) => {
+    await rm(path.join(dataRoot, victim), { recursive: true, force: true });
+    await mkdir(path.join(dataRoot, victim), { recursive: true });
+    await writeFile(path.join(dataRoot, victim, 'keep.txt'), 'precious');
+    const victimBefore = await snapshot(path.join(dataRoot, victim));
+    const outsideBefore = await snapshot(outside);
+    const sharedBefore = await snapshot(path.join(dataRoot, 'shared'));
+    const appsBefore = await siblingsOf(victim);
+
+    const err = await directoryDriver.restore({ path: victim }, Readable.from([archive()]), { dataRoot }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComponentError);
+
+    expect(withoutInodes(await snapshot(path.join(dataRoot, victim)))).toEqual(withoutInodes(victimBefore));
+    expect(withoutInodes(await snapshot(outside))).toEqual(withoutInodes(outsideBefore));
+    expect(withoutInodes(await snapshot(path.join(dataRoot, 'shared')))).toEqual(withoutInodes(sharedBefore));
+    expect(await siblingsOf(victim)).toEqual(appsBefore);
+    await expect(lstat(path.join(dataRoot, 'apps/evil'))).rejects.toThrow();
+    await expect(lstat(path.join(dataRoot, 'evil'))).rejects.toThrow();
+  });
+
+  it('restores a benign hand-made archive (sanity check of the fixtures)', async () => {
+    const archive = maliciousTarGz([
+      { path: './', type: 'Directory' },
+      { path: './ok.txt', type: 'File', body: 'ok' },
+      { path: './inner-link', type: 'SymbolicLink', linkpath: 'ok.txt' },
+      { path: './h', type: 'Link', linkpath: './ok.txt' },
+    ]);
+    await directoryDriver.restore({ path: 'apps/benign' }, Readable.from([archive]), { dataRoot });
+    expect(await readFile(path.join(dataRoot, 'apps/benign/h'), 'utf8')).toBe('ok');
+    expect(await readlink(path.join(dataRoot, 'apps/benign/inner-link'))).toBe('ok.txt');
+  });
+});

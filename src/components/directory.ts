@@ -1,0 +1,187 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { createParallelGzip } from './parallel-gzip.js';
+import { checkRelativePath, errnoCode, PathEscapeError, PathNotFoundError, resolveInsideRoot, symlinkEscapes } from './paths.js';
+import { childEnv, lazyReadable, spawnOutput } from './process.js';
+import { extractTarGz, removeTree } from './tar-extract.js';
+import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
+import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
+
+export interface DirectoryConfig {
+  /** Relative to DATA_ROOT. */
+  path: string;
+}
+
+/** Turns low-level failures into messages fit for the tenant (no server paths). */
+function userFacing(err: unknown, what: string): Error {
+  if (err instanceof ComponentError || (err instanceof Error && err.name === 'AbortError')) return err;
+  const code = errnoCode(err);
+  if (code && /^E[A-Z]+$/.test(code)) return new ComponentError(`${what} failed: ${code}`);
+  return new ComponentError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+async function resolveSourceDirectory(rel: string, dataRoot: string): Promise<string> {
+  let root: string;
+  try {
+    root = await resolveInsideRoot(dataRoot, rel);
+  } catch (err) {
+    if (err instanceof PathNotFoundError) throw new ComponentError(`directory not found: ${rel}`);
+    throw err;
+  }
+  if (!(await stat(root)).isDirectory()) throw new ComponentError(`not a directory: ${rel}`);
+  return root;
+}
+
+/**
+ * Passes the tar stream through unchanged while reading its headers; a symlink that points outside
+ * DATA_ROOT fails the stream before the chunk holding it goes any further.
+ */
+function symlinkGuard(root: string, dataRootReal: string): Transform {
+  const symlinks: ScannedEntry[] = [];
+  const scanner = new TarHeaderScanner((entry) => {
+    if (entry.type === '2') symlinks.push(entry);
+  });
+  return new Transform({
+    async transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+      try {
+        scanner.write(chunk);
+        for (let link = symlinks.shift(); link; link = symlinks.shift()) {
+          const rel = path.posix.normalize(link.path).replace(/^\.\/?/, '');
+          if (await symlinkEscapes(dataRootReal, path.join(root, rel), link.linkpath)) {
+            throw new ComponentError(`symbolic link ${rel} points outside DATA_ROOT`);
+          }
+        }
+        callback(null, chunk);
+      } catch (err) {
+        callback(userFacing(err, 'directory backup'));
+      }
+    },
+    flush(callback: TransformCallback) {
+      callback(scanner.ended ? null : new ComponentError('directory backup failed: tar output ended early'));
+    },
+  });
+}
+
+/**
+ * GNU tar does the walk: node-tar's pack took ~10x longer on 20k small files, enough to lose the
+ * benchmark against `tar -cz`. Its output is streamed through our symlink guard and the parallel
+ * gzip. --sort=name makes archives of an unchanged tree identical. Any non-zero tar exit fails
+ * the backup, including 1 ("file changed as we read it"): the archive would not be a consistent copy.
+ */
+async function startBackup(rel: string, ctx: BackupContext): Promise<Readable> {
+  const root = await resolveSourceDirectory(rel, ctx.dataRoot);
+  const dataRootReal = await realpath(ctx.dataRoot);
+  const tar = spawnOutput(
+    'tar',
+    ['--create', '--file=-', '--format=gnu', '--numeric-owner', '--sort=name', `--directory=${root}`, '.'],
+    { label: 'tar', env: childEnv() },
+  );
+  const gzip = createParallelGzip();
+  // Any stage failing destroys the last one with that error, which is what the consumer sees.
+  pipeline(tar, symlinkGuard(root, dataRootReal), gzip, () => {});
+  return gzip;
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Flushes the freshly extracted tree to disk before it replaces the old one (one syncfs(2) via
+ * coreutils instead of an fsync per file). Best effort: without it the restore is still correct,
+ * only less durable across a power loss right after.
+ */
+async function syncFileSystem(dir: string): Promise<void> {
+  await promisify(execFile)('sync', ['--file-system', dir], { env: childEnv() }).catch(() => {});
+}
+
+/** The real path the restore must replace, and whether something is there now. */
+async function resolveRestoreTarget(rel: string, dataRoot: string): Promise<{ target: string; exists: boolean }> {
+  try {
+    const target = await resolveInsideRoot(dataRoot, rel);
+    if (!(await stat(target)).isDirectory()) throw new ComponentError(`not a directory: ${rel}`);
+    return { target, exists: true };
+  } catch (err) {
+    if (!(err instanceof PathNotFoundError)) throw err;
+  }
+  const parentRel = path.posix.dirname(rel);
+  let parent: string;
+  try {
+    parent = parentRel === '.' ? await realpath(dataRoot) : await resolveInsideRoot(dataRoot, parentRel);
+  } catch (err) {
+    if (err instanceof PathNotFoundError) throw new ComponentError(`directory not found: ${parentRel}`);
+    throw err;
+  }
+  return { target: path.join(parent, path.posix.basename(rel)), exists: false };
+}
+
+async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupContext): Promise<void> {
+  const problem = checkRelativePath(rel);
+  if (problem) {
+    artifact.destroy();
+    throw new PathEscapeError(problem);
+  }
+  let temp: string | undefined;
+  try {
+    const dataRootReal = await realpath(ctx.dataRoot);
+    const { target, exists } = await resolveRestoreTarget(rel, ctx.dataRoot);
+    const parent = path.dirname(target);
+    const base = path.basename(target);
+    // A sibling of the target, so the final rename stays on one filesystem and is atomic.
+    temp = await mkdtemp(path.join(parent, `.${base}.restore-`));
+    await extractTarGz(artifact, {
+      dest: temp,
+      finalRoot: target,
+      dataRootReal,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    });
+    await syncFileSystem(temp);
+    ctx.signal?.throwIfAborted();
+    if (exists) {
+      const old = path.join(parent, `.${base}.old-${randomBytes(6).toString('hex')}`);
+      await rename(target, old);
+      try {
+        await rename(temp, target);
+      } catch (err) {
+        await rename(old, target);
+        throw err;
+      }
+      temp = undefined;
+      await rm(old, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+    } else {
+      await rename(temp, target);
+      temp = undefined;
+    }
+    await fsyncDirectory(parent);
+  } catch (err) {
+    artifact.destroy();
+    if (temp) await removeTree(temp);
+    throw userFacing(err, `restore of ${rel}`);
+  }
+}
+
+export const directoryDriver: ComponentDriver<DirectoryConfig> = {
+  type: 'directory',
+  artifactExtension: 'tar.gz',
+  backup(config, ctx) {
+    return lazyReadable(async () => {
+      try {
+        return await startBackup(config.path, ctx);
+      } catch (err) {
+        throw userFacing(err, 'directory backup');
+      }
+    }, ctx.signal);
+  },
+  restore(config, artifact, ctx) {
+    return restoreDirectory(config.path, artifact, ctx);
+  },
+};

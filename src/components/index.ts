@@ -1,0 +1,22 @@
+import { directoryDriver } from './directory.js';
+import { postgresDriver } from './postgres.js';
+import type { ComponentDriver, ComponentType } from './types.js';
+
+export { directoryDriver, type DirectoryConfig } from './directory.js';
+export { checkRelativePath, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
+export { postgresDriver, type PostgresConfig } from './postgres.js';
+export { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
+export { COMPONENT_TYPES, ComponentError } from './types.js';
+export type { BackupContext, ComponentDriver, ComponentType } from './types.js';
+
+// `any`: each driver has its own config type; callers pick the driver by the component's `type`.
+export const drivers: Record<ComponentType, ComponentDriver<any>> = {
+  directory: directoryDriver,
+  postgres: postgresDriver,
+};
+
+export function getDriver(type: ComponentType): ComponentDriver<unknown> {
+  const driver = drivers[type];
+  if (!driver) throw new Error(`unknown component type: ${String(type)}`);
+  return driver;
+}

@@ -1,0 +1,97 @@
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { ComponentError } from './types.js';
+
+export class PathEscapeError extends ComponentError {
+  override name = 'PathEscapeError';
+}
+
+export class PathNotFoundError extends ComponentError {
+  override name = 'PathNotFoundError';
+  constructor(readonly relPath: string) {
+    super(`path not found: ${relPath}`);
+  }
+}
+
+const NOT_THERE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
+
+export function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
+/**
+ * Lexical validation of a directory component path, usable before the path exists (API
+ * validation). Returns the problem, or null when the path is acceptable.
+ */
+export function checkRelativePath(rel: string): string | null {
+  if (typeof rel !== 'string' || rel.length === 0) return 'path must not be empty';
+  if (rel.length > 4096) return 'path is too long';
+  if (rel.includes('\0')) return 'path must not contain NUL bytes';
+  if (path.posix.isAbsolute(rel)) return 'path must be relative to DATA_ROOT, not absolute';
+  for (const segment of rel.split('/')) {
+    if (segment === '..') return "path must not contain '..' segments";
+    if (segment === '.') return "path must not contain '.' segments";
+    if (segment === '') return "path must not contain empty segments ('//' or a trailing '/')";
+  }
+  return null;
+}
+
+/** True when `candidate` is `root` or below it (both absolute and normalized). */
+export function isWithin(root: string, candidate: string): boolean {
+  const rel = path.relative(root, candidate);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
+/**
+ * Realpath of the target of `rel` under `dataRoot`, which must lie strictly inside
+ * realpath(dataRoot) even after following symlinks.
+ * Throws PathEscapeError for a bad or escaping path, PathNotFoundError when it does not exist.
+ */
+export async function resolveInsideRoot(dataRoot: string, rel: string): Promise<string> {
+  const problem = checkRelativePath(rel);
+  if (problem) throw new PathEscapeError(problem);
+  const rootReal = await realpath(dataRoot);
+  let real: string;
+  try {
+    real = await realpath(path.join(rootReal, rel));
+  } catch (err) {
+    if (NOT_THERE.has(errnoCode(err) ?? '')) throw new PathNotFoundError(rel);
+    throw err;
+  }
+  if (real === rootReal || !isWithin(rootReal, real)) {
+    throw new PathEscapeError(`path ${rel} resolves outside DATA_ROOT`);
+  }
+  return real;
+}
+
+/** realpath of `p`, or of its nearest existing ancestor with the missing tail appended. */
+export async function realpathOfNearestExisting(p: string): Promise<string> {
+  let current = path.resolve(p);
+  const tail: string[] = [];
+  for (;;) {
+    try {
+      return path.join(await realpath(current), ...tail);
+    } catch (err) {
+      if (!NOT_THERE.has(errnoCode(err) ?? '')) throw err;
+      const parent = path.dirname(current);
+      if (parent === current) return path.join(current, ...tail);
+      tail.unshift(path.basename(current));
+      current = parent;
+    }
+  }
+}
+
+/** Where the symlink at `linkAbs` with content `target` points, resolved lexically. */
+export function symlinkLexicalTarget(linkAbs: string, target: string): string {
+  return path.resolve(path.dirname(linkAbs), target);
+}
+
+/**
+ * Whether the symlink at `linkAbs` (content `target`) points outside `dataRootReal`: lexically,
+ * or once existing symlinks along the way are followed. Pointing at DATA_ROOT itself is allowed.
+ */
+export async function symlinkEscapes(dataRootReal: string, linkAbs: string, target: string): Promise<boolean> {
+  const lexical = symlinkLexicalTarget(linkAbs, target);
+  if (!isWithin(dataRootReal, lexical)) return true;
+  return !isWithin(dataRootReal, await realpathOfNearestExisting(lexical));
+}

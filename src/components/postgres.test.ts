@@ -1,0 +1,196 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFileStore, type ArtifactStore } from '../storage/index.js';
+import { postgresDriver } from './postgres.js';
+import { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
+import { ComponentError } from './types.js';
+
+const SERVER = 'postgresql://postgres@127.0.0.1:5432';
+const suffix = randomBytes(4).toString('hex');
+const SRC = `bk_pgtest_src_${suffix}`;
+const DST = `bk_pgtest_dst_${suffix}`;
+const PASSWORD = 'Sup3r/S3cret pa$$';
+const ENCODED_PASSWORD = encodeURIComponent(PASSWORD);
+const ctx = { dataRoot: tmpdir() };
+
+let admin: pg.Client;
+let base: string;
+let store: ArtifactStore;
+
+async function withDb<T>(db: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: `${SERVER}/${db}` });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Every row of every table, plus sequence positions and views: what a restore must reproduce. */
+async function contents(db: string): Promise<unknown> {
+  return withDb(db, async (c) => {
+    const tables = ['customers', 'orders', 'blobs'];
+    const out: Record<string, unknown> = {};
+    for (const t of tables) {
+      const exists = await c.query('SELECT to_regclass($1) AS r', [t]);
+      out[t] = exists.rows[0].r ? (await c.query(`SELECT to_jsonb(x) AS row FROM ${t} x ORDER BY id`)).rows.map((r) => r.row) : null;
+    }
+    out.sequence = (await c.query('SELECT last_value FROM customers_id_seq').catch(() => ({ rows: [null] }))).rows[0];
+    out.view = (await c.query('SELECT count(*)::int AS n FROM big_orders').catch(() => ({ rows: [null] }))).rows[0];
+    return out;
+  });
+}
+
+async function seed(db: string): Promise<void> {
+  await withDb(db, async (c) => {
+    await c.query(`
+      CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE, meta jsonb, created_at timestamptz NOT NULL DEFAULT '2024-01-01T00:00:00Z');
+      CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers(id), amount numeric(10,2), note text);
+      CREATE INDEX orders_customer_idx ON orders (customer_id);
+      CREATE TABLE blobs (id int PRIMARY KEY, data bytea);
+      CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 500;
+      INSERT INTO customers (name, email, meta)
+        SELECT 'customer ' || g, 'c' || g || '@example.com', jsonb_build_object('n', g, 'tags', jsonb_build_array('a', g % 7))
+        FROM generate_series(1, 500) g;
+      INSERT INTO customers (name, email) VALUES (E'quotes '' " \\\\ and\\nnewlines, ünïcødé 😀', NULL);
+      INSERT INTO orders (customer_id, amount, note) SELECT (g % 500) + 1, (g * 7.31) % 1000, 'order ' || g FROM generate_series(1, 2000) g;
+      INSERT INTO blobs VALUES (1, decode('00ff10', 'hex')), (2, NULL);
+    `);
+  });
+}
+
+beforeAll(async () => {
+  admin = new pg.Client({ connectionString: `${SERVER}/postgres` });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${SRC}`);
+  await admin.query(`CREATE DATABASE ${DST}`);
+  await seed(SRC);
+  base = await mkdtemp(path.join(tmpdir(), 'postgres-test-'));
+  store = createFileStore(path.join(base, 'artifacts'));
+});
+
+afterAll(async () => {
+  for (const db of [SRC, DST]) await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  await admin.end();
+  await rm(base, { recursive: true, force: true });
+});
+
+describe('postgres backup and restore', () => {
+  it('restores the rows into a fresh database, then over a modified one', async () => {
+    const put = await store.put('t/c/b/db.pgdump', postgresDriver.backup({ url: `${SERVER}/${SRC}` }, ctx));
+    expect(put.bytes).toBeGreaterThan(1000);
+    const expected = await contents(SRC);
+
+    await postgresDriver.restore({ url: `${SERVER}/${DST}` }, await store.get('t/c/b/db.pgdump'), ctx);
+    expect(await contents(DST)).toEqual(expected);
+
+    await withDb(DST, async (c) => {
+      await c.query(`DELETE FROM orders WHERE id % 2 = 0; UPDATE customers SET name = 'changed'; INSERT INTO blobs VALUES (3, 'x'); DROP VIEW big_orders;`);
+    });
+    expect(await contents(DST)).not.toEqual(expected);
+    await postgresDriver.restore({ url: `${SERVER}/${DST}` }, await store.get('t/c/b/db.pgdump'), ctx);
+    expect(await contents(DST)).toEqual(expected);
+  });
+
+  it('fails the stream for a missing database without revealing the password', async () => {
+    const url = `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1:5432/bk_pgtest_missing_${suffix}`;
+    const err = await store.put('t/c/missing/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComponentError);
+    const message = (err as Error).message;
+    expect(message).toMatch(/^pg_dump failed: .*does not exist/s);
+    expect(message).not.toContain(PASSWORD);
+    expect(message).not.toContain(ENCODED_PASSWORD);
+    expect(message).not.toContain('Sup3r');
+    expect(await store.exists('t/c/missing/db.pgdump')).toBe(false);
+  });
+
+  it('fails the stream for an unreachable server and for a malformed URL', async () => {
+    for (const url of [
+      `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1:1/x`,
+      `mysql://root:${ENCODED_PASSWORD}@127.0.0.1/x`,
+      `postgresql://postgres:${ENCODED_PASSWORD}@/x`,
+      `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1/x?sslkey=/etc/ssl/private/key.pem`,
+      `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1/x?host=/var/run/postgresql`,
+    ]) {
+      const err = await store.put('t/c/bad/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ComponentError);
+      expect((err as Error).message).not.toContain('Sup3r');
+    }
+    expect(await store.exists('t/c/bad/db.pgdump')).toBe(false);
+  });
+
+  it('passes credentials by environment only and redacts them from the tool output', async () => {
+    const fakeBin = await mkdtemp(path.join(base, 'bin-'));
+    const record = path.join(fakeBin, 'record.txt');
+    await writeFile(
+      path.join(fakeBin, 'pg_dump'),
+      `#!/bin/sh\n{ echo "args: $*"; env; } > '${record}'\necho "FATAL: password \\"$PGPASSWORD\\" rejected for postgresql://postgres:$PGPASSWORD@db/x" >&2\nexit 2\n`,
+    );
+    await chmod(path.join(fakeBin, 'pg_dump'), 0o755);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${fakeBin}:${savedPath}`;
+    process.env.DATABASE_URL = 'postgresql://service-own-secret@localhost/backups';
+    try {
+      const url = `postgresql://alice:${ENCODED_PASSWORD}@db.example.com:6543/app%20db?sslmode=require&application_name=x`;
+      const err = await store.put('t/c/fake/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ComponentError);
+      expect((err as Error).message).toBe('pg_dump failed: FATAL: password "***" rejected for postgresql://***@db/x');
+      const recorded = await readFile(record, 'utf8');
+      const args = recorded.split('\n')[0];
+      expect(args).toBe("args: --format=custom --no-password --dbname=dbname='app db'");
+      expect(recorded).toContain(`PGPASSWORD=${PASSWORD}\n`);
+      expect(recorded).toContain('PGHOST=db.example.com\n');
+      expect(recorded).toContain('PGPORT=6543\n');
+      expect(recorded).toContain('PGUSER=alice\n');
+      expect(recorded).toContain('PGSSLMODE=require\n');
+      expect(recorded).not.toContain('service-own-secret');
+    } finally {
+      process.env.PATH = savedPath;
+      delete process.env.DATABASE_URL;
+    }
+  });
+
+  it('leaves the database untouched when the artifact is garbage or breaks mid-stream', async () => {
+    const before = await contents(DST);
+    const garbage = await postgresDriver.restore({ url: `${SERVER}/${DST}` }, Readable.from([randomBytes(10_000)]), ctx).catch((e: unknown) => e);
+    expect(garbage).toBeInstanceOf(ComponentError);
+    expect((garbage as Error).message).toMatch(/^pg_restore failed: /);
+
+    const dump = await readFile(path.join(base, 'artifacts/t/c/b/db.pgdump'));
+    const failure = new Error('checksum mismatch');
+    const broken = new Readable({
+      read() {
+        this.push(dump.subarray(0, Math.floor(dump.length * 0.6)));
+        setTimeout(() => this.destroy(failure), 50);
+      },
+    });
+    await expect(postgresDriver.restore({ url: `${SERVER}/${DST}` }, broken, ctx)).rejects.toBe(failure);
+    expect(await contents(DST)).toEqual(before);
+  });
+});
+
+describe('postgres URL parsing', () => {
+  it('maps the URL to libpq variables', () => {
+    const conn = parsePostgresUrl(`postgres://bob:${ENCODED_PASSWORD}@[::1]:5433/db?sslmode=verify-full&connect_timeout=5`);
+    expect(conn.database).toBe('db');
+    expect(conn.env).toMatchObject({ PGHOST: '::1', PGPORT: '5433', PGUSER: 'bob', PGPASSWORD: PASSWORD, PGDATABASE: 'db', PGSSLMODE: 'verify-full', PGCONNECT_TIMEOUT: '5' });
+    expect(conn.redact(`x ${PASSWORD} y ${ENCODED_PASSWORD} z password=abc`)).toBe('x *** y *** z password=***');
+  });
+
+  it.each([
+    ['not a url', 'invalid postgres URL: not a URL'],
+    ['postgresql://h', 'invalid postgres URL: the path must name one database'],
+    ['postgresql://h/db?sslmode=bogus', 'invalid postgres URL: unknown sslmode'],
+    ['postgresql://h/db?foo=1', 'invalid postgres URL: unsupported parameter foo'],
+    ['postgresql://h/db?passfile=/root/.pgpass', 'invalid postgres URL: parameter passfile is not allowed'],
+    ['postgresql://u:secret@h/db', null],
+  ])('%j -> %j', (url, expected) => {
+    expect(checkPostgresUrl(url)).toBe(expected);
+  });
+});

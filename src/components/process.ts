@@ -1,0 +1,176 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ComponentError } from './types.js';
+
+const STDERR_TAIL_BYTES = 4096;
+const KILL_GRACE_MS = 5_000;
+
+/** Variables a child tool may inherit; everything else (DATABASE_URL, tokens, PG* of the service itself) stays out. */
+const INHERITED_ENV = ['PATH', 'HOME', 'TMPDIR', 'TZ'];
+
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { LC_ALL: 'C' };
+  for (const name of INHERITED_ENV) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
+/** Keeps only the last few KB of a child's stderr: enough to explain a failure, bounded in memory. */
+export class StderrTail {
+  #chunks: Buffer[] = [];
+  #length = 0;
+
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    while (this.#length - (this.#chunks[0]?.length ?? 0) >= STDERR_TAIL_BYTES) {
+      this.#length -= this.#chunks.shift()?.length ?? 0;
+    }
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.#chunks);
+    return all.subarray(Math.max(0, all.length - STDERR_TAIL_BYTES)).toString('utf8').trim();
+  }
+}
+
+export interface ChildOptions {
+  /** Tool name used in messages, e.g. 'pg_dump'. */
+  label: string;
+  env: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  /** Applied to stderr before it becomes part of an error message. */
+  redact?: (text: string) => string;
+}
+
+export function abortError(signal: AbortSignal): Error {
+  if (signal.reason instanceof Error) return signal.reason;
+  return Object.assign(new Error('the operation was aborted'), { name: 'AbortError', cause: signal.reason });
+}
+
+function failureOf(label: string, code: number | null, signal: NodeJS.Signals | null, stderr: string): ComponentError {
+  if (stderr) return new ComponentError(`${label} failed: ${stderr}`);
+  if (signal) return new ComponentError(`${label} was killed by ${signal}`);
+  return new ComponentError(`${label} exited with code ${code}`);
+}
+
+/** SIGTERM, then SIGKILL if the tool ignores it. */
+function terminate(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, KILL_GRACE_MS);
+  timer.unref();
+  child.once('exit', () => clearTimeout(timer));
+}
+
+function spawnTool(cmd: string, args: string[], opts: ChildOptions, stdin: 'ignore' | 'pipe') {
+  const child = spawn(cmd, args, { env: opts.env, stdio: [stdin, 'pipe', 'pipe'] });
+  const tail = new StderrTail();
+  child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
+  const redact = opts.redact ?? ((s: string) => s);
+  const exited = new Promise<void>((resolve, reject) => {
+    child.once('error', (err) => reject(new ComponentError(`could not start ${opts.label}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(failureOf(opts.label, code, signal, redact(tail.text())));
+    });
+  });
+  exited.catch(() => {}); // observed by the callers; never an unhandled rejection
+  return { child, exited };
+}
+
+/**
+ * stdout of a tool as a stream that ends only after the tool exited 0, and errors with a
+ * ComponentError (carrying the stderr tail) otherwise. Destroying the stream kills the tool.
+ */
+export function spawnOutput(cmd: string, args: string[], opts: ChildOptions): Readable {
+  const { child, exited } = spawnTool(cmd, args, opts, 'ignore');
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  child.stdout?.pipe(out, { end: false });
+  exited.then(
+    () => out.end(),
+    (err: Error) => out.destroy(err),
+  );
+  out.once('close', () => terminate(child));
+  return out;
+}
+
+/** Feeds `input` to a tool's stdin and resolves once it exited 0. An error of `input` wins over the tool's complaint about truncated input. */
+export async function runWithInput(cmd: string, args: string[], input: Readable, opts: ChildOptions): Promise<void> {
+  opts.signal?.throwIfAborted();
+  const { child, exited } = spawnTool(cmd, args, opts, 'pipe');
+  let inputError: Error | undefined;
+  const onInputError = (err: Error) => {
+    inputError ??= err;
+    terminate(child);
+  };
+  input.once('error', onInputError);
+  const onAbort = () => onInputError(abortError(opts.signal as AbortSignal));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const stdin = child.stdin;
+  if (!stdin) throw new Error('child has no stdin');
+  // EPIPE when the tool exits early is expected; its exit status tells the story.
+  const piping = pipeline(input, stdin).catch(() => {});
+  try {
+    await exited.catch((err: unknown) => {
+      throw inputError ?? err;
+    });
+    await piping;
+    if (inputError) throw inputError;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    input.off('error', onInputError);
+    terminate(child);
+  }
+}
+
+/**
+ * A stream whose producer is created on the first read, so nothing is spawned for a stream
+ * nobody consumes, and setup errors surface as stream errors. Aborting `signal` destroys it.
+ */
+export function lazyReadable(start: () => Promise<Readable> | Readable, signal?: AbortSignal): Readable {
+  let source: Readable | undefined;
+  let starting = false;
+  const onAbort = () => out.destroy(abortError(signal as AbortSignal));
+  const out = new Readable({
+    highWaterMark: 1 << 20,
+    read() {
+      if (source) {
+        source.resume();
+        return;
+      }
+      if (starting) return;
+      starting = true;
+      if (signal?.aborted) return onAbort();
+      Promise.resolve()
+        .then(start)
+        .then(
+          (src) => {
+            if (out.destroyed) {
+              src.destroy();
+              return;
+            }
+            source = src;
+            src.on('data', (chunk: Buffer) => {
+              if (!out.push(chunk)) src.pause();
+            });
+            src.once('end', () => out.push(null));
+            src.once('error', (err) => out.destroy(err));
+          },
+          (err: Error) => out.destroy(err),
+        );
+    },
+    destroy(err, callback) {
+      signal?.removeEventListener('abort', onAbort);
+      source?.destroy();
+      callback(err);
+    },
+  });
+  signal?.addEventListener('abort', onAbort, { once: true });
+  return out;
+}

@@ -1,0 +1,29 @@
+import type { Readable } from 'node:stream';
+
+export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
+export type ComponentType = (typeof COMPONENT_TYPES)[number];
+
+export interface BackupContext {
+  /** The operator's DATA_ROOT; directory components must stay inside it. */
+  dataRoot: string;
+  signal?: AbortSignal;
+}
+
+export interface ComponentDriver<C> {
+  readonly type: ComponentType;
+  /** 'tar.gz' | 'pgdump' */
+  readonly artifactExtension: string;
+  /**
+   * A stream of the artifact bytes. It must ERROR (not end) on any failure — including a child
+   * process exiting non-zero or a symlink escape found mid-walk — and must END only once success
+   * is certain. Work starts when the stream is first read.
+   */
+  backup(config: C, ctx: BackupContext): Readable;
+  /** Replaces the component's data with the artifact's; on failure the data is left as it was where the type allows it. */
+  restore(config: C, artifact: Readable, ctx: BackupContext): Promise<void>;
+}
+
+/** A failure whose message is safe to show to the tenant: no secrets, no server paths outside DATA_ROOT. */
+export class ComponentError extends Error {
+  override name = 'ComponentError';
+}

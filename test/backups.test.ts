@@ -1,0 +1,233 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
+import { createTestDatabase, withAdmin } from './helpers/db.js';
+
+let s: Stack;
+let admin: string;
+let operator: string;
+let seeded: Awaited<ReturnType<typeof createTestDatabase>>;
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(path.join(e.parentPath, e.name));
+  return out;
+}
+
+beforeAll(async () => {
+  s = await startStack();
+  const t = await createTenant(s);
+  admin = t.adminToken;
+  operator = await createKey(s, admin, 'operator');
+  await mkdir(path.join(s.dataRoot, 'site', 'nested'), { recursive: true });
+  await writeFile(path.join(s.dataRoot, 'site', 'index.html'), '<h1>hello</h1>'.repeat(1000));
+  await writeFile(path.join(s.dataRoot, 'site', 'nested', 'data.bin'), Buffer.alloc(300_000, 7));
+  seeded = await createTestDatabase({ empty: true });
+  const c = new pg.Client({ connectionString: seeded.url });
+  await c.connect();
+  await c.query('CREATE TABLE orders (id serial primary key, item text not null, qty int not null)');
+  await c.query(`INSERT INTO orders (item, qty) SELECT 'item-' || g, g FROM generate_series(1, 500) g`);
+  await c.end();
+});
+afterAll(async () => {
+  await s.close();
+  await seeded.drop();
+});
+
+/** A policy without a manual rate limit, so tests can take several backups in a row. */
+async function cluster(name: string, components: unknown[], policy: Record<string, unknown> = { manual_rate_limit: null }) {
+  const p = await s.request('POST', '/v1/policies', { token: admin, body: { name: `p-${name}`, ...policy } });
+  expect(p.status).toBe(201);
+  const c = await s.request('POST', '/v1/clusters', { token: admin, body: { name, policy_id: p.body.id, components } });
+  expect(c.status, c.text).toBe(201);
+  return c.body.id as string;
+}
+
+function artifactPath(location: string): string {
+  return fileURLToPath(location);
+}
+
+describe('manual backups', () => {
+  it('backs up a directory: 202 + Location, then completed with the sha256 of the stored artifact', async () => {
+    const id = await cluster('dir', [{ name: 'files', type: 'directory', config: { path: 'site' } }]);
+    const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ cluster_id: id, trigger: 'manual', status: 'queued', live: true, components: [{ name: 'files', status: 'queued' }] });
+    expect(res.headers.location).toBe(`/v1/clusters/${id}/backups/${res.body.id}`);
+    const done = await waitForBackup(s, operator, id, res.body.id);
+    expect(done.status, JSON.stringify(done.error)).toBe('completed');
+    expect(done.components).toEqual([{ name: 'files', status: 'completed' }]);
+    expect(done.artifacts).toHaveLength(1);
+    const a = done.artifacts[0];
+    const bytes = await readFile(artifactPath(a.location));
+    expect(a.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(a.bytes).toBe(bytes.length);
+    expect(done.size_bytes).toBe(bytes.length);
+    expect(done.progress.bytes_done).toBe(bytes.length);
+    expect(bytes.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b])); // gzip
+    // The archive holds the tree.
+    const { stdout } = await promisify(execFile)('tar', ['-tzf', artifactPath(a.location)]);
+    expect(stdout).toContain('index.html');
+    expect(stdout).toContain('nested/data.bin');
+    // A manifest sits beside the artifacts.
+    const manifest = JSON.parse(await readFile(path.join(path.dirname(artifactPath(a.location)), 'manifest.json'), 'utf8'));
+    expect(manifest.artifacts).toEqual([expect.objectContaining({ component: 'files', sha256: a.sha256, bytes: a.bytes })]);
+  });
+
+  it('backs up a seeded PostgreSQL database with pg_dump -Fc', async () => {
+    const id = await cluster('pg', [{ name: 'db', type: 'postgres', config: { url: seeded.url } }]);
+    const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    const done = await waitForBackup(s, operator, id, res.body.id);
+    expect(done.status, JSON.stringify(done.error)).toBe('completed');
+    const file = artifactPath(done.artifacts[0].location);
+    const bytes = await readFile(file);
+    expect(bytes.subarray(0, 5).toString()).toBe('PGDMP'); // custom format
+    expect(done.artifacts[0].sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    const { stdout } = await promisify(execFile)('pg_restore', ['--list', file]);
+    expect(stdout).toMatch(/TABLE DATA public orders/);
+  });
+
+  it('fails the whole backup when one component fails, keeps the cause, and leaves no artifact', async () => {
+    const id = await cluster('mixed', [
+      { name: 'files', type: 'directory', config: { path: 'site' } },
+      { name: 'db', type: 'postgres', config: { url: 'postgresql://postgres:hunter2@127.0.0.1:5432/no_such_database_xyz' } },
+    ]);
+    const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    const done = await waitForBackup(s, operator, id, res.body.id);
+    expect(done.status).toBe('failed');
+    expect(done.error.component).toBe('db');
+    expect(done.error.message).toMatch(/no_such_database_xyz|does not exist/);
+    expect(done.error.message).not.toContain('hunter2');
+    expect(done.artifacts).toEqual([]);
+    expect(done.components.find((c: { name: string }) => c.name === 'db').status).toBe('failed');
+    const files = await listFiles(s.storageRoot);
+    expect(files.filter((f) => f.includes(res.body.id))).toEqual([]);
+    // Not retried (rule 4): it stays failed and no other backup appears.
+    await new Promise((r) => setTimeout(r, 500));
+    const list = await s.request('GET', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(list.body.items.map((b: { status: string }) => b.status)).toEqual(['failed']);
+  });
+
+  it('fails a directory backup when a symlink inside the tree escapes DATA_ROOT', async () => {
+    await mkdir(path.join(s.dataRoot, 'leaky'), { recursive: true });
+    await writeFile(path.join(s.dataRoot, 'leaky', 'ok.txt'), 'fine');
+    const id = await cluster('leaky', [{ name: 'files', type: 'directory', config: { path: 'leaky' } }]);
+    await symlink('/etc/passwd', path.join(s.dataRoot, 'leaky', 'passwd'));
+    const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    const done = await waitForBackup(s, operator, id, res.body.id);
+    expect(done.status).toBe('failed');
+    expect(done.error.message).toMatch(/passwd/);
+    expect((await listFiles(s.storageRoot)).filter((f) => f.includes(res.body.id))).toEqual([]);
+  });
+});
+
+describe('rules', () => {
+  it('allows one backup in progress per cluster (409)', async () => {
+    const id = await cluster('busy', [{ name: 'files', type: 'directory', config: { path: 'site' } }]);
+    // A backup some worker is running right now.
+    const c = await s.rt.db.cluster.findUniqueOrThrow({ where: { id } });
+    const first = { body: await s.rt.db.backup.create({ data: { id: randomUUID(), tenantId: c.tenantId, clusterId: id, trigger: 'manual', status: 'running', components: [] } }) };
+    const second = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(second.status).toBe(409);
+    expect(second.headers['content-type']).toMatch(/problem\+json/);
+    const del = await s.request('DELETE', `/v1/clusters/${id}/backups/${first.body.id}`, { token: operator });
+    expect(del.status).toBe(409);
+    await s.rt.db.backup.update({ where: { id: first.body.id }, data: { status: 'failed', errorMessage: 'test' } });
+    expect((await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })).status).toBe(202);
+  });
+
+  it('rate-limits manual backups with 429 + Retry-After; deleting the backup frees the slot at once', async () => {
+    const id = await cluster('rl', [{ name: 'files', type: 'directory', config: { path: 'site' } }], { manual_rate_limit: '1h' });
+    const first = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(first.status).toBe(202);
+    await waitForBackup(s, operator, id, first.body.id);
+    const limited = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(limited.status).toBe(429);
+    expect(limited.headers['content-type']).toMatch(/problem\+json/);
+    const retry = Number(limited.headers['retry-after']);
+    expect(retry).toBeGreaterThan(3500);
+    expect(retry).toBeLessThanOrEqual(3600);
+    const del = await s.request('DELETE', `/v1/clusters/${id}/backups/${first.body.id}`, { token: operator });
+    expect(del.status).toBe(202);
+    expect(del.body.status).toBe('deleting');
+    const again = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(again.status).toBe(202);
+    // The deleted backup's record and artifacts go.
+    await waitFor(async () => !(await s.rt.db.backup.findUnique({ where: { id: first.body.id } })), 10_000, 'deleted backup row');
+    expect((await listFiles(s.storageRoot)).filter((f) => f.includes(first.body.id))).toEqual([]);
+  });
+
+  it('lets exactly one of 25 concurrent manual requests through', async () => {
+    const id = await cluster('race', [{ name: 'files', type: 'directory', config: { path: 'site' } }], { manual_rate_limit: '1h' });
+    const answers = await Promise.all(Array.from({ length: 25 }, () => s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })));
+    const codes = answers.map((a) => a.status);
+    expect(codes.filter((c) => c === 202)).toHaveLength(1);
+    expect(codes.every((c) => c === 202 || c === 429 || c === 409)).toBe(true);
+    expect(await s.rt.db.backup.count({ where: { clusterId: id } })).toBe(1);
+  });
+
+  it('lets exactly one through under concurrency without a rate limit too (one at a time)', async () => {
+    const id = await cluster('race2', [{ name: 'files', type: 'directory', config: { path: 'site' } }]);
+    const answers = await Promise.all(Array.from({ length: 25 }, () => s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })));
+    expect(answers.filter((a) => a.status === 202)).toHaveLength(1);
+    expect(answers.filter((a) => a.status === 409)).toHaveLength(24);
+  });
+
+  it('replays the first answer for the same Idempotency-Key and creates nothing new', async () => {
+    const id = await cluster('idem', [{ name: 'files', type: 'directory', config: { path: 'site' } }], { manual_rate_limit: '1h' });
+    const headers = { 'idempotency-key': 'nightly-2026-11-21' };
+    const first = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator, headers, body: {} });
+    expect(first.status).toBe(202);
+    const again = await Promise.all([1, 2, 3].map(() => s.request('POST', `/v1/clusters/${id}/backups`, { token: operator, headers, body: {} })));
+    for (const a of again) {
+      expect(a.status).toBe(202);
+      expect(a.body).toEqual(first.body);
+      expect(a.headers.location).toBe(first.headers.location);
+      expect(a.headers['idempotent-replayed']).toBe('true');
+    }
+    expect(await s.rt.db.backup.count({ where: { clusterId: id } })).toBe(1);
+    // The same key for another request is refused.
+    const other = await cluster('idem2', [{ name: 'files', type: 'directory', config: { path: 'site' } }]);
+    const reused = await s.request('POST', `/v1/clusters/${other}/backups`, { token: operator, headers, body: {} });
+    expect(reused.status).toBe(422);
+    // Without the key the rate limit applies as usual.
+    expect((await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })).status).toBe(429);
+    // Keys are per tenant: another tenant may use the same key.
+    const t2 = await createTenant(s);
+    await mkdir(path.join(s.dataRoot, 'site'), { recursive: true });
+    const c2 = await s.request('POST', '/v1/clusters', { token: t2.adminToken, body: { name: 'x', components: [{ name: 'f', type: 'directory', config: { path: 'site' } }] } });
+    expect((await s.request('POST', `/v1/clusters/${c2.body.id}/backups`, { token: t2.adminToken, headers })).status).toBe(202);
+  });
+
+  it('refuses manual backups with 422 when the policy has manual_count: 0', async () => {
+    const id = await cluster('nomanual', [{ name: 'files', type: 'directory', config: { path: 'site' } }], { manual_count: 0 });
+    const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect(res.status).toBe(422);
+    expect(res.body.detail).toMatch(/manual_count/);
+  });
+
+  it('lists backups newest first with status and trigger filters', async () => {
+    const id = await cluster('listing', [{ name: 'files', type: 'directory', config: { path: 'site' } }]);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+      ids.push(r.body.id);
+      await waitForBackup(s, operator, id, r.body.id);
+    }
+    const all = await s.request('GET', `/v1/clusters/${id}/backups?limit=2`, { token: operator });
+    expect(all.body.items.map((b: { id: string }) => b.id)).toEqual([ids[2], ids[1]]);
+    const rest = await s.request('GET', `/v1/clusters/${id}/backups?limit=2&cursor=${all.body.next_cursor}`, { token: operator });
+    expect(rest.body.items.map((b: { id: string }) => b.id)).toEqual([ids[0]]);
+    expect(rest.body.next_cursor).toBeNull();
+    const none = await s.request('GET', `/v1/clusters/${id}/backups?trigger=scheduled`, { token: operator });
+    expect(none.body.items).toEqual([]);
+    const bad = await s.request('GET', `/v1/clusters/${id}/backups?status=done`, { token: operator });
+    expect(bad.status).toBe(422);
+  });
+});
