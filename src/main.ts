@@ -1,5 +1,6 @@
+import { mkdir } from 'node:fs/promises';
 import closeWithGrace from 'close-with-grace';
-import { pino } from 'pino';
+import { createLogger } from './lib/logger.js';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from './config.js';
 import { ensureDatabase, migrate } from './db/migrate.js';
@@ -42,7 +43,7 @@ async function main() {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  const log = pino({ level: config.logLevel, redact: ['req.headers.authorization', '*.password', '*.token', '*.url'] });
+  const log = createLogger(config.logLevel);
 
   try {
     if (await ensureDatabase(config.databaseUrl)) log.info('created the database');
@@ -58,6 +59,7 @@ async function main() {
     fail(`cannot reach Redis at ${where(config.redisUrl)}: ${(err as Error).message}`);
   }
 
+  await mkdir(config.dataRoot, { recursive: true });
   const rt = createRuntime(config, log);
   const stops: (() => Promise<void>)[] = [];
   if (config.roles.includes('worker')) stops.push(startWorkerRole(rt).close);

@@ -92,6 +92,7 @@ async function buildTree(root: string): Promise<void> {
     ['bin/link-dir', '../bin'],
     ['dangling', 'nothing-here'],
     ['to-shared', '../../shared/common.txt'],
+    ['long-target', `deep/${'x'.repeat(120)}/file-with-a-rather-long-name-${'y'.repeat(60)}.txt`],
   ];
   for (const [rel, target] of links) {
     await symlink(target, path.join(root, rel));
@@ -166,7 +167,8 @@ describe('directory backup and restore', () => {
   });
 
   it('fails the stream when a symlink points outside DATA_ROOT, naming the link', async () => {
-    for (const target of ['../../../../outside/secret.txt', '/etc/passwd', '../../../shared/../../outside']) {
+    const escapes = ['../../../../outside/secret.txt', '/etc/passwd', '../../../shared/../../outside', `../../../../outside/${'z'.repeat(150)}`];
+    for (const target of escapes) {
       const rel = 'apps/escaping';
       await rm(path.join(dataRoot, rel), { recursive: true, force: true });
       await mkdir(path.join(dataRoot, rel, 'sub'), { recursive: true });

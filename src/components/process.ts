@@ -68,8 +68,9 @@ function terminate(child: ChildProcess): void {
   child.once('exit', () => clearTimeout(timer));
 }
 
-function spawnTool(cmd: string, args: string[], opts: ChildOptions, stdin: 'ignore' | 'pipe') {
-  const child = spawn(cmd, args, { env: opts.env, stdio: [stdin, 'pipe', 'pipe'] });
+function spawnTool(cmd: string, args: string[], opts: ChildOptions, mode: 'read-stdout' | 'write-stdin') {
+  const stdio = mode === 'read-stdout' ? (['ignore', 'pipe', 'pipe'] as const) : (['pipe', 'ignore', 'pipe'] as const);
+  const child = spawn(cmd, args, { env: opts.env, stdio: [...stdio] });
   const tail = new StderrTail();
   child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
   const redact = opts.redact ?? ((s: string) => s);
@@ -89,7 +90,7 @@ function spawnTool(cmd: string, args: string[], opts: ChildOptions, stdin: 'igno
  * ComponentError (carrying the stderr tail) otherwise. Destroying the stream kills the tool.
  */
 export function spawnOutput(cmd: string, args: string[], opts: ChildOptions): Readable {
-  const { child, exited } = spawnTool(cmd, args, opts, 'ignore');
+  const { child, exited } = spawnTool(cmd, args, opts, 'read-stdout');
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   child.stdout?.pipe(out, { end: false });
   exited.then(
@@ -103,24 +104,37 @@ export function spawnOutput(cmd: string, args: string[], opts: ChildOptions): Re
 /** Feeds `input` to a tool's stdin and resolves once it exited 0. An error of `input` wins over the tool's complaint about truncated input. */
 export async function runWithInput(cmd: string, args: string[], input: Readable, opts: ChildOptions): Promise<void> {
   opts.signal?.throwIfAborted();
-  const { child, exited } = spawnTool(cmd, args, opts, 'pipe');
+  const { child, exited } = spawnTool(cmd, args, opts, 'write-stdin');
   let inputError: Error | undefined;
   const onInputError = (err: Error) => {
     inputError ??= err;
     terminate(child);
   };
   input.once('error', onInputError);
-  const onAbort = () => onInputError(abortError(opts.signal as AbortSignal));
+  // On abort, answer at once rather than when the tool has finished dying.
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => {
+      const err = abortError(opts.signal as AbortSignal);
+      onInputError(err);
+      input.destroy();
+      reject(err);
+    };
+  });
+  aborted.catch(() => {});
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const stdin = child.stdin;
   if (!stdin) throw new Error('child has no stdin');
   // EPIPE when the tool exits early is expected; its exit status tells the story.
   const piping = pipeline(input, stdin).catch(() => {});
   try {
-    await exited.catch((err: unknown) => {
-      throw inputError ?? err;
-    });
-    await piping;
+    await Promise.race([
+      aborted,
+      exited.catch((err: unknown) => {
+        throw inputError ?? err;
+      }),
+    ]);
+    await Promise.race([aborted, piping]);
     if (inputError) throw inputError;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);

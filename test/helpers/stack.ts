@@ -4,7 +4,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { createLogger } from '../../src/lib/logger.js';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -67,7 +67,7 @@ export async function startStack(opts: { worker?: boolean; env?: Record<string, 
       cb();
     },
   });
-  const log = pino({ level: 'info' }, sink);
+  const log = createLogger('info', sink);
   const rt = createRuntime(config, log, opts.now ? { now: opts.now } : {});
   const app = await createApiApp(rt);
   await app.ready();
