@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { jobId } from '../queue/jobs.js';
-import { nextRunAt } from '../scheduling/index.js';
+import { nextRunsAt } from '../scheduling/index.js';
 import { reconcile } from '../modules/backups/reconciler.js';
 
 export interface SchedulerOptions {
@@ -13,72 +13,126 @@ export interface SchedulerOptions {
 
 interface DueRow {
   id: string;
-  tenant_id: string;
-  status: string;
-  components: { name: string }[];
+  busy: boolean;
   timezone: string;
-  schedule: { interval: string; count: number }[];
+  schedule: string;
 }
 
-/**
- * Claims due clusters (FOR UPDATE SKIP LOCKED, so any number of schedulers can run) and, in the
- * same transaction, creates each scheduled backup and moves next_backup_at to the first slot
- * after *now*: a scheduler that was down runs one catch-up backup, not one per missed slot.
- * Busy clusters skip the slot (recorded in last_skipped_at). Jobs are enqueued after commit.
- */
-export async function tick(rt: Runtime, opts: { batchSize: number; onSkip?: () => void }): Promise<{ created: number; skipped: number }> {
+interface Claimed {
+  backups: { id: string; tenantId: string; clusterId: string }[];
+  claimed: number;
+  skipped: number;
+}
+
+async function claimDue(rt: Runtime, batchSize: number): Promise<Claimed | null> {
   const now = rt.now();
   const nowIso = now.toISOString();
-  const claimed = await rt.db.$transaction(async (tx) => {
+  // The common case, nothing due, costs one indexed probe and no transaction.
+  const [probe] = await rt.db.$queryRaw<{ due: boolean }[]>`
+    SELECT EXISTS (SELECT 1 FROM clusters WHERE next_backup_at <= ${nowIso}::timestamptz AND status <> 'deleting') AS due`;
+  if (!probe?.due) return null;
+  return rt.db.$transaction(async (tx) => {
+    // Busy (a backup or restore queued or running, or not active) is decided in the same
+    // statement that locks the rows, so nothing can slip in between.
     const due = await tx.$queryRaw<DueRow[]>`
-      SELECT c.id::text, c.tenant_id::text, c.status::text, c.components, p.timezone, p.schedule
+      SELECT c.id::text, p.timezone, p.schedule::text AS schedule,
+             (c.status <> 'active'
+              OR EXISTS (SELECT 1 FROM backups b WHERE b.cluster_id = c.id AND b.status IN ('queued', 'running'))
+              OR EXISTS (SELECT 1 FROM restores r WHERE r.cluster_id = c.id AND r.status IN ('queued', 'running'))) AS busy
       FROM clusters c JOIN policies p ON p.id = c.policy_id
       WHERE c.next_backup_at <= ${nowIso}::timestamptz AND c.status <> 'deleting'
       ORDER BY c.next_backup_at
-      LIMIT ${opts.batchSize}
+      LIMIT ${batchSize}
       FOR UPDATE OF c SKIP LOCKED`;
     if (due.length === 0) return null;
     const ids = due.map((d) => d.id);
-    const busyRows = await tx.$queryRaw<{ cluster_id: string }[]>`
-      SELECT cluster_id::text FROM backups WHERE cluster_id = ANY(${ids}::uuid[]) AND status IN ('queued', 'running')
-      UNION SELECT cluster_id::text FROM restores WHERE cluster_id = ANY(${ids}::uuid[]) AND status IN ('queued', 'running')`;
-    const busy = new Set(busyRows.map((r) => r.cluster_id));
-    const backups: { id: string; tenantId: string; clusterId: string; components: { name: string; status: string }[] }[] = [];
-    const next: string[] = [];
-    const skipped: boolean[] = [];
-    for (const d of due) {
-      const isBusy = busy.has(d.id) || d.status !== 'active';
-      next.push(nextRunAt({ timezone: d.timezone, schedule: d.schedule }, d.id, now)?.toISOString() ?? '');
-      skipped.push(isBusy);
-      if (!isBusy) backups.push({ id: randomUUID(), tenantId: d.tenant_id, clusterId: d.id, components: d.components.map((c) => ({ name: c.name, status: 'queued' })) });
-    }
-    if (backups.length) {
-      await tx.backup.createMany({
-        data: backups.map((b) => ({ ...b, trigger: 'scheduled' as const, status: 'queued' as const, createdAt: now })),
-      });
-    }
+    const next = nextRunsFor(due, now);
+    const free = due.filter((d) => !d.busy);
+    const backupIds = free.map(() => randomUUID());
+    const rows = backupIds.length
+      ? await tx.$queryRaw<{ id: string; tenant_id: string; cluster_id: string }[]>`
+          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
+          SELECT v.id, c.tenant_id, c.id, 'scheduled', 'queued', ${nowIso}::timestamptz,
+                 COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(c.components) e), '[]'::jsonb)
+          FROM unnest(${backupIds}::uuid[], ${free.map((d) => d.id)}::uuid[]) AS v(id, cluster_id)
+          JOIN clusters c ON c.id = v.cluster_id
+          RETURNING id::text, tenant_id::text, cluster_id::text`
+      : [];
     await tx.$executeRaw`
       UPDATE clusters c
       SET next_backup_at = NULLIF(v.next, '')::timestamptz,
           last_skipped_at = CASE WHEN v.skipped THEN ${nowIso}::timestamptz ELSE c.last_skipped_at END
-      FROM unnest(${ids}::uuid[], ${next}::text[], ${skipped}::boolean[]) AS v(id, next, skipped)
+      FROM unnest(${ids}::uuid[], ${next}::text[], ${due.map((d) => d.busy)}::boolean[]) AS v(id, next, skipped)
       WHERE c.id = v.id`;
-    return { backups, skipped: skipped.filter(Boolean).length };
+    return {
+      backups: rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, clusterId: r.cluster_id })),
+      claimed: due.length,
+      skipped: due.length - free.length,
+    };
   });
+}
+
+async function enqueue(rt: Runtime, backups: Claimed['backups']): Promise<void> {
+  if (backups.length === 0) return;
+  await rt.queues.all.backups
+    .addBulk(
+      backups.map((b) => ({
+        name: 'run-backup',
+        data: { tenant_id: b.tenantId, backup_id: b.id },
+        opts: { jobId: jobId('run-backup', b.id) },
+      })),
+    )
+    .catch((err: unknown) => rt.log.warn({ err }, 'could not enqueue scheduled backups; the reconciler will'));
+}
+
+/** One batch: claim due clusters, commit, enqueue. */
+export async function tick(rt: Runtime, opts: { batchSize: number; onSkip?: () => void }): Promise<{ created: number; skipped: number }> {
+  const claimed = await claimDue(rt, opts.batchSize);
   if (!claimed) return { created: 0, skipped: 0 };
   for (let i = 0; i < claimed.skipped; i++) opts.onSkip?.();
-  if (claimed.backups.length) {
-    await rt.queues.all.backups
-      .addBulk(
-        claimed.backups.map((b) => ({
-          name: 'run-backup',
-          data: { tenant_id: b.tenantId, backup_id: b.id },
-          opts: { jobId: jobId('run-backup', b.id) },
-        })),
-      )
-      .catch((err: unknown) => rt.log.warn({ err }, 'could not enqueue scheduled backups; the reconciler will'));
-  }
+  await enqueue(rt, claimed.backups);
   return { created: claimed.backups.length, skipped: claimed.skipped };
+}
+
+/**
+ * Claims batches until nothing is due. Two claim loops run at once (SKIP LOCKED keeps them
+ * apart), so one loop's Redis enqueue overlaps the other's PostgreSQL claim.
+ */
+export async function drain(rt: Runtime, opts: { batchSize: number; onSkip?: () => void; stopped?: () => boolean; loops?: number }): Promise<{ created: number; skipped: number }> {
+  let created = 0;
+  let skipped = 0;
+  const loop = async () => {
+    for (;;) {
+      const claimed = await claimDue(rt, opts.batchSize);
+      if (!claimed) return;
+      for (let i = 0; i < claimed.skipped; i++) opts.onSkip?.();
+      created += claimed.backups.length;
+      skipped += claimed.skipped;
+      await enqueue(rt, claimed.backups);
+      if (claimed.claimed < opts.batchSize || opts.stopped?.()) return;
+    }
+  };
+  await Promise.all(Array.from({ length: opts.loops ?? 2 }, loop));
+  return { created, skipped };
+}
+
+/** Next slot of every claimed cluster, as ISO strings ('' for none); clusters sharing a policy share the bucket math. */
+function nextRunsFor(due: DueRow[], now: Date): string[] {
+  const groups = new Map<string, number[]>();
+  due.forEach((d, i) => {
+    const key = d.timezone + d.schedule;
+    const g = groups.get(key);
+    if (g) g.push(i);
+    else groups.set(key, [i]);
+  });
+  const out = new Array<string>(due.length).fill('');
+  for (const idx of groups.values()) {
+    const first = due[idx[0]!]!;
+    const schedule = JSON.parse(first.schedule) as { interval: string; count: number }[];
+    const runs = nextRunsAt({ timezone: first.timezone, schedule }, idx.map((i) => due[i]!.id), now);
+    idx.forEach((i, k) => (out[i] = runs[k]?.toISOString() ?? ''));
+  }
+  return out;
 }
 
 export function startSchedulerRole(rt: Runtime, opts: SchedulerOptions = {}): { close(): Promise<void> } {
@@ -92,11 +146,7 @@ export function startSchedulerRole(rt: Runtime, opts: SchedulerOptions = {}): { 
 
   const loop = async () => {
     try {
-      // Drain: keep claiming while full batches come back.
-      for (;;) {
-        const r = await tick(rt, { batchSize, onSkip: opts.onSkip });
-        if (stopped || r.created + r.skipped < batchSize) break;
-      }
+      await drain(rt, { batchSize, onSkip: opts.onSkip, stopped: () => stopped });
       if (Date.now() - lastSweep >= sweepMs) {
         lastSweep = Date.now();
         await reconcile(rt);

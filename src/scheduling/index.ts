@@ -12,6 +12,6 @@ export {
 export type { Interval, IntervalUnit } from './interval.js';
 export { bucketKey, bucketRange, bucketStart, bucketStarter, nextBucketStart } from './buckets.js';
 export type { BucketRange } from './buckets.js';
-export { MAX_RUN_OFFSET_SECONDS, nextRunAt, offsetSeconds, smallestInterval } from './next-run.js';
+export { MAX_RUN_OFFSET_SECONDS, nextRunAt, nextRunsAt, offsetSeconds, smallestInterval } from './next-run.js';
 export type { ScheduleEntry, SchedulePolicy } from './next-run.js';
 export { requireZone } from './zone.js';

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { DateTime } from 'luxon';
 import { describe, expect, it } from 'vitest';
 import { bucketStart, nextBucketStart } from './buckets.js';
-import { nextRunAt, offsetSeconds, smallestInterval } from './next-run.js';
+import { nextRunAt, nextRunsAt, offsetSeconds, smallestInterval } from './next-run.js';
 import { TRICKY_ZONES } from './tricky-zones.fixture.js';
 
 const HOUR = 3_600_000;
@@ -99,6 +99,17 @@ const intervalArb = fc
   .map(([n, u]) => `${n}${u}`);
 
 describe('nextRunAt: properties', () => {
+  it('nextRunsAt (the scheduler\'s batched form) equals nextRunAt for each cluster', () => {
+    fc.assert(
+      fc.property(instantArb, intervalArb, fc.constantFrom(...TRICKY_ZONES), fc.array(clusterIdArb, { minLength: 1, maxLength: 20 }), (after, interval, timezone, ids) => {
+        const policy = { timezone, schedule: [{ interval, count: 1 }] };
+        expect(nextRunsAt(policy, ids, after)).toEqual(ids.map((id) => nextRunAt(policy, id, after)));
+      }),
+      { numRuns: 500 },
+    );
+    expect(nextRunsAt({ timezone: 'UTC', schedule: [] }, ['a', 'b'], new Date())).toEqual([null, null]);
+  });
+
   it('is strictly after `after`, in its bucket or the next one, at the stable offset', () => {
     fc.assert(
       fc.property(instantArb, intervalArb, fc.constantFrom(...TRICKY_ZONES), clusterIdArb, (after, interval, timezone, id) => {

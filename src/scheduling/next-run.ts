@@ -64,3 +64,23 @@ export function nextRunAt(policy: SchedulePolicy, clusterId: string, after: Date
 function hash32(s: string): number {
   return createHash('sha256').update(s, 'utf8').digest().readUInt32BE(0);
 }
+
+/**
+ * nextRunAt for many clusters of one policy at once: the two candidate buckets are computed
+ * once, only the per-cluster offset differs. Equal to mapping nextRunAt over the ids.
+ */
+export function nextRunsAt(policy: SchedulePolicy, clusterIds: readonly string[], after: Date): (Date | null)[] {
+  const smallest = smallestInterval(policy.schedule);
+  if (smallest === null) return clusterIds.map(() => null);
+  const interval = requireInterval(smallest);
+  const zone = requireZone(policy.timezone);
+  const afterMs = after instanceof Date ? after.getTime() : Number.NaN;
+  if (!Number.isFinite(afterMs)) throw new RangeError(`invalid date: ${String(after)}`);
+  const [start, end] = bucketRangeMs(afterMs, interval, zone);
+  // `after` lies in [start, end), so the next bucket starts after it and its run always qualifies.
+  const [nextStart, nextEnd] = bucketRangeMs(end, interval, zone);
+  return clusterIds.map((id) => {
+    const run = start + offsetSeconds(id, (end - start) / 1000) * 1000;
+    return new Date(run > afterMs ? run : nextStart + offsetSeconds(id, (nextEnd - nextStart) / 1000) * 1000);
+  });
+}

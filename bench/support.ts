@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { loadConfig } from '../src/config.js';
+import { migrate } from '../src/db/migrate.js';
+import { createLogger } from '../src/lib/logger.js';
+import { createRuntime, type Runtime } from '../src/runtime.js';
+
+export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A throwaway database and queue prefix for one benchmark run; `drop()` removes both. */
+export async function benchEnv(name: string): Promise<{ rt: Runtime; dbUrl: string; prefix: string; drop(): Promise<void> }> {
+  const db = `bk_bench_${name}_${randomBytes(4).toString('hex')}`;
+  const admin = new URL(DATABASE_URL);
+  admin.pathname = '/postgres';
+  const c = new pg.Client({ connectionString: admin.href });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${db}`);
+  await c.end();
+  const url = new URL(DATABASE_URL);
+  url.pathname = `/${db}`;
+  await migrate(url.href);
+  const prefix = `bkbench-${randomBytes(4).toString('hex')}`;
+  const config = loadConfig({
+    DATABASE_URL: url.href,
+    REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    STORAGE_URL: pathToFileURL(`/tmp/${prefix}`).href,
+  });
+  const rt = createRuntime(config, createLogger('warn'));
+  return {
+    rt,
+    dbUrl: url.href,
+    prefix,
+    async drop() {
+      await rt.close();
+      const r = new Redis(REDIS_URL);
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await r.del(...keys);
+      } while (cursor !== '0');
+      r.disconnect();
+      const c2 = new pg.Client({ connectionString: admin.href });
+      await c2.connect();
+      await c2.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+      await c2.end();
+    },
+  };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+export async function timeIt(fn: () => Promise<unknown> | unknown): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+
+export function verdict(ok: boolean): string {
+  return ok ? 'PASS' : 'FAIL';
+}
