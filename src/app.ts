@@ -14,6 +14,7 @@ import type { Metrics } from './modules/ops/metrics.js';
 import { opsRoutes, type ReadinessCheck } from './modules/ops/ops.routes.js';
 import { policyRoutes } from './modules/policies/policies.routes.js';
 import { retentionRoutes } from './modules/retention/retention.routes.js';
+import { restoreRoutes } from './modules/restores/restores.routes.js';
 import { tenantRoutes } from './modules/tenants/tenants.routes.js';
 import type { Services } from './services.js';
 
@@ -68,7 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         description: 'Multi-tenant backup-as-a-service: consistent cluster backups on schedules and on demand, retention, restore. Errors are RFC 9457 application/problem+json.',
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, or the platform ADMIN_TOKEN for /v1/tenants' } } },
-      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'ops'].map((name) => ({ name })),
+      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'restores', 'ops'].map((name) => ({ name })),
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
@@ -83,6 +84,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   clusterRoutes(app, { guard, service: s.clusters });
   backupRoutes(app, { guard, service: s.backups });
   retentionRoutes(app, { guard, service: s.retention });
+  restoreRoutes(app, { guard, service: s.restores });
   opsRoutes(app, { checks: deps.checks, metrics: deps.metrics });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

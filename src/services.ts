@@ -8,6 +8,7 @@ import { createClusterService, scheduleFor } from './modules/clusters/clusters.s
 import { createPolicyRepo } from './modules/policies/policies.repo.js';
 import { createPolicyService } from './modules/policies/policies.service.js';
 import { createRetentionService } from './modules/retention/retention.service.js';
+import { createRestoreService } from './modules/restores/restores.service.js';
 import { createTenantRepo } from './modules/tenants/tenants.repo.js';
 import { createTenantService } from './modules/tenants/tenants.service.js';
 
@@ -58,6 +59,7 @@ export function createServices(rt: Runtime) {
     tenants: createTenantService({ db, repo: repos.tenants, apiKeys, policies, now }),
     backups: createBackupService({ db, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
+    restores: createRestoreService({ db, clusters: repos.clusters, queues, now, log }),
   };
 }
 export type Services = ReturnType<typeof createServices>;

@@ -125,7 +125,7 @@ describe('schema.prisma agrees with the migrations', () => {
       const backup = await db.backup.create({
         data: {
           id: randomUUID(), tenantId: tenant.id, clusterId: cluster.id, trigger: 'scheduled', status: 'deleting', live: false, createdAt: now, startedAt: now, completedAt: now,
-          sizeBytes: 5n * 1024n ** 3n, bytesDone: 7n, components: [{ name: 'db', status: 'completed' }], errorComponent: 'db', errorMessage: 'm', workerId: 'w', leaseExpiresAt: now,
+          sizeBytes: 5n * 1024n ** 3n, bytesDone: 7n, components: [{ name: 'db', status: 'completed' }], errorComponent: 'db', errorMessage: 'm', workerId: 'w', leaseExpiresAt: now, verifyStatus: 'passed', verifiedAt: now, verifyMessage: 'ok',
         },
       });
       const artifact = await db.backupArtifact.create({
@@ -133,7 +133,7 @@ describe('schema.prisma agrees with the migrations', () => {
       });
       const restore = await db.restore.create({
         data: {
-          id: randomUUID(), tenantId: tenant.id, backupId: backup.id, clusterId: cluster.id, components: ['db'], status: 'running', errorComponent: 'db', errorMessage: 'e',
+          id: randomUUID(), tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], status: 'running', errorComponent: 'db', errorMessage: 'e',
           createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now,
         },
       });

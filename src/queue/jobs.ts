@@ -15,6 +15,8 @@ export const jobRegistry = {
     'delete-backup': z.object({ tenant_id: z.uuid(), backup_id: z.uuid() }),
     'delete-cluster': z.object({ tenant_id: z.uuid(), cluster_id: z.uuid() }),
     prune: z.object({ tenant_id: z.uuid(), cluster_id: z.uuid() }),
+    'replicate-backup': z.object({ tenant_id: z.uuid(), backup_id: z.uuid() }),
+    'verify-backup': z.object({ tenant_id: z.uuid(), backup_id: z.uuid() }),
   },
 } as const;
 

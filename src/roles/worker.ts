@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { createRedis } from '../queue/connection.js';
 import { startWorkers, type Workers } from '../queue/worker.js';
-import { createBackupDeleter, createBackupRunner } from '../modules/backups/backups.jobs.js';
+import { createBackupDeleter, createBackupRunner, createReplicator, createVerifier } from '../modules/backups/backups.jobs.js';
+import { createRestoreRunner } from '../modules/restores/restores.jobs.js';
 import { createClusterDeleter } from '../modules/clusters/clusters.jobs.js';
 import { createPruneJob } from '../modules/retention/retention.jobs.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
@@ -20,6 +21,7 @@ export function startWorkerRole(rt: Runtime): WorkerRole {
   connection.on('error', (err) => rt.log.debug({ err: err.message }, 'redis worker connection error'));
   const stores = [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])];
   const retention = createRetentionService({ db: rt.db });
+  const storeSet = { primary: rt.store, secondary: rt.secondaryStore };
   const workers = startWorkers({
     connection,
     prefix: rt.config.queuePrefix,
@@ -27,17 +29,17 @@ export function startWorkerRole(rt: Runtime): WorkerRole {
     log: rt.log,
     handlers: {
       backups: {
-        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log }),
+        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log }),
       },
       restores: {
-        'run-restore': async () => {
-          throw new Error('restores are not available yet');
-        },
+        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, workerId: id, now: rt.now, log: rt.log }),
       },
       maintenance: {
         'delete-backup': createBackupDeleter({ db: rt.db, stores }),
         'delete-cluster': createClusterDeleter({ db: rt.db, stores, now: rt.now }),
         prune: createPruneJob({ service: retention, queues: rt.queues }),
+        'replicate-backup': createReplicator({ db: rt.db, stores: storeSet, log: rt.log }),
+        'verify-backup': createVerifier({ db: rt.db, stores: storeSet, now: rt.now }),
       },
     },
   });

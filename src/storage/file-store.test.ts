@@ -137,8 +137,8 @@ describe('createStore', () => {
     expect(await readFile(path.join(root, 'k'), 'utf8')).toBe('v');
   });
 
-  it('refuses s3 for now and unknown schemes, without echoing the URL', () => {
-    expect(() => createStore('s3://AKIA:secret@bucket/prefix')).toThrow('s3 storage is not supported yet');
+  it('refuses credentials in s3 URLs and unknown schemes, without echoing the URL', () => {
+    expect(() => createStore('s3://AKIA:secret@bucket/prefix')).toThrow(/^s3 storage URLs must not carry credentials; set S3_ACCESS_KEY_ID/);
     expect(() => createStore('ftp://user:secret@host/x')).toThrow(/unsupported storage URL scheme: ftp/);
     expect(() => createStore('not a url')).toThrow('invalid storage URL');
   });

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createFileStore } from './file-store.js';
+import { createS3Store } from './s3-store.js';
 import type { ArtifactStore } from './types.js';
 
 export { sha256OfStream } from './checksum.js';
@@ -24,7 +25,8 @@ export function createStore(url: string): ArtifactStore {
       return createFileStore(root);
     }
     case 's3:':
-      throw new Error('s3 storage is not supported yet');
+      // endpoint, region and credentials come from S3_* env (see README.md), never from the URL
+      return createS3Store(url);
     default:
       throw new Error(`unsupported storage URL scheme: ${parsed.protocol.replace(/:$/, '')}`);
   }

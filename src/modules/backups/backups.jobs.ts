@@ -8,14 +8,16 @@ import type { ArtifactStore } from '../../storage/types.js';
 import type { Queues } from '../../queue/queues.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
 import type { ArtifactLocation } from './backups.present.js';
+import { ArtifactUnusable, findIntactCopy, type Stores } from './artifacts.js';
+import { LEASE_MS, withLease } from '../../queue/lease.js';
 
-export const LEASE_MS = 60_000;
-const HEARTBEAT_MS = 15_000;
 const PROGRESS_EVERY_MS = 1_000;
 
 export interface BackupJobDeps {
   db: Db;
   store: ArtifactStore;
+  /** Where dual-region clusters' artifacts are copied after the backup completes. */
+  secondary: ArtifactStore | null;
   box: SecretBox;
   dataRoot: string;
   queues: Pick<Queues, 'add'>;
@@ -28,22 +30,7 @@ export function backupPrefix(b: { tenantId: string; clusterId: string; id: strin
   return `${b.tenantId}/${b.clusterId}/${b.id}/`;
 }
 
-/** Keeps the lease alive while `fn` runs; a worker that dies stops renewing and the reaper fails the backup. */
-async function withLease<T>(deps: BackupJobDeps, backupId: string, fn: () => Promise<T>): Promise<T> {
-  const timer = setInterval(() => {
-    deps.db.backup
-      .updateMany({ where: { id: backupId, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + LEASE_MS) } })
-      .catch((err: unknown) => deps.log.warn({ err, backup_id: backupId }, 'lease renewal failed'));
-  }, HEARTBEAT_MS);
-  timer.unref();
-  try {
-    return await fn();
-  } finally {
-    clearInterval(timer);
-  }
-}
-
-function errorMessage(err: unknown): string {
+export function errorMessage(err: unknown): string {
   const m = err instanceof Error ? err.message : String(err);
   return m.length > 2000 ? m.slice(0, 2000) + '…' : m;
 }
@@ -65,6 +52,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
     if (claimed.count === 0) return; // deleted, already run, or taken by another worker: nothing to do
     const backup = await db.backup.findUniqueOrThrow({ where: { id: payload.backup_id }, include: { cluster: true } });
     const components = backup.cluster.components as StoredComponent[];
+    const dual = backup.cluster.backupLocation === 'dual_region';
     const prefix = backupPrefix(backup);
     const status = new Map(components.map((c) => [c.name, 'running']));
     const done = new Map<string, number>();
@@ -81,7 +69,9 @@ export function createBackupRunner(deps: BackupJobDeps) {
     const abort = new AbortController();
     let failure: { component: string | null; message: string } | null = null;
 
-    const results = await withLease(deps, backup.id, () =>
+    const renew = () =>
+      db.backup.updateMany({ where: { id: backup.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + LEASE_MS) } });
+    const results = await withLease(renew, () =>
       Promise.all(
         components.map(async (c) => {
           try {
@@ -107,6 +97,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
           }
         }),
       ),
+      log,
     );
 
     const finish = deps.now();
@@ -169,7 +160,10 @@ export function createBackupRunner(deps: BackupJobDeps) {
             key: a.key,
             bytes: BigInt(a.bytes),
             sha256: a.sha256,
-            locations: [{ store: 'primary', url: store.locationOf(a.key), status: 'present' } satisfies ArtifactLocation],
+            locations: [
+              { store: 'primary', url: store.locationOf(a.key), status: 'present' },
+              ...(dual && deps.secondary ? [{ store: 'secondary' as const, url: deps.secondary.locationOf(a.key), status: 'pending' as const }] : []),
+            ] satisfies ArtifactLocation[],
           })),
         });
         return true;
@@ -179,6 +173,10 @@ export function createBackupRunner(deps: BackupJobDeps) {
         return;
       }
       log.info({ backup_id: backup.id, bytes: size }, 'backup completed');
+      if (dual && deps.secondary)
+        await deps.queues
+          .add('maintenance', 'replicate-backup', { tenant_id: backup.tenantId, backup_id: backup.id }, backup.id)
+          .catch((err: unknown) => log.warn({ err }, 'could not enqueue replication; the reconciler will'));
     }
     await deps.queues
       .add('maintenance', 'prune', { tenant_id: backup.tenantId, cluster_id: backup.clusterId }, `${backup.clusterId}-${backup.id}`)
@@ -193,5 +191,71 @@ export function createBackupDeleter(deps: { db: Db; stores: ArtifactStore[] }) {
     if (!b || b.status !== 'deleting') return;
     for (const s of deps.stores) await s.deletePrefix(backupPrefix(b));
     await deps.db.backup.deleteMany({ where: { id: b.id, status: 'deleting' } });
+  };
+}
+
+/**
+ * Copies a dual-region backup's artifacts (and manifest) to the secondary store, checking that
+ * the copy hashes to the recorded sha256, and records each copy's status. Idempotent: copies
+ * already present are skipped, so a retry or the reconciler can run it again.
+ */
+export function createReplicator(deps: { db: Db; stores: Stores; log: Logger }) {
+  return async function replicate(payload: { tenant_id: string; backup_id: string }): Promise<void> {
+    const { db, stores } = deps;
+    const secondary = stores.secondary;
+    if (!secondary) return;
+    const b = await db.backup.findFirst({ where: { id: payload.backup_id, tenantId: payload.tenant_id, status: 'completed' }, include: { artifacts: true } });
+    if (!b) return;
+    const manifestKey = `${backupPrefix(b)}manifest.json`;
+    if (!(await secondary.exists(manifestKey)) && (await stores.primary.exists(manifestKey)))
+      await secondary.put(manifestKey, await stores.primary.get(manifestKey));
+    for (const a of b.artifacts) {
+      const locations = a.locations as unknown as ArtifactLocation[];
+      const sec = locations.find((l) => l.store === 'secondary');
+      if (!sec || sec.status === 'present') continue;
+      let status: ArtifactLocation['status'] = 'present';
+      try {
+        const copy = await secondary.put(a.key, await stores.primary.get(a.key));
+        if (copy.sha256 !== a.sha256) {
+          status = 'failed';
+          await secondary.delete(a.key);
+        }
+      } catch (err) {
+        deps.log.warn({ err: errorMessage(err), backup_id: b.id, component: a.component }, 'replication failed');
+        status = 'failed';
+      }
+      sec.status = status;
+      await db.backupArtifact.update({ where: { id: a.id }, data: { locations: locations as never } });
+      if (status === 'failed') throw new Error(`replication of component ${a.component} failed; will retry`);
+    }
+  };
+}
+
+/** Re-reads and re-hashes every stored copy of a completed backup; records the outcome on it. */
+export function createVerifier(deps: { db: Db; stores: Stores; now: () => Date }) {
+  return async function verify(payload: { tenant_id: string; backup_id: string }): Promise<void> {
+    const { db } = deps;
+    const claimed = await db.backup.updateMany({ where: { id: payload.backup_id, tenantId: payload.tenant_id, status: 'completed', verifyStatus: 'queued' }, data: { verifyStatus: 'running' } });
+    if (!claimed.count) return;
+    const b = await db.backup.findUniqueOrThrow({ where: { id: payload.backup_id }, include: { artifacts: { orderBy: { component: 'asc' } } } });
+    const problems: string[] = [];
+    for (const a of b.artifacts) {
+      const locations = a.locations as unknown as ArtifactLocation[];
+      for (const loc of locations.filter((l) => l.status === 'present')) {
+        try {
+          await findIntactCopy({ ...a, locations: [loc] }, deps.stores);
+        } catch (err) {
+          problems.push(err instanceof ArtifactUnusable ? `component "${a.component}": ${err.problems.join('; ')}` : errorMessage(err));
+        }
+      }
+    }
+    await db.backup.updateMany({
+      where: { id: b.id, verifyStatus: 'running' },
+      data: {
+        verifyStatus: problems.length ? 'failed' : 'passed',
+        verifiedAt: deps.now(),
+        verifyMessage: problems.length ? problems.join(' | ') : `${b.artifacts.length} artifact(s) re-read; every sha256 matches`,
+      },
+    });
   };
 }

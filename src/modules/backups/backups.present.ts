@@ -32,5 +32,9 @@ export function presentBackup(b: BackupRow): BackupView {
     error: b.errorMessage === null ? null : { component: b.errorComponent, message: b.errorMessage },
     components: b.components as { name: string; status: string }[],
     progress: { bytes_done: Number(b.bytesDone) },
+    verification:
+      b.verifyStatus === null
+        ? null
+        : { status: b.verifyStatus as 'queued' | 'running' | 'passed' | 'failed', checked_at: iso(b.verifiedAt), message: b.verifyMessage },
   };
 }

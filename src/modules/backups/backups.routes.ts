@@ -35,6 +35,17 @@ export function backupRoutes(app: App, deps: { guard: Guard; service: BackupServ
     schema: { tags, security: bearer, summary: 'Get a backup', params: backupParams, response: { 200: backupSchema, ...commonErrors } },
     handler: async (req) => service.get(tenantOf(req).tenantId, req.params.id, req.params.backup_id),
   });
+  app.post('/v1/clusters/:id/backups/:backup_id/verify', {
+    onRequest: guard('operator'),
+    schema: {
+      tags,
+      security: bearer,
+      summary: 'Re-read and re-hash every stored copy of a completed backup (restore testing without restoring)',
+      params: backupParams,
+      response: { 202: backupSchema, 409: problemSchema, ...commonErrors },
+    },
+    handler: async (req, reply) => reply.code(202).send(await service.verify(tenantOf(req).tenantId, req.params.id, req.params.backup_id)),
+  });
   app.delete('/v1/clusters/:id/backups/:backup_id', {
     onRequest: guard('operator'),
     schema: {

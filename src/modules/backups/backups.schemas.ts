@@ -40,6 +40,10 @@ export const backupSchema = z
     error: z.object({ component: z.string().nullable(), message: z.string() }).nullable(),
     components: z.array(z.object({ name: z.string(), status: z.string() })),
     progress: z.object({ bytes_done: z.number().int() }),
+    verification: z
+      .object({ status: z.enum(['queued', 'running', 'passed', 'failed']), checked_at: timestamp.nullable(), message: z.string().nullable() })
+      .nullable()
+      .describe('outcome of the last POST .../verify (restore testing without restoring)'),
   })
   .meta({ id: 'Backup' });
 export type BackupView = z.infer<typeof backupSchema>;

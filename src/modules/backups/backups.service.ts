@@ -107,6 +107,19 @@ export function createBackupService(deps: BackupServiceDeps) {
       const { items, nextCursor } = page(await repo.list(tenantId, clusterId, q), q.limit);
       return { items: items.map(presentBackup), next_cursor: nextCursor };
     },
+    /** Queues a re-read and re-hash of every stored copy; the outcome lands in `verification`. */
+    async verify(tenantId: string, clusterId: string, id: string) {
+      const b = await repo.find(db, tenantId, clusterId, id);
+      if (!b) throw new NotFound('backup');
+      if (b.status !== 'completed') throw new Conflict(`only a completed backup can be verified (this one is ${b.status})`);
+      if (b.verifyStatus !== 'queued' && b.verifyStatus !== 'running') {
+        await db.backup.updateMany({ where: { id, status: 'completed' }, data: { verifyStatus: 'queued', verifyMessage: null } });
+        await deps.queues
+          .add('maintenance', 'verify-backup', { tenant_id: tenantId, backup_id: id }, id)
+          .catch((err: unknown) => deps.log.warn({ err, backup_id: id }, 'could not enqueue verification; the reconciler will'));
+      }
+      return presentBackup((await repo.find(db, tenantId, clusterId, id))!);
+    },
     /** Artifacts go first (by a job), then the record; a running backup or one a restore reads cannot be deleted. */
     async delete(tenantId: string, clusterId: string, id: string) {
       const row = await db.$transaction(async (tx) => {

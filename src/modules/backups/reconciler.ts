@@ -47,6 +47,43 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
         requeued++;
       }
     }
+    const lostRestores = await db.restore.findMany({ where: { status: 'running', leaseExpiresAt: { lt: t } }, take: BATCH });
+    for (const r of lostRestores) {
+      const [done] = await db.$transaction([
+        db.restore.updateMany({
+          where: { id: r.id, status: 'running', leaseExpiresAt: { lt: t } },
+          data: { status: 'failed', completedAt: t, errorMessage: 'worker lost: its lease expired while the restore was running', leaseExpiresAt: null },
+        }),
+        db.cluster.updateMany({ where: { id: r.clusterId, status: 'restoring' }, data: { status: 'active' } }),
+      ]);
+      if (done.count) lost++;
+    }
+    const queuedRestores = await db.restore.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, select: { id: true, tenantId: true }, take: BATCH });
+    for (const r of queuedRestores) {
+      if (!(await queues.all.restores.getJob(jobId('run-restore', r.id)))) {
+        await queues.add('restores', 'run-restore', { tenant_id: r.tenantId, restore_id: r.id }, r.id);
+        requeued++;
+      }
+    }
+    // Dual-region copies still pending, and verifications whose job is gone.
+    const pending = await db.$queryRaw<{ id: string; tenant_id: string }[]>`
+      SELECT DISTINCT b.id::text, b.tenant_id::text FROM backups b JOIN backup_artifacts a ON a.backup_id = b.id
+      WHERE b.status = 'completed' AND b.completed_at < ${staleBefore} AND a.locations @> '[{"store":"secondary","status":"pending"}]'::jsonb
+      LIMIT ${BATCH}`;
+    for (const b of pending) {
+      if (!(await queues.all.maintenance.getJob(jobId('replicate-backup', b.id)))) {
+        await queues.add('maintenance', 'replicate-backup', { tenant_id: b.tenant_id, backup_id: b.id }, b.id);
+        requeued++;
+      }
+    }
+    const verifying = await db.backup.findMany({ where: { status: 'completed', verifyStatus: { in: ['queued', 'running'] } }, select: { id: true, tenantId: true }, take: BATCH });
+    for (const b of verifying) {
+      if (!(await queues.all.maintenance.getJob(jobId('verify-backup', b.id)))) {
+        await db.backup.updateMany({ where: { id: b.id, verifyStatus: 'running' }, data: { verifyStatus: 'queued' } });
+        await queues.add('maintenance', 'verify-backup', { tenant_id: b.tenantId, backup_id: b.id }, b.id);
+        requeued++;
+      }
+    }
     const clusters = await db.cluster.findMany({ where: { status: 'deleting' }, select: { id: true, tenantId: true }, take: BATCH });
     for (const c of clusters) {
       if (!(await queues.all.maintenance.getJob(jobId('delete-cluster', c.id)))) {

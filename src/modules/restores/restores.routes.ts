@@ -1,0 +1,37 @@
+import type { App } from '../../http/types.js';
+import { tenantOf, type Guard } from '../../http/auth.js';
+import { bearer, commonErrors, idParams, listOf, listQuery, problemSchema } from '../../http/schemas.js';
+import { backupParams } from '../backups/backups.schemas.js';
+import { restoreBody, restoreParams, restoreSchema } from './restores.schemas.js';
+import type { RestoreService } from './restores.service.js';
+
+export function restoreRoutes(app: App, deps: { guard: Guard; service: RestoreService }) {
+  const { guard, service } = deps;
+  const tags = ['restores'];
+  app.post('/v1/clusters/:id/backups/:backup_id/restore', {
+    onRequest: guard('operator'),
+    schema: {
+      tags,
+      security: bearer,
+      summary: 'Restore a completed backup into its cluster or another cluster of the tenant',
+      description: 'Every artifact is read back and its sha256 verified before the target is touched. The target is `restoring` until the restore ends.',
+      params: backupParams,
+      body: restoreBody,
+      response: { 202: restoreSchema, 409: problemSchema, ...commonErrors },
+    },
+    handler: async (req, reply) => {
+      const { restore, location } = await service.create(tenantOf(req).tenantId, req.params.id, req.params.backup_id, req.body ?? {});
+      return reply.code(202).header('location', location).send(restore);
+    },
+  });
+  app.get('/v1/clusters/:id/restores', {
+    onRequest: guard('viewer'),
+    schema: { tags, security: bearer, summary: 'Restores into this cluster or from its backups, newest first', params: idParams, querystring: listQuery, response: { 200: listOf(restoreSchema), ...commonErrors } },
+    handler: async (req) => service.list(tenantOf(req).tenantId, req.params.id, req.query),
+  });
+  app.get('/v1/clusters/:id/restores/:restore_id', {
+    onRequest: guard('viewer'),
+    schema: { tags, security: bearer, summary: 'Get a restore', params: restoreParams, response: { 200: restoreSchema, ...commonErrors } },
+    handler: async (req) => service.get(tenantOf(req).tenantId, req.params.id, req.params.restore_id),
+  });
+}

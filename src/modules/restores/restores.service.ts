@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../../db/client.js';
+import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js';
+import { iso } from '../../http/schemas.js';
+import { afterCursor, newestFirst, page } from '../../lib/cursor.js';
+import type { Queues } from '../../queue/queues.js';
+import type { ClusterRepo } from '../clusters/clusters.repo.js';
+import type { StoredComponent } from '../clusters/components.js';
+import type { RestoreView } from './restores.schemas.js';
+
+type RestoreRow = NonNullable<Awaited<ReturnType<Db['restore']['findFirst']>>>;
+
+export function presentRestore(r: RestoreRow): RestoreView {
+  return {
+    id: r.id,
+    backup_id: r.backupId,
+    source_cluster_id: r.sourceClusterId,
+    cluster_id: r.clusterId,
+    components: r.components as string[],
+    status: r.status,
+    error: r.errorMessage === null ? null : { component: r.errorComponent, message: r.errorMessage },
+    created_at: iso(r.createdAt),
+    started_at: iso(r.startedAt),
+    completed_at: iso(r.completedAt),
+  };
+}
+
+export function createRestoreService(deps: { db: Db; clusters: ClusterRepo; queues: Pick<Queues, 'add'>; now: () => Date; log: { warn(o: object, m: string): void } }) {
+  const { db, clusters, now } = deps;
+  return {
+    /**
+     * Under the row locks of both clusters (taken in id order, so two crossing restores cannot
+     * deadlock): the backup must be completed, the components must exist in the backup and in
+     * the target with the same type, and the target must be idle. The target turns `restoring`.
+     */
+    async create(tenantId: string, sourceClusterId: string, backupId: string, input: { target_cluster_id?: string | undefined; components?: string[] | undefined }) {
+      const targetId = input.target_cluster_id ?? sourceClusterId;
+      const row = await db.$transaction(async (tx) => {
+        for (const id of [...new Set([sourceClusterId, targetId])].sort()) {
+          if (!(await clusters.lock(tx, tenantId, id))) {
+            if (id === sourceClusterId) throw new NotFound('cluster');
+            throw new Invalid('invalid restore', [{ path: 'body.target_cluster_id', message: 'no such cluster' }]);
+          }
+        }
+        const backup = await tx.backup.findFirst({ where: { id: backupId, tenantId, clusterId: sourceClusterId }, include: { artifacts: true } });
+        if (!backup) throw new NotFound('backup');
+        if (backup.status !== 'completed') throw new Conflict(`only a completed backup can be restored (this one is ${backup.status})`);
+        const target = (await clusters.find(tx, tenantId, targetId))!;
+        const targetComponents = new Map((target.components as StoredComponent[]).map((c) => [c.name, c]));
+        const sourceComponents = new Map(((await clusters.find(tx, tenantId, sourceClusterId))!.components as StoredComponent[]).map((c) => [c.name, c]));
+        const inBackup = new Set(backup.artifacts.map((a) => a.component));
+        const wanted = input.components ? [...new Set(input.components)] : [...inBackup].sort();
+        const errors: FieldProblem[] = [];
+        wanted.forEach((name, i) => {
+          const path = input.components ? `body.components.${i}` : 'body.components';
+          if (!inBackup.has(name)) errors.push({ path, message: `the backup has no component "${name}"` });
+          else if (!targetComponents.has(name)) errors.push({ path, message: `the target cluster has no component "${name}"` });
+          else if (sourceComponents.get(name) && targetComponents.get(name)!.type !== sourceComponents.get(name)!.type)
+            errors.push({ path, message: `component "${name}" is a ${sourceComponents.get(name)!.type} in the backup but a ${targetComponents.get(name)!.type} in the target` });
+        });
+        if (errors.length) throw new Invalid('invalid restore', errors);
+        if (target.status !== 'active') throw new Conflict(`the target cluster is ${target.status}`);
+        if (await clusters.hasActiveWork(tx, targetId)) throw new Conflict('a backup or restore of the target cluster is already queued or running');
+        const created = await tx.restore.create({
+          data: { id: randomUUID(), tenantId, backupId, sourceClusterId, clusterId: targetId, components: wanted, status: 'queued', createdAt: now() },
+        });
+        await tx.cluster.updateMany({ where: { id: targetId, tenantId }, data: { status: 'restoring' } });
+        return created;
+      });
+      await deps.queues
+        .add('restores', 'run-restore', { tenant_id: tenantId, restore_id: row.id }, row.id)
+        .catch((err: unknown) => deps.log.warn({ err, restore_id: row.id }, 'could not enqueue restore; the reconciler will'));
+      return { restore: presentRestore(row), location: `/v1/clusters/${targetId}/restores/${row.id}` };
+    },
+    /** Restores into this cluster, and restores read from this cluster's backups. */
+    async list(tenantId: string, clusterId: string, q: { limit: number; cursor?: string | undefined }) {
+      if (!(await clusters.find(db, tenantId, clusterId))) throw new NotFound('cluster');
+      const rows = await db.restore.findMany({
+        where: { tenantId, OR: [{ clusterId }, { sourceClusterId: clusterId }], ...afterCursor(q.cursor) },
+        orderBy: newestFirst,
+        take: q.limit + 1,
+      });
+      const { items, nextCursor } = page(rows, q.limit);
+      return { items: items.map(presentRestore), next_cursor: nextCursor };
+    },
+    async get(tenantId: string, clusterId: string, id: string) {
+      const r = await db.restore.findFirst({ where: { id, tenantId, OR: [{ clusterId }, { sourceClusterId: clusterId }] } });
+      if (!r) throw new NotFound('restore');
+      return presentRestore(r);
+    },
+  };
+}
+export type RestoreService = ReturnType<typeof createRestoreService>;

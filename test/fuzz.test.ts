@@ -1,0 +1,299 @@
+/**
+ * Fuzzing driven by the served OpenAPI document: ~1,500 generated requests, mostly malformed
+ * (wrong types, missing and extra fields, huge strings, deep nesting, odd ids and query values,
+ * malformed JSON, wrong content types, missing or wrong credentials), spread over every operation.
+ * No answer may be a 5xx; every error is problem+json; nothing internal leaks; the service is
+ * still healthy and usable afterwards.
+ *
+ * Reproducible: FUZZ_SEED (default below) fixes the generated requests; FUZZ_RUNS the total.
+ */
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
+import { createTestDatabase } from './helpers/db.js';
+import {
+  answerProblems,
+  buildRequest,
+  describeRequest,
+  operationsOf,
+  requestArb,
+  shuffle,
+  type FuzzContext,
+  type OpenApiDoc,
+  type Operation,
+  type ReqSpec,
+} from './helpers/fuzz.js';
+
+const SEED = Number(process.env.FUZZ_SEED ?? 20_240_917);
+const TOTAL = Number(process.env.FUZZ_RUNS ?? 1_500);
+const MIN_PER_OPERATION = 40;
+const CONCURRENCY = 8;
+const REQUEST_TIMEOUT_MS = 15_000;
+
+let s: Stack;
+let ctx: FuzzContext;
+let tokens: FuzzContext['tokens'];
+let scratch: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
+let doc: OpenApiDoc;
+
+async function ok<T = any>(method: string, url: string, token: string, body?: unknown, status = [200, 201, 202]): Promise<T> {
+  const res = await s.request(method, url, { token, ...(body !== undefined && { body }) });
+  if (!status.includes(res.status)) throw new Error(`fixture ${method} ${url}: ${res.status} ${res.text}`);
+  return res.body as T;
+}
+
+/** A cluster (with its own policy) and one completed backup. */
+async function clusterWithBackup(token: string, name: string, policyId: string, deletionProtection = false) {
+  const cluster = await ok('POST', '/v1/clusters', token, {
+    name,
+    policy_id: policyId,
+    deletion_protection: deletionProtection,
+    components: [{ name: 'files', type: 'directory', config: { path: 'app' } }],
+  });
+  const backup = await ok('POST', `/v1/clusters/${cluster.id}/backups`, token);
+  return { clusterId: cluster.id as string, backupId: backup.id as string };
+}
+
+beforeAll(async () => {
+  s = await startStack(); // with a worker: backups really run
+  await mkdir(path.join(s.dataRoot, 'app', 'nested'), { recursive: true });
+  await writeFile(path.join(s.dataRoot, 'app', 'index.html'), '<h1>fuzz</h1>'.repeat(100));
+  await writeFile(path.join(s.dataRoot, 'app', 'nested', 'data.bin'), Buffer.alloc(10_000, 3));
+  await writeFile(path.join(s.dataRoot, 'app', 'nested', 'ünï cödé 😀.txt'), 'unicode name');
+  await mkdir(path.join(s.dataRoot, 'empty'), { recursive: true });
+  await writeFile(path.join(s.dataRoot, 'a-file.txt'), 'not a directory');
+  // Outside DATA_ROOT but harmless, should a bad path ever be accepted and restored into.
+  const outside = path.join(path.dirname(s.dataRoot), 'outside');
+  await mkdir(outside, { recursive: true });
+  await symlink(outside, path.join(s.dataRoot, 'escape'));
+  scratch = await createTestDatabase({ empty: true }); // for postgres components: never the service's own database
+
+  const a = await createTenant(s, 'fuzz-tenant');
+  const admin = a.adminToken;
+  const operator = await createKey(s, admin, 'operator');
+  const viewer = await createKey(s, admin, 'viewer');
+  const revokedKey = await ok('POST', '/v1/api-keys', admin, { name: 'revoked', role: 'admin' });
+  await ok('DELETE', `/v1/api-keys/${revokedKey.id}`, admin, undefined, [200, 202, 204]);
+  const spareKeys = await Promise.all([1, 2, 3].map((i) => ok('POST', '/v1/api-keys', admin, { name: `spare ${i}`, role: 'viewer' })));
+
+  const mainPolicy = await ok('POST', '/v1/policies', admin, { name: 'fuzz main', schedule: [{ interval: '1d', count: 7 }, { interval: '1w', count: 4 }] });
+  const victimPolicy = await ok('POST', '/v1/policies', admin, { name: 'fuzz victims', manual_rate_limit: null });
+  const sparePolicies = await Promise.all([1, 2].map((i) => ok('POST', '/v1/policies', admin, { name: `spare ${i}` })));
+
+  const b = await createTenant(s, 'fuzz-foreign');
+  const foreignPolicy = await ok('POST', '/v1/policies', b.adminToken, { name: 'foreign' });
+
+  const [main, v1, v2, v3, foreign] = await Promise.all([
+    clusterWithBackup(admin, 'fuzz main', mainPolicy.id, true),
+    clusterWithBackup(admin, 'victim 1', victimPolicy.id),
+    clusterWithBackup(admin, 'victim 2', victimPolicy.id),
+    clusterWithBackup(admin, 'victim 3', victimPolicy.id),
+    clusterWithBackup(b.adminToken, 'foreign', foreignPolicy.id),
+  ]);
+  for (const [t, c] of [[admin, main], [admin, v1], [admin, v2], [admin, v3], [b.adminToken, foreign]] as const) {
+    const done = await waitForBackup(s, t, c.clusterId, c.backupId);
+    expect(done.status, JSON.stringify(done.error)).toBe('completed');
+  }
+
+  // The document the fuzzing is driven by (served by the app, not the committed copy).
+  const docRes = await s.request('GET', '/openapi.json');
+  expect(docRes.status).toBe(200);
+  doc = docRes.body as OpenApiDoc;
+
+  // A finished restore, when the API has restores, so that restore ids reach deep code too.
+  const restoreIds: string[] = [];
+  const restorePath = Object.keys(doc.paths).find((p) => /\/restore$/.test(p) && doc.paths[p]?.post);
+  if (restorePath) {
+    const url = restorePath.replace('{id}', main.clusterId).replace('{backup_id}', main.backupId);
+    const restore = await ok('POST', url, admin, {});
+    await waitFor(
+      async () => {
+        const r = await s.request('GET', `/v1/clusters/${main.clusterId}/restores/${restore.id}`, { token: admin });
+        return ['completed', 'failed'].includes(r.body?.status);
+      },
+      30_000,
+      'the fixture restore',
+    );
+    restoreIds.push(restore.id);
+  }
+
+  // Real cursors, so that valid pagination requests are generated too.
+  const cursors: string[] = [];
+  for (const url of ['/v1/policies?limit=1', '/v1/clusters?limit=1', '/v1/api-keys?limit=1', `/v1/clusters/${main.clusterId}/backups?limit=1`]) {
+    const page = await ok('GET', url, admin);
+    if (page.next_cursor) cursors.push(page.next_cursor);
+  }
+  const tenantsPage = await ok('GET', '/v1/tenants?limit=1', ADMIN_TOKEN);
+  if (tenantsPage.next_cursor) cursors.push(tenantsPage.next_cursor);
+
+  tokens = { platform: ADMIN_TOKEN, admin, operator, viewer, revoked: revokedKey.token, foreign: b.adminToken };
+  ctx = {
+    tokens,
+    ownIds: {
+      clusters: [main.clusterId, v1.clusterId, v2.clusterId, v3.clusterId],
+      backups: [main.backupId, v1.backupId, v2.backupId, v3.backupId],
+      policies: [mainPolicy.id, victimPolicy.id, ...sparePolicies.map((p) => p.id)],
+      'api-keys': spareKeys.map((k) => k.id),
+      tenants: [a.tenantId],
+      restores: restoreIds,
+    },
+    foreignIds: { clusters: [foreign.clusterId], backups: [foreign.backupId], policies: [foreignPolicy.id], tenants: [b.tenantId] },
+    mainBinding: { clusters: main.clusterId, backups: main.backupId, policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, tenants: a.tenantId, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+    deleteBindings: [
+      { clusters: v1.clusterId, backups: v1.backupId },
+      { clusters: v2.clusterId, backups: v2.backupId },
+      { clusters: v3.clusterId, backups: v3.backupId },
+      { clusters: main.clusterId }, // deletion-protected: 409
+      { policies: mainPolicy.id }, // in use: 409
+      { policies: victimPolicy.id },
+      ...sparePolicies.map((p) => ({ policies: p.id as string })),
+      ...spareKeys.map((k) => ({ 'api-keys': k.id as string })),
+    ],
+    dirPaths: ['app', 'app/nested', 'empty', './app', 'app/../app'],
+    oddDirPaths: ['missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(s.dataRoot, 'app'), '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
+    pgUrls: [scratch.url],
+    oddPgUrls: [
+      'postgresql://postgres@127.0.0.1:1/nothing',
+      'postgres://user:secret@127.0.0.1:1/db?sslmode=disable',
+      'postgresql://',
+      'postgresql://%zz@127.0.0.1/db',
+      'mysql://root@127.0.0.1/db',
+      'not a url',
+      '',
+      'x'.repeat(2049),
+    ],
+    cursors,
+  };
+}, 120_000);
+
+afterAll(async () => {
+  await s?.close();
+  await scratch?.drop();
+}, 60_000);
+
+interface Outcome {
+  spec: ReqSpec;
+  summary: string;
+  status: number;
+  problems: string[];
+  body: string;
+}
+
+async function send(op: Operation, spec: ReqSpec): Promise<Outcome> {
+  const req = buildRequest(op, spec);
+  const summary = describeRequest(spec, req);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const res = await Promise.race([
+      s.app.inject({ method: req.method as 'GET', url: req.url, headers: req.headers, ...(req.payload !== undefined && { payload: req.payload }) }),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS))),
+    ]);
+    return { spec, summary, status: res.statusCode, problems: answerProblems(op.path, { status: res.statusCode, headers: res.headers, text: res.body }), body: res.body };
+  } catch (err) {
+    return { spec, summary, status: -1, problems: [`request failed: ${(err as Error).message}`], body: '' };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('OpenAPI-driven fuzzing', () => {
+  it(
+    'answers >= 1,000 malformed requests over every operation without a 5xx, always with problem+json errors, and stays healthy',
+    async () => {
+      const ops = operationsOf(doc);
+      expect(ops.length).toBeGreaterThan(10);
+      const byKey = new Map(ops.map((o) => [o.key, o]));
+
+      // Generate: the same number of requests per operation, each operation with its own seed.
+      const perOp = Math.max(MIN_PER_OPERATION, Math.ceil(TOTAL / ops.length));
+      const specs = shuffle(
+        ops.flatMap((op, i) => fc.sample(requestArb(op, ctx), { seed: SEED + i * 7919, numRuns: perOp })),
+        SEED,
+      );
+      expect(specs.length).toBeGreaterThanOrEqual(1_000);
+
+      // Send, CONCURRENCY at a time.
+      const outcomes: Outcome[] = [];
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < specs.length) {
+            const spec = specs[next++]!;
+            outcomes.push(await send(byKey.get(spec.op)!, spec));
+          }
+        }),
+      );
+
+      // Report.
+      const perOperation = new Map<string, { total: number; statuses: Record<number, number> }>();
+      for (const o of outcomes) {
+        const e = perOperation.get(o.spec.op) ?? { total: 0, statuses: {} };
+        e.total++;
+        e.statuses[o.status] = (e.statuses[o.status] ?? 0) + 1;
+        perOperation.set(o.spec.op, e);
+      }
+      console.log(
+        `fuzz: ${outcomes.length} requests (seed ${SEED}) over ${ops.length} operations\n` +
+          [...perOperation]
+            .map(([k, e]) => `  ${k.padEnd(52)} ${String(e.total).padStart(4)}  ${Object.entries(e.statuses).map(([st, n]) => `${st}:${n}`).join(' ')}`)
+            .join('\n'),
+      );
+      const failures = outcomes.filter((o) => o.problems.length);
+      if (failures.length) {
+        // Group by what went wrong (problems + framework error code), with one example each.
+        const groups = new Map<string, { ops: Set<string>; count: number; example: Outcome }>();
+        for (const f of failures) {
+          let code = '';
+          try {
+            const b = JSON.parse(f.body) as { code?: unknown; type?: unknown };
+            code = String(b.code ?? b.type ?? '');
+          } catch {
+            // not JSON
+          }
+          const key = `${f.status} ${code} :: ${f.problems.join('; ')}`;
+          const g = groups.get(key) ?? { ops: new Set<string>(), count: 0, example: f };
+          g.ops.add(f.spec.op);
+          g.count++;
+          groups.set(key, g);
+        }
+        console.log(
+          `fuzz: ${failures.length} bad answers, ${groups.size} distinct:\n` +
+            [...groups]
+              .map(
+                ([key, g]) =>
+                  `- ${key}\n    ${g.count}x over ${g.ops.size} operation(s): ${[...g.ops].join(', ')}\n    example:  ${g.example.summary}\n    response: ${g.example.status} ${g.example.body.slice(0, 300)}`,
+              )
+              .join('\n'),
+        );
+      }
+
+      for (const op of ops) expect(perOperation.get(op.key)?.total ?? 0, op.key).toBeGreaterThanOrEqual(MIN_PER_OPERATION);
+      expect(outcomes.length).toBe(specs.length);
+      expect(
+        failures.filter((f) => f.status >= 500 || f.status < 0).map((f) => `${f.status} ${f.summary}`),
+        'no 5xx answers',
+      ).toEqual([]);
+      expect(
+        failures.map((f) => `${f.problems.join('; ')} <- ${f.summary}`),
+        'every error is problem+json and leaks nothing',
+      ).toEqual([]);
+
+      // Still healthy and usable.
+      expect((await s.request('GET', '/healthz')).status).toBe(200);
+      const ready = await s.request('GET', '/readyz');
+      expect(ready.status, ready.text).toBe(200);
+      const clusters = await s.request('GET', '/v1/clusters', { token: tokens.admin });
+      expect(clusters.status).toBe(200);
+      expect(clusters.body.items.map((c: { id: string }) => c.id)).toContain(ctx.mainBinding.clusters);
+      const policy = await s.request('POST', '/v1/policies', { token: tokens.admin, body: { name: 'after the fuzz', schedule: [{ interval: '1d', count: 3 }] } });
+      expect(policy.status, policy.text).toBe(201);
+      const got = await s.request('GET', `/v1/policies/${policy.body.id}`, { token: tokens.viewer });
+      expect(got.status).toBe(200);
+      const backups = await s.request('GET', `/v1/clusters/${ctx.mainBinding.clusters}/backups`, { token: tokens.viewer });
+      expect(backups.status).toBe(200);
+    },
+    180_000,
+  );
+});
