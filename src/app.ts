@@ -4,6 +4,10 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
+import rateLimit from '@fastify/rate-limit';
+import type { Redis } from 'ioredis';
+import { createHash } from 'node:crypto';
+import { RateLimited } from './errors.js';
 import { createGuard } from './http/auth.js';
 import { registerProblemHandlers } from './http/problem.js';
 import type { App } from './http/types.js';
@@ -15,10 +19,13 @@ import { opsRoutes, type ReadinessCheck } from './modules/ops/ops.routes.js';
 import { policyRoutes } from './modules/policies/policies.routes.js';
 import { retentionRoutes } from './modules/retention/retention.routes.js';
 import { restoreRoutes } from './modules/restores/restores.routes.js';
+import { auditRoutes } from './modules/audit/audit.routes.js';
 import { tenantRoutes } from './modules/tenants/tenants.routes.js';
 import type { Services } from './services.js';
 
 export interface AppDeps {
+  /** Shared counter store for the per-credential rate limit; null: in-process counters. */
+  rateLimit: { max: number; windowMs: number; redis: Redis | null; prefix: string };
   services: Services;
   adminToken: string | undefined;
   bodyLimitBytes: number;
@@ -69,15 +76,34 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         description: 'Multi-tenant backup-as-a-service: consistent cluster backups on schedules and on demand, retention, restore. Errors are RFC 9457 application/problem+json.',
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, or the platform ADMIN_TOKEN for /v1/tenants' } } },
-      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'restores', 'ops'].map((name) => ({ name })),
+      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'restores', 'audit', 'ops'].map((name) => ({ name })),
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  // Per credential (a hash of the bearer token), else per client address; counters live in
+  // Redis so every API instance shares them, and a Redis outage never blocks requests.
+  await app.register(rateLimit, {
+    global: true,
+    max: deps.rateLimit.max,
+    timeWindow: deps.rateLimit.windowMs,
+    ...(deps.rateLimit.redis && { redis: deps.rateLimit.redis }),
+    nameSpace: `${deps.rateLimit.prefix}:ratelimit:`,
+    skipOnError: true,
+    enableDraftSpec: true,
+    allowList: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url.split('?')[0]!),
+    keyGenerator: (req) => {
+      const auth = req.headers.authorization;
+      return typeof auth === 'string' && auth.length > 7 ? `k:${createHash('sha256').update(auth).digest('hex').slice(0, 32)}` : `ip:${req.ip}`;
+    },
+    errorResponseBuilder: (_req, ctx) =>
+      new RateLimited(`too many requests: at most ${ctx.max} per ${Math.round(deps.rateLimit.windowMs / 1000)} s for this credential; retry in ${ctx.after}`, Math.max(1, Math.ceil(ctx.ttl / 1000))),
+  });
 
   const guard = createGuard({ adminToken: deps.adminToken, apiKeys: deps.services.repos.apiKeys, now: deps.now });
   const s = deps.services;
+  auditRoutes(app, { guard, service: s.audit, now: deps.now });
   tenantRoutes(app, { guard, service: s.tenants });
   apiKeyRoutes(app, { guard, service: s.apiKeys });
   policyRoutes(app, { guard, service: s.policies });

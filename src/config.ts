@@ -53,6 +53,8 @@ const envSchema = z.object({
   DB_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   QUEUE_PREFIX: z.string().min(1).default('bull'),
+  RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
+  RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -74,6 +76,8 @@ export interface Config {
   dbConnectTimeoutMs: number;
   bodyLimitBytes: number;
   queuePrefix: string;
+  /** Requests per credential (or per client address without one) per window. */
+  rateLimit: { max: number; windowMs: number };
 }
 
 export class ConfigError extends Error {}
@@ -104,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     dbConnectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     queuePrefix: e.QUEUE_PREFIX,
+    rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
   });
 }
 

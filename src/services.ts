@@ -9,6 +9,7 @@ import { createPolicyRepo } from './modules/policies/policies.repo.js';
 import { createPolicyService } from './modules/policies/policies.service.js';
 import { createRetentionService } from './modules/retention/retention.service.js';
 import { createRestoreService } from './modules/restores/restores.service.js';
+import { createAuditService } from './modules/audit/audit.service.js';
 import { createTenantRepo } from './modules/tenants/tenants.repo.js';
 import { createTenantService } from './modules/tenants/tenants.service.js';
 
@@ -60,6 +61,7 @@ export function createServices(rt: Runtime) {
     backups: createBackupService({ db, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
     restores: createRestoreService({ db, clusters: repos.clusters, queues, now, log }),
+    audit: createAuditService({ db }),
   };
 }
 export type Services = ReturnType<typeof createServices>;

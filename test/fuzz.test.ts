@@ -92,6 +92,7 @@ beforeAll(async () => {
     clusterWithBackup(admin, 'victim 3', victimPolicy.id),
     clusterWithBackup(b.adminToken, 'foreign', foreignPolicy.id),
   ]);
+  const guarded = await ok('POST', '/v1/clusters', admin, { name: 'guarded', deletion_protection: true, components: [{ name: 'files', type: 'directory', config: { path: 'empty' } }] });
   for (const [t, c] of [[admin, main], [admin, v1], [admin, v2], [admin, v3], [b.adminToken, foreign]] as const) {
     const done = await waitForBackup(s, t, c.clusterId, c.backupId);
     expect(done.status, JSON.stringify(done.error)).toBe('completed');
@@ -132,7 +133,7 @@ beforeAll(async () => {
   ctx = {
     tokens,
     ownIds: {
-      clusters: [main.clusterId, v1.clusterId, v2.clusterId, v3.clusterId],
+      clusters: [main.clusterId, v1.clusterId, v2.clusterId, v3.clusterId, guarded.id],
       backups: [main.backupId, v1.backupId, v2.backupId, v3.backupId],
       policies: [mainPolicy.id, victimPolicy.id, ...sparePolicies.map((p) => p.id)],
       'api-keys': spareKeys.map((k) => k.id),
@@ -145,14 +146,14 @@ beforeAll(async () => {
       { clusters: v1.clusterId, backups: v1.backupId },
       { clusters: v2.clusterId, backups: v2.backupId },
       { clusters: v3.clusterId, backups: v3.backupId },
-      { clusters: main.clusterId }, // deletion-protected: 409
-      { policies: mainPolicy.id }, // in use: 409
-      { policies: victimPolicy.id },
+      { clusters: guarded.id }, // deletion-protected (and never patched): 409
+      { policies: victimPolicy.id }, // in use by the victims: 409 until they are gone
       ...sparePolicies.map((p) => ({ policies: p.id as string })),
       ...spareKeys.map((k) => ({ 'api-keys': k.id as string })),
     ],
-    dirPaths: ['app', 'app/nested', 'empty', './app', 'app/../app'],
-    oddDirPaths: ['missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(s.dataRoot, 'app'), '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
+    componentNames: ['files'],
+    dirPaths: ['app', 'app/nested', 'empty'],
+    oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(s.dataRoot, 'app'), '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
     pgUrls: [scratch.url],
     oddPgUrls: [
       'postgresql://postgres@127.0.0.1:1/nothing',
@@ -179,6 +180,23 @@ interface Outcome {
   status: number;
   problems: string[];
   body: string;
+  requestId: string;
+}
+
+/** What the service logged for a request at error level (the cause of a 5xx). */
+function loggedCause(requestId: string): string {
+  if (!requestId) return '';
+  for (const line of s.logs().split('\n')) {
+    if (!line.includes(requestId)) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: number; request_id?: string; msg?: string; err?: { type?: string; code?: string; message?: string } };
+      if (entry.request_id === requestId && (entry.level ?? 0) >= 50)
+        return `${entry.msg ?? ''}: ${entry.err?.type ?? ''} ${entry.err?.code ?? ''} ${(entry.err?.message ?? '').replace(/\s+/g, ' ').slice(0, 400)}`;
+    } catch {
+      // not a JSON line
+    }
+  }
+  return '';
 }
 
 async function send(op: Operation, spec: ReqSpec): Promise<Outcome> {
@@ -190,9 +208,10 @@ async function send(op: Operation, spec: ReqSpec): Promise<Outcome> {
       s.app.inject({ method: req.method as 'GET', url: req.url, headers: req.headers, ...(req.payload !== undefined && { payload: req.payload }) }),
       new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS))),
     ]);
-    return { spec, summary, status: res.statusCode, problems: answerProblems(op.path, { status: res.statusCode, headers: res.headers, text: res.body }), body: res.body };
+    const requestId = String(res.headers['x-request-id'] ?? '');
+    return { spec, summary, status: res.statusCode, problems: answerProblems(op.path, { status: res.statusCode, headers: res.headers, text: res.body }), body: res.body, requestId };
   } catch (err) {
-    return { spec, summary, status: -1, problems: [`request failed: ${(err as Error).message}`], body: '' };
+    return { spec, summary, status: -1, problems: [`request failed: ${(err as Error).message}`], body: '', requestId: '' };
   } finally {
     clearTimeout(timer);
   }
@@ -240,6 +259,8 @@ describe('OpenAPI-driven fuzzing', () => {
             .map(([k, e]) => `  ${k.padEnd(52)} ${String(e.total).padStart(4)}  ${Object.entries(e.statuses).map(([st, n]) => `${st}:${n}`).join(' ')}`)
             .join('\n'),
       );
+      if (process.env.FUZZ_VERBOSE)
+        for (const o of outcomes.filter((x) => !x.spec.tags.length && x.status >= 400)) console.log(`valid-looking request refused: ${o.summary}\n  -> ${o.status} ${o.body.slice(0, 300)}`);
       const failures = outcomes.filter((o) => o.problems.length);
       if (failures.length) {
         // Group by what went wrong (problems + framework error code), with one example each.
@@ -252,7 +273,9 @@ describe('OpenAPI-driven fuzzing', () => {
           } catch {
             // not JSON
           }
-          const key = `${f.status} ${code} :: ${f.problems.join('; ')}`;
+          // For a 5xx, the logged cause (digits and hex normalised) tells distinct faults apart.
+          const cause = f.status >= 500 ? loggedCause(f.requestId).replace(/[0-9a-f]{8}-[0-9a-f-]{27}|\d+/gi, '#').slice(0, 160) : '';
+          const key = `${f.status} ${code} :: ${f.problems.join('; ')}${cause ? ` :: logged: ${cause}` : ''}`;
           const g = groups.get(key) ?? { ops: new Set<string>(), count: 0, example: f };
           g.ops.add(f.spec.op);
           g.count++;
@@ -263,7 +286,7 @@ describe('OpenAPI-driven fuzzing', () => {
             [...groups]
               .map(
                 ([key, g]) =>
-                  `- ${key}\n    ${g.count}x over ${g.ops.size} operation(s): ${[...g.ops].join(', ')}\n    example:  ${g.example.summary}\n    response: ${g.example.status} ${g.example.body.slice(0, 300)}`,
+                  `- ${key}\n    ${g.count}x over ${g.ops.size} operation(s): ${[...g.ops].join(', ')}\n    example:  ${g.example.summary}\n    response: ${g.example.status} ${g.example.body.slice(0, 300)}${g.example.status >= 500 ? `\n    logged:   ${loggedCause(g.example.requestId)}` : ''}`,
               )
               .join('\n'),
         );

@@ -140,6 +140,10 @@ describe('schema.prisma agrees with the migrations', () => {
       const idem = await db.idempotencyRecord.create({
         data: { tenantId: tenant.id, key: 'k', requestHash: 'h', responseStatus: 202, responseBody: { a: 1 }, location: '/x', createdAt: now },
       });
+      const audit = await db.auditEvent.create({
+        data: { id: randomUUID(), tenantId: tenant.id, keyId: key.id, actor: 'api_key', action: 'backup.create', targetType: 'backup', targetId: backup.id, outcome: 'success', statusCode: 202, method: 'POST', path: '/x', requestId: 'r', createdAt: now },
+      });
+      expect(await db.auditEvent.findUniqueOrThrow({ where: { id: audit.id } })).toEqual(audit);
       expect(await db.tenant.findUniqueOrThrow({ where: { id: tenant.id } })).toEqual(tenant);
       expect(await db.apiKey.findUniqueOrThrow({ where: { id: key.id } })).toEqual(key);
       expect(await db.policy.findUniqueOrThrow({ where: { id: policy.id } })).toEqual(policy);

@@ -15,6 +15,7 @@ export async function createApiApp(rt: Runtime, opts: { logger?: boolean } = {})
       { name: 'redis', check: async () => void (await rt.redis.ping()) },
     ],
     now: rt.now,
+    rateLimit: { ...rt.config.rateLimit, redis: rt.redis, prefix: rt.config.queuePrefix },
     logger: opts.logger === false ? false : rt.log,
   });
 }

@@ -15,7 +15,11 @@ export interface WorkerRole {
   close(): Promise<void>;
 }
 
-export function startWorkerRole(rt: Runtime): WorkerRole {
+/** How long a stopping worker lets running backups and restores finish before aborting them. */
+export const SHUTDOWN_GRACE_MS = 20_000;
+
+export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): WorkerRole {
+  const shutdown = new AbortController();
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const connection = createRedis(rt.config.redisUrl, 'worker');
   connection.on('error', (err) => rt.log.debug({ err: err.message }, 'redis worker connection error'));
@@ -29,10 +33,10 @@ export function startWorkerRole(rt: Runtime): WorkerRole {
     log: rt.log,
     handlers: {
       backups: {
-        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log }),
+        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal }),
       },
       restores: {
-        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, workerId: id, now: rt.now, log: rt.log }),
+        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal }),
       },
       maintenance: {
         'delete-backup': createBackupDeleter({ db: rt.db, stores }),
@@ -46,8 +50,20 @@ export function startWorkerRole(rt: Runtime): WorkerRole {
   return {
     id,
     workers,
+    /** Takes no new jobs; lets running ones finish within the grace period, then aborts them (they end `failed`, cleaned up). */
     async close() {
-      await workers.close();
+      const closing = workers.close();
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        closing.then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), opts.graceMs ?? SHUTDOWN_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        rt.log.warn('running jobs did not finish within the grace period; aborting them');
+        shutdown.abort();
+        await closing;
+      }
       connection.disconnect();
     },
   };

@@ -129,7 +129,13 @@ function toReadable(body: NodeJS.ReadableStream | Readable): Readable {
 export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactStore {
   const { bucket, prefix } = parseS3Url(url);
   const resolved = resolveS3Options(opts);
-  const config: S3ClientConfig = { region: resolved.region, forcePathStyle: resolved.forcePathStyle };
+  const config: S3ClientConfig = {
+    region: resolved.region,
+    forcePathStyle: resolved.forcePathStyle,
+    // An unreachable endpoint fails fast. No socket idle timeout: a restore may pause reading a
+    // GetObject body for minutes (pg_restore building indexes) and must not lose the stream.
+    requestHandler: { connectionTimeout: 10_000 },
+  };
   if (resolved.endpoint !== undefined) config.endpoint = resolved.endpoint;
   if (resolved.credentials !== undefined) config.credentials = resolved.credentials;
   const client = new S3Client(config);

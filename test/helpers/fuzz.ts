@@ -146,6 +146,8 @@ export interface FuzzContext {
   mainBinding: Record<string, string>;
   /** Ids DELETE operations may consume (never the main fixtures). */
   deleteBindings: Record<string, string>[];
+  /** Names of the main cluster's components (for fields listing components by name). */
+  componentNames: string[];
   /** Good and odd values for a directory component's config.path. */
   dirPaths: string[];
   oddDirPaths: string[];
@@ -269,8 +271,8 @@ export function answerProblems(path: string, a: Answer): string[] {
   if (STACK_TRACE.test(a.text)) out.push('body contains a stack trace');
   if (/prisma/i.test(a.text)) out.push('body mentions Prisma');
   if (a.text.includes('node_modules')) out.push('body mentions node_modules');
-  const problemExempt = path === '/metrics' || path.startsWith('/docs');
-  if (a.status >= 400 && !problemExempt) {
+  // Success bodies of /metrics (text) and /docs (HTML) are not JSON; errors everywhere are problems.
+  if (a.status >= 400 && !path.startsWith('/docs')) {
     const ct = String(a.headers['content-type'] ?? '');
     if (!/^application\/problem\+json\b/.test(ct)) out.push(`error answer with content-type "${ct}" (not application/problem+json)`);
     let body: unknown;
@@ -441,7 +443,10 @@ export function validValue(schema: JsonSchema, name: string, ctx: FuzzContext, d
   }
   if (schema.allOf?.length) return validValue(Object.assign({}, ...schema.allOf), name, ctx, depth + 1, odd);
   if (schema.const !== undefined) return fc.constant(schema.const);
-  if (schema.enum?.length) return fc.constantFrom(...schema.enum);
+  if (schema.enum?.length)
+    return schema.default !== undefined && !odd
+      ? fc.oneof({ weight: 2, arbitrary: fc.constant(schema.default) }, { weight: 1, arbitrary: fc.constantFrom(...schema.enum) })
+      : fc.constantFrom(...schema.enum);
   const type = typesOf(schema).find((t) => t !== 'null') ?? (schema.properties ? 'object' : 'string');
   switch (type) {
     case 'string':
@@ -510,9 +515,10 @@ function validString(schema: JsonSchema, name: string, ctx: FuzzContext, odd: bo
   if (schema.format === 'date-time')
     return odd
       ? fc.constantFrom(...DATE_TIMES)
-      : fc.date({ min: new Date('2001-01-01'), max: new Date('2090-01-01'), noInvalidDate: true }).map((d) => d.toISOString());
+      : fc.date({ min: new Date('2031-01-01'), max: new Date('2090-01-01'), noInvalidDate: true }).map((d) => d.toISOString());
   if (name === 'interval' || name === 'manual_rate_limit') return fc.constantFrom(...(odd ? ODD_INTERVALS : VALID_INTERVALS));
   if (name === 'timezone') return fc.constantFrom(...(odd ? ODD_TIMEZONES : VALID_TIMEZONES));
+  if (name === 'components' && ctx.componentNames.length) return fc.constantFrom(...(odd ? ['nope', '', 'FILES'] : ctx.componentNames));
   if (name === 'path') return fc.constantFrom(...(odd ? ctx.oddDirPaths : ctx.dirPaths));
   if (name === 'url') return fc.constantFrom(...(odd ? ctx.oddPgUrls : ctx.pgUrls));
   if (name === 'region') return odd ? fc.constantFrom('x', 'a'.repeat(32), 'a'.repeat(33), 'EU-1', '-eu', 'eu_1', '') : fc.constantFrom('eu-1', 'us-east-2', 'ap-3');

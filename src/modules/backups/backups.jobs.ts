@@ -24,6 +24,8 @@ export interface BackupJobDeps {
   workerId: string;
   now: () => Date;
   log: Logger;
+  /** Aborted when the worker must stop before running jobs finish (graceful shutdown ran out of time). */
+  shutdown?: AbortSignal;
 }
 
 export function backupPrefix(b: { tenantId: string; clusterId: string; id: string }): string {
@@ -68,6 +70,12 @@ export function createBackupRunner(deps: BackupJobDeps) {
     };
     const abort = new AbortController();
     let failure: { component: string | null; message: string } | null = null;
+    const onShutdown = () => {
+      failure ??= { component: null, message: 'interrupted: the worker shut down before the backup finished' };
+      abort.abort();
+    };
+    if (deps.shutdown?.aborted) onShutdown();
+    deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
 
     const renew = () =>
       db.backup.updateMany({ where: { id: backup.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + LEASE_MS) } });
@@ -100,6 +108,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
       log,
     );
 
+    deps.shutdown?.removeEventListener('abort', onShutdown);
     const finish = deps.now();
     if (failure) {
       await store.deletePrefix(prefix).catch((err: unknown) => log.error({ err, backup_id: backup.id }, 'could not remove partial artifacts'));

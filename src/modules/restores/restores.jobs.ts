@@ -16,6 +16,8 @@ export interface RestoreJobDeps {
   workerId: string;
   now: () => Date;
   log: Logger;
+  /** Aborted when the worker must stop now: the restore rolls back, the target stays as it was. */
+  shutdown?: AbortSignal;
 }
 
 /**
@@ -57,7 +59,11 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
             const source = await step.copy.store.get(step.artifact.key);
             const meter = new Sha256Meter();
             source.on('error', (err) => meter.destroy(err));
-            await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source.pipe(meter), { dataRoot: deps.dataRoot });
+            deps.shutdown?.throwIfAborted();
+            await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source.pipe(meter), {
+              dataRoot: deps.dataRoot,
+              ...(deps.shutdown && { signal: deps.shutdown }),
+            });
             const got = meter.result().sha256;
             if (got !== step.artifact.sha256) throw new Error(`checksum of the ${step.copy.which} copy changed during the restore (expected sha256 ${step.artifact.sha256}, got ${got})`);
           }
@@ -65,7 +71,12 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         log,
       );
     } catch (err) {
-      failure = err instanceof ArtifactUnusable ? { component: err.component, message: err.message } : { component: current, message: errorMessage(err) };
+      failure =
+        err instanceof ArtifactUnusable
+          ? { component: err.component, message: err.message }
+          : deps.shutdown?.aborted
+            ? { component: current, message: 'interrupted: the worker shut down before the restore finished' }
+            : { component: current, message: errorMessage(err) };
     }
     const end = deps.now();
     await db.$transaction([

@@ -1,0 +1,17 @@
+/** Route (method + pattern) -> audit action and the kind of resource it acts on. */
+export const AUDITED: Record<string, { action: string; target: string }> = {
+  'POST /v1/tenants': { action: 'tenant.create', target: 'tenant' },
+  'POST /v1/api-keys': { action: 'api_key.create', target: 'api_key' },
+  'DELETE /v1/api-keys/:id': { action: 'api_key.revoke', target: 'api_key' },
+  'POST /v1/policies': { action: 'policy.create', target: 'policy' },
+  'PATCH /v1/policies/:id': { action: 'policy.update', target: 'policy' },
+  'DELETE /v1/policies/:id': { action: 'policy.delete', target: 'policy' },
+  'POST /v1/clusters': { action: 'cluster.create', target: 'cluster' },
+  'PATCH /v1/clusters/:id': { action: 'cluster.update', target: 'cluster' },
+  'DELETE /v1/clusters/:id': { action: 'cluster.delete', target: 'cluster' },
+  'POST /v1/clusters/:id/backups': { action: 'backup.create', target: 'backup' },
+  'DELETE /v1/clusters/:id/backups/:backup_id': { action: 'backup.delete', target: 'backup' },
+  'POST /v1/clusters/:id/backups/:backup_id/verify': { action: 'backup.verify', target: 'backup' },
+  'POST /v1/clusters/:id/backups/:backup_id/restore': { action: 'restore.create', target: 'restore' },
+};
+export const AUDIT_ACTIONS = [...new Set(Object.values(AUDITED).map((a) => a.action))].sort();
