@@ -53,6 +53,9 @@ const envSchema = z.object({
   DB_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   QUEUE_PREFIX: z.string().min(1).default('bull'),
+  WORKER_LEASE_MS: z.coerce.number().int().min(1000).default(60_000),
+  RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(20_000),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
 });
@@ -78,6 +81,12 @@ export interface Config {
   queuePrefix: string;
   /** Requests per credential (or per client address without one) per window. */
   rateLimit: { max: number; windowMs: number };
+  /** A running job's lease; a worker that stops renewing it is declared lost after this. */
+  leaseMs: number;
+  /** How often schedulers reconcile PostgreSQL with Redis and reap expired leases. */
+  reconcileIntervalMs: number;
+  /** How long a stopping worker lets running jobs finish before aborting them. */
+  shutdownGraceMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -109,6 +118,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     queuePrefix: e.QUEUE_PREFIX,
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
+    leaseMs: e.WORKER_LEASE_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   });
 }
 

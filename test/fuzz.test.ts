@@ -294,14 +294,21 @@ describe('OpenAPI-driven fuzzing', () => {
 
       for (const op of ops) expect(perOperation.get(op.key)?.total ?? 0, op.key).toBeGreaterThanOrEqual(MIN_PER_OPERATION);
       expect(outcomes.length).toBe(specs.length);
-      expect(
-        failures.filter((f) => f.status >= 500 || f.status < 0).map((f) => `${f.status} ${f.summary}`),
-        'no 5xx answers',
-      ).toEqual([]);
-      expect(
-        failures.map((f) => `${f.problems.join('; ')} <- ${f.summary}`),
-        'every error is problem+json and leaks nothing',
-      ).toEqual([]);
+      // Enough requests got through to the handlers (fixtures, tokens and ids are right).
+      expect(outcomes.filter((o) => o.status >= 200 && o.status < 300).length).toBeGreaterThan(outcomes.length * 0.1);
+      // Soft, so that the health checks below still run and report.
+      expect
+        .soft(
+          failures.filter((f) => f.status >= 500 || f.status < 0).map((f) => `${f.status} ${f.summary}`),
+          'no 5xx answers',
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          failures.map((f) => `${f.problems.join('; ')} <- ${f.summary}`),
+          'every error is problem+json and leaks nothing',
+        )
+        .toEqual([]);
 
       // Still healthy and usable.
       expect((await s.request('GET', '/healthz')).status).toBe(200);
@@ -309,7 +316,9 @@ describe('OpenAPI-driven fuzzing', () => {
       expect(ready.status, ready.text).toBe(200);
       const clusters = await s.request('GET', '/v1/clusters', { token: tokens.admin });
       expect(clusters.status).toBe(200);
-      expect(clusters.body.items.map((c: { id: string }) => c.id)).toContain(ctx.mainBinding.clusters);
+      expect(clusters.body.items.length).toBeGreaterThan(0);
+      const mainCluster = await s.request('GET', `/v1/clusters/${ctx.mainBinding.clusters}`, { token: tokens.viewer });
+      expect(mainCluster.status, mainCluster.text).toBe(200);
       const policy = await s.request('POST', '/v1/policies', { token: tokens.admin, body: { name: 'after the fuzz', schedule: [{ interval: '1d', count: 3 }] } });
       expect(policy.status, policy.text).toBe(201);
       const got = await s.request('GET', `/v1/policies/${policy.body.id}`, { token: tokens.viewer });
@@ -317,6 +326,6 @@ describe('OpenAPI-driven fuzzing', () => {
       const backups = await s.request('GET', `/v1/clusters/${ctx.mainBinding.clusters}/backups`, { token: tokens.viewer });
       expect(backups.status).toBe(200);
     },
-    180_000,
+    120_000,
   );
 });

@@ -1,16 +1,14 @@
 import type { Logger } from 'pino';
 
-export const LEASE_MS = 60_000;
-export const HEARTBEAT_MS = 15_000;
-
 /**
- * Keeps a running job's lease alive while `fn` runs. A worker that dies stops renewing; the
- * reconciler then marks the job failed ("worker lost") once the lease has expired.
+ * Keeps a running job's lease alive while `fn` runs, renewing it four times per lease period.
+ * A worker that dies stops renewing; the reconciler then marks the job failed ("worker lost")
+ * once the lease has expired.
  */
-export async function withLease<T>(renew: () => Promise<unknown>, fn: () => Promise<T>, log: Logger, heartbeatMs = HEARTBEAT_MS): Promise<T> {
+export async function withLease<T>(renew: () => Promise<unknown>, fn: () => Promise<T>, log: Logger, leaseMs: number): Promise<T> {
   const timer = setInterval(() => {
     renew().catch((err: unknown) => log.warn({ err }, 'lease renewal failed'));
-  }, heartbeatMs);
+  }, Math.max(250, Math.floor(leaseMs / 4)));
   timer.unref();
   try {
     return await fn();

@@ -138,7 +138,7 @@ function nextRunsFor(due: DueRow[], now: Date): string[] {
 export function startSchedulerRole(rt: Runtime, opts: SchedulerOptions = {}): { close(): Promise<void> } {
   const batchSize = opts.batchSize ?? 1000;
   const tickMs = opts.tickMs ?? 1000;
-  const sweepMs = opts.sweepMs ?? 30_000;
+  const sweepMs = opts.sweepMs ?? rt.config.reconcileIntervalMs;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();

@@ -15,9 +15,6 @@ export interface WorkerRole {
   close(): Promise<void>;
 }
 
-/** How long a stopping worker lets running backups and restores finish before aborting them. */
-export const SHUTDOWN_GRACE_MS = 20_000;
-
 export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): WorkerRole {
   const shutdown = new AbortController();
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -33,10 +30,10 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
     log: rt.log,
     handlers: {
       backups: {
-        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal }),
+        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
       },
       restores: {
-        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal }),
+        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
       },
       maintenance: {
         'delete-backup': createBackupDeleter({ db: rt.db, stores }),
@@ -56,7 +53,7 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
       let timer: NodeJS.Timeout | undefined;
       const late = await Promise.race([
         closing.then(() => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), opts.graceMs ?? SHUTDOWN_GRACE_MS))),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), opts.graceMs ?? rt.config.shutdownGraceMs))),
       ]);
       clearTimeout(timer);
       if (late) {

@@ -262,7 +262,7 @@ export interface Answer {
   text: string;
 }
 
-const STACK_TRACE = /\bat (?:async )?(?:\S+ \()?(?:file:\/\/)?(?:\/|[A-Za-z]:\\|node:)[^\s)]*:\d+/;
+const STACK_TRACE = /\bat (?:async )?(?:[^()\n]{1,200} \()?(?:file:\/\/)?(?:\/|[A-Za-z]:\\|node:)[^\s)]*:\d+/;
 
 /** Everything wrong with an answer ([] when it is acceptable). */
 export function answerProblems(path: string, a: Answer): string[] {

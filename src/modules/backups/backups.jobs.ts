@@ -9,7 +9,7 @@ import type { Queues } from '../../queue/queues.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
 import type { ArtifactLocation } from './backups.present.js';
 import { ArtifactUnusable, findIntactCopy, type Stores } from './artifacts.js';
-import { LEASE_MS, withLease } from '../../queue/lease.js';
+import { withLease } from '../../queue/lease.js';
 
 const PROGRESS_EVERY_MS = 1_000;
 
@@ -24,6 +24,7 @@ export interface BackupJobDeps {
   workerId: string;
   now: () => Date;
   log: Logger;
+  leaseMs: number;
   /** Aborted when the worker must stop before running jobs finish (graceful shutdown ran out of time). */
   shutdown?: AbortSignal;
 }
@@ -49,7 +50,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
     const t = deps.now();
     const claimed = await db.backup.updateMany({
       where: { id: payload.backup_id, tenantId: payload.tenant_id, status: 'queued' },
-      data: { status: 'running', startedAt: t, workerId: deps.workerId, leaseExpiresAt: new Date(t.getTime() + LEASE_MS) },
+      data: { status: 'running', startedAt: t, workerId: deps.workerId, leaseExpiresAt: new Date(t.getTime() + deps.leaseMs) },
     });
     if (claimed.count === 0) return; // deleted, already run, or taken by another worker: nothing to do
     const backup = await db.backup.findUniqueOrThrow({ where: { id: payload.backup_id }, include: { cluster: true } });
@@ -78,7 +79,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
     deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
 
     const renew = () =>
-      db.backup.updateMany({ where: { id: backup.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + LEASE_MS) } });
+      db.backup.updateMany({ where: { id: backup.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + deps.leaseMs) } });
     const results = await withLease(renew, () =>
       Promise.all(
         components.map(async (c) => {
@@ -106,6 +107,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
         }),
       ),
       log,
+      deps.leaseMs,
     );
 
     deps.shutdown?.removeEventListener('abort', onShutdown);

@@ -4,7 +4,6 @@ import { backupPrefix } from './backups.jobs.js';
 
 // Safe to run on every scheduler instance at once: each transition is a conditional update
 // and job ids are derived from rows, so concurrent runs only repeat a little work.
-const STALE_MS = 30_000;
 const BATCH = 500;
 
 /**
@@ -18,7 +17,9 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
   let lost = 0;
   {
     const t = now();
-    const staleBefore = new Date(t.getTime() - STALE_MS);
+    // Rows younger than this may still be getting their job enqueued right after commit. Requeueing
+    // early is harmless anyway (job ids dedupe, runners skip rows that are no longer queued).
+    const staleBefore = new Date(t.getTime() - Math.min(30_000, rt.config.reconcileIntervalMs));
 
     const expired = await db.backup.findMany({ where: { status: 'running', leaseExpiresAt: { lt: t } }, take: BATCH });
     for (const b of expired) {

@@ -3,7 +3,7 @@ import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { getDriver } from '../../components/index.js';
 import { Sha256Meter } from '../../storage/checksum.js';
-import { LEASE_MS, withLease } from '../../queue/lease.js';
+import { withLease } from '../../queue/lease.js';
 import { ArtifactUnusable, findIntactCopy, type Stores } from '../backups/artifacts.js';
 import { errorMessage } from '../backups/backups.jobs.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
@@ -16,6 +16,7 @@ export interface RestoreJobDeps {
   workerId: string;
   now: () => Date;
   log: Logger;
+  leaseMs: number;
   /** Aborted when the worker must stop now: the restore rolls back, the target stays as it was. */
   shutdown?: AbortSignal;
 }
@@ -32,12 +33,12 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
     const t = deps.now();
     const claimed = await db.restore.updateMany({
       where: { id: payload.restore_id, tenantId: payload.tenant_id, status: 'queued' },
-      data: { status: 'running', startedAt: t, workerId: deps.workerId, leaseExpiresAt: new Date(t.getTime() + LEASE_MS) },
+      data: { status: 'running', startedAt: t, workerId: deps.workerId, leaseExpiresAt: new Date(t.getTime() + deps.leaseMs) },
     });
     if (claimed.count === 0) return;
     const r = await db.restore.findUniqueOrThrow({ where: { id: payload.restore_id }, include: { backup: { include: { artifacts: true } }, cluster: true } });
     const renew = () =>
-      db.restore.updateMany({ where: { id: r.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + LEASE_MS) } });
+      db.restore.updateMany({ where: { id: r.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + deps.leaseMs) } });
     let failure: { component: string | null; message: string } | null = null;
     let current: string | null = null;
     try {
@@ -69,6 +70,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
           }
         },
         log,
+        deps.leaseMs,
       );
     } catch (err) {
       failure =
