@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { createHash } from 'node:crypto';
 import { RateLimited } from './errors.js';
 import { createGuard } from './http/auth.js';
-import { registerProblemHandlers } from './http/problem.js';
+import { frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
 import type { App } from './http/types.js';
 import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
 import { backupRoutes } from './modules/backups/backups.routes.js';
@@ -48,6 +48,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    frameworkErrors: frameworkErrorHandler,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
   };
   const app = (deps.logger ? Fastify({ ...opts, loggerInstance: deps.logger as unknown as FastifyBaseLogger }) : Fastify(opts)).withTypeProvider<ZodTypeProvider>() as unknown as App;

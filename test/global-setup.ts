@@ -1,9 +1,9 @@
 import net from 'node:net';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { migrate } from '../src/db/migrate.js';
+import { createHash } from 'node:crypto';
+import { migrate, readMigrations } from '../src/db/migrate.js';
 
-export const TEMPLATE_DB = 'bk_test_template';
 
 function reachable(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -46,19 +46,35 @@ export default async function setup(project: TestProject) {
     }
   }
 
-  // One migrated template; every test file clones it into a database of its own.
+  // One migrated template per set of migrations; every test file clones it into a database of
+  // its own. Named by the migrations' checksums and built under a lock, so concurrent runs on one
+  // machine share it instead of dropping it under each other.
   const admin = new URL(databaseUrl);
   admin.pathname = '/postgres';
+  const migrations = await readMigrations();
+  const template = `bk_test_tpl_${createHash('sha256').update(migrations.map((m) => m.checksum).join()).digest('hex').slice(0, 16)}`;
   const client = new pg.Client({ connectionString: admin.href });
   await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
-  await client.query(`CREATE DATABASE ${TEMPLATE_DB}`);
-  await client.end();
-  const templateUrl = new URL(databaseUrl);
-  templateUrl.pathname = `/${TEMPLATE_DB}`;
-  await migrate(templateUrl.href);
+  try {
+    await client.query('SELECT pg_advisory_lock(72707371)');
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [template]);
+    if (!rowCount) {
+      await client.query(`CREATE DATABASE ${template}_build`).catch(async () => {
+        await client.query(`DROP DATABASE IF EXISTS ${template}_build WITH (FORCE)`);
+        await client.query(`CREATE DATABASE ${template}_build`);
+      });
+      const buildUrl = new URL(databaseUrl);
+      buildUrl.pathname = `/${template}_build`;
+      await migrate(buildUrl.href);
+      await client.query(`ALTER DATABASE ${template}_build RENAME TO ${template}`);
+    }
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(72707371)').catch(() => {});
+    await client.end();
+  }
 
   project.provide('adminDatabaseUrl', admin.href);
+  project.provide('templateDb', template);
   project.provide('redisUrl', redisUrl);
   return async () => {
     for (const stop of stops) await stop();
@@ -68,6 +84,7 @@ export default async function setup(project: TestProject) {
 declare module 'vitest' {
   export interface ProvidedContext {
     adminDatabaseUrl: string;
+    templateDb: string;
     redisUrl: string;
   }
 }

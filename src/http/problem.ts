@@ -103,7 +103,31 @@ export function toProblem(err: unknown, req: FastifyRequest): { problem: Problem
   return { problem: problem(500, 'an unexpected error occurred; it has been logged') };
 }
 
+/** Path of the first string holding a NUL character (PostgreSQL cannot store one), or null. */
+function findNul(value: unknown, path: string, depth = 0): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (depth > 32 || value === null || typeof value !== 'object') return null;
+  for (const [k, v] of Object.entries(value)) {
+    const hit = findNul(v, `${path}.${k}`, depth + 1);
+    if (hit) return hit;
+  }
+  return null;
+}
+
+/** Errors Fastify answers before routing (bad percent-encoding, over-long parameters). */
+export function frameworkErrorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+  // An id that cannot be decoded or is too long names no resource.
+  const p = err.code === 'FST_ERR_BAD_URL' || err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? problem(404, 'resource not found') : problem(status, 'malformed request');
+  req.log.info({ code: err.code }, 'request refused before routing');
+  void sendProblem(reply, p);
+}
+
 export function registerProblemHandlers(app: FastifyInstance): void {
+  app.addHook('preValidation', async (req) => {
+    const hit = findNul(req.body, 'body') ?? findNul(req.query, 'querystring');
+    if (hit) throw new Invalid('text must not contain NUL characters', [{ path: hit, message: 'must not contain NUL (\\u0000) characters' }]);
+  });
   app.setErrorHandler((err, req, reply) => {
     let mapped: ReturnType<typeof toProblem>;
     try {

@@ -6,6 +6,8 @@ export interface Cursor {
   id: string;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.createdAt.toISOString(), c.id])).toString('base64url');
 }
@@ -15,7 +17,9 @@ export function decodeCursor(s: string): Cursor {
     const v: unknown = JSON.parse(Buffer.from(s, 'base64url').toString('utf8'));
     if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') {
       const createdAt = new Date(v[0]);
-      if (!Number.isNaN(createdAt.getTime()) && /^[0-9a-f-]{36}$/i.test(v[1])) return { createdAt, id: v[1] };
+      // Only cursors this API could have produced: a real UUID and a date PostgreSQL can hold.
+      const year = createdAt.getUTCFullYear();
+      if (!Number.isNaN(createdAt.getTime()) && year >= 1970 && year <= 9999 && UUID.test(v[1])) return { createdAt, id: v[1] };
     }
   } catch {
     // fall through

@@ -54,15 +54,20 @@ export function bucketRangeMs(ms: number, interval: Interval, zone: IANAZone): [
   }
   const offset = offsetMs(zone, ms);
   const [firstDay, endDay] = localDayRange(localDayNumber(zone, ms, offset), n, unit);
-  return [startOfLocalDay(zone, firstDay, offset), startOfLocalDay(zone, endDay, offset)];
+  const end = startOfLocalDay(zone, endDay, offset);
+  // Where the clock falls back across midnight (America/St_Johns until 2011 went from 00:01
+  // back to 23:01), an instant can carry yesterday's date after today has begun: it belongs to
+  // the bucket that began at that first midnight, which keeps start <= t < end.
+  if (end <= ms) {
+    const [nextFirst, nextEnd] = localDayRange(endDay, n, unit);
+    return [startOfLocalDay(zone, nextFirst, offset), startOfLocalDay(zone, nextEnd, offset)];
+  }
+  return [startOfLocalDay(zone, firstDay, offset), end];
 }
 
-/** Start only (one Intl call fewer than the range when the memo is cold). */
+/** Start only. */
 export function bucketStartMs(ms: number, interval: Interval, zone: IANAZone): number {
-  if (interval.unit === 'h') return bucketRangeMs(ms, interval, zone)[0];
-  const offset = offsetMs(zone, ms);
-  const [firstDay] = localDayRange(localDayNumber(zone, ms, offset), interval.n, interval.unit);
-  return startOfLocalDay(zone, firstDay, offset);
+  return bucketRangeMs(ms, interval, zone)[0];
 }
 
 // The local-day bucket [first, end) holding local day `day`.
@@ -120,8 +125,8 @@ export function bucketStarter(interval: string | Interval, timezone: string): (m
       }
     }
     const offset = offsetMs(zone, ms);
-    const [firstDay] = localDayRange(localDayNumber(zone, ms, offset), n, unit);
-    const start = startOfLocalDay(zone, firstDay, offset);
+    const start = bucketRangeMs(ms, parsed, zone)[0];
+    const [firstDay] = localDayRange(localDayNumber(zone, start, offsetMs(zone, start)), n, unit);
     last = { firstDay, start, offset };
     return start;
   };

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 
-const TEMPLATE_DB = 'bk_test_template';
 
 export function adminUrl(): string {
   return inject('adminDatabaseUrl');
@@ -24,7 +23,7 @@ export async function createTestDatabase(opts: { empty?: boolean } = {}): Promis
   await withAdmin(async (c) => {
     for (let attempt = 0; ; attempt++) {
       try {
-        await c.query(opts.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DB}`);
+        await c.query(opts.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${inject('templateDb')}`);
         return;
       } catch (err) {
         // Two files cloning the template at the same instant: PostgreSQL refuses one; try again.

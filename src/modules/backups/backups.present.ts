@@ -1,6 +1,11 @@
 import { iso } from '../../http/schemas.js';
 import type { BackupView } from './backups.schemas.js';
-import type { BackupRow } from './backups.repo.js';
+import type { Backup } from '../../generated/prisma/client.js';
+
+/** What presenting a backup needs: the row (lease fields aside) and its artifacts' public fields. */
+export type BackupRecord = Omit<Backup, 'workerId' | 'leaseExpiresAt'> & {
+  artifacts: { component: string; bytes: bigint | number; sha256: string; locations: unknown }[];
+};
 
 export interface ArtifactLocation {
   store: 'primary' | 'secondary';
@@ -8,7 +13,7 @@ export interface ArtifactLocation {
   status: 'pending' | 'present' | 'failed';
 }
 
-export function presentBackup(b: BackupRow): BackupView {
+export function presentBackup(b: BackupRecord): BackupView {
   return {
     id: b.id,
     cluster_id: b.clusterId,

@@ -1,0 +1,168 @@
+/**
+ * API benchmark (issue 5), with autocannon against this process's own servers on 127.0.0.1:
+ *  - GET /v1/clusters/{id}/backups?limit=50 vs a bare Fastify route running the same SQL through
+ *    `pg` (key lookup, cluster check, a page of backups with their artifacts); target >= 0.5.
+ *  - POST /v1/clusters/{id}/backups vs a bare Fastify route running the same transaction through
+ *    `pg` (lock the cluster, policy, rate-limit and busy checks, insert when free).
+ * Prints throughput, p99 latency and the ratios, all measured in this run.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import autocannon from 'autocannon';
+import Fastify from 'fastify';
+import pg from 'pg';
+import { createApiApp } from '../src/roles/api.js';
+import { benchEnv, verdict } from './support.js';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = 10;
+
+const env = await benchEnv('api');
+const { rt } = env;
+const pool = new pg.Pool({ connectionString: env.dbUrl, max: 10 });
+let exitCode = 0;
+
+async function load(url: string, opts: { method?: 'GET' | 'POST'; token: string; paths?: string[] }) {
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration: DURATION,
+    method: opts.method ?? 'GET',
+    headers: { authorization: `Bearer ${opts.token}` },
+    ...(opts.paths && { requests: opts.paths.map((path) => ({ path, method: opts.method ?? 'GET' })) }),
+  });
+  return { rps: result.requests.average, p99: result.latency.p99, codes: { '2xx': result['2xx'], '4xx': result['4xx'], '5xx': result['5xx'], errors: result.errors } };
+}
+
+try {
+  // Our service, with the rate limit out of the way.
+  const app = await createApiApp({ ...rt, config: { ...rt.config, rateLimit: { max: 1e9, windowMs: 60_000 } } }, { logger: false });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const ours = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+
+  // Seed directly: one tenant, an admin key, a policy without a rate limit, 200 clusters.
+  const tenantId = randomUUID();
+  const token = `bk_bench_${randomUUID()}`;
+  const keyHash = createHash('sha256').update(token).digest('hex');
+  const c = await pool.connect();
+  await c.query(`INSERT INTO tenants (id, name) VALUES ($1, 'bench')`, [tenantId]);
+  await c.query(`INSERT INTO api_keys (id, tenant_id, name, role, prefix, token_hash) VALUES ($1, $2, 'bench', 'admin', 'bk_bench', $3)`, [randomUUID(), tenantId, keyHash]);
+  const policyId = randomUUID();
+  await c.query(
+    `INSERT INTO policies (id, tenant_id, name, is_default, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
+     VALUES ($1, $2, 'default', true, 'UTC', '[{"interval":"1d","count":7}]', 100, 100, NULL, 3)`,
+    [policyId, tenantId],
+  );
+  const clusterIds: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    const id = randomUUID();
+    clusterIds.push(id);
+    await c.query(
+      `INSERT INTO clusters (id, tenant_id, name, environment, region, backup_location, policy_id, components)
+       VALUES ($1, $2, $3, 'production', 'eu-1', 'same-region', $4, '[{"name":"files","type":"directory","config":{"path":"x"}},{"name":"db","type":"postgres","config":{"url_encrypted":"x","url_masked":"postgresql://u:***@h/db"}}]')`,
+      [id, tenantId, `c${i}`, policyId],
+    );
+  }
+  const listCluster = clusterIds[0]!;
+  // 500 completed backups with two artifacts each on the listed cluster.
+  await c.query(
+    `INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, started_at, completed_at, size_bytes, bytes_done, components)
+     SELECT gen_random_uuid(), $1, $2, 'scheduled', 'completed', now() - g * interval '1 hour', now() - g * interval '1 hour', now() - g * interval '1 hour' + interval '1 minute', 2048, 2048,
+            '[{"name":"files","status":"completed"},{"name":"db","status":"completed"}]'
+     FROM generate_series(1, 500) g`,
+    [tenantId, listCluster],
+  );
+  await c.query(
+    `INSERT INTO backup_artifacts (id, backup_id, component, key, bytes, sha256, locations)
+     SELECT gen_random_uuid(), b.id, comp, b.id || '/' || comp, 1024, md5(b.id::text) || md5(comp), jsonb_build_array(jsonb_build_object('store','primary','url','file:///x/' || b.id || '/' || comp,'status','present'))
+     FROM backups b CROSS JOIN (VALUES ('files'), ('db')) v(comp)`,
+  );
+  await c.query('ANALYZE');
+  c.release();
+
+  // The baseline: bare Fastify, no validation or serialization schemas, the same SQL via pg.
+  const bare = Fastify();
+  const auth = async (header: string | undefined) => {
+    const t = header?.replace(/^Bearer /, '') ?? '';
+    const { rows } = await pool.query('SELECT id, tenant_id, role FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())', [
+      createHash('sha256').update(t).digest('hex'),
+    ]);
+    return rows[0] as { tenant_id: string } | undefined;
+  };
+  bare.get('/v1/clusters/:id/backups', async (req, reply) => {
+    const key = await auth(req.headers.authorization);
+    if (!key) return reply.code(401).send();
+    const { id } = req.params as { id: string };
+    const cl = await pool.query('SELECT id FROM clusters WHERE id = $1 AND tenant_id = $2', [id, key.tenant_id]);
+    if (!cl.rowCount) return reply.code(404).send();
+    const { rows } = await pool.query(
+      `SELECT b.*, COALESCE((SELECT json_agg(a ORDER BY a.component) FROM backup_artifacts a WHERE a.backup_id = b.id), '[]') AS artifacts
+       FROM backups b WHERE b.tenant_id = $1 AND b.cluster_id = $2 ORDER BY b.created_at DESC, b.id DESC LIMIT 51`,
+      [key.tenant_id, id],
+    );
+    return { items: rows.slice(0, 50), next_cursor: rows.length > 50 ? 'x' : null };
+  });
+  bare.post('/v1/clusters/:id/backups', async (req, reply) => {
+    const key = await auth(req.headers.authorization);
+    if (!key) return reply.code(401).send();
+    const { id } = req.params as { id: string };
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const locked = await client.query('SELECT id FROM clusters WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, key.tenant_id]);
+      if (!locked.rowCount) {
+        await client.query('ROLLBACK');
+        return reply.code(404).send();
+      }
+      const cl = await client.query('SELECT c.status, c.components, p.manual_count, p.manual_rate_limit FROM clusters c JOIN policies p ON p.id = c.policy_id WHERE c.id = $1', [id]);
+      const busy = await client.query(
+        `SELECT (SELECT count(*) FROM backups WHERE cluster_id = $1 AND status IN ('queued','running')) + (SELECT count(*) FROM restores WHERE cluster_id = $1 AND status IN ('queued','running')) AS n`,
+        [id],
+      );
+      if (Number(busy.rows[0].n) > 0 || cl.rows[0].status !== 'active') {
+        await client.query('ROLLBACK');
+        return reply.code(409).send({ detail: 'busy' });
+      }
+      const row = await client.query(`INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, components) VALUES ($1, $2, $3, 'manual', 'queued', '[]') RETURNING *`, [randomUUID(), key.tenant_id, id]);
+      await client.query('COMMIT');
+      return reply.code(202).send(row.rows[0]);
+    } catch (err) {
+      await client.query('ROLLBACK');
+      throw err;
+    } finally {
+      client.release();
+    }
+  });
+  await bare.listen({ port: 0, host: '127.0.0.1' });
+  const base = `http://127.0.0.1:${(bare.server.address() as { port: number }).port}`;
+
+  const listPath = `/v1/clusters/${listCluster}/backups?limit=50`;
+  // Warm up both (JIT, pools, plans).
+  await autocannon({ url: `${ours}${listPath}`, connections: 4, amount: 300, headers: { authorization: `Bearer ${token}` } });
+  await autocannon({ url: `${base}${listPath}`, connections: 4, amount: 300, headers: { authorization: `Bearer ${token}` } });
+
+  const baseList = await load(`${base}${listPath}`, { token });
+  const ourList = await load(`${ours}${listPath}`, { token });
+  const listRatio = ourList.rps / baseList.rps;
+  const okList = listRatio >= 0.5 && ourList.codes['5xx'] === 0 && ourList.codes['2xx'] > 0;
+  console.log(`GET backups?limit=50  baseline: ${baseList.rps.toFixed(0)} req/s, p99 ${baseList.p99} ms ${JSON.stringify(baseList.codes)}`);
+  console.log(`GET backups?limit=50  service : ${ourList.rps.toFixed(0)} req/s, p99 ${ourList.p99} ms ${JSON.stringify(ourList.codes)}`);
+  console.log(`GET backups?limit=50  throughput ratio ${listRatio.toFixed(2)} (target >= 0.5) ${verdict(okList)}; p99 ratio ${(ourList.p99 / Math.max(1, baseList.p99)).toFixed(2)}`);
+
+  // POST across the other 199 clusters: the first request per cluster creates a backup (202),
+  // later ones take the same locked decision path and answer 409 (one at a time).
+  const paths = clusterIds.slice(1).map((id) => `/v1/clusters/${id}/backups`);
+  const basePost = await load(base, { method: 'POST', token, paths });
+  await pool.query(`DELETE FROM backups WHERE trigger = 'manual'`);
+  const ourPost = await load(ours, { method: 'POST', token, paths });
+  const postRatio = ourPost.rps / basePost.rps;
+  console.log(`POST backups baseline: ${basePost.rps.toFixed(0)} req/s, p99 ${basePost.p99} ms ${JSON.stringify(basePost.codes)}`);
+  console.log(`POST backups service : ${ourPost.rps.toFixed(0)} req/s, p99 ${ourPost.p99} ms ${JSON.stringify(ourPost.codes)}`);
+  console.log(`POST backups throughput ratio ${postRatio.toFixed(2)}; p99 ratio ${(ourPost.p99 / Math.max(1, basePost.p99)).toFixed(2)} (5xx: ${ourPost.codes['5xx']})`);
+  if (!okList || ourPost.codes['5xx'] > 0) exitCode = 1;
+  await app.close();
+  await bare.close();
+} finally {
+  await pool.end();
+  await env.drop();
+}
+process.exit(exitCode);
