@@ -55,6 +55,7 @@ const envSchema = z.object({
   QUEUE_PREFIX: z.string().min(1).default('bull'),
   WORKER_LEASE_MS: z.coerce.number().int().min(1000).default(60_000),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
+  RETENTION_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(20_000),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
@@ -85,6 +86,8 @@ export interface Config {
   leaseMs: number;
   /** How often schedulers reconcile PostgreSQL with Redis and reap expired leases. */
   reconcileIntervalMs: number;
+  /** How often every cluster's retention is re-evaluated (besides after each backup and policy change). */
+  retentionSweepMs: number;
   /** How long a stopping worker lets running jobs finish before aborting them. */
   shutdownGraceMs: number;
 }
@@ -121,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     leaseMs: e.WORKER_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    retentionSweepMs: e.RETENTION_SWEEP_MS,
   });
 }
 

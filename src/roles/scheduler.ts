@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { jobId } from '../queue/jobs.js';
 import { nextRunsAt } from '../scheduling/index.js';
-import { reconcile } from '../modules/backups/reconciler.js';
+import { reconcile, sweepRetention } from '../modules/backups/reconciler.js';
 
 export interface SchedulerOptions {
   batchSize?: number;
@@ -143,6 +143,7 @@ export function startSchedulerRole(rt: Runtime, opts: SchedulerOptions = {}): { 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let lastSweep = 0;
+  let lastRetentionSweep = Date.now(); // prunes already follow every backup; the first sweep waits a period
 
   const loop = async () => {
     try {
@@ -150,6 +151,10 @@ export function startSchedulerRole(rt: Runtime, opts: SchedulerOptions = {}): { 
       if (Date.now() - lastSweep >= sweepMs) {
         lastSweep = Date.now();
         await reconcile(rt);
+      }
+      if (Date.now() - lastRetentionSweep >= rt.config.retentionSweepMs) {
+        lastRetentionSweep = Date.now();
+        await sweepRetention(rt);
       }
     } catch (err) {
       rt.log.warn({ err }, 'scheduler tick failed; retrying');
