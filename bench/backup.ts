@@ -626,13 +626,13 @@ async function generateDatabase(name: string, targetBytes: number): Promise<{ by
                (ARRAY['click','view','purchase','refund'])[1 + g % 4],
                jsonb_build_object('ip', md5(g::text), 'agent', md5((g + 1)::text), 'n', g % 1000, 'ok', g % 3 = 0),
                md5((g * 3)::text)
-        FROM generate_series(${lo}, ${hi}) g`);
+        FROM generate_series(${lo}::bigint, ${hi}::bigint) g`);
       await c.query(`INSERT INTO documents
         SELECT g, 'doc ' || md5(g::text),
                md5(g::text || 'a') || ' ' || md5(g::text || 'b') || ' ' || md5(g::text || 'c') || ' ' || md5(g::text || 'd') || ' ' ||
                md5(g::text || 'e') || ' ' || md5(g::text || 'f') || ' ' || md5(g::text || 'g') || ' ' || md5(g::text || 'h'),
                ARRAY['t' || (g % 17), 't' || (g % 31)], timestamptz '2024-01-01' + g * interval '1 minute'
-        FROM generate_series(${lo}, ${hi}) g`);
+        FROM generate_series(${lo}::bigint, ${hi}::bigint) g`);
       n++;
     }
     await c.query('ALTER TABLE events ADD PRIMARY KEY (id)');

@@ -1,5 +1,5 @@
 import type { Db, Tx } from '../../db/client.js';
-import type { Prisma } from '../../generated/prisma/client.js';
+import type { BackupArtifact, Prisma } from '../../generated/prisma/client.js';
 import { decodeCursor } from '../../lib/cursor.js';
 import type { BackupRecord } from './backups.present.js';
 
@@ -7,8 +7,9 @@ const withArtifacts = { artifacts: { orderBy: { component: 'asc' as const } } } 
 
 export function createBackupRepo(db: Db) {
   return {
+    /** A new backup has no artifacts yet. */
     async create(tx: Tx | Db, data: Prisma.BackupUncheckedCreateInput) {
-      return tx.backup.create({ data, include: withArtifacts });
+      return { ...(await tx.backup.create({ data })), artifacts: [] as BackupArtifact[] };
     },
     async find(tx: Tx | Db, tenantId: string, clusterId: string, id: string) {
       return tx.backup.findFirst({ where: { id, tenantId, clusterId }, include: withArtifacts });
