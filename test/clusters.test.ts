@@ -119,6 +119,26 @@ describe('clusters', () => {
     expect(next.getUTCHours()).toBe(0);
   });
 
+  it('recomputes next_backup_at of every cluster when its policy\'s schedule or time zone changes', async () => {
+    const pol = await s.request('POST', '/v1/policies', { token, body: { name: 'tz-change', schedule: [{ interval: '1d', count: 7 }] } });
+    const a = await s.request('POST', '/v1/clusters', { token, body: { name: 'tz-a', policy_id: pol.body.id, components: [dir('app')] } });
+    const b = await s.request('POST', '/v1/clusters', { token, body: { name: 'tz-b', policy_id: pol.body.id, components: [dir('app')] } });
+    const before = [a.body.next_backup_at, b.body.next_backup_at];
+    // Daily in UTC starts at 00:00Z + offset; daily in Tokyo starts at 15:00Z (previous day) + offset.
+    const patched = await s.request('PATCH', `/v1/policies/${pol.body.id}`, { token, body: { timezone: 'Asia/Tokyo' } });
+    expect(patched.status).toBe(200);
+    for (const [i, id] of [a.body.id, b.body.id].entries()) {
+      const now = (await s.request('GET', `/v1/clusters/${id}`, { token })).body.next_backup_at;
+      expect(now).not.toBe(before[i]);
+      expect(new Date(now).getUTCHours()).toBe(15);
+    }
+    const hourly = await s.request('PATCH', `/v1/policies/${pol.body.id}`, { token, body: { schedule: [{ interval: '1h', count: 24 }] } });
+    expect(hourly.status).toBe(200);
+    const next = Date.parse((await s.request('GET', `/v1/clusters/${a.body.id}`, { token })).body.next_backup_at);
+    expect(next - Date.now()).toBeLessThanOrEqual(2 * 3600_000);
+    expect(next).toBeGreaterThan(Date.now());
+  });
+
   it('deletion protection answers 409; otherwise deletion removes the cluster', async () => {
     const c = await s.request('POST', '/v1/clusters', { token, body: { name: 'protected', deletion_protection: true, components: [dir('app')] } });
     const res = await s.request('DELETE', `/v1/clusters/${c.body.id}`, { token });
