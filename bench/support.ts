@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { Redis } from 'ioredis';
 import pg from 'pg';
+import { deleteKeysByPrefix } from '../src/queue/keys.js';
 import { loadConfig } from '../src/config.js';
 import { migrate } from '../src/db/migrate.js';
 import { createLogger } from '../src/lib/logger.js';
@@ -37,14 +37,7 @@ export async function benchEnv(name: string): Promise<{ rt: Runtime; dbUrl: stri
     prefix,
     async drop() {
       await rt.close();
-      const r = new Redis(REDIS_URL);
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await r.del(...keys);
-      } while (cursor !== '0');
-      r.disconnect();
+      await deleteKeysByPrefix(REDIS_URL, prefix);
       const c2 = new pg.Client({ connectionString: admin.href });
       await c2.connect();
       await c2.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);

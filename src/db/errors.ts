@@ -38,3 +38,13 @@ export function isUniqueViolation(err: unknown): boolean {
   const x = err as { code?: string; cause?: { code?: string } };
   return x?.code === 'P2002' || x?.cause?.code === '23505';
 }
+
+/** Runs `fn`, turning a unique-constraint violation into the domain error `onDuplicate()` returns. */
+export async function onUniqueViolation<T>(fn: () => Promise<T>, onDuplicate: () => Error): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isUniqueViolation(err)) throw onDuplicate();
+    throw err;
+  }
+}

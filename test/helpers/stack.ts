@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/lib/logger.js';
-import { Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { deleteKeysByPrefix } from '../../src/queue/keys.js';
 import { loadConfig } from '../../src/config.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { createApiApp } from '../../src/roles/api.js';
@@ -102,14 +102,7 @@ export async function startStack(opts: { worker?: boolean; env?: Record<string, 
     async close() {
       await worker?.close();
       await app.close();
-      const r = new Redis(inject('redisUrl'));
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await r.del(...keys);
-      } while (cursor !== '0');
-      r.disconnect();
+      await deleteKeysByPrefix(inject('redisUrl'), prefix);
       await rt.close();
       await db.drop();
       await rm(base, { recursive: true, force: true });

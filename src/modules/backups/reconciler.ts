@@ -1,5 +1,5 @@
 import type { Runtime } from '../../runtime.js';
-import { jobId } from '../../queue/jobs.js';
+import { jobId, type JobName, type JobPayload, type QueueName } from '../../queue/jobs.js';
 import { backupPrefix } from './backups.jobs.js';
 
 // Safe to run on every scheduler instance at once: each transition is a conditional update
@@ -34,20 +34,21 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
       }
     }
 
-    const queued = await db.backup.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, select: { id: true, tenantId: true }, take: BATCH });
-    for (const b of queued) {
-      if (!(await queues.all.backups.getJob(jobId('run-backup', b.id)))) {
-        await queues.add('backups', 'run-backup', { tenant_id: b.tenantId, backup_id: b.id }, b.id);
+    /** Enqueues the job of each row whose job is missing from Redis; returns how many. */
+    const requeueMissing = async <Q extends QueueName, J extends JobName<Q>>(queue: Q, name: J, rows: { id: string; payload: JobPayload<Q, J> }[], before?: (id: string) => Promise<unknown>) => {
+      for (const r of rows) {
+        if (await queues.all[queue].getJob(jobId(name, r.id))) continue;
+        await before?.(r.id);
+        await queues.add(queue, name, r.payload, r.id);
         requeued++;
       }
-    }
-    const deleting = await db.backup.findMany({ where: { status: 'deleting' }, select: { id: true, tenantId: true }, take: BATCH });
-    for (const b of deleting) {
-      if (!(await queues.all.maintenance.getJob(jobId('delete-backup', b.id)))) {
-        await queues.add('maintenance', 'delete-backup', { tenant_id: b.tenantId, backup_id: b.id }, b.id);
-        requeued++;
-      }
-    }
+    };
+    const ids = { select: { id: true, tenantId: true }, take: BATCH } as const;
+    const backupJob = (b: { id: string; tenantId: string }) => ({ id: b.id, payload: { tenant_id: b.tenantId, backup_id: b.id } });
+
+    await requeueMissing('backups', 'run-backup', (await db.backup.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, ...ids })).map(backupJob));
+    await requeueMissing('maintenance', 'delete-backup', (await db.backup.findMany({ where: { status: 'deleting' }, ...ids })).map(backupJob));
+
     const lostRestores = await db.restore.findMany({ where: { status: 'running', leaseExpiresAt: { lt: t } }, take: BATCH });
     for (const r of lostRestores) {
       const [done] = await db.$transaction([
@@ -59,39 +60,28 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
       ]);
       if (done.count) lost++;
     }
-    const queuedRestores = await db.restore.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, select: { id: true, tenantId: true }, take: BATCH });
-    for (const r of queuedRestores) {
-      if (!(await queues.all.restores.getJob(jobId('run-restore', r.id)))) {
-        await queues.add('restores', 'run-restore', { tenant_id: r.tenantId, restore_id: r.id }, r.id);
-        requeued++;
-      }
-    }
+    await requeueMissing(
+      'restores',
+      'run-restore',
+      (await db.restore.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, ...ids })).map((r) => ({ id: r.id, payload: { tenant_id: r.tenantId, restore_id: r.id } })),
+    );
     // Dual-region copies still pending, and verifications whose job is gone.
-    const pending = await db.$queryRaw<{ id: string; tenant_id: string }[]>`
-      SELECT DISTINCT b.id::text, b.tenant_id::text FROM backups b JOIN backup_artifacts a ON a.backup_id = b.id
+    const pending = await db.$queryRaw<{ id: string; tenantId: string }[]>`
+      SELECT DISTINCT b.id::text, b.tenant_id::text AS "tenantId" FROM backups b JOIN backup_artifacts a ON a.backup_id = b.id
       WHERE b.status = 'completed' AND b.completed_at < ${staleBefore} AND a.locations @> '[{"store":"secondary","status":"pending"}]'::jsonb
       LIMIT ${BATCH}`;
-    for (const b of pending) {
-      if (!(await queues.all.maintenance.getJob(jobId('replicate-backup', b.id)))) {
-        await queues.add('maintenance', 'replicate-backup', { tenant_id: b.tenant_id, backup_id: b.id }, b.id);
-        requeued++;
-      }
-    }
-    const verifying = await db.backup.findMany({ where: { status: 'completed', verifyStatus: { in: ['queued', 'running'] } }, select: { id: true, tenantId: true }, take: BATCH });
-    for (const b of verifying) {
-      if (!(await queues.all.maintenance.getJob(jobId('verify-backup', b.id)))) {
-        await db.backup.updateMany({ where: { id: b.id, verifyStatus: 'running' }, data: { verifyStatus: 'queued' } });
-        await queues.add('maintenance', 'verify-backup', { tenant_id: b.tenantId, backup_id: b.id }, b.id);
-        requeued++;
-      }
-    }
-    const clusters = await db.cluster.findMany({ where: { status: 'deleting' }, select: { id: true, tenantId: true }, take: BATCH });
-    for (const c of clusters) {
-      if (!(await queues.all.maintenance.getJob(jobId('delete-cluster', c.id)))) {
-        await queues.add('maintenance', 'delete-cluster', { tenant_id: c.tenantId, cluster_id: c.id }, c.id);
-        requeued++;
-      }
-    }
+    await requeueMissing('maintenance', 'replicate-backup', pending.map(backupJob));
+    await requeueMissing(
+      'maintenance',
+      'verify-backup',
+      (await db.backup.findMany({ where: { status: 'completed', verifyStatus: { in: ['queued', 'running'] } }, ...ids })).map(backupJob),
+      (id) => db.backup.updateMany({ where: { id, verifyStatus: 'running' }, data: { verifyStatus: 'queued' } }),
+    );
+    await requeueMissing(
+      'maintenance',
+      'delete-cluster',
+      (await db.cluster.findMany({ where: { status: 'deleting' }, ...ids })).map((c) => ({ id: c.id, payload: { tenant_id: c.tenantId, cluster_id: c.id } })),
+    );
     await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
   }
   return { requeued, lost };

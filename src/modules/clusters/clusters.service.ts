@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../db/client.js';
-import { isUniqueViolation } from '../../db/errors.js';
+import { onUniqueViolation } from '../../db/errors.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
@@ -74,14 +74,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
       errors.push({ path: 'body.backup_location', message: 'dual-region needs a secondary store (STORAGE_SECONDARY_URL), which this service does not have' });
   }
 
-  async function uniqueName<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new Conflict('a cluster with this name already exists');
-      throw err;
-    }
-  }
+  const uniqueName = <T>(fn: () => Promise<T>) => onUniqueViolation(fn, () => new Conflict('a cluster with this name already exists'));
 
   return {
     async create(tenantId: string, input: ClusterInput) {

@@ -1,5 +1,5 @@
 import type { Db, Tx } from '../../db/client.js';
-import { isUniqueViolation } from '../../db/errors.js';
+import { onUniqueViolation } from '../../db/errors.js';
 import { Conflict, Invalid, NotFound } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { page } from '../../lib/cursor.js';
@@ -35,14 +35,7 @@ export interface PolicyHooks {
 export function createPolicyService(deps: { db: Db; repo: PolicyRepo; now: () => Date; hooks?: PolicyHooks }) {
   const { db, repo, now } = deps;
 
-  async function uniqueName<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new Conflict('a policy with this name already exists');
-      throw err;
-    }
-  }
+  const uniqueName = <T>(fn: () => Promise<T>) => onUniqueViolation(fn, () => new Conflict('a policy with this name already exists'));
 
   return {
     async createDefault(tx: Tx, tenantId: string) {
