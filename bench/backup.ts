@@ -141,6 +141,9 @@ interface MemoryReport {
   childPeak: number;
   samples: number;
   start: number;
+  /** V8 heap and Buffer memory at the sampled peak, to tell where the RSS went. */
+  heapTotal: number;
+  arrayBuffers: number;
 }
 
 /** Samples this process's RSS (and the summed RSS of its child processes) every 100 ms. */
@@ -154,11 +157,16 @@ function startRssSampler(): { stop(): MemoryReport } {
   }
   const start = process.memoryUsage().rss;
   let peak = start;
+  let atPeak = process.memoryUsage();
   let childPeak = 0;
   let samples = 0;
   const sample = () => {
     samples++;
-    peak = Math.max(peak, process.memoryUsage().rss);
+    const m = process.memoryUsage();
+    if (m.rss > peak) {
+      peak = m.rss;
+      atPeak = m;
+    }
     let children = 0;
     for (const pid of descendants(process.pid)) {
       if (commOf(pid) !== 'esbuild') children += statusField(pid, 'VmRSS'); // tsx's long-lived esbuild service is not ours
@@ -170,7 +178,7 @@ function startRssSampler(): { stop(): MemoryReport } {
     stop() {
       clearInterval(timer);
       sample();
-      return { peak, hwm: hwmReset ? statusField('self', 'VmHWM') : 0, childPeak, samples, start };
+      return { peak, hwm: hwmReset ? statusField('self', 'VmHWM') : 0, childPeak, samples, start, heapTotal: atPeak.heapTotal, arrayBuffers: atPeak.arrayBuffers };
     },
   };
 }
@@ -434,7 +442,7 @@ function compare(label: string, bytes: number, oursName: string, ours: number[],
   const b = median(baseRuns);
   const ratio = b / o;
   const ok = target === null || ratio >= target;
-  note(`${label}`);
+  note(`${label}  [load average now ${load()}]`);
   note(`    ${baseName.padEnd(44)} runs ${runsText(baseRuns)} s -> median ${secs(b)} s, ${mbps(bytes, b)} MB/s`);
   note(`    ${oursName.padEnd(44)} runs ${runsText(ours)} s -> median ${secs(o)} s, ${mbps(bytes, o)} MB/s`);
   note(`    ratio ours/baseline throughput ${ratio.toFixed(3)}${target === null ? ' (informative, no target)' : `; target >= ${target} ${verdict(ok)}`}`);
@@ -590,7 +598,7 @@ async function memoryPhase(tree: TreeStats): Promise<void> {
   const line = (what: string, m: MemoryReport, ms: number) => {
     const worst = Math.max(m.peak, m.hwm);
     const ok = worst < RSS_LIMIT;
-    note(`    ${what.padEnd(8)} ${secs(ms)} s (${mbps(memTree.bytes, ms)} MB/s); node RSS at start ${mb(m.start)} MB, peak sampled ${mb(m.peak)} MB (${m.samples} samples), kernel VmHWM ${m.hwm ? `${mb(m.hwm)} MB` : 'n/a'}; child processes (tar, sync) peak ${mb(m.childPeak)} MB; target < ${mb(RSS_LIMIT)} MB ${verdict(ok)}`);
+    note(`    ${what.padEnd(8)} ${secs(ms)} s (${mbps(memTree.bytes, ms)} MB/s); node RSS at start ${mb(m.start)} MB, peak sampled ${mb(m.peak)} MB (${m.samples} samples; V8 heap ${mb(m.heapTotal)} MB + Buffers ${mb(m.arrayBuffers)} MB then), kernel VmHWM ${m.hwm ? `${mb(m.hwm)} MB` : 'n/a'}; child processes (tar, sync) peak ${mb(m.childPeak)} MB; target < ${mb(RSS_LIMIT)} MB ${verdict(ok)}`);
     return ok;
   };
   note(`(5) memory: ${treeText(memTree)} -> artifact ${mb(put.bytes)} MB; restored tree ${match ? 'matches' : `MISMATCH (${treeText(restored)})`}`);

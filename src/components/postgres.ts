@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
-import { PassThrough, type Readable } from 'node:stream';
-import { ComponentError } from './types.js';
+import type { Readable } from 'node:stream';
 import { dbnameArgument, parsePostgresUrl } from './postgres-connection.js';
-import { childEnv, lazyReadable, runWithInput, spawnOutput, StderrTail } from './process.js';
+import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
 import type { ComponentDriver } from './types.js';
 
 export interface PostgresConfig {
@@ -34,12 +32,13 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
       throw err;
     }
     // The dump becomes SQL (pg_restore -f -) that psql runs after CLEAR_DATABASE in one
-    // transaction: the database ends up equal to the backup (objects created since are gone),
-    // and a failed or aborted restore leaves it exactly as it was.
-    const sql = dumpToSql(artifact, ctx.signal);
-    await runWithInput('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password', dbnameArgument(conn.database)], sql, {
-      label: 'psql (restore)',
-      env: childEnv(conn.env),
+    // transaction: the database ends up equal to the backup (objects created since are gone).
+    // The two tools stream straight into each other; COMMIT is written only once pg_restore has
+    // succeeded, so on any failure or abort psql ends inside an open transaction, which the
+    // server rolls back: the database stays exactly as it was.
+    await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], artifact, {
+      label: 'pg_restore',
+      env: { ...childEnv(conn.env), BK_CLEAR_SQL: CLEAR_DATABASE },
       redact: conn.redact,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
@@ -79,48 +78,6 @@ END
 $clear$;
 `;
 
-/** CLEAR_DATABASE followed by the SQL pg_restore makes of the dump; errors if pg_restore fails. */
-function dumpToSql(artifact: Readable, signal?: AbortSignal): Readable {
-  const out = new PassThrough({ highWaterMark: 1 << 20 });
-  out.write(CLEAR_DATABASE);
-  const child = spawn('pg_restore', ['--clean', '--if-exists', '--no-owner', '--no-privileges', '-f', '-'], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-  const tail = new StderrTail();
-  child.stderr.on('data', (c: Buffer) => tail.push(c));
-  child.stdout.pipe(out, { end: false });
-  const fail = (err: Error) => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    out.destroy(err);
-  };
-  artifact.once('error', fail);
-  // pg_restore may stop reading before the end of its input; EPIPE then is expected (its exit
-  // status tells), and the rest of the artifact is drained so a checksum over it completes.
-  child.stdin.on('error', () => {});
-  artifact.pipe(child.stdin);
-  child.once('error', (err) => fail(new ComponentError(`could not start pg_restore: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
-  child.once('close', (code) => {
-    if (code !== 0) {
-      // A broken source makes pg_restore fail on truncated input; the source's own error is
-      // the real cause, so give it a moment to surface before blaming pg_restore.
-      const toolError = new ComponentError(`pg_restore failed: ${tail.text() || `exit code ${code}`}`);
-      artifact.unpipe(child.stdin);
-      if (artifact.readableEnded || artifact.destroyed) return fail(toolError);
-      const timer = setTimeout(() => fail(toolError), 1000);
-      artifact.once('end', () => {
-        clearTimeout(timer);
-        fail(toolError);
-      });
-      artifact.once('error', () => clearTimeout(timer));
-      artifact.resume();
-      return;
-    }
-    artifact.unpipe(child.stdin);
-    if (artifact.readableEnded) return out.end();
-    artifact.once('end', () => out.end());
-    artifact.resume();
-  });
-  signal?.addEventListener('abort', () => fail(new ComponentError('the restore was aborted')), { once: true });
-  out.once('close', () => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return out;
-}
+const RESTORE_PIPELINE = `set -o pipefail
+{ printf 'BEGIN;\\n%s\\n' "$BK_CLEAR_SQL" && pg_restore --clean --if-exists --no-owner --no-privileges -f - && printf 'COMMIT;\\n'; } \\
+  | psql -X -q -v ON_ERROR_STOP=1 --no-password "$1"`;
