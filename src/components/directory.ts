@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -10,6 +10,7 @@ import { childEnv, lazyReadable, spawnOutput } from './process.js';
 import { extractTarGz, removeTree } from './tar-extract.js';
 import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
+import { fsyncDirectory } from '../lib/fsync.js';
 
 export interface DirectoryConfig {
   /** Relative to DATA_ROOT. */
@@ -84,15 +85,6 @@ async function startBackup(rel: string, ctx: BackupContext): Promise<Readable> {
   // Any stage failing destroys the last one with that error, which is what the consumer sees.
   pipeline(tar, symlinkGuard(root, dataRootReal), gzip, () => {});
   return gzip;
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

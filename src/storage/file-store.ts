@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { Sha256Meter } from './checksum.js';
 import { ArtifactNotFoundError, InvalidArtifactKeyError, type ArtifactStore, type PutOptions, type PutResult } from './types.js';
+import { fsyncDirectory } from '../lib/fsync.js';
 
 const MISSING = new Set(['ENOENT', 'ENOTDIR']);
 
@@ -45,15 +46,6 @@ function handleSink(handle: FileHandle): Writable {
       })().then(() => callback(), callback);
     },
   });
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export function createFileStore(rootAbsPath: string): ArtifactStore {
