@@ -8,6 +8,7 @@ import { createRuntime } from './runtime.js';
 import { startApiRole } from './roles/api.js';
 import { startWorkerRole } from './roles/worker.js';
 import { startSchedulerRole } from './roles/scheduler.js';
+import { createMetrics } from './modules/ops/metrics.js';
 
 function fail(msg: string): never {
   console.error(`error: ${msg}`);
@@ -63,9 +64,11 @@ async function main() {
   const rt = createRuntime(config, log);
   const stops: (() => Promise<void>)[] = [];
   if (config.roles.includes('worker')) stops.push(startWorkerRole(rt).close);
-  if (config.roles.includes('scheduler')) stops.push(startSchedulerRole(rt).close);
+  // One registry per process: /metrics shows what every role of this process counted.
+  const metrics = createMetrics({ db: rt.db, queues: rt.queues });
+  if (config.roles.includes('scheduler')) stops.push(startSchedulerRole(rt, { onSkip: () => metrics.schedulerSkipped.inc() }).close);
   if (config.roles.includes('api')) {
-    const api = await startApiRole(rt);
+    const api = await startApiRole(rt, metrics);
     stops.unshift(api.close); // stop accepting requests first
   }
   log.info({ roles: config.roles, port: config.roles.includes('api') ? config.port : undefined }, 'started');

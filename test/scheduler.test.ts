@@ -121,6 +121,23 @@ describe('scheduler', () => {
     }
   });
 
+  it('counts skipped slots in the process\'s /metrics (the registry main.ts shares between roles)', async () => {
+    const { createMetrics } = await import('../src/modules/ops/metrics.js');
+    const { createApiApp } = await import('../src/roles/api.js');
+    const metrics = createMetrics({ db: s.rt.db, queues: s.rt.queues });
+    const app = await createApiApp(s.rt, { logger: false, metrics });
+    try {
+      const [busy] = await makeClusters(1, 'metric-busy');
+      await s.rt.db.backup.create({ data: { id: randomUUID(), tenantId, clusterId: busy!, trigger: 'manual', status: 'running', components: [] } });
+      await s.rt.db.cluster.update({ where: { id: busy }, data: { nextBackupAt: new Date(Date.now() - 1000) } });
+      await tick(s.rt, { batchSize: 100, onSkip: () => metrics.schedulerSkipped.inc() });
+      const res = await app.inject({ method: 'GET', url: '/metrics' });
+      expect(res.body).toMatch(/^scheduler_slots_skipped_total 1$/m);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('a tick with nothing due creates nothing', async () => {
     expect(await tick(s.rt, { batchSize: 100 })).toEqual({ created: 0, skipped: 0 });
   });

@@ -1,15 +1,16 @@
 import { buildApp } from '../app.js';
 import type { Runtime } from '../runtime.js';
 import { createServices } from '../services.js';
-import { createMetrics } from '../modules/ops/metrics.js';
+import { createMetrics, type Metrics } from '../modules/ops/metrics.js';
 import type { App } from '../http/types.js';
 
-export async function createApiApp(rt: Runtime, opts: { logger?: boolean } = {}): Promise<App> {
+/** `metrics`: the process's registry, shared with the other roles it runs (one is made if omitted). */
+export async function createApiApp(rt: Runtime, opts: { logger?: boolean; metrics?: Metrics } = {}): Promise<App> {
   return buildApp({
     services: createServices(rt),
     adminToken: rt.config.adminToken,
     bodyLimitBytes: rt.config.bodyLimitBytes,
-    metrics: createMetrics({ db: rt.db, queues: rt.queues }),
+    metrics: opts.metrics ?? createMetrics({ db: rt.db, queues: rt.queues }),
     checks: [
       { name: 'postgres', check: async () => void (await rt.db.$queryRaw`SELECT 1`) },
       { name: 'redis', check: async () => void (await rt.redis.ping()) },
@@ -20,8 +21,8 @@ export async function createApiApp(rt: Runtime, opts: { logger?: boolean } = {})
   });
 }
 
-export async function startApiRole(rt: Runtime): Promise<{ app: App; close(): Promise<void> }> {
-  const app = await createApiApp(rt);
+export async function startApiRole(rt: Runtime, metrics?: Metrics): Promise<{ app: App; close(): Promise<void> }> {
+  const app = await createApiApp(rt, metrics ? { metrics } : {});
   await app.listen({ port: rt.config.port, host: rt.config.host });
   return { app, close: () => app.close() };
 }
