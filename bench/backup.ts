@@ -4,7 +4,7 @@
  *  (1) directory backup of a ~1 GiB mixed tree: directoryDriver.backup -> file store, against
  *      `tar -czf - DIR | sha256sum` (target ratio >= 0.9) and against `restic backup` (informative);
  *  (2) directory restore: directoryDriver.restore from the store, against `tar -xzf ARCHIVE -C DIR`
- *      of the same archive (target >= 0.9); `tar -x` + syncfs and `restic restore` are informative;
+ *      of the same archive (target >= 0.9); `tar -x` + syncfs (durable, like ours) and `restic restore` are informative;
  *  (3) postgres backup of a ~1 GB database: postgresDriver.backup -> file store, against
  *      `pg_dump -Fc > /dev/null` (target >= 0.9);
  *  (4) postgres restore: postgresDriver.restore into a fresh database, against
@@ -560,7 +560,7 @@ async function directoryPhase(tree: TreeStats): Promise<void> {
   note(`restored trees: ours ${oursTree ? treeText(oursTree) : '?'}; tar ${tarTree ? treeText(tarTree) : '?'}; source ${treeText(tree)} -> ${restoredOk ? 'match' : 'MISMATCH'}`);
   const ok = compare('(2) directory restore', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'baseline: tar -xzf ARCHIVE -C DIR', tarX, TARGET_RATIO);
   results.push({ name: 'directory restore vs tar -xz', ok: ok && restoredOk });
-  compare('(2b) directory restore vs a durable tar -x (ours syncs the file system before the swap)', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'tar -xzf ARCHIVE -C DIR && sync -f DIR', tarXSync, null);
+  compare('(2b) directory restore vs a durable tar -x (ours fsyncs the restored tree before the swap)', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'tar -xzf ARCHIVE -C DIR && sync -f DIR', tarXSync, null);
   if (restic) compare('(2c) directory restore vs restic', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'restic restore latest --target DIR', resticR, null);
   else note('(2c) restic not installed: skipped (apt-get install restic)');
   rmSync(oursTarget, { recursive: true, force: true });

@@ -267,6 +267,16 @@ describe('directory restore of a malicious archive', () => {
           { path: 'link/pwned', type: 'File', body: 'pwned' },
         ]),
     ],
+    [
+      'a symlink that leads outside only through a symlink later in the archive',
+      () =>
+        maliciousTarGz([
+          { path: 'd1/d2/', type: 'Directory' },
+          // lexically <victim>/outside; once b exists, three levels up from the victim: <base>/outside
+          { path: 'a', type: 'SymbolicLink', linkpath: 'd1/d2/b/../../../outside' },
+          { path: 'd1/d2/b', type: 'SymbolicLink', linkpath: '../..' },
+        ]),
+    ],
     ['a hard link to a file outside', () => maliciousTarGz([{ path: 'h', type: 'Link', linkpath: '../../../outside/secret.txt' }])],
     ['a hard link to an absolute path', () => maliciousTarGz([{ path: 'h', type: 'Link', linkpath: `${outside}/secret.txt` }])],
     ['a truncated gzip stream', () => maliciousTarGz([{ path: 'big', type: 'File', body: randomBytes(50_000).toString('hex') }]).subarray(0, 2000)],
@@ -300,9 +310,14 @@ describe('directory restore of a malicious archive', () => {
       { path: './ok.txt', type: 'File', body: 'ok' },
       { path: './inner-link', type: 'SymbolicLink', linkpath: 'ok.txt' },
       { path: './h', type: 'Link', linkpath: './ok.txt' },
+      { path: './d1/d2/d3/', type: 'Directory' },
+      { path: './x', type: 'SymbolicLink', linkpath: 'd1/d2/d3' },
+      // lexically <base>, outside DATA_ROOT; through x, <data>/apps
+      { path: './y', type: 'SymbolicLink', linkpath: 'x/../../../..' },
     ]);
     await directoryDriver.restore({ path: 'apps/benign' }, Readable.from([archive]), { dataRoot });
     expect(await readFile(path.join(dataRoot, 'apps/benign/h'), 'utf8')).toBe('ok');
     expect(await readlink(path.join(dataRoot, 'apps/benign/inner-link'))).toBe('ok.txt');
+    expect(await realpath(path.join(dataRoot, 'apps/benign/y'))).toBe(path.join(dataRoot, 'apps'));
   });
 });

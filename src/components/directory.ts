@@ -5,12 +5,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createParallelGzip } from './parallel-gzip.js';
-import { checkRelativePath, errnoCode, PathEscapeError, PathNotFoundError, resolveInsideRoot, symlinkEscapes } from './paths.js';
+import { checkRelativePath, errnoCode, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
+import { symlinkEscapes } from './symlinks.js';
 import { childEnv, lazyReadable, spawnOutput } from './process.js';
 import { extractTarGz, removeTree } from './tar-extract.js';
 import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
-import { fsyncDirectory } from '../lib/fsync.js';
+import { fsyncDirectory, fsyncTree } from '../lib/fsync.js';
 
 export interface DirectoryConfig {
   /** Relative to DATA_ROOT. */
@@ -88,12 +89,13 @@ async function startBackup(rel: string, ctx: BackupContext): Promise<Readable> {
 }
 
 /**
- * Flushes the freshly extracted tree to disk before it replaces the old one (one syncfs(2) via
- * coreutils instead of an fsync per file). Best effort: without it the restore is still correct,
- * only less durable across a power loss right after.
+ * Makes the freshly extracted tree durable before it replaces the old one: an fsync per file and
+ * directory of the tree, so the restore waits for its own data only. Should some entry not open
+ * (a mode 0000 file when not running as root), one syncfs(2) via coreutils covers it instead.
  */
-async function syncFileSystem(dir: string): Promise<void> {
-  await promisify(execFile)('sync', ['--file-system', dir], { env: childEnv() }).catch(() => {});
+async function syncTree(dir: string): Promise<void> {
+  const { failed } = await fsyncTree(dir);
+  if (failed > 0) await promisify(execFile)('sync', ['--file-system', dir], { env: childEnv() }).catch(() => {});
 }
 
 /** The real path the restore must replace, and whether something is there now. */
@@ -136,7 +138,7 @@ async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupCont
       dataRootReal,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
-    await syncFileSystem(temp);
+    await syncTree(temp);
     ctx.signal?.throwIfAborted();
     if (exists) {
       const old = path.join(parent, `.${base}.old-${randomBytes(6).toString('hex')}`);

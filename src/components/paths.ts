@@ -63,35 +63,3 @@ export async function resolveInsideRoot(dataRoot: string, rel: string): Promise<
   }
   return real;
 }
-
-/** realpath of `p`, or of its nearest existing ancestor with the missing tail appended. */
-export async function realpathOfNearestExisting(p: string): Promise<string> {
-  let current = path.resolve(p);
-  const tail: string[] = [];
-  for (;;) {
-    try {
-      return path.join(await realpath(current), ...tail);
-    } catch (err) {
-      if (!NOT_THERE.has(errnoCode(err) ?? '')) throw err;
-      const parent = path.dirname(current);
-      if (parent === current) return path.join(current, ...tail);
-      tail.unshift(path.basename(current));
-      current = parent;
-    }
-  }
-}
-
-/** Where the symlink at `linkAbs` with content `target` points, resolved lexically. */
-export function symlinkLexicalTarget(linkAbs: string, target: string): string {
-  return path.resolve(path.dirname(linkAbs), target);
-}
-
-/**
- * Whether the symlink at `linkAbs` (content `target`) points outside `dataRootReal`: lexically,
- * or once existing symlinks along the way are followed. Pointing at DATA_ROOT itself is allowed.
- */
-export async function symlinkEscapes(dataRootReal: string, linkAbs: string, target: string): Promise<boolean> {
-  const lexical = symlinkLexicalTarget(linkAbs, target);
-  if (!isWithin(dataRootReal, lexical)) return true;
-  return !isWithin(dataRootReal, await realpathOfNearestExisting(lexical));
-}

@@ -3,7 +3,8 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { errnoCode, isWithin, realpathOfNearestExisting, symlinkLexicalTarget } from './paths.js';
+import { errnoCode, isWithin } from './paths.js';
+import { linkResolver } from './symlinks.js';
 import { abortError, childEnv, StderrTail } from './process.js';
 import { TarHeaderScanner, TarScanError, type ScannedEntry } from './tar-scan.js';
 import { ComponentError } from './types.js';
@@ -53,8 +54,9 @@ function refusal(entryPath: string, why: string): ComponentError {
  */
 function vettingFilter(opts: ExtractOptions): Transform {
   const symlinks = new Map<string, string>(); // archive path -> target
-  // Symlinks out of the restored tree: where they lead is checked on disk before they are passed on.
-  const outward: { entryPath: string; lexical: string }[] = [];
+  const entryPaths = new Map<string, string>(); // archive path -> the entry's path as archived, for messages
+  const newLinks: string[] = [];
+  const resolveNow = linkResolver(opts.finalRoot, symlinks);
   let out: Buffer[] = [];
 
   const underSymlink = (rel: string) => {
@@ -83,17 +85,43 @@ function vettingFilter(opts: ExtractOptions): Transform {
       if (underSymlink(link.rel)) throw refuse('hard link target goes through a symbolic link');
       // tar links the symlink itself (linkat without following), which makes another symlink
       const linked = symlinks.get(link.rel);
-      if (linked !== undefined) symlinks.set(rel, linked);
+      if (linked !== undefined) {
+        symlinks.set(rel, linked);
+        entryPaths.set(rel, entry.path);
+        newLinks.push(rel);
+      }
       return true;
     }
     const target = entry.linkpath;
     if (target === '' || target.includes('\0')) throw refuse('empty symbolic link target');
-    const lexical = symlinkLexicalTarget(path.join(opts.finalRoot, rel), target);
-    if (!isWithin(opts.dataRootReal, lexical)) throw refuse('symbolic link points outside DATA_ROOT');
-    // Targets inside the restored tree are vetted entry by entry; elsewhere in DATA_ROOT, follow what exists.
-    if (!isWithin(opts.finalRoot, lexical)) outward.push({ entryPath: entry.path, lexical });
+    // Where it leads may depend on symlinks further on in the archive: judged for good once all
+    // are known (vetSymlinks), before the tree is swapped in; nothing is written through it before.
     symlinks.set(rel, target);
+    entryPaths.set(rel, entry.path);
+    newLinks.push(rel);
     return true;
+  };
+
+  const refuseOutside = (rel: string) => refusal(entryPaths.get(rel) ?? rel, 'symbolic link points outside DATA_ROOT');
+
+  /** Refuses at once, before tar creates it, a new symlink that leads out whatever comes later. */
+  const vetNewLinks = async () => {
+    for (let rel = newLinks.shift(); rel !== undefined; rel = newLinks.shift()) {
+      const outcome = await resolveNow(rel);
+      if ('resolved' in outcome && outcome.settled && !isWithin(opts.dataRootReal, outcome.resolved)) throw refuseOutside(rel);
+    }
+  };
+
+  /** Every symlink of the archive must lead inside DATA_ROOT once the tree is in place. */
+  const vetSymlinks = async () => {
+    const resolve = linkResolver(opts.finalRoot, symlinks);
+    for (const rel of symlinks.keys()) {
+      const outcome = await resolve(rel);
+      // A loop cannot be followed anywhere (ELOOP), so it is restored as archived.
+      if ('resolved' in outcome && !isWithin(opts.dataRootReal, outcome.resolved)) {
+        throw refuseOutside(rel);
+      }
+    }
   };
 
   const scanner = new TarHeaderScanner(vet, (bytes) => {
@@ -110,11 +138,7 @@ function vettingFilter(opts: ExtractOptions): Transform {
     async transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
       try {
         scanner.write(chunk);
-        for (let link = outward.shift(); link; link = outward.shift()) {
-          if (!isWithin(opts.dataRootReal, await realpathOfNearestExisting(link.lexical))) {
-            throw refusal(link.entryPath, 'symbolic link points outside DATA_ROOT');
-          }
-        }
+        if (newLinks.length > 0) await vetNewLinks();
         const pieces = out;
         out = [];
         for (const piece of pieces) this.push(piece);
@@ -124,7 +148,8 @@ function vettingFilter(opts: ExtractOptions): Transform {
       }
     },
     flush(callback: TransformCallback) {
-      callback(scanner.ended ? null : new ComponentError('invalid archive: it ends before its end-of-archive marker'));
+      if (!scanner.ended) return callback(new ComponentError('invalid archive: it ends before its end-of-archive marker'));
+      vetSymlinks().then(() => callback(), (err: unknown) => callback(err as Error));
     },
   });
 }
