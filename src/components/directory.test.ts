@@ -1,11 +1,13 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, link, lstat, lutimes, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, lstat, lutimes, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Header, type types } from 'tar';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createFileStore, type ArtifactStore } from '../storage/index.js';
 import { directoryDriver } from './directory.js';
 import { ComponentError } from './types.js';
@@ -197,6 +199,36 @@ describe('directory backup and restore', () => {
       expect((err as Error).message).toBe(message);
     }
     expect(await store.exists('t/c/bad/files.tar.gz')).toBe(false);
+  });
+
+  // The Dockerfile runs the service as `node`: without root, a read-only directory of the old
+  // tree keeps its entries from being removed after the swap unless it is opened up first.
+  it('without root, replaces a tree holding read-only directories and leaves nothing beside it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'directory-non-root-')); // `base` is root's 0700
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    if (isRoot) await chown(dir, 65534, 65534);
+    const script = `
+      import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+      import { directoryDriver } from ${JSON.stringify(path.resolve('src/components/directory.ts'))};
+      import { createFileStore } from ${JSON.stringify(path.resolve('src/storage/index.ts'))};
+      const dataRoot = ${JSON.stringify(path.join(dir, 'data'))};
+      const tree = dataRoot + '/apps/site';
+      await mkdir(tree + '/locked', { recursive: true });
+      await writeFile(tree + '/locked/kept.txt', 'kept');
+      await chmod(tree + '/locked', 0o555);
+      const store = createFileStore(${JSON.stringify(path.join(dir, 'artifacts'))});
+      await store.put('k.tar.gz', directoryDriver.backup({ path: 'apps/site' }, { dataRoot }));
+      await writeFile(tree + '/added-later.txt', 'gone after the restore');
+      await directoryDriver.restore({ path: 'apps/site' }, await store.get('k.tar.gz'), { dataRoot });
+      console.log(JSON.stringify({ uid: process.getuid(), apps: await readdir(dataRoot + '/apps'), site: await readdir(tree), locked: await readdir(tree + '/locked') }));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      ...(isRoot ? { uid: 65534, gid: 65534 } : {}),
+      cwd: process.cwd(),
+    });
+    const seen = JSON.parse(stdout) as { uid: number; apps: string[]; site: string[]; locked: string[] };
+    expect(seen.uid).not.toBe(0);
+    expect(seen).toMatchObject({ apps: ['site'], site: ['locked'], locked: ['kept.txt'] });
   });
 
   it('stops when aborted', async () => {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, realpath, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -8,10 +8,11 @@ import { createParallelGzip } from './parallel-gzip.js';
 import { checkRelativePath, errnoCode, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
 import { symlinkEscapes } from './symlinks.js';
 import { childEnv, lazyReadable, spawnOutput } from './process.js';
-import { extractTarGz, removeTree } from './tar-extract.js';
+import { extractTarGz } from './tar-extract.js';
 import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
 import { fsyncDirectory, fsyncTree } from '../lib/fsync.js';
+import { removeTree } from '../lib/remove-tree.js';
 
 export interface DirectoryConfig {
   /** Relative to DATA_ROOT. */
@@ -150,7 +151,7 @@ async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupCont
         throw err;
       }
       temp = undefined;
-      await rm(old, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+      await removeTree(old);
     } else {
       await rename(temp, target);
       temp = undefined;

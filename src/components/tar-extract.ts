@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -193,9 +192,4 @@ export async function extractTarGz(artifact: Readable, opts: ExtractOptions): Pr
   if (streamError && errnoCode(streamError) !== 'EPIPE') throw streamError;
   if (tarError) throw tarError;
   if (streamError) throw new ComponentError('tar stopped reading before the end of the archive');
-}
-
-/** Removes a half-extracted tree (tar has exited by then: nothing writes into it any more). */
-export async function removeTree(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }).catch(() => {});
 }
