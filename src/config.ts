@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { parseAllowedHosts, type AllowedHosts } from './components/postgres-targets.js';
 
 export const ROLE_NAMES = ['api', 'worker', 'scheduler'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
@@ -57,6 +58,17 @@ const envSchema = z.object({
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
   RETENTION_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(20_000),
+  POSTGRES_ALLOWED_HOSTS: z
+    .string()
+    .default('*')
+    .transform((v, ctx) => {
+      try {
+        return parseAllowedHosts(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
 });
@@ -70,6 +82,8 @@ export interface Config {
   host: string;
   adminToken: string | undefined;
   dataRoot: string;
+  /** Servers tenants' postgres components may name (the service's own database never). */
+  postgresAllowedHosts: AllowedHosts;
   storageUrl: string;
   storageSecondaryUrl: string | undefined;
   encryptionKey: Buffer;
@@ -110,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     host: e.HOST,
     adminToken: e.ADMIN_TOKEN,
     dataRoot: path.resolve(cwd, e.DATA_ROOT),
+    postgresAllowedHosts: e.POSTGRES_ALLOWED_HOSTS,
     storageUrl: e.STORAGE_URL ?? pathToFileURL(path.join(dataDir, 'artifacts')).href,
     storageSecondaryUrl: e.STORAGE_SECONDARY_URL,
     encryptionKey: e.ENCRYPTION_KEY ? Buffer.from(e.ENCRYPTION_KEY, 'base64') : loadOrCreateKey(dataDir, warn),

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/client.js';
+import { createPostgresTargetPolicy, type PostgresTargetPolicy } from './components/index.js';
 import { createSecretBox, type SecretBox } from './crypto/secrets.js';
 import { createRedis } from './queue/connection.js';
 import { createQueues, type Queues } from './queue/queues.js';
@@ -18,6 +19,8 @@ export interface Runtime {
   store: ArtifactStore;
   secondaryStore: ArtifactStore | null;
   box: SecretBox;
+  /** Which PostgreSQL servers tenants' components may reach (never the service's own database). */
+  postgresTargets: PostgresTargetPolicy;
   now: () => Date;
   close(): Promise<void>;
 }
@@ -36,6 +39,7 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
     store: createStore(config.storageUrl),
     secondaryStore: config.storageSecondaryUrl ? createStore(config.storageSecondaryUrl) : null,
     box: createSecretBox(config.encryptionKey),
+    postgresTargets: createPostgresTargetPolicy({ allowedHosts: config.postgresAllowedHosts, ownDatabaseUrl: config.databaseUrl }),
     now: opts.now ?? (() => new Date()),
     async close() {
       await queues.close().catch(() => {});

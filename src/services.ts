@@ -31,6 +31,7 @@ export function createServices(rt: Runtime) {
     queues,
     box: rt.box,
     dataRoot: rt.config.dataRoot,
+    postgresTargets: rt.postgresTargets,
     hasSecondaryStore: rt.secondaryStore !== null,
     now,
     log,

@@ -221,6 +221,38 @@ describe('restore', () => {
     expect(verified.verification.message).toMatch(/files.*checksum mismatch/);
   });
 
+  // A restore drops everything in its target database first: it must never be the service's own.
+  it("refuses the service's own database: at the API under any name, and in the worker should a stored URL point there", async () => {
+    const own = new URL(s.databaseUrl);
+    for (const host of ['127.0.0.1', 'localhost']) {
+      const url = `postgresql://postgres@${host}:${own.port || 5432}${own.pathname}`;
+      const res = await s.request('POST', '/v1/clusters', { token: admin, body: { name: `own-${host}`, components: [{ name: 'db', type: 'postgres', config: { url } }] } });
+      expect(res.status, res.text).toBe(422);
+      expect(res.body.errors).toEqual([{ path: 'body.components.0.config.url', message: "that is the backup service's own database" }]);
+    }
+    const d = await createTestDatabase({ empty: true });
+    await sql(d.url, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1)');
+    const id = await cluster('own-db', [{ name: 'db', type: 'postgres', config: { url: d.url } }]);
+    const b = await backupOf(id);
+    // Behind the API's back (an old row, an edited database): the worker checks again.
+    const tenantsBefore = await s.rt.db.tenant.count();
+    const row = await s.rt.db.cluster.findUniqueOrThrow({ where: { id } });
+    const components = (row.components as { name: string; type: string; config: Record<string, string> }[]).map((c) => ({
+      ...c,
+      config: { url_encrypted: s.rt.box.encrypt(s.databaseUrl), url_masked: 'postgresql://***' },
+    }));
+    await s.rt.db.cluster.update({ where: { id }, data: { components } });
+    const r = await restore(id, b.id);
+    expect(r.status).toBe('failed');
+    expect(r.error).toMatchObject({ component: 'db', message: expect.stringContaining("that is the backup service's own database") });
+    expect(await s.rt.db.tenant.count()).toBe(tenantsBefore);
+    const backup = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    const failed = await waitForBackup(s, operator, id, backup.body.id);
+    expect(failed.status).toBe('failed');
+    expect(failed.error.message).toContain("that is the backup service's own database");
+    await d.drop();
+  });
+
   it('verify passes for an intact backup', async () => {
     await makeTree('intact');
     const id = await cluster('intact', [{ name: 'files', type: 'directory', config: { path: 'intact' } }]);

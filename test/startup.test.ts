@@ -31,6 +31,7 @@ describe('npm start', () => {
     [{ PORT: 'abc' }, /^error: invalid configuration: PORT: /],
     [{ ROLES: 'api,janitor' }, /^error: invalid configuration: ROLES: unknown role "janitor"/],
     [{ ENCRYPTION_KEY: 'c2hvcnQ=' }, /^error: invalid configuration: ENCRYPTION_KEY: must be 32 bytes/],
+    [{ POSTGRES_ALLOWED_HOSTS: 'db.internal, not a host' }, /^error: invalid configuration: POSTGRES_ALLOWED_HOSTS: "not a host" is neither a host name/],
     [{ DATABASE_URL: 'mysql://x@h/db' }, /^error: invalid configuration: DATABASE_URL: must be a postgresql:\/\/ URL/],
     [{ DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/x' }, /^error: cannot prepare PostgreSQL at 127\.0\.0\.1:1: /],
     [{ REDIS_URL: 'redis://127.0.0.1:1' }, /^error: cannot reach Redis at 127\.0\.0\.1:1: /],

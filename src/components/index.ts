@@ -6,6 +6,7 @@ export { directoryDriver, type DirectoryConfig } from './directory.js';
 export { checkRelativePath, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
 export { postgresDriver, type PostgresConfig } from './postgres.js';
 export { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
+export { createPostgresTargetPolicy, parseAllowedHosts, type PostgresTargetPolicy } from './postgres-targets.js';
 export { COMPONENT_TYPES, ComponentError } from './types.js';
 export type { BackupContext, ComponentDriver, ComponentType } from './types.js';
 

@@ -1,11 +1,21 @@
 import type { Readable } from 'node:stream';
-import { dbnameArgument, parsePostgresUrl } from './postgres-connection.js';
+import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './postgres-connection.js';
+import { pinAddresses } from './postgres-targets.js';
 import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
-import type { ComponentDriver } from './types.js';
+import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
 
 export interface PostgresConfig {
   /** postgresql:// URL, possibly with a password. */
   url: string;
+}
+
+/** The connection for a component URL, refused or pinned by the operator's target policy. */
+async function connectionFor(config: PostgresConfig, ctx: BackupContext): Promise<PostgresConnection> {
+  const conn = parsePostgresUrl(config.url);
+  if (!ctx.postgresTargets) return conn;
+  const verdict = await ctx.postgresTargets.check(conn);
+  if ('problem' in verdict) throw new ComponentError(`postgres target refused: ${verdict.problem}`);
+  return pinAddresses(conn, verdict.addresses);
 }
 
 export const postgresDriver: ComponentDriver<PostgresConfig> = {
@@ -13,8 +23,8 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
   artifactExtension: 'pgdump',
 
   backup(config, ctx): Readable {
-    return lazyReadable(() => {
-      const conn = parsePostgresUrl(config.url);
+    return lazyReadable(async () => {
+      const conn = await connectionFor(config, ctx);
       return spawnOutput('pg_dump', ['--format=custom', '--no-password', dbnameArgument(conn.database)], {
         label: 'pg_dump',
         env: childEnv(conn.env),
@@ -26,7 +36,7 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
   async restore(config, artifact, ctx): Promise<void> {
     let conn;
     try {
-      conn = parsePostgresUrl(config.url);
+      conn = await connectionFor(config, ctx);
     } catch (err) {
       artifact.destroy();
       throw err;

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { PostgresTargetPolicy } from './postgres-targets.js';
 
 export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
 export type ComponentType = (typeof COMPONENT_TYPES)[number];
@@ -6,6 +7,8 @@ export type ComponentType = (typeof COMPONENT_TYPES)[number];
 export interface BackupContext {
   /** The operator's DATA_ROOT; directory components must stay inside it. */
   dataRoot: string;
+  /** Where postgres components may connect; the service always sets it (tools and tests may not). */
+  postgresTargets?: PostgresTargetPolicy;
   signal?: AbortSignal;
 }
 

@@ -30,10 +30,10 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
     log: rt.log,
     handlers: {
       backups: {
-        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, queues: rt.queues, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
+        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, postgresTargets: rt.postgresTargets, queues: rt.queues, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
       },
       restores: {
-        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
+        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, postgresTargets: rt.postgresTargets, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
       },
       maintenance: {
         'delete-backup': createBackupDeleter({ db: rt.db, stores }),

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import { getDriver } from '../../components/index.js';
+import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
 import type { ArtifactStore } from '../../storage/types.js';
 import type { Queues } from '../../queue/queues.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
@@ -20,6 +20,7 @@ export interface BackupJobDeps {
   secondary: ArtifactStore | null;
   box: SecretBox;
   dataRoot: string;
+  postgresTargets: PostgresTargetPolicy;
   queues: Pick<Queues, 'add'>;
   workerId: string;
   now: () => Date;
@@ -86,7 +87,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
           try {
             const driver = getDriver(c.type);
             const key = `${prefix}${c.name}.${driver.artifactExtension}`;
-            const stream = driver.backup(decryptComponent(c, deps.box).config, { dataRoot: deps.dataRoot, signal: abort.signal });
+            const stream = driver.backup(decryptComponent(c, deps.box).config, { dataRoot: deps.dataRoot, postgresTargets: deps.postgresTargets, signal: abort.signal });
             const res = await store.put(key, stream, {
               signal: abort.signal,
               onProgress: (n: number) => {

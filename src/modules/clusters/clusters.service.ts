@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../db/client.js';
 import { onUniqueViolation } from '../../db/errors.js';
 import type { SecretBox } from '../../crypto/secrets.js';
+import type { PostgresTargetPolicy } from '../../components/index.js';
 import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { page } from '../../lib/cursor.js';
@@ -51,6 +52,7 @@ export interface ClusterServiceDeps {
   queues: Pick<Queues, 'add'>;
   box: SecretBox;
   dataRoot: string;
+  postgresTargets: PostgresTargetPolicy;
   hasSecondaryStore: boolean;
   now: () => Date;
   log: { warn(obj: object, msg: string): void };
@@ -79,7 +81,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
   return {
     async create(tenantId: string, input: ClusterInput) {
       const errors: FieldProblem[] = [];
-      const { stored, errors: componentErrors } = await prepareComponents(input.components, { dataRoot: deps.dataRoot, box: deps.box });
+      const { stored, errors: componentErrors } = await prepareComponents(input.components, { dataRoot: deps.dataRoot, box: deps.box, postgresTargets: deps.postgresTargets });
       errors.push(...componentErrors);
       checkLocation(input.backup_location, errors);
       const policy = await resolvePolicy(db, tenantId, input.policy_id, errors);
@@ -115,7 +117,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
     },
     async update(tenantId: string, id: string, patch: Partial<ClusterInput>) {
       const errors: FieldProblem[] = [];
-      const prepared = patch.components ? await prepareComponents(patch.components, { dataRoot: deps.dataRoot, box: deps.box }) : null;
+      const prepared = patch.components ? await prepareComponents(patch.components, { dataRoot: deps.dataRoot, box: deps.box, postgresTargets: deps.postgresTargets }) : null;
       if (prepared) errors.push(...prepared.errors);
       checkLocation(patch.backup_location, errors);
       const row = await uniqueName(() =>

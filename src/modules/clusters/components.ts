@@ -1,6 +1,8 @@
 import { maskUrl, type SecretBox } from '../../crypto/secrets.js';
 import type { FieldProblem } from '../../errors.js';
 import { checkRelativePath, resolveInsideRoot } from '../../components/paths.js';
+import { checkPostgresUrl, parsePostgresUrl } from '../../components/postgres-connection.js';
+import type { PostgresTargetPolicy } from '../../components/postgres-targets.js';
 import type { ComponentInput } from './clusters.schemas.js';
 
 /** How a component is kept in the database: secrets encrypted, with a masked copy for display. */
@@ -21,7 +23,7 @@ export function decryptComponent(c: StoredComponent, box: SecretBox): RuntimeCom
   return c.type === 'postgres' ? { name: c.name, type: 'postgres', config: { url: box.decrypt(c.config.url_encrypted) } } : c;
 }
 
-function checkPostgresUrl(raw: string): string | null {
+function checkUrlShape(raw: string): string | null {
   let u: URL;
   try {
     u = new URL(raw);
@@ -34,10 +36,16 @@ function checkPostgresUrl(raw: string): string | null {
   return null;
 }
 
+/** Why the operator's policy refuses the URL's server; a name that does not resolve yet is let through (the worker checks again). */
+async function targetProblem(url: string, policy: PostgresTargetPolicy): Promise<string | null> {
+  const verdict = await policy.check(parsePostgresUrl(url));
+  return 'problem' in verdict && !verdict.unresolved ? verdict.problem : null;
+}
+
 /** Validates every component (every problem listed) and returns the stored form. */
 export async function prepareComponents(
   input: ComponentInput[],
-  ctx: { dataRoot: string; box: SecretBox },
+  ctx: { dataRoot: string; box: SecretBox; postgresTargets: PostgresTargetPolicy },
 ): Promise<{ stored: StoredComponent[]; errors: FieldProblem[] }> {
   const errors: FieldProblem[] = [];
   const stored: StoredComponent[] = [];
@@ -60,7 +68,7 @@ export async function prepareComponents(
       }
       stored.push({ name: c.name, type: 'directory', config: { path: c.config.path } });
     } else {
-      const problem = checkPostgresUrl(c.config.url);
+      const problem = checkUrlShape(c.config.url) ?? checkPostgresUrl(c.config.url) ?? (await targetProblem(c.config.url, ctx.postgresTargets));
       if (problem) {
         errors.push({ path: `${at}.config.url`, message: problem });
         continue;

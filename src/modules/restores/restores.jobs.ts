@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import { getDriver } from '../../components/index.js';
+import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
 import { Sha256Meter } from '../../storage/checksum.js';
 import { withLease } from '../../queue/lease.js';
 import { ArtifactUnusable, findIntactCopy, type Stores } from '../backups/artifacts.js';
@@ -13,6 +13,7 @@ export interface RestoreJobDeps {
   stores: Stores;
   box: SecretBox;
   dataRoot: string;
+  postgresTargets: PostgresTargetPolicy;
   workerId: string;
   now: () => Date;
   log: Logger;
@@ -63,6 +64,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
             deps.shutdown?.throwIfAborted();
             await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source.pipe(meter), {
               dataRoot: deps.dataRoot,
+              postgresTargets: deps.postgresTargets,
               ...(deps.shutdown && { signal: deps.shutdown }),
             });
             const got = meter.result().sha256;
