@@ -9,6 +9,7 @@ import { checkRelativePath, errnoCode, PathEscapeError, PathNotFoundError, resol
 import { symlinkEscapes } from './symlinks.js';
 import { childEnv, lazyReadable, spawnOutput } from './process.js';
 import { extractTarGz } from './tar-extract.js';
+import { writeBehind } from './write-behind.js';
 import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
 import { fsyncDirectory, fsyncTree } from '../lib/fsync.js';
@@ -133,12 +134,18 @@ async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupCont
     const base = path.basename(target);
     // A sibling of the target, so the final rename stays on one filesystem and is atomic.
     temp = await mkdtemp(path.join(parent, `.${base}.restore-`));
-    await extractTarGz(artifact, {
-      dest: temp,
-      finalRoot: target,
-      dataRootReal,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-    });
+    const flusher = writeBehind(temp);
+    try {
+      await extractTarGz(artifact, {
+        dest: temp,
+        finalRoot: target,
+        dataRootReal,
+        onFile: flusher.file,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+    } finally {
+      await flusher.stop();
+    }
     await syncTree(temp);
     ctx.signal?.throwIfAborted();
     if (exists) {

@@ -16,6 +16,8 @@ export interface ExtractOptions {
   /** realpath(DATA_ROOT): no symlink may point outside it. */
   dataRootReal: string;
   signal?: AbortSignal;
+  /** Told of each regular file (path relative to `dest`, size) once its header has been vetted. */
+  onFile?: (rel: string, size: number) => void;
 }
 
 /**
@@ -77,7 +79,10 @@ function vettingFilter(opts: ExtractOptions): Transform {
     if (symlinks.has(rel) || underSymlink(rel)) throw refuse('path goes through a symbolic link');
     if (entry.type === '5') return true;
     if (rel === '') throw refuse('only a directory may stand for the root');
-    if (isFile) return true;
+    if (isFile) {
+      opts.onFile?.(rel, entry.size);
+      return true;
+    }
     if (entry.type === '1') {
       const link = normalizeEntryPath(entry.linkpath);
       if ('problem' in link || link.rel === '') throw refuse('hard link target is not inside the archive');

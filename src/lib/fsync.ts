@@ -22,11 +22,11 @@ export interface TreeSyncResult {
 const FILE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const DIR_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_DIRECTORY;
 
-async function fsyncPath(p: string, flags: number): Promise<boolean> {
+async function fsyncPath(p: string, flags: number, dataOnly = false): Promise<boolean> {
   let handle;
   try {
     handle = await open(p, flags);
-    await handle.sync();
+    await (dataOnly ? handle.datasync() : handle.sync());
     return true;
   } catch {
     return false;
@@ -71,4 +71,9 @@ export async function fsyncTree(root: string, concurrency = 8): Promise<TreeSync
   await flushAll(files, FILE_FLAGS);
   await flushAll(directories, DIR_FLAGS);
   return { files: files.length, directories: directories.length, failed };
+}
+
+/** fdatasync(2) of one regular file, never following a symlink; false when it could not be done. */
+export function fdatasyncFile(p: string): Promise<boolean> {
+  return fsyncPath(p, FILE_FLAGS, true);
 }
