@@ -48,12 +48,26 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
     // server rolls back: the database stays exactly as it was.
     await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], artifact, {
       label: 'pg_restore',
-      env: { ...childEnv(conn.env), BK_CLEAR_SQL: CLEAR_DATABASE },
+      env: { ...childEnv(conn.env), BK_CLEAR_SQL: RESTORE_SETTINGS + CLEAR_DATABASE },
       redact: conn.redact,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
   },
 };
+
+/**
+ * A restore is one bulk load: like pg_restore's own performance advice, give its index builds
+ * more sort memory (for this transaction only, and never less than the server's own setting).
+ */
+export const RESTORE_SETTINGS = `
+DO $settings$
+BEGIN
+  IF pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('256MB') THEN
+    PERFORM set_config('maintenance_work_mem', '256MB', true);
+  END IF;
+END
+$settings$;
+`;
 
 /**
  * Drops every user schema but public, every extension but plpgsql, and everything in public,
