@@ -1,7 +1,7 @@
 import { maskUrl, type SecretBox } from '../../crypto/secrets.js';
 import type { FieldProblem } from '../../errors.js';
 import { checkRelativePath, resolveInsideRoot } from '../../components/paths.js';
-import { checkPostgresUrl, parsePostgresUrl } from '../../components/postgres-connection.js';
+import { parsePostgresUrl } from '../../components/postgres-connection.js';
 import type { PostgresTargetPolicy } from '../../components/postgres-targets.js';
 import type { ComponentInput } from './clusters.schemas.js';
 
@@ -36,9 +36,17 @@ function checkUrlShape(raw: string): string | null {
   return null;
 }
 
-/** Why the operator's policy refuses the URL's server; a name that does not resolve yet is let through (the worker checks again). */
-async function targetProblem(url: string, policy: PostgresTargetPolicy): Promise<string | null> {
-  const verdict = await policy.check(parsePostgresUrl(url));
+/** What is wrong with a postgres URL: its shape, its parameters, or the operator's policy for its server (a name that does not resolve yet is let through: the worker checks again). */
+async function postgresUrlProblem(url: string, policy: PostgresTargetPolicy): Promise<string | null> {
+  const shape = checkUrlShape(url);
+  if (shape) return shape;
+  let conn;
+  try {
+    conn = parsePostgresUrl(url);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const verdict = await policy.check(conn);
   return 'problem' in verdict && !verdict.unresolved ? verdict.problem : null;
 }
 
@@ -68,7 +76,7 @@ export async function prepareComponents(
       }
       stored.push({ name: c.name, type: 'directory', config: { path: c.config.path } });
     } else {
-      const problem = checkUrlShape(c.config.url) ?? checkPostgresUrl(c.config.url) ?? (await targetProblem(c.config.url, ctx.postgresTargets));
+      const problem = await postgresUrlProblem(c.config.url, ctx.postgresTargets);
       if (problem) {
         errors.push({ path: `${at}.config.url`, message: problem });
         continue;
