@@ -5,7 +5,10 @@
 -- row version, so a job queued by a concurrent transaction is seen (an EXISTS subquery would not).
 ALTER TABLE "clusters" ADD COLUMN "active_job_id" UUID,
 ADD COLUMN "active_job_kind" TEXT,
-ADD COLUMN "retention_dirty" BOOLEAN NOT NULL DEFAULT false;
+ADD COLUMN "retention_dirty" BOOLEAN NOT NULL DEFAULT false,
+-- Creation time of the newest manual backup that still counts for the rate limit (rule 3), kept on
+-- the locked row for the same reason as the slot.
+ADD COLUMN "last_manual_at" TIMESTAMPTZ(3);
 
 ALTER TABLE "clusters" ADD CONSTRAINT "clusters_active_job_kind_check"
   CHECK ((active_job_id IS NULL AND active_job_kind IS NULL) OR (active_job_id IS NOT NULL AND active_job_kind IN ('backup', 'restore')));
@@ -53,3 +56,4 @@ UPDATE clusters c SET active_job_id = b.id, active_job_kind = 'backup'
 FROM backups b WHERE b.cluster_id = c.id AND b.status IN ('queued', 'running') AND c.active_job_id IS NULL;
 UPDATE backups b SET replication_status = 'pending'
 WHERE b.status = 'completed' AND EXISTS (SELECT 1 FROM backup_artifacts a WHERE a.backup_id = b.id AND a.locations @> '[{"store":"secondary","status":"pending"}]'::jsonb);
+UPDATE clusters c SET last_manual_at = (SELECT max(b.created_at) FROM backups b WHERE b.cluster_id = c.id AND b.trigger = 'manual' AND b.status <> 'deleting');
