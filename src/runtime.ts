@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/client.js';
+import { createLedger, type Ledger } from './jobs/ledger.js';
 import { createPostgresTargetPolicy, type PostgresTargetPolicy } from './components/index.js';
 import { createSecretBox, type SecretBox } from './crypto/secrets.js';
 import { createRedis } from './queue/connection.js';
@@ -14,12 +15,14 @@ export interface Runtime {
   config: Readonly<Config>;
   log: Logger;
   db: Db;
+  /** The one writer of job status and cluster job slots. */
+  ledger: Ledger;
   redis: Redis;
   queues: Queues;
   store: ArtifactStore;
   secondaryStore: ArtifactStore | null;
   box: SecretBox;
-  /** Which PostgreSQL servers tenants' components may reach (never the service's own database). */
+  /** Which PostgreSQL servers tenants' components may reach (not the service's own server unless TARGET_ALLOW_SERVICE_SERVER; never its own database). */
   postgresTargets: PostgresTargetPolicy;
   now: () => Date;
   close(): Promise<void>;
@@ -34,12 +37,18 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
     config,
     log,
     db,
+    ledger: createLedger(db),
     redis,
     queues,
     store: createStore(config.storageUrl),
     secondaryStore: config.storageSecondaryUrl ? createStore(config.storageSecondaryUrl) : null,
     box: createSecretBox(config.encryptionKey),
-    postgresTargets: createPostgresTargetPolicy({ allowedHosts: config.postgresAllowedHosts, ownDatabaseUrl: config.databaseUrl }),
+    postgresTargets: createPostgresTargetPolicy({
+      allowedHosts: config.targetAllowedHosts,
+      ownDatabaseUrl: config.databaseUrl,
+      ownRedisUrl: config.redisUrl,
+      allowServiceServer: config.targetAllowServiceServer,
+    }),
     now: opts.now ?? (() => new Date()),
     async close() {
       await queues.close().catch(() => {});

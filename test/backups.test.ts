@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
+import { plantBackup } from './helpers/jobs.js';
 import { createTestDatabase, withAdmin } from './helpers/db.js';
 
 let s: Stack;
@@ -132,13 +133,14 @@ describe('rules', () => {
     const id = await cluster('busy', [{ name: 'files', type: 'directory', config: { path: 'site' } }]);
     // A backup some worker is running right now.
     const c = await s.rt.db.cluster.findUniqueOrThrow({ where: { id } });
-    const first = { body: await s.rt.db.backup.create({ data: { id: randomUUID(), tenantId: c.tenantId, clusterId: id, trigger: 'manual', status: 'running', components: [] } }) };
+    const first = { body: await plantBackup(s.rt, { id: randomUUID(), tenantId: c.tenantId, clusterId: id, trigger: 'manual', status: 'running', components: [] }) };
     const second = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     expect(second.status).toBe(409);
     expect(second.headers['content-type']).toMatch(/problem\+json/);
     const del = await s.request('DELETE', `/v1/clusters/${id}/backups/${first.body.id}`, { token: operator });
     expect(del.status).toBe(409);
-    await s.rt.db.backup.update({ where: { id: first.body.id }, data: { status: 'failed', errorMessage: 'test' } });
+    // It ends (through the ledger, as a worker would): the slot is free again.
+    expect(await s.rt.ledger.fail('backup', first.body.id, { component: null, message: 'test' }, { now: new Date() })).toBe(true);
     expect((await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })).status).toBe(202);
   });
 

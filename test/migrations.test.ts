@@ -116,16 +116,19 @@ describe('schema.prisma agrees with the migrations', () => {
       const policy = await db.policy.create({
         data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
       });
+      const restoreId = randomUUID();
       const cluster = await db.cluster.create({
         data: {
           id: randomUUID(), tenantId: tenant.id, name: 'c', environment: 'staging', region: 'eu-1', backupLocation: 'dual_region', policyId: policy.id,
           deletionProtection: true, components: [{ name: 'db', type: 'postgres' }], status: 'restoring', nextBackupAt: now, lastSkippedAt: now, createdAt: now, updatedAt: now,
+          activeJobId: restoreId, activeJobKind: 'restore', retentionDirty: true, lastManualAt: now,
         },
       });
       const backup = await db.backup.create({
         data: {
           id: randomUUID(), tenantId: tenant.id, clusterId: cluster.id, trigger: 'scheduled', status: 'deleting', live: false, createdAt: now, startedAt: now, completedAt: now,
           sizeBytes: 5n * 1024n ** 3n, bytesDone: 7n, components: [{ name: 'db', status: 'completed' }], errorComponent: 'db', errorMessage: 'm', workerId: 'w', leaseExpiresAt: now, verifyStatus: 'passed', verifiedAt: now, verifyMessage: 'ok',
+          replicationStatus: 'degraded', replicationAttempts: 2, replicationNextAt: now, replicationError: 'e',
         },
       });
       const artifact = await db.backupArtifact.create({
@@ -133,7 +136,7 @@ describe('schema.prisma agrees with the migrations', () => {
       });
       const restore = await db.restore.create({
         data: {
-          id: randomUUID(), tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], status: 'running', errorComponent: 'db', errorMessage: 'e',
+          id: restoreId, tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], status: 'running', errorComponent: 'db', errorMessage: 'e',
           createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now,
         },
       });

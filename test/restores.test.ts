@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
+import { plantRestore } from './helpers/jobs.js';
 import { createTestDatabase } from './helpers/db.js';
 
 let s: Stack;
@@ -290,7 +291,7 @@ describe('restore', () => {
     const b = await backupOf(id);
     const c = await s.rt.db.cluster.findUniqueOrThrow({ where: { id } });
     // A restore some worker is running right now.
-    const r = await s.rt.db.restore.create({ data: { id: randomUUID(), tenantId: c.tenantId, backupId: b.id, sourceClusterId: id, clusterId: id, components: ['files'], status: 'running' } });
+    const r = await plantRestore(s.rt, { id: randomUUID(), tenantId: c.tenantId, backupId: b.id, sourceClusterId: id, clusterId: id, components: ['files'], status: 'running' });
     await s.rt.db.cluster.update({ where: { id }, data: { status: 'restoring' } });
     expect((await s.request('GET', `/v1/clusters/${id}`, { token: operator })).body.status).toBe('restoring');
     expect((await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })).status).toBe(409);

@@ -2,6 +2,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
+import { plantRestore } from './helpers/jobs.js';
 
 let s: Stack;
 let token: string;
@@ -91,7 +92,7 @@ describe('retention', () => {
     const other = await setup('explain-target', {});
     const c = await s.rt.db.cluster.findUniqueOrThrow({ where: { id: clusterId } });
     const { randomUUID } = await import('node:crypto');
-    await s.rt.db.restore.create({ data: { id: randomUUID(), tenantId: c.tenantId, backupId: b1.id, sourceClusterId: clusterId, clusterId: other.clusterId, components: ['f'], status: 'running' } });
+    await plantRestore(s.rt, { id: randomUUID(), tenantId: c.tenantId, backupId: b1.id, sourceClusterId: clusterId, clusterId: other.clusterId, components: ['f'], status: 'running' });
     const b2 = await backup(clusterId);
     const again = await s.request('GET', `/v1/clusters/${clusterId}/retention`, { token });
     const byId = Object.fromEntries(again.body.items.map((i: { backup_id: string }) => [i.backup_id, i]));

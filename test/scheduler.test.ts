@@ -7,6 +7,7 @@ import { createRuntime, type Runtime } from '../src/runtime.js';
 import { startSchedulerRole, tick } from '../src/roles/scheduler.js';
 import { nextRunAt } from '../src/scheduling/index.js';
 import { createTenant, startStack, waitFor, type Stack } from './helpers/stack.js';
+import { plantBackup } from './helpers/jobs.js';
 
 let s: Stack;
 let token: string;
@@ -87,7 +88,7 @@ describe('scheduler', () => {
 
   it('skips the slot of a busy cluster and records it', async () => {
     const [busy, free] = await makeClusters(2, 'busy');
-    await s.rt.db.backup.create({ data: { id: randomUUID(), tenantId, clusterId: busy!, trigger: 'manual', status: 'running', components: [] } });
+    await plantBackup(s.rt, { id: randomUUID(), tenantId, clusterId: busy!, trigger: 'manual', status: 'running', components: [] });
     const due = new Date(Date.now() - 1000);
     await s.rt.db.cluster.updateMany({ where: { id: { in: [busy!, free!] } }, data: { nextBackupAt: due } });
     let skipped = 0;
@@ -128,7 +129,7 @@ describe('scheduler', () => {
     const app = await createApiApp(s.rt, { logger: false, metrics });
     try {
       const [busy] = await makeClusters(1, 'metric-busy');
-      await s.rt.db.backup.create({ data: { id: randomUUID(), tenantId, clusterId: busy!, trigger: 'manual', status: 'running', components: [] } });
+      await plantBackup(s.rt, { id: randomUUID(), tenantId, clusterId: busy!, trigger: 'manual', status: 'running', components: [] });
       await s.rt.db.cluster.update({ where: { id: busy }, data: { nextBackupAt: new Date(Date.now() - 1000) } });
       await tick(s.rt, { batchSize: 100, onSkip: () => metrics.schedulerSkipped.inc() });
       const res = await app.inject({ method: 'GET', url: '/metrics' });

@@ -23,31 +23,31 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
   const stores = [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])];
   const retention = createRetentionService({ db: rt.db });
   const storeSet = { primary: rt.store, secondary: rt.secondaryStore };
+  const { db, ledger, box, postgresTargets, now, log, queues } = rt;
+  const leaseMs = rt.config.leaseMs;
+  const dataRootOf = async (_tenantId: string) => rt.config.dataRoot;
+  const common = { db, ledger, box, dataRootOf, postgresTargets, workerId: id, now, log, shutdown: shutdown.signal, leaseMs };
   const workers = startWorkers({
     connection,
     prefix: rt.config.queuePrefix,
     concurrency: rt.config.workerConcurrency,
-    log: rt.log,
+    log,
     handlers: {
-      backups: {
-        'run-backup': createBackupRunner({ db: rt.db, store: rt.store, secondary: rt.secondaryStore, box: rt.box, dataRoot: rt.config.dataRoot, postgresTargets: rt.postgresTargets, queues: rt.queues, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
-      },
-      restores: {
-        'run-restore': createRestoreRunner({ db: rt.db, stores: storeSet, box: rt.box, dataRoot: rt.config.dataRoot, postgresTargets: rt.postgresTargets, workerId: id, now: rt.now, log: rt.log, shutdown: shutdown.signal, leaseMs: rt.config.leaseMs }),
-      },
+      backups: { 'run-backup': createBackupRunner({ ...common, store: rt.store, secondary: rt.secondaryStore, queues }) },
+      restores: { 'run-restore': createRestoreRunner({ ...common, stores: storeSet }) },
       maintenance: {
-        'delete-backup': createBackupDeleter({ db: rt.db, stores }),
-        'delete-cluster': createClusterDeleter({ db: rt.db, stores, now: rt.now }),
-        prune: createPruneJob({ service: retention, queues: rt.queues }),
-        'replicate-backup': createReplicator({ db: rt.db, stores: storeSet, log: rt.log }),
-        'verify-backup': createVerifier({ db: rt.db, stores: storeSet, now: rt.now }),
+        'delete-backup': createBackupDeleter({ db, ledger, stores }),
+        'delete-cluster': createClusterDeleter({ db, ledger, stores, now }),
+        prune: createPruneJob({ service: retention, queues }),
+        'replicate-backup': createReplicator({ db, stores: storeSet, log, now }),
+        'verify-backup': createVerifier({ db, stores: storeSet, now }),
       },
     },
   });
   return {
     id,
     workers,
-    /** Takes no new jobs; lets running ones finish within the grace period, then aborts them (they end `failed`, cleaned up). */
+    /** Takes no new jobs; lets running ones finish within the grace period, then aborts them: each is cleaned up and handed back (`queued`) for another worker. */
     async close() {
       const closing = workers.close();
       let timer: NodeJS.Timeout | undefined;

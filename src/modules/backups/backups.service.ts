@@ -6,14 +6,15 @@ import { page } from '../../lib/cursor.js';
 import type { Queues } from '../../queue/queues.js';
 import { addInterval, subtractInterval } from '../../scheduling/interval.js';
 import type { ClusterRepo } from '../clusters/clusters.repo.js';
-import type { StoredComponent } from '../clusters/components.js';
+import type { Ledger } from '../../jobs/ledger.js';
 import type { BackupRepo } from './backups.repo.js';
 import { presentBackup } from './backups.present.js';
 import type { BackupView } from './backups.schemas.js';
-import { findAnswer, requestHash, saveAnswer } from './idempotency.js';
+import { findAnswer, requestHash } from './idempotency.js';
 
 export interface BackupServiceDeps {
   db: Db;
+  ledger: Ledger;
   repo: BackupRepo;
   clusters: ClusterRepo;
   queues: Pick<Queues, 'add'>;
@@ -27,8 +28,41 @@ export interface CreateAnswer {
   replayed: boolean;
 }
 
+/** How a freshly queued manual backup looks (the answer, and what an Idempotency-Key replays). */
+function queuedManual(id: string, clusterId: string, createdAt: Date, components: { name: string; status: string }[]): BackupView {
+  return presentBackup({
+    id,
+    tenantId: '',
+    clusterId,
+    trigger: 'manual',
+    status: 'queued',
+    live: true,
+    createdAt,
+    startedAt: null,
+    completedAt: null,
+    sizeBytes: null,
+    bytesDone: 0n,
+    components,
+    errorComponent: null,
+    errorMessage: null,
+    verifyStatus: null,
+    verifiedAt: null,
+    verifyMessage: null,
+    replicationStatus: null,
+    replicationAttempts: 0,
+    replicationNextAt: null,
+    replicationError: null,
+    artifacts: [],
+  });
+}
+
+// Each cluster's policy as last seen: the decision statement re-checks it, so a stale entry only
+// costs one more round trip.
+const POLICY_CACHE_MAX = 10_000;
+
 export function createBackupService(deps: BackupServiceDeps) {
-  const { db, repo, clusters, now } = deps;
+  const { db, repo, clusters, now, ledger } = deps;
+  const policyOf = new Map<string, { rate: string | null; timezone: string }>();
 
   async function enqueueRun(tenantId: string, backupId: string) {
     await deps.queues
@@ -37,65 +71,73 @@ export function createBackupService(deps: BackupServiceDeps) {
   }
 
   /**
-   * One transaction under the cluster's row lock decides everything (idempotency, cluster state,
-   * policy, rate limit, one-at-a-time), so concurrent requests are serialised and can never both pass.
+   * One statement decides (cluster state, policy, rate limit, one at a time) on the cluster's
+   * locked row and queues the backup, so concurrent requests can never both pass. With an
+   * Idempotency-Key the same statement stores the answer; a concurrent request with that key
+   * fails on the record's key and, retried, replays it.
    */
   async function tryCreateManual(tenantId: string, clusterId: string, body: unknown, key: string | undefined): Promise<CreateAnswer> {
     const t = now();
+    const location = (id: string) => `/v1/clusters/${clusterId}/backups/${id}`;
     const hash = key ? requestHash(`POST /v1/clusters/${clusterId}/backups`, body) : '';
-    const result = await db.$transaction(async (tx) => {
-      if (!(await clusters.lock(tx, tenantId, clusterId))) throw new NotFound('cluster');
-      if (key) {
-        const prior = await findAnswer(tx, tenantId, key, hash, t);
-        if (prior) return { backup: prior.body as BackupView, location: prior.location ?? '', replayed: true, created: false };
-      }
-      const cluster = (await clusters.findWithPolicy(tx, tenantId, clusterId))!;
-      if (cluster.status !== 'active') throw new Conflict(`the cluster is ${cluster.status}; backups are not possible now`);
-      const policy = cluster.policy!;
-      if (policy.manualCount === 0)
-        throw new Invalid('manual backups are disabled by the cluster\'s policy (manual_count: 0)', [
-          { path: 'policy.manual_count', message: 'is 0: manual backups are disabled' },
-        ]);
-      if (policy.manualRateLimit) {
-        const latest = await repo.latestManualSince(tx, clusterId, subtractInterval(t, policy.manualRateLimit, policy.timezone));
-        if (latest) {
-          const freeAt = addInterval(latest.createdAt, policy.manualRateLimit, policy.timezone);
+    if (key) {
+      const prior = await findAnswer(db, tenantId, key, hash, t);
+      if (prior) return { backup: prior.body as BackupView, location: prior.location ?? '', replayed: true };
+    }
+    let policy = policyOf.get(clusterId) ?? { rate: null, timezone: '' };
+    for (let attempt = 0; ; attempt++) {
+      const since = policy.rate ? subtractInterval(t, policy.rate, policy.timezone) : null;
+      const id = randomUUID();
+      const answer = key ? { key, hash, body: queuedManual(id, clusterId, t, []), location: location(id) } : null;
+      const v = await ledger.queueManualBackup({ id, tenantId, clusterId, now: t, policy, since, idempotency: answer });
+      switch (v.verdict) {
+        case 'ok':
+          return { backup: queuedManual(id, clusterId, t, v.components), location: location(id), replayed: false };
+        case 'stale_policy':
+          policy = { rate: v.rate, timezone: v.timezone };
+          if (policyOf.size >= POLICY_CACHE_MAX) policyOf.clear();
+          policyOf.set(clusterId, policy);
+          if (attempt < 3) continue;
+          throw new Conflict('the cluster\'s policy is changing; try again');
+        case 'not_found':
+          throw new NotFound('cluster');
+        case 'not_active':
+          throw new Conflict(`the cluster is ${v.status}; backups are not possible now`);
+        case 'manual_disabled':
+          throw new Invalid('manual backups are disabled by the cluster\'s policy (manual_count: 0)', [
+            { path: 'policy.manual_count', message: 'is 0: manual backups are disabled' },
+          ]);
+        case 'rate_limited': {
+          const freeAt = addInterval(v.lastManualAt, policy.rate!, policy.timezone);
           const retryAfter = Math.max(1, Math.ceil((freeAt.getTime() - t.getTime()) / 1000));
           throw new RateLimited(
-            `at most one manual backup per ${policy.manualRateLimit} for this cluster; the next is possible at ${freeAt.toISOString()} (deleting the recent one frees the slot)`,
+            `at most one manual backup per ${policy.rate} for this cluster; the next is possible at ${freeAt.toISOString()} (deleting the recent one frees the slot)`,
             retryAfter,
           );
         }
+        case 'busy':
+          throw new Conflict('a backup or restore of this cluster is already queued or running');
       }
-      if (await clusters.hasActiveWork(tx, clusterId)) throw new Conflict('a backup or restore of this cluster is already queued or running');
-      const row = await repo.create(tx, {
-        id: randomUUID(),
-        tenantId,
-        clusterId,
-        trigger: 'manual',
-        status: 'queued',
-        createdAt: t,
-        components: (cluster.components as StoredComponent[]).map((c) => ({ name: c.name, status: 'queued' })),
-      });
-      const backup = presentBackup(row);
-      const location = `/v1/clusters/${clusterId}/backups/${row.id}`;
-      if (key) await saveAnswer(tx, tenantId, key, hash, { status: 202, body: backup, location }, t);
-      return { backup, location, replayed: false, created: true };
-    });
-    if (result.created) await enqueueRun(tenantId, result.backup.id);
-    return { backup: result.backup, location: result.location, replayed: result.replayed };
+    }
   }
 
   return {
     enqueueRun,
     async createManual(tenantId: string, clusterId: string, body: unknown, idempotencyKey?: string): Promise<CreateAnswer> {
+      let answer: CreateAnswer;
       try {
-        return await tryCreateManual(tenantId, clusterId, body, idempotencyKey);
+        answer = await tryCreateManual(tenantId, clusterId, body, idempotencyKey);
       } catch (err) {
-        // The same key raced on another cluster: the winner's record now decides.
-        if (idempotencyKey && isUniqueViolation(err)) return tryCreateManual(tenantId, clusterId, body, idempotencyKey);
+        // The same key raced: the winner's record now decides (a replay, or 422 for another request).
+        if (idempotencyKey && (isUniqueViolation(err) || err instanceof Conflict || err instanceof RateLimited)) {
+          const prior = await findAnswer(db, tenantId, idempotencyKey, requestHash(`POST /v1/clusters/${clusterId}/backups`, body), now());
+          if (prior) return { backup: prior.body as BackupView, location: prior.location ?? '', replayed: true };
+          if (isUniqueViolation(err)) return tryCreateManual(tenantId, clusterId, body, idempotencyKey);
+        }
         throw err;
       }
+      if (!answer.replayed) await enqueueRun(tenantId, answer.backup.id);
+      return answer;
     },
     async get(tenantId: string, clusterId: string, id: string) {
       const b = await repo.find(db, tenantId, clusterId, id);
@@ -130,7 +172,7 @@ export function createBackupService(deps: BackupServiceDeps) {
         if (b.status === 'running') throw new Conflict('the backup is running; delete it once it has finished');
         const readers = await tx.restore.count({ where: { backupId: id, status: { in: ['queued', 'running'] } } });
         if (readers > 0) throw new Conflict('a restore is reading this backup');
-        if (!(await repo.markDeleting(tx, tenantId, id))) throw new Conflict('the backup is running; delete it once it has finished');
+        if (!(await ledger.markDeleting(tx, clusterId, id))) throw new Conflict('the backup is running; delete it once it has finished');
         return (await repo.find(tx, tenantId, clusterId, id))!;
       });
       await deps.queues

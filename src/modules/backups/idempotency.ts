@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Tx } from '../../db/client.js';
+import type { Db, Tx } from '../../db/client.js';
 import { Invalid } from '../../errors.js';
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -19,9 +19,14 @@ export function requestHash(scope: string, body: unknown): string {
  * (draft-ietf-httpapi-idempotency-key). Only successes are stored: a request refused for a
  * transient reason (busy, rate limited) may be retried with the same key.
  */
-export async function findAnswer(tx: Tx, tenantId: string, key: string, hash: string, now: Date): Promise<StoredAnswer | null> {
+export async function findAnswer(tx: Tx | Db, tenantId: string, key: string, hash: string, now: Date): Promise<StoredAnswer | null> {
   const rec = await tx.idempotencyRecord.findUnique({ where: { tenantId_key: { tenantId, key } } });
-  if (!rec || rec.createdAt.getTime() < now.getTime() - IDEMPOTENCY_TTL_MS) return null;
+  if (!rec) return null;
+  if (rec.createdAt.getTime() < now.getTime() - IDEMPOTENCY_TTL_MS) {
+    // Expired: the key is free again (the reconciler also removes expired records in bulk).
+    await tx.idempotencyRecord.deleteMany({ where: { tenantId, key, createdAt: rec.createdAt } });
+    return null;
+  }
   if (rec.requestHash !== hash)
     throw new Invalid('Idempotency-Key was already used with a different request', [
       { path: 'headers.idempotency-key', message: 'reused with a different request; use a new key' },

@@ -6,85 +6,77 @@ import { backupPrefix } from './backups.jobs.js';
 // and job ids are derived from rows, so concurrent runs only repeat a little work.
 const BATCH = 500;
 
+/** BullMQ states in which a job will still run: anything else (missing, failed, completed) is gone. */
+const WILL_RUN = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
 /**
- * PostgreSQL is the record; Redis only carries jobs. This re-creates any job Redis lost
- * (FLUSHALL, a restart without persistence, an enqueue that failed after commit), fails
- * backups whose worker stopped renewing its lease, and resumes interrupted deletions.
+ * PostgreSQL is the record (the ledger); BullMQ only runs jobs. This compares the two and mends
+ * the ledger through its transitions: it re-creates any job BullMQ lost or gave up on (FLUSHALL,
+ * a restart without persistence, an enqueue that failed after commit, a job that failed or
+ * completed without moving its row), fails jobs whose worker stopped renewing its lease, frees
+ * job slots no active job holds, resumes interrupted deletions and retries dual-region copies.
  */
-export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: number }> {
-  const { db, queues, now } = rt;
+export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: number; freed: number }> {
+  const { db, queues, now, ledger } = rt;
   let requeued = 0;
   let lost = 0;
-  {
-    const t = now();
-    // Rows younger than this may still be getting their job enqueued right after commit. Requeueing
-    // early is harmless anyway (job ids dedupe, runners skip rows that are no longer queued).
-    const staleBefore = new Date(t.getTime() - Math.min(30_000, rt.config.reconcileIntervalMs));
+  const t = now();
+  // Rows younger than this may still be getting their job enqueued right after commit. Requeueing
+  // early is harmless anyway (job ids dedupe, runners skip rows that are no longer queued).
+  const staleBefore = new Date(t.getTime() - Math.min(30_000, rt.config.reconcileIntervalMs));
 
-    const expired = await db.backup.findMany({ where: { status: 'running', leaseExpiresAt: { lt: t } }, take: BATCH });
-    for (const b of expired) {
-      const r = await db.backup.updateMany({
-        where: { id: b.id, status: 'running', leaseExpiresAt: { lt: t } },
-        data: { status: 'failed', completedAt: t, errorComponent: null, errorMessage: 'worker lost: its lease expired while the backup was running', leaseExpiresAt: null },
-      });
-      if (r.count) {
-        lost++;
-        for (const s of [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])]) await s.deletePrefix(backupPrefix(b)).catch(() => {});
-        await queues.add('maintenance', 'prune', { tenant_id: b.tenantId, cluster_id: b.clusterId }, `${b.clusterId}-${b.id}`).catch(() => {});
-      }
-    }
-
-    /** Enqueues the job of each row whose job is missing from Redis; returns how many. */
-    const requeueMissing = async <Q extends QueueName, J extends JobName<Q>>(queue: Q, name: J, rows: { id: string; payload: JobPayload<Q, J> }[], before?: (id: string) => Promise<unknown>) => {
-      for (const r of rows) {
-        if (await queues.all[queue].getJob(jobId(name, r.id))) continue;
-        await before?.(r.id);
-        await queues.add(queue, name, r.payload, r.id);
-        requeued++;
-      }
-    };
-    const ids = { select: { id: true, tenantId: true }, take: BATCH } as const;
-    const backupJob = (b: { id: string; tenantId: string }) => ({ id: b.id, payload: { tenant_id: b.tenantId, backup_id: b.id } });
-
-    await requeueMissing('backups', 'run-backup', (await db.backup.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, ...ids })).map(backupJob));
-    await requeueMissing('maintenance', 'delete-backup', (await db.backup.findMany({ where: { status: 'deleting' }, ...ids })).map(backupJob));
-
-    const lostRestores = await db.restore.findMany({ where: { status: 'running', leaseExpiresAt: { lt: t } }, take: BATCH });
-    for (const r of lostRestores) {
-      const [done] = await db.$transaction([
-        db.restore.updateMany({
-          where: { id: r.id, status: 'running', leaseExpiresAt: { lt: t } },
-          data: { status: 'failed', completedAt: t, errorMessage: 'worker lost: its lease expired while the restore was running', leaseExpiresAt: null },
-        }),
-        db.cluster.updateMany({ where: { id: r.clusterId, status: 'restoring' }, data: { status: 'active' } }),
-      ]);
-      if (done.count) lost++;
-    }
-    await requeueMissing(
-      'restores',
-      'run-restore',
-      (await db.restore.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, ...ids })).map((r) => ({ id: r.id, payload: { tenant_id: r.tenantId, restore_id: r.id } })),
-    );
-    // Dual-region copies still pending, and verifications whose job is gone.
-    const pending = await db.$queryRaw<{ id: string; tenantId: string }[]>`
-      SELECT DISTINCT b.id::text, b.tenant_id::text AS "tenantId" FROM backups b JOIN backup_artifacts a ON a.backup_id = b.id
-      WHERE b.status = 'completed' AND b.completed_at < ${staleBefore} AND a.locations @> '[{"store":"secondary","status":"pending"}]'::jsonb
-      LIMIT ${BATCH}`;
-    await requeueMissing('maintenance', 'replicate-backup', pending.map(backupJob));
-    await requeueMissing(
-      'maintenance',
-      'verify-backup',
-      (await db.backup.findMany({ where: { status: 'completed', verifyStatus: { in: ['queued', 'running'] } }, ...ids })).map(backupJob),
-      (id) => db.backup.updateMany({ where: { id, verifyStatus: 'running' }, data: { verifyStatus: 'queued' } }),
-    );
-    await requeueMissing(
-      'maintenance',
-      'delete-cluster',
-      (await db.cluster.findMany({ where: { status: 'deleting' }, ...ids })).map((c) => ({ id: c.id, payload: { tenant_id: c.tenantId, cluster_id: c.id } })),
-    );
-    await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
+  for (const b of await ledger.reapLost('backup', t, BATCH)) {
+    lost++;
+    for (const s of [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])]) await s.deletePrefix(backupPrefix(b)).catch(() => {});
+    await queues.add('maintenance', 'prune', { tenant_id: b.tenantId, cluster_id: b.clusterId }, `${b.clusterId}-${b.id}`).catch(() => {});
   }
-  return { requeued, lost };
+  lost += (await ledger.reapLost('restore', t, BATCH)).length;
+
+  /** Enqueues the job of each row whose job will not run (missing, failed or completed in BullMQ); returns how many. */
+  const requeueMissing = async <Q extends QueueName, J extends JobName<Q>>(queue: Q, name: J, rows: { id: string; payload: JobPayload<Q, J> }[], before?: (id: string) => Promise<unknown>) => {
+    for (const r of rows) {
+      const job = await queues.all[queue].getJob(jobId(name, r.id));
+      if (job) {
+        const state = await job.getState();
+        if (WILL_RUN.has(state)) continue;
+        // A finished job keeps its id in BullMQ: remove it so the same id can run again.
+        await job.remove().catch(() => {});
+      }
+      await before?.(r.id);
+      await queues.add(queue, name, r.payload, r.id);
+      requeued++;
+    }
+  };
+  const ids = { select: { id: true, tenantId: true }, take: BATCH } as const;
+  const backupJob = (b: { id: string; tenantId: string }) => ({ id: b.id, payload: { tenant_id: b.tenantId, backup_id: b.id } });
+
+  await requeueMissing('backups', 'run-backup', (await db.backup.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, ...ids })).map(backupJob));
+  await requeueMissing('maintenance', 'delete-backup', (await db.backup.findMany({ where: { status: 'deleting' }, ...ids })).map(backupJob));
+  await requeueMissing(
+    'restores',
+    'run-restore',
+    (await db.restore.findMany({ where: { status: 'queued', createdAt: { lt: staleBefore } }, ...ids })).map((r) => ({ id: r.id, payload: { tenant_id: r.tenantId, restore_id: r.id } })),
+  );
+  // Dual-region copies that are pending or degraded and due (backoff), and verifications whose job is gone.
+  await requeueMissing(
+    'maintenance',
+    'replicate-backup',
+    (await db.backup.findMany({ where: { status: 'completed', replicationStatus: { in: ['pending', 'degraded'] }, replicationNextAt: { lte: t } }, ...ids })).map(backupJob),
+  );
+  await requeueMissing(
+    'maintenance',
+    'verify-backup',
+    (await db.backup.findMany({ where: { status: 'completed', verifyStatus: { in: ['queued', 'running'] } }, ...ids })).map(backupJob),
+    (id) => db.backup.updateMany({ where: { id, verifyStatus: 'running' }, data: { verifyStatus: 'queued' } }),
+  );
+  await requeueMissing(
+    'maintenance',
+    'delete-cluster',
+    (await db.cluster.findMany({ where: { status: 'deleting' }, ...ids })).map((c) => ({ id: c.id, payload: { tenant_id: c.tenantId, cluster_id: c.id } })),
+  );
+  const freed = await ledger.repairSlots(BATCH);
+  await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
+  return { requeued, lost, freed };
 }
 
 /**

@@ -5,14 +5,18 @@ import { getDriver, type PostgresTargetPolicy } from '../../components/index.js'
 import { Sha256Meter } from '../../storage/checksum.js';
 import { withLease } from '../../queue/lease.js';
 import { ArtifactUnusable, findIntactCopy, type Stores } from '../backups/artifacts.js';
-import { errorMessage } from '../backups/backups.jobs.js';
+import { errorMessage, HAND_BACK_DELAY_MS } from '../backups/backups.jobs.js';
+import type { Ledger } from '../../jobs/ledger.js';
+import { RetryLater } from '../../queue/worker.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
 
 export interface RestoreJobDeps {
   db: Db;
+  ledger: Ledger;
   stores: Stores;
   box: SecretBox;
-  dataRoot: string;
+  /** The folder of a tenant's directory components (DATA_ROOT/<tenant dir>), checked again here. */
+  dataRootOf: (tenantId: string) => Promise<string>;
   postgresTargets: PostgresTargetPolicy;
   workerId: string;
   now: () => Date;
@@ -29,17 +33,13 @@ export interface RestoreJobDeps {
  * transaction). The target cluster is `active` again afterwards, whatever the outcome.
  */
 export function createRestoreRunner(deps: RestoreJobDeps) {
-  const { db, log } = deps;
+  const { db, log, ledger } = deps;
   return async function runRestore(payload: { tenant_id: string; restore_id: string }): Promise<void> {
-    const t = deps.now();
-    const claimed = await db.restore.updateMany({
-      where: { id: payload.restore_id, tenantId: payload.tenant_id, status: 'queued' },
-      data: { status: 'running', startedAt: t, workerId: deps.workerId, leaseExpiresAt: new Date(t.getTime() + deps.leaseMs) },
-    });
-    if (claimed.count === 0) return;
+    if (deps.shutdown?.aborted) throw new RetryLater(HAND_BACK_DELAY_MS, 'this worker is shutting down');
+    const started = await ledger.start('restore', payload.tenant_id, payload.restore_id, { workerId: deps.workerId, now: deps.now(), leaseMs: deps.leaseMs });
+    if (!started) return;
     const r = await db.restore.findUniqueOrThrow({ where: { id: payload.restore_id }, include: { backup: { include: { artifacts: true } }, cluster: true } });
-    const renew = () =>
-      db.restore.updateMany({ where: { id: r.id, status: 'running', workerId: deps.workerId }, data: { leaseExpiresAt: new Date(deps.now().getTime() + deps.leaseMs) } });
+    const renew = () => ledger.renew('restore', r.id, { workerId: deps.workerId, now: deps.now(), leaseMs: deps.leaseMs });
     let failure: { component: string | null; message: string } | null = null;
     let current: string | null = null;
     try {
@@ -48,6 +48,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         async () => {
           const names = r.components as string[];
           const targets = new Map((r.cluster.components as StoredComponent[]).map((c) => [c.name, c]));
+          const dataRoot = await deps.dataRootOf(r.tenantId);
           const plan = [];
           for (const name of names) {
             current = name;
@@ -63,7 +64,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
             source.on('error', (err) => meter.destroy(err));
             deps.shutdown?.throwIfAborted();
             await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source.pipe(meter), {
-              dataRoot: deps.dataRoot,
+              dataRoot,
               postgresTargets: deps.postgresTargets,
               ...(deps.shutdown && { signal: deps.shutdown }),
             });
@@ -75,23 +76,19 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         deps.leaseMs,
       );
     } catch (err) {
-      failure =
-        err instanceof ArtifactUnusable
-          ? { component: err.component, message: err.message }
-          : deps.shutdown?.aborted
-            ? { component: current, message: 'interrupted: the worker shut down before the restore finished' }
-            : { component: current, message: errorMessage(err) };
+      if (deps.shutdown?.aborted) {
+        // Rolled back by the driver: hand it back so another worker restores it from the start.
+        const back = await ledger.handBack('restore', r.id, deps.workerId);
+        log.info({ restore_id: r.id, handed_back: back }, 'restore interrupted by shutdown; handed back');
+        if (back) throw new RetryLater(HAND_BACK_DELAY_MS, 'handed back at shutdown');
+        return;
+      }
+      log.warn({ err, restore_id: r.id, component: current }, 'restore failed');
+      failure = err instanceof ArtifactUnusable ? { component: err.component, message: errorMessage(err) } : { component: current, message: errorMessage(err) };
     }
     const end = deps.now();
-    await db.$transaction([
-      db.restore.updateMany({
-        where: { id: r.id, status: 'running' },
-        data: failure
-          ? { status: 'failed', completedAt: end, errorComponent: failure.component, errorMessage: failure.message, leaseExpiresAt: null }
-          : { status: 'completed', completedAt: end, leaseExpiresAt: null },
-      }),
-      db.cluster.updateMany({ where: { id: r.clusterId, status: 'restoring' }, data: { status: 'active' } }),
-    ]);
+    if (failure) await ledger.fail('restore', r.id, failure, { now: end });
+    else await ledger.complete('restore', r.id, { completedAt: end });
     log.info({ restore_id: r.id, failed: failure !== null }, 'restore finished');
   };
 }

@@ -7,6 +7,7 @@ import type { Queues } from '../../queue/queues.js';
 import type { ClusterRepo } from '../clusters/clusters.repo.js';
 import type { StoredComponent } from '../clusters/components.js';
 import type { RestoreView } from './restores.schemas.js';
+import type { Ledger } from '../../jobs/ledger.js';
 
 type RestoreRow = NonNullable<Awaited<ReturnType<Db['restore']['findFirst']>>>;
 
@@ -25,8 +26,8 @@ export function presentRestore(r: RestoreRow): RestoreView {
   };
 }
 
-export function createRestoreService(deps: { db: Db; clusters: ClusterRepo; queues: Pick<Queues, 'add'>; now: () => Date; log: { warn(o: object, m: string): void } }) {
-  const { db, clusters, now } = deps;
+export function createRestoreService(deps: { db: Db; ledger: Ledger; clusters: ClusterRepo; queues: Pick<Queues, 'add'>; now: () => Date; log: { warn(o: object, m: string): void } }) {
+  const { db, clusters, now, ledger } = deps;
   return {
     /**
      * Under the row locks of both clusters (taken in id order, so two crossing restores cannot
@@ -60,12 +61,10 @@ export function createRestoreService(deps: { db: Db; clusters: ClusterRepo; queu
         });
         if (errors.length) throw new Invalid('invalid restore', errors);
         if (target.status !== 'active') throw new Conflict(`the target cluster is ${target.status}`);
-        if (await clusters.hasActiveWork(tx, targetId)) throw new Conflict('a backup or restore of the target cluster is already queued or running');
-        const created = await tx.restore.create({
-          data: { id: randomUUID(), tenantId, backupId, sourceClusterId, clusterId: targetId, components: wanted, status: 'queued', createdAt: now() },
-        });
-        await tx.cluster.updateMany({ where: { id: targetId, tenantId }, data: { status: 'restoring' } });
-        return created;
+        if (target.activeJobId !== null) throw new Conflict('a backup or restore of the target cluster is already queued or running');
+        const source = (await clusters.find(tx, tenantId, sourceClusterId))!;
+        if (source.status === 'deleting') throw new Conflict('the cluster of this backup is being deleted');
+        return ledger.queueRestore(tx, { id: randomUUID(), tenantId, backupId, sourceClusterId, clusterId: targetId, components: wanted, now: now() });
       });
       await deps.queues
         .add('restores', 'run-restore', { tenant_id: tenantId, restore_id: row.id }, row.id)

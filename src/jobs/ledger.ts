@@ -1,0 +1,379 @@
+import { randomUUID } from 'node:crypto';
+import type { Db, Tx } from '../db/client.js';
+import type { BackupStatus, Prisma, RestoreStatus } from '../generated/prisma/client.js';
+
+/**
+ * The one writer of the status of a cluster's jobs (backups, restores) and of the cluster's job
+ * slot. Routes, handlers, the scheduler and the reconciler all come here; nothing else writes
+ * `backups.status`, `restores.status`, `clusters.active_job_id` or a cluster's `restoring`.
+ *
+ * Invariants (SPEC rule 2), checked again by the database (migration 20261202000000_job_ledger):
+ * - a backup or restore is queued or running only while it holds its cluster's slot
+ *   (`clusters.active_job_id`), which is set and cleared under the cluster's row lock;
+ * - at most one queued/running backup and one queued/running restore per cluster (unique
+ *   partial indexes), and never one of each (a deferred trigger checks the slot at commit).
+ * Lock order is always cluster row first, then the job row, so transitions never deadlock.
+ *
+ * Why a job failed (cancelled, worker lost, interrupted) is its error, not a status.
+ */
+export const backupTransitions = {
+  queued: ['running', 'failed', 'deleting'],
+  running: ['completed', 'failed', 'queued' /* handed back at shutdown */],
+  completed: ['deleting'],
+  failed: ['deleting'],
+  deleting: [],
+} as const satisfies Record<BackupStatus, readonly BackupStatus[]>;
+
+export const restoreTransitions = {
+  queued: ['running', 'failed'],
+  running: ['completed', 'failed', 'queued' /* handed back at shutdown */],
+  completed: [],
+  failed: [],
+} as const satisfies Record<RestoreStatus, readonly RestoreStatus[]>;
+
+export type JobKind = 'backup' | 'restore';
+const ACTIVE = new Set<string>(['queued', 'running']);
+
+export class StaleTransition extends Error {
+  constructor(kind: JobKind, id: string, from: readonly string[], to: string) {
+    super(`${kind} ${id} is no longer ${from.join(' or ')}; not moved to ${to}`);
+  }
+}
+
+function allowed(kind: JobKind, from: string, to: string): boolean {
+  const table = (kind === 'backup' ? backupTransitions : restoreTransitions) as Record<string, readonly string[]>;
+  return table[from]?.includes(to) ?? false;
+}
+
+export interface JobError {
+  component: string | null;
+  message: string;
+}
+
+/** Why a manual backup could not be queued; `ok` carries the new row's id. */
+export type ManualVerdict =
+  | { verdict: 'ok'; id: string; components: { name: string; status: string }[] }
+  | { verdict: 'not_found' }
+  | { verdict: 'not_active'; status: string }
+  | { verdict: 'manual_disabled' }
+  | { verdict: 'rate_limited'; lastManualAt: Date }
+  | { verdict: 'busy' }
+  | { verdict: 'stale_policy'; rate: string | null; timezone: string };
+
+export interface ManualRequest {
+  /** The new backup's id. */
+  id: string;
+  tenantId: string;
+  clusterId: string;
+  now: Date;
+  /** The policy the caller computed `since` from; the statement refuses if it has changed. */
+  policy: { rate: string | null; timezone: string };
+  /** A manual backup created after this instant still counts for the rate limit. */
+  since: Date | null;
+  /** Idempotency-Key: the answer to store with the backup (its components are filled in here). */
+  idempotency: { key: string; hash: string; body: unknown; location: string } | null;
+}
+
+interface ManualRow {
+  verdict: string;
+  status: string | null;
+  rate: string | null;
+  timezone: string | null;
+  last_manual_at: Date | null;
+  components: { name: string; status: string }[] | null;
+}
+
+export function createLedger(db: Db) {
+  /** Row lock on the cluster of a job (lock order: cluster, then job). Returns the cluster id. */
+  async function lockClusterOf(tx: Tx, kind: JobKind, id: string): Promise<string | null> {
+    const rows =
+      kind === 'backup'
+        ? await tx.$queryRaw<{ id: string }[]>`SELECT c.id::text FROM clusters c WHERE c.id = (SELECT cluster_id FROM backups WHERE id = ${id}::uuid) FOR UPDATE OF c`
+        : await tx.$queryRaw<{ id: string }[]>`SELECT c.id::text FROM clusters c WHERE c.id = (SELECT cluster_id FROM restores WHERE id = ${id}::uuid) FOR UPDATE OF c`;
+    return rows[0]?.id ?? null;
+  }
+
+  /** Frees the slot a job held (and ends `restoring` for a restore); marks retention to be evaluated again. */
+  async function releaseSlot(tx: Tx | Db, kind: JobKind, clusterId: string, id: string) {
+    await tx.$executeRaw`
+      UPDATE clusters SET active_job_id = NULL, active_job_kind = NULL, retention_dirty = true,
+             status = CASE WHEN ${kind} = 'restore' AND status = 'restoring' THEN 'active'::"ClusterStatus" ELSE status END
+      WHERE id = ${clusterId}::uuid AND active_job_id = ${id}::uuid`;
+  }
+
+  /** Recomputes the rate-limit anchor after manual backups left it (deleting frees the slot at once). */
+  async function refreshLastManual(tx: Tx, clusterId: string) {
+    await tx.$executeRaw`
+      UPDATE clusters SET last_manual_at = (SELECT max(created_at) FROM backups
+        WHERE cluster_id = ${clusterId}::uuid AND trigger = 'manual' AND status <> 'deleting')
+      WHERE id = ${clusterId}::uuid`;
+  }
+
+  /**
+   * Moves one job `from` -> `to` with `data`, inside `tx` whose caller already holds the cluster's
+   * lock (see `transition`). Returns false when the job was no longer in `from` (someone else won).
+   */
+  async function move(
+    tx: Tx,
+    kind: JobKind,
+    clusterId: string,
+    id: string,
+    from: readonly string[],
+    to: string,
+    data: Record<string, unknown> = {},
+    where: Record<string, unknown> = {},
+  ): Promise<boolean> {
+    for (const f of from) if (!allowed(kind, f, to)) throw new Error(`${kind} transition ${f} -> ${to} is not allowed`);
+    const filter = { id, clusterId, status: { in: [...from] }, ...where };
+    const r =
+      kind === 'backup'
+        ? await tx.backup.updateMany({ where: filter as Prisma.BackupWhereInput, data: { ...data, status: to } as Prisma.BackupUpdateManyMutationInput })
+        : await tx.restore.updateMany({ where: filter as Prisma.RestoreWhereInput, data: { ...data, status: to } as Prisma.RestoreUpdateManyMutationInput });
+    if (r.count === 0) return false;
+    if (!ACTIVE.has(to)) {
+      await releaseSlot(tx, kind, clusterId, id);
+      // The backup a restore read is no longer held: its cluster's retention may drop it now.
+      if (kind === 'restore') await tx.$executeRaw`UPDATE clusters SET retention_dirty = true WHERE id = (SELECT source_cluster_id FROM restores WHERE id = ${id}::uuid) AND NOT retention_dirty`;
+    }
+    return true;
+  }
+
+  /**
+   * A transition in a transaction of its own: lock the cluster, move the job, free the slot when
+   * the job leaves queued/running. `inside` runs in the same transaction after a successful move
+   * (e.g. recording a backup's artifacts with `completed`).
+   */
+  async function transition(
+    kind: JobKind,
+    id: string,
+    from: readonly string[],
+    to: string,
+    data: Record<string, unknown> = {},
+    opts: { where?: Record<string, unknown>; inside?: (tx: Tx, clusterId: string) => Promise<void> } = {},
+  ): Promise<boolean> {
+    return db.$transaction(async (tx) => {
+      const clusterId = await lockClusterOf(tx, kind, id);
+      if (!clusterId) return false;
+      const moved = await move(tx, kind, clusterId, id, from, to, data, opts.where);
+      if (moved && opts.inside) await opts.inside(tx, clusterId);
+      return moved;
+    });
+  }
+
+  const lease = (workerId: string, now: Date, leaseMs: number) => ({ workerId, leaseExpiresAt: new Date(now.getTime() + leaseMs) });
+
+  return {
+    transition,
+
+    /**
+     * Queues a manual backup in one statement: lock the cluster, decide (state, policy, rate
+     * limit, slot) on the locked row's newest version, insert, take the slot. A concurrent
+     * transaction that queued a job first has updated the row, so the lock re-reads it and sees it.
+     */
+    async queueManualBackup(req: ManualRequest): Promise<ManualVerdict> {
+      const { id } = req;
+      const idem = req.idempotency;
+      const [row] = await db.$queryRaw<ManualRow[]>`
+        WITH c AS (
+          SELECT c.id, c.tenant_id, c.status::text AS status, c.active_job_id, c.last_manual_at, c.components,
+                 p.manual_count, p.manual_rate_limit, p.timezone
+          FROM clusters c JOIN policies p ON p.id = c.policy_id
+          WHERE c.id = ${req.clusterId}::uuid AND c.tenant_id = ${req.tenantId}::uuid
+          FOR UPDATE OF c
+        ), d AS (
+          SELECT c.*, CASE
+            WHEN c.status <> 'active' THEN 'not_active'
+            WHEN c.manual_count = 0 THEN 'manual_disabled'
+            WHEN c.manual_rate_limit IS DISTINCT FROM ${req.policy.rate}::text OR c.timezone <> ${req.policy.timezone} THEN 'stale_policy'
+            WHEN c.manual_rate_limit IS NOT NULL AND c.last_manual_at > ${req.since}::timestamptz THEN 'rate_limited'
+            WHEN c.active_job_id IS NOT NULL THEN 'busy'
+            ELSE 'ok' END AS verdict
+          FROM c
+        ), ins AS (
+          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
+          SELECT ${id}::uuid, d.tenant_id, d.id, 'manual', 'queued', ${req.now},
+                 COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(d.components) e), '[]'::jsonb)
+          FROM d WHERE d.verdict = 'ok'
+          RETURNING cluster_id, components
+        ), slot AS (
+          UPDATE clusters SET active_job_id = ${id}::uuid, active_job_kind = 'backup', last_manual_at = ${req.now}
+          WHERE id = (SELECT cluster_id FROM ins)
+        ), idem AS (
+          INSERT INTO idempotency_records (tenant_id, key, request_hash, response_status, response_body, location, created_at)
+          SELECT ${req.tenantId}::uuid, ${idem?.key ?? ''}, ${idem?.hash ?? ''}, 202,
+                 jsonb_set(${JSON.stringify(idem?.body ?? {})}::jsonb, '{components}', ins.components), ${idem?.location ?? null}::text, ${req.now}
+          FROM ins WHERE ${idem !== null}::boolean
+        )
+        SELECT d.verdict, d.status, d.manual_rate_limit AS rate, d.timezone, d.last_manual_at, (SELECT components FROM ins) AS components FROM d`;
+      if (!row) return { verdict: 'not_found' };
+      switch (row.verdict) {
+        case 'ok':
+          return { verdict: 'ok', id, components: row.components ?? [] };
+        case 'not_active':
+          return { verdict: 'not_active', status: row.status ?? '' };
+        case 'rate_limited':
+          return { verdict: 'rate_limited', lastManualAt: row.last_manual_at! };
+        case 'stale_policy':
+          return { verdict: 'stale_policy', rate: row.rate, timezone: row.timezone ?? 'UTC' };
+        default:
+          return { verdict: row.verdict as 'busy' | 'manual_disabled' };
+      }
+    },
+
+    /**
+     * Queues scheduled backups for clusters the caller has locked in `tx` (the scheduler's claim)
+     * and found free; each takes its cluster's slot. Returns the new rows.
+     */
+    async queueScheduledBackups(tx: Tx, clusterIds: string[], now: Date): Promise<{ id: string; tenantId: string; clusterId: string }[]> {
+      if (clusterIds.length === 0) return [];
+      const ids = clusterIds.map(() => randomUUID());
+      const rows = await tx.$queryRaw<{ id: string; tenant_id: string; cluster_id: string }[]>`
+        WITH ins AS (
+          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
+          SELECT v.id, c.tenant_id, c.id, 'scheduled', 'queued', ${now},
+                 COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(c.components) e), '[]'::jsonb)
+          FROM unnest(${ids}::uuid[], ${clusterIds}::uuid[]) AS v(id, cluster_id)
+          JOIN clusters c ON c.id = v.cluster_id AND c.active_job_id IS NULL AND c.status = 'active'
+          RETURNING id, tenant_id, cluster_id
+        ), slot AS (
+          UPDATE clusters c SET active_job_id = ins.id, active_job_kind = 'backup' FROM ins WHERE c.id = ins.cluster_id
+        )
+        SELECT id::text, tenant_id::text, cluster_id::text FROM ins`;
+      return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, clusterId: r.cluster_id }));
+    },
+
+    /**
+     * Queues a restore into `targetId`, whose row the caller has locked in `tx` and found active
+     * and free: the restore takes the slot and the cluster turns `restoring`.
+     */
+    async queueRestore(tx: Tx, data: { id: string; tenantId: string; backupId: string; sourceClusterId: string; clusterId: string; components: string[]; now: Date }) {
+      const row = await tx.restore.create({
+        data: { id: data.id, tenantId: data.tenantId, backupId: data.backupId, sourceClusterId: data.sourceClusterId, clusterId: data.clusterId, components: data.components, status: 'queued', createdAt: data.now },
+      });
+      const r = await tx.cluster.updateMany({
+        where: { id: data.clusterId, tenantId: data.tenantId, activeJobId: null, status: 'active' },
+        data: { activeJobId: data.id, activeJobKind: 'restore', status: 'restoring' },
+      });
+      if (r.count === 0) throw new StaleTransition('restore', data.id, ['free target'], 'queued');
+      return row;
+    },
+
+    /** queued -> running for this worker, with a fresh lease. False: deleted, done, or taken by another worker. */
+    async start(kind: JobKind, tenantId: string, id: string, o: { workerId: string; now: Date; leaseMs: number }): Promise<boolean> {
+      const data = { startedAt: o.now, ...lease(o.workerId, o.now, o.leaseMs) };
+      const where = { id, tenantId, status: 'queued' as const };
+      // Starting neither takes nor frees the slot, so it needs no cluster lock.
+      const r = kind === 'backup' ? await db.backup.updateMany({ where, data: { ...data, status: 'running' } }) : await db.restore.updateMany({ where, data: { ...data, status: 'running' } });
+      return r.count > 0;
+    },
+
+    /** Renews the lease of a job this worker runs. */
+    async renew(kind: JobKind, id: string, o: { workerId: string; now: Date; leaseMs: number }) {
+      const where = { id, status: 'running' as const, workerId: o.workerId };
+      const data = { leaseExpiresAt: new Date(o.now.getTime() + o.leaseMs) };
+      return kind === 'backup' ? db.backup.updateMany({ where, data }) : db.restore.updateMany({ where, data });
+    },
+
+    /** running -> completed, with `inside` recording what the job produced in the same transaction. */
+    async complete(kind: JobKind, id: string, data: Record<string, unknown>, inside?: (tx: Tx, clusterId: string) => Promise<void>) {
+      return transition(kind, id, ['running'], 'completed', { ...data, leaseExpiresAt: null }, inside ? { inside } : {});
+    },
+
+    /** running -> failed (or queued -> failed) with the cause kept for root-causing. */
+    async fail(kind: JobKind, id: string, error: JobError, o: { now: Date; from?: readonly ('queued' | 'running')[]; data?: Record<string, unknown> }) {
+      return transition(kind, id, o.from ?? ['running'], 'failed', {
+        ...o.data,
+        completedAt: o.now,
+        errorComponent: error.component,
+        errorMessage: error.message,
+        leaseExpiresAt: null,
+      });
+    },
+
+    /**
+     * running -> queued: work interrupted by a shutdown goes back, keeps its slot, loses its
+     * worker and lease; another worker starts it afresh.
+     */
+    async handBack(kind: JobKind, id: string, workerId: string) {
+      return transition(kind, id, ['running'], 'queued', { workerId: null, leaseExpiresAt: null, startedAt: null, ...(kind === 'backup' && { bytesDone: 0n }) }, { where: { workerId } });
+    },
+
+    /** Running jobs whose lease expired before `now`: each becomes failed ("worker lost"). Returns them. */
+    async reapLost(kind: JobKind, now: Date, limit: number) {
+      const rows =
+        kind === 'backup'
+          ? await db.backup.findMany({ where: { status: 'running', leaseExpiresAt: { lt: now } }, select: { id: true, tenantId: true, clusterId: true }, take: limit })
+          : await db.restore.findMany({ where: { status: 'running', leaseExpiresAt: { lt: now } }, select: { id: true, tenantId: true, clusterId: true }, take: limit });
+      const lost = [];
+      for (const r of rows) {
+        const moved = await transition(
+          kind,
+          r.id,
+          ['running'],
+          'failed',
+          { completedAt: now, errorComponent: null, errorMessage: `worker lost: its lease expired while the ${kind} was running`, leaseExpiresAt: null },
+          { where: { leaseExpiresAt: { lt: now } } },
+        );
+        if (moved) lost.push(r);
+      }
+      return lost;
+    },
+
+    /** Queued jobs of a cluster being deleted fail as cancelled; returns how many. */
+    async cancelQueued(kind: JobKind, where: { clusterId?: string; sourceClusterId?: string }, now: Date, message: string) {
+      const rows =
+        kind === 'backup'
+          ? await db.backup.findMany({ where: { ...where, status: 'queued' }, select: { id: true } })
+          : await db.restore.findMany({ where: { ...where, status: 'queued' }, select: { id: true } });
+      let n = 0;
+      for (const r of rows)
+        if (await transition(kind, r.id, ['queued'], 'failed', { completedAt: now, errorComponent: null, errorMessage: message, leaseExpiresAt: null })) n++;
+      return n;
+    },
+
+    /**
+     * Moves a finished (or still queued) backup to `deleting` inside `tx`, whose caller holds the
+     * cluster's lock. A deleted manual backup frees the rate-limit slot at once (rule 3).
+     */
+    async markDeleting(tx: Tx, clusterId: string, id: string): Promise<boolean> {
+      const moved = await move(tx, 'backup', clusterId, id, ['queued', 'completed', 'failed'], 'deleting');
+      if (moved) await refreshLastManual(tx, clusterId);
+      return moved;
+    },
+
+    /** The end of `deleting`: the row goes once its data is gone. */
+    async removeDeleted(id: string) {
+      return db.backup.deleteMany({ where: { id, status: 'deleting' } });
+    },
+
+    /**
+     * Mends slots that point at no active job (a crash between statements of an older version, a
+     * job row cascaded away with its source cluster) and `restoring` clusters with no restore.
+     * Only rows idle for `olderThan` are touched, under their lock. Returns how many were freed.
+     */
+    async repairSlots(limit: number): Promise<number> {
+      const candidates = await db.$queryRaw<{ id: string }[]>`
+        SELECT c.id::text FROM clusters c
+        WHERE (c.active_job_id IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM backups b WHERE b.id = c.active_job_id AND b.status IN ('queued', 'running'))
+               AND NOT EXISTS (
+                 SELECT 1 FROM restores r WHERE r.id = c.active_job_id AND r.status IN ('queued', 'running')))
+           OR (c.status = 'restoring' AND (c.active_job_id IS NULL OR c.active_job_kind <> 'restore'))
+        LIMIT ${limit}`;
+      let freed = 0;
+      for (const { id } of candidates) {
+        freed += await db.$transaction(async (tx) => {
+          const n = await tx.$executeRaw`
+            UPDATE clusters c SET active_job_id = NULL, active_job_kind = NULL, retention_dirty = true,
+                   status = CASE WHEN c.status = 'restoring' THEN 'active'::"ClusterStatus" ELSE c.status END
+            WHERE c.id = ${id}::uuid
+              AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.id = c.active_job_id AND b.status IN ('queued', 'running'))
+              AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.id = c.active_job_id AND r.status IN ('queued', 'running'))`;
+          return n;
+        });
+      }
+      return freed;
+    },
+  };
+}
+export type Ledger = ReturnType<typeof createLedger>;
