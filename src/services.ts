@@ -46,6 +46,8 @@ export function createServices(rt: Runtime) {
         const policy = await repos.policies.find(db, tenantId, policyId);
         if (!policy) return;
         const affected = await db.cluster.findMany({ where: { tenantId, policyId, status: { not: 'deleting' } }, select: { id: true } });
+        // Marked first, in one statement: a prune lost below (Redis down, a crash mid-loop) is made by the retention sweep.
+        await db.cluster.updateMany({ where: { tenantId, policyId, status: { not: 'deleting' } }, data: { retentionDirty: true } });
         for (const c of affected) {
           await db.cluster.updateMany({ where: { id: c.id, tenantId }, data: { nextBackupAt: scheduleFor(policy, c.id, now()) } });
           await clusters.afterPolicyChange(tenantId, c.id);

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { jobId } from '../queue/jobs.js';
 import { nextRunsAt } from '../scheduling/index.js';
-import { reconcile, sweepRetention } from '../modules/backups/reconciler.js';
+import { asLeader } from '../db/leader.js';
+import { reconcile } from '../modules/backups/reconciler.js';
+import { sweepRetention } from '../modules/retention/retention.sweep.js';
 
 export interface SchedulerOptions {
   batchSize?: number;
@@ -140,33 +142,49 @@ export function startSchedulerRole(rt: Runtime, opts: SchedulerOptions = {}): { 
   const tickMs = opts.tickMs ?? 1000;
   const sweepMs = opts.sweepMs ?? rt.config.reconcileIntervalMs;
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  let lastSweep = 0;
-  let lastRetentionSweep = Date.now(); // prunes already follow every backup; the first sweep waits a period
+  const timers: { claim?: NodeJS.Timeout; sweeps?: NodeJS.Timeout } = {};
+  let claiming: Promise<void> = Promise.resolve();
+  let sweeping: Promise<void> = Promise.resolve();
+  let lastReconcile = 0;
+  // The retention sweep reads only dirty clusters, so it is cheap at start too, where it catches
+  // prunes that a crash lost.
+  let lastRetentionSweep = 0;
 
-  const loop = async () => {
+  // Every scheduler claims due slots (SKIP LOCKED keeps them apart).
+  const claimLoop = async () => {
     try {
       await drain(rt, { batchSize, onSkip: opts.onSkip, stopped: () => stopped });
-      if (Date.now() - lastSweep >= sweepMs) {
-        lastSweep = Date.now();
-        await reconcile(rt);
-      }
-      if (Date.now() - lastRetentionSweep >= rt.config.retentionSweepMs) {
-        lastRetentionSweep = Date.now();
-        await sweepRetention(rt);
-      }
     } catch (err) {
       rt.log.warn({ err }, 'scheduler tick failed; retrying');
     }
-    if (!stopped) timer = setTimeout(() => (running = loop()), tickMs);
+    if (!stopped) timers.claim = setTimeout(() => (claiming = claimLoop()), tickMs);
   };
-  running = loop();
+  // The periodic sweeps run on one scheduler at a time (an advisory lock each), in a loop of their
+  // own so that a long sweep never delays a due slot. A scheduler that finds the lock taken skips
+  // that period; if the leader dies, its lock goes with its connection and another takes over.
+  const sweepLoop = async () => {
+    try {
+      if (Date.now() - lastReconcile >= sweepMs) {
+        lastReconcile = Date.now();
+        await asLeader(rt.db, 'reconcile', Math.max(sweepMs, 60_000), () => reconcile(rt));
+      }
+      if (!stopped && Date.now() - lastRetentionSweep >= rt.config.retentionSweepMs) {
+        lastRetentionSweep = Date.now();
+        await asLeader(rt.db, 'retentionSweep', Math.max(rt.config.retentionSweepMs, 60_000), () => sweepRetention(rt, { stopped: () => stopped }));
+      }
+    } catch (err) {
+      rt.log.warn({ err }, 'scheduler sweep failed; retrying');
+    }
+    if (!stopped) timers.sweeps = setTimeout(() => (sweeping = sweepLoop()), tickMs);
+  };
+  claiming = claimLoop();
+  sweeping = sweepLoop();
   return {
     async close() {
       stopped = true;
-      clearTimeout(timer);
-      await running;
+      clearTimeout(timers.claim);
+      clearTimeout(timers.sweeps);
+      await Promise.all([claiming, sweeping]);
     },
   };
 }

@@ -135,7 +135,8 @@ export function createClusterService(deps: ClusterServiceDeps) {
             ...(patch.backup_location !== undefined && { backupLocation: toDbLocation(patch.backup_location) }),
             ...(patch.deletion_protection !== undefined && { deletionProtection: patch.deletion_protection }),
             ...(prepared && { components: prepared.stored }),
-            ...(policy && { policyId: policy.id, nextBackupAt: scheduleFor(policy, id, now()) }),
+            // A new policy re-evaluates retention: the marker commits with the change, the prune follows it.
+            ...(policy && { policyId: policy.id, nextBackupAt: scheduleFor(policy, id, now()), retentionDirty: true }),
             updatedAt: now(),
           });
         }),

@@ -55,11 +55,18 @@ export function createRetentionService(deps: { db: Db }) {
     /**
      * Applies the plan: backups it drops move to `deleting` under the cluster lock (so a restore
      * cannot start reading one meanwhile); returns their ids for the caller to enqueue deletion.
+     *
+     * Clears the cluster's `retention_dirty` marker in the same transaction, after taking the lock
+     * and before reading any backup. Whoever dirties the cluster again (a backup ending) takes the
+     * same lock first, so its change is either already visible to the reads below or sets the
+     * marker again after this commits: a change is never lost. If the prune fails, the rollback
+     * keeps the marker and the periodic sweep tries again.
      */
     async prune(tenantId: string, clusterId: string): Promise<string[]> {
       return db.$transaction(async (tx) => {
         const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM clusters WHERE id = ${clusterId}::uuid AND tenant_id = ${tenantId}::uuid FOR UPDATE`;
         if (locked.length === 0) return [];
+        await tx.$executeRaw`UPDATE clusters SET retention_dirty = false WHERE id = ${clusterId}::uuid AND retention_dirty`;
         const p = await plan(tx, tenantId, clusterId);
         if (!p) return [];
         const drop = [...p.decisions.values()].filter((d) => !d.keep).map((d) => d.id);
