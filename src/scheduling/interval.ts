@@ -23,6 +23,17 @@ const UNIT_SECONDS: Readonly<Record<IntervalUnit, number>> = {
   y: 365 * 86_400,
 };
 
+// Mean lengths on the Gregorian calendar (a 400-year cycle is 146,097 days): n months or years
+// compare with days and weeks the way the calendar does. With 30-day months, 24M (730-731 days)
+// sorted before 104w (728 days) and drove a schedule whose smallest interval is 104w.
+const MEAN_UNIT_SECONDS: Readonly<Record<IntervalUnit, number>> = {
+  h: 3600,
+  d: 86_400,
+  w: 7 * 86_400,
+  M: (146_097 * 86_400) / 4800, // 2,629,746
+  y: (146_097 * 86_400) / 400, // 31,556,952
+};
+
 const UNIT_RANK: Readonly<Record<IntervalUnit, number>> = { h: 0, d: 1, w: 2, M: 3, y: 4 };
 
 const LUXON_UNIT = {
@@ -58,21 +69,22 @@ export function formatInterval(interval: Interval): string {
   return `${interval.n}${interval.unit}`;
 }
 
-/** Nominal length (M = 30 d, y = 365 d): for ordering only, never for calendar math. */
+/** Nominal length (M = 30 d, y = 365 d): a rough size, never for calendar math nor ordering (intervalOrder uses mean calendar lengths). */
 export function nominalSeconds(interval: string | Interval): number {
   const { n, unit } = requireInterval(interval);
   return n * UNIT_SECONDS[unit];
 }
 
 /**
- * Total order by nominal length; equal lengths (`24h`/`1d`, `7d`/`1w`) order the
- * smaller unit first so that "the smallest interval" is deterministic.
+ * Total order by mean calendar length, so that an interval certainly shorter than another on the
+ * calendar (`104w` against `24M`) sorts first; equal lengths (`24h`/`1d`, `7d`/`1w`, `12M`/`1y`)
+ * order the smaller unit first so that "the smallest interval" is deterministic.
  */
 export function intervalOrder(a: string | Interval, b: string | Interval): number {
   const pa = requireInterval(a);
   const pb = requireInterval(b);
   return (
-    nominalSeconds(pa) - nominalSeconds(pb) ||
+    pa.n * MEAN_UNIT_SECONDS[pa.unit] - pb.n * MEAN_UNIT_SECONDS[pb.unit] ||
     UNIT_RANK[pa.unit] - UNIT_RANK[pb.unit] ||
     pa.n - pb.n
   );

@@ -65,20 +65,26 @@ function computeStartOfLocalDay(zone: IANAZone, day: number, hint?: number): num
     const candidate = midnight - guess;
     const actual = offsetMs(zone, candidate);
     if (actual === guess) {
-      // It is local midnight; it starts the day unless the instant before is
-      // already on the same date (an ambiguous midnight, second occurrence).
-      if (localDayNumber(zone, candidate - 1) < day) return candidate;
+      // It is local midnight; it starts the day unless the day was reached earlier: an ambiguous
+      // midnight (this is the second occurrence), or a fall-back that crossed midnight backwards
+      // (America/St_Johns 2003-10-26: 00:00 NDT at 02:30Z, back to 23:01 at 02:31Z, 00:00 NST at
+      // 03:30Z). Both need a change of offset shortly before; without one this is the first.
+      if (offsetMs(zone, candidate - EARLIER_REACH_MS) === guess && localDayNumber(zone, candidate - 1) < day) return candidate;
       break;
     }
     guess = actual;
   }
-  return bisectStartOfLocalDay(zone, day);
+  return slowStartOfLocalDay(zone, day);
 }
 
-// Rare path (gaps at midnight, repeated midnights): the smallest instant whose
-// local date is >= day. Local dates never go backwards in tzdb, so the
-// predicate is monotone and bisection finds the boundary to the millisecond.
-function bisectStartOfLocalDay(zone: IANAZone, day: number): number {
+// A fall-back moves the wall clock back by at most a few hours.
+const EARLIER_REACH_MS = 12 * HOUR_MS;
+
+// Rare path (gaps at midnight, repeated midnights, dates going back): the smallest instant whose
+// local date is >= day. Bisection finds an instant where the date reaches the day; where a
+// fall-back took the date back across midnight it may be the second time, so the midnights of
+// the offsets in force shortly before are tried too and the earliest one wins.
+function slowStartOfLocalDay(zone: IANAZone, day: number): number {
   const reached = (ms: number): boolean => localDayNumber(zone, ms) >= day;
   const midnight = day * DAY_MS;
   let lo = midnight - 16 * HOUR_MS; // offsets stay within -12 h .. +14 h
@@ -90,7 +96,13 @@ function bisectStartOfLocalDay(zone: IANAZone, day: number): number {
     if (reached(mid)) hi = mid;
     else lo = mid;
   }
-  return hi;
+  let first = hi;
+  for (const back of [HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, EARLIER_REACH_MS]) {
+    const o = offsetMs(zone, hi - back);
+    const earlier = midnight - o;
+    if (earlier < first && offsetMs(zone, earlier) === o) first = earlier;
+  }
+  return first;
 }
 
 /** Day number of a calendar date; month overflow is normalised (month 13 = next January). */
