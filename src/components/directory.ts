@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, realpath, rename, stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -11,8 +10,10 @@ import { childEnv, lazyReadable, spawnOutput } from './process.js';
 import { extractTarGz } from './tar-extract.js';
 import { writeBehind } from './write-behind.js';
 import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
-import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
-import { fsyncDirectory, fsyncTree } from '../lib/fsync.js';
+import { ComponentError, type BackupContext, type ComponentDriver, type RestoreContext } from './types.js';
+import { makeRestoreTemp, swapIntoPlace } from './restore-swap.js';
+import { hashArtifact } from './verify.js';
+import { fsyncTree } from '../lib/fsync.js';
 import { removeTree } from '../lib/remove-tree.js';
 
 export interface DirectoryConfig {
@@ -120,7 +121,7 @@ async function resolveRestoreTarget(rel: string, dataRoot: string): Promise<{ ta
   return { target: path.join(parent, path.posix.basename(rel)), exists: false };
 }
 
-async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupContext): Promise<void> {
+async function restoreDirectory(rel: string, artifact: Readable, ctx: RestoreContext): Promise<void> {
   const problem = checkRelativePath(rel);
   if (problem) {
     artifact.destroy();
@@ -129,14 +130,13 @@ async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupCont
   let temp: string | undefined;
   try {
     const dataRootReal = await realpath(ctx.dataRoot);
-    const { target, exists } = await resolveRestoreTarget(rel, ctx.dataRoot);
-    const parent = path.dirname(target);
-    const base = path.basename(target);
-    // A sibling of the target, so the final rename stays on one filesystem and is atomic.
-    temp = await mkdtemp(path.join(parent, `.${base}.restore-`));
+    const { target } = await resolveRestoreTarget(rel, ctx.dataRoot);
+    temp = await makeRestoreTemp(target);
     const flusher = writeBehind(temp);
+    // What is checked is exactly what tar was fed, since both happen on this one stream.
+    const hashed = hashArtifact(artifact, ctx.verify);
     try {
-      await extractTarGz(artifact, {
+      await extractTarGz(hashed.stream, {
         dest: temp,
         finalRoot: target,
         dataRootReal,
@@ -148,22 +148,10 @@ async function restoreDirectory(rel: string, artifact: Readable, ctx: BackupCont
     }
     await syncTree(temp);
     ctx.signal?.throwIfAborted();
-    if (exists) {
-      const old = path.join(parent, `.${base}.old-${randomBytes(6).toString('hex')}`);
-      await rename(target, old);
-      try {
-        await rename(temp, target);
-      } catch (err) {
-        await rename(old, target);
-        throw err;
-      }
-      temp = undefined;
-      await removeTree(old);
-    } else {
-      await rename(temp, target);
-      temp = undefined;
-    }
-    await fsyncDirectory(parent);
+    await hashed.check(); // the last point where the target is untouched
+    const staged = temp;
+    temp = undefined;
+    await swapIntoPlace(staged, target);
   } catch (err) {
     artifact.destroy();
     if (temp) await removeTree(temp);

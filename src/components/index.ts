@@ -8,7 +8,9 @@ export { postgresDriver, type PostgresConfig } from './postgres.js';
 export { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
 export { createPostgresTargetPolicy, parseAllowedHosts, type PostgresTargetPolicy } from './postgres-targets.js';
 export { COMPONENT_TYPES, ComponentError } from './types.js';
-export type { BackupContext, ComponentDriver, ComponentType } from './types.js';
+export type { BackupContext, ComponentDriver, ComponentType, RestoreContext } from './types.js';
+export { ArtifactChangedError, expectDigest, type ArtifactDigest, type VerifyArtifact } from './verify.js';
+export { sweepRestoreLeftovers, type SweepReport } from './restore-swap.js';
 
 // `any`: each driver has its own config type; callers pick the driver by the component's `type`.
 export const drivers: Record<ComponentType, ComponentDriver<any>> = {

@@ -3,6 +3,7 @@ import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './pos
 import { pinAddresses } from './postgres-targets.js';
 import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
+import { hashArtifact } from './verify.js';
 
 export interface PostgresConfig {
   /** postgresql:// URL, possibly with a password. */
@@ -44,9 +45,12 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
     // The dump becomes SQL (pg_restore -f -) that psql runs after CLEAR_DATABASE in one
     // transaction: the database ends up equal to the backup (objects created since are gone).
     // The two tools stream straight into each other; COMMIT is written only once pg_restore has
-    // succeeded, so on any failure or abort psql ends inside an open transaction, which the
-    // server rolls back: the database stays exactly as it was.
-    await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], artifact, {
+    // succeeded AND the gate let it through: the whole artifact was fed and hashed, and
+    // `ctx.verify` accepted its digest. On any failure, abort or refusal psql ends inside an
+    // open transaction, which the server rolls back: the database stays exactly as it was.
+    const hashed = hashArtifact(artifact, ctx.verify);
+    await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], hashed.stream, {
+      gate: () => hashed.check(),
       label: 'pg_restore',
       env: { ...childEnv(conn.env), BK_CLEAR_SQL: RESTORE_SETTINGS + CLEAR_DATABASE },
       redact: conn.redact,
@@ -102,6 +106,18 @@ END
 $clear$;
 `;
 
+// fd 3 is the gate (runWithInput): one line `commit` once the artifact is verified, or EOF (the
+// service refused it, aborted or died), which leaves the transaction open and so rolled back.
+// The pipeline runs in the background so that a SIGTERM (refusal, abort) can reach psql as a
+// SIGINT, which cancels the statement in progress: the transaction ends at once, not after
+// psql has run what is still buffered. The script exits only once psql has, with the
+// pipeline's status (pipefail); a background job's stdin is /dev/null unless given, hence 4<&0.
 const RESTORE_PIPELINE = `set -o pipefail
-{ printf 'BEGIN;\\n%s\\n' "$BK_CLEAR_SQL" && pg_restore --clean --if-exists --no-owner --no-privileges -f - && printf 'COMMIT;\\n'; } \\
-  | psql -X -q -v ON_ERROR_STOP=1 --no-password "$1"`;
+trap 'kill -INT "$psql" 2>/dev/null' TERM
+{ printf 'BEGIN;\\n%s\\n' "$BK_CLEAR_SQL" && pg_restore --clean --if-exists --no-owner --no-privileges -f - <&4 4<&- 3<&- \\
+  && IFS= read -r verdict <&3 && [ "$verdict" = commit ] && printf 'COMMIT;\\n'; } 4<&0 \\
+  | psql -X -q -v ON_ERROR_STOP=1 --no-password "$1" 3<&- &
+psql=$!
+wait "$psql"; status=$?
+while kill -0 "$psql" 2>/dev/null; do wait "$psql"; status=$?; done
+exit "$status"`;

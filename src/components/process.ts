@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ComponentError } from './types.js';
 
@@ -46,6 +46,16 @@ export interface ChildOptions {
   redact?: (text: string) => string;
 }
 
+export interface GatedInputOptions extends ChildOptions {
+  /**
+   * Called once every byte of the input has been handed to the tool (or the tool stopped
+   * reading). Resolving writes one line, `commit`, to the tool's fd 3, which the tool reads before
+   * its point of no return; rejecting closes fd 3 unwritten, stops the tool and rejects the run
+   * with that error. Without a gate the tool has no fd 3.
+   */
+  gate?: () => Promise<void>;
+}
+
 export function abortError(signal: AbortSignal): Error {
   if (signal.reason instanceof Error) return signal.reason;
   return Object.assign(new Error('the operation was aborted'), { name: 'AbortError', cause: signal.reason });
@@ -68,9 +78,9 @@ function terminate(child: ChildProcess): void {
   child.once('exit', () => clearTimeout(timer));
 }
 
-function spawnTool(cmd: string, args: string[], opts: ChildOptions, mode: 'read-stdout' | 'write-stdin') {
+function spawnTool(cmd: string, args: string[], opts: ChildOptions, mode: 'read-stdout' | 'write-stdin', gateFd = false) {
   const stdio = mode === 'read-stdout' ? (['ignore', 'pipe', 'pipe'] as const) : (['pipe', 'ignore', 'pipe'] as const);
-  const child = spawn(cmd, args, { env: opts.env, stdio: [...stdio] });
+  const child = spawn(cmd, args, { env: opts.env, stdio: gateFd ? [...stdio, 'pipe'] : [...stdio] });
   const tail = new StderrTail();
   child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
   const redact = opts.redact ?? ((s: string) => s);
@@ -101,10 +111,13 @@ export function spawnOutput(cmd: string, args: string[], opts: ChildOptions): Re
   return out;
 }
 
-/** Feeds `input` to a tool's stdin and resolves once it exited 0. An error of `input` wins over the tool's complaint about truncated input. */
-export async function runWithInput(cmd: string, args: string[], input: Readable, opts: ChildOptions): Promise<void> {
+/**
+ * Feeds `input` to a tool's stdin and resolves once it exited 0. An error of `input` (or of the
+ * gate, see `GatedInputOptions`) wins over the tool's complaint about truncated input.
+ */
+export async function runWithInput(cmd: string, args: string[], input: Readable, opts: GatedInputOptions): Promise<void> {
   opts.signal?.throwIfAborted();
-  const { child, exited } = spawnTool(cmd, args, opts, 'write-stdin');
+  const { child, exited } = spawnTool(cmd, args, opts, 'write-stdin', opts.gate !== undefined);
   let inputError: Error | undefined;
   const onInputError = (err: Error) => {
     inputError ??= err;
@@ -127,6 +140,23 @@ export async function runWithInput(cmd: string, args: string[], input: Readable,
   if (!stdin) throw new Error('child has no stdin');
   // EPIPE when the tool exits early is expected; its exit status tells the story.
   const piping = pipeline(input, stdin).catch(() => {});
+  if (opts.gate) {
+    const gateFd = child.stdio[3] as Writable;
+    gateFd.on('error', () => {}); // EPIPE once the tool is gone: its exit status tells
+    const gate = opts.gate;
+    piping
+      .then(async () => {
+        if (inputError) throw inputError;
+        await gate();
+        // Nothing goes through after an abort or an input error, even one during the gate.
+        if (inputError) throw inputError;
+        gateFd.end('commit\n');
+      })
+      .catch((err: unknown) => {
+        gateFd.destroy();
+        onInputError(err instanceof Error ? err : new Error(String(err)));
+      });
+  }
   try {
     await Promise.race([
       aborted,

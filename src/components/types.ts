@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { PostgresTargetPolicy } from './postgres-targets.js';
+import type { VerifyArtifact } from './verify.js';
 
 export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
 export type ComponentType = (typeof COMPONENT_TYPES)[number];
@@ -12,6 +13,15 @@ export interface BackupContext {
   signal?: AbortSignal;
 }
 
+export interface RestoreContext extends BackupContext {
+  /**
+   * Checks the digest of the artifact bytes the driver consumed, all of them, before the point
+   * of no return (directory: the swap; postgres: the COMMIT); throwing leaves the target as it
+   * was. Pass `expectDigest(artifact)`: then what is applied is exactly what was backed up.
+   */
+  verify?: VerifyArtifact;
+}
+
 export interface ComponentDriver<C> {
   readonly type: ComponentType;
   /** 'tar.gz' | 'pgdump' */
@@ -22,8 +32,11 @@ export interface ComponentDriver<C> {
    * is certain. Work starts when the stream is first read.
    */
   backup(config: C, ctx: BackupContext): Readable;
-  /** Replaces the component's data with the artifact's; on failure the data is left as it was where the type allows it. */
-  restore(config: C, artifact: Readable, ctx: BackupContext): Promise<void>;
+  /**
+   * Replaces the component's data with the artifact's; on failure (including `ctx.verify`
+   * refusing the bytes read) the data is left as it was.
+   */
+  restore(config: C, artifact: Readable, ctx: RestoreContext): Promise<void>;
 }
 
 /** A failure whose message is safe to show to the tenant: no secrets, no server paths outside DATA_ROOT. */
