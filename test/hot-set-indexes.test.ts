@@ -104,6 +104,8 @@ async function scans(sql: string, params: unknown[] = []): Promise<{ node: strin
 // The probes as the reconciler and the ledger send them through Prisma: an enum is compared with
 // `CAST($1::text AS "Enum")` and `take` adds `ORDER BY id`. Prisma binds values as parameters of
 // an unnamed statement, which PostgreSQL plans with the values, as EXPLAIN does here.
+// One batch of the retention sweep (src/modules/retention/retention.sweep.ts).
+const SWEEP_BATCH = `SELECT id::text, tenant_id::text FROM clusters WHERE retention_dirty AND id > $1::uuid AND status <> 'deleting' ORDER BY clusters.id LIMIT $2`;
 const prisma = (table: string, where: string) => `SELECT "public"."${table}"."id", "public"."${table}"."tenant_id" FROM "public"."${table}" WHERE ${where} ORDER BY "public"."${table}"."id" ASC LIMIT 500 OFFSET 0`;
 const probes: { what: string; sql: string; params?: unknown[]; indexes: string[] }[] = [
   {
@@ -167,7 +169,7 @@ const probes: { what: string; sql: string; params?: unknown[]; indexes: string[]
   { what: 'clusters being deleted, raw SQL', sql: `SELECT id, tenant_id FROM clusters WHERE status = 'deleting' LIMIT 500`, indexes: ['clusters_status_idx', 'clusters_busy_status_idx'] },
   {
     what: 'the retention sweep, one keyset batch',
-    sql: `SELECT id::text, tenant_id::text FROM clusters WHERE retention_dirty AND id > $1::uuid AND status <> 'deleting' ORDER BY id LIMIT $2`,
+    sql: SWEEP_BATCH,
     params: ['00000000-0000-0000-0000-000000000000', 1000],
     indexes: ['clusters_retention_dirty_idx'],
   },
@@ -179,6 +181,22 @@ describe('every probe of a hot set reads an index of that set, never the table',
       const plan = await scans(sql, params);
       expect.soft(plan.filter((s) => s.node === 'Seq Scan'), `${what}: no sequential scan`).toEqual([]);
       expect.soft(plan.filter((s) => s.index && indexes.includes(s.index)), `${what}: reads ${indexes.join(' or ')}, not ${JSON.stringify(plan)}`).not.toEqual([]);
+    }
+  });
+
+  it('a retention sweep batch walks the index in id order even when every cluster is dirty (no sort of the rest: linear)', async () => {
+    await c.query('UPDATE clusters SET retention_dirty = true WHERE NOT retention_dirty');
+    await c.query('VACUUM ANALYZE clusters');
+    try {
+      const { rows } = await c.query(`EXPLAIN (FORMAT JSON) ${SWEEP_BATCH}`, ['00000000-0000-0000-0000-000000000000', 1000]);
+      const nodes: PlanNode[] = [];
+      const walk = (n: PlanNode) => (nodes.push(n), n.Plans?.forEach(walk));
+      walk((rows[0]['QUERY PLAN'] as { Plan: PlanNode }[])[0]!.Plan);
+      expect(nodes.map((n) => n['Node Type'])).toEqual(['Limit', 'Index Scan']);
+      expect(nodes[1]!['Index Name']).toMatch(/^clusters_(retention_dirty_idx|pkey)$/);
+    } finally {
+      await c.query(`UPDATE clusters SET retention_dirty = (name ~ '^c[0-9]*[05]00$')`);
+      await c.query('ANALYZE clusters');
     }
   });
 

@@ -22,10 +22,11 @@ export async function sweepRetention(rt: Pick<Runtime, 'db' | 'queues' | 'now' |
   let after = '00000000-0000-0000-0000-000000000000';
   let enqueued = 0;
   for (;;) {
+    // ORDER BY the column, not the text alias of the select list: only the uuid order is an index's.
     const rows = await rt.db.$queryRaw<{ id: string; tenant_id: string }[]>`
       SELECT id::text, tenant_id::text FROM clusters
       WHERE retention_dirty AND id > ${after}::uuid AND status <> 'deleting'
-      ORDER BY id LIMIT ${BATCH}`;
+      ORDER BY clusters.id LIMIT ${BATCH}`;
     if (rows.length === 0) return enqueued;
     await rt.queues.all.maintenance.addBulk(
       rows.map((r) => ({ name: 'prune', data: { tenant_id: r.tenant_id, cluster_id: r.id }, opts: { jobId: jobId('prune', `${r.id}-sweep-${slot}`) } })),
