@@ -17,6 +17,7 @@ import { ADMIN_TOKEN, createKey, createTenant, startStack, waitFor, waitForBacku
 import { createTestDatabase } from './helpers/db.js';
 import {
   answerProblems,
+  authProbes,
   buildRequest,
   describeRequest,
   operationsOf,
@@ -153,6 +154,13 @@ beforeAll(async () => {
       ...sparePolicies.map((p) => ({ policies: p.id as string })),
       ...spareKeys.map((k) => ({ 'api-keys': k.id as string })),
     ],
+    ownBindings: [
+      { clusters: main.clusterId, backups: main.backupId, policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+      { clusters: v1.clusterId, backups: v1.backupId, policies: victimPolicy.id, 'api-keys': spareKeys[1]!.id },
+      { clusters: v2.clusterId, backups: v2.backupId, policies: sparePolicies[0]!.id },
+      { clusters: guarded.id },
+    ],
+    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, policies: foreignPolicy.id }],
     componentNames: ['files'],
     dirPaths: ['app', 'app/nested', 'empty'],
     oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(s.dataRoot, 'app'), '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
@@ -219,7 +227,93 @@ async function send(op: Operation, spec: ReqSpec): Promise<Outcome> {
   }
 }
 
+/** Everything either tenant can read, through every GET of the document its ids fit, with its own key (volatile fields dropped). */
+async function tenantViews(ops: Operation[]): Promise<Record<string, unknown>> {
+  const views: Record<string, unknown> = {};
+  const owners = [
+    { who: 'A', token: tokens.admin, bindings: [{}, ...(ctx.ownBindings ?? [])] },
+    { who: 'B', token: tokens.foreign, bindings: [{}, ...(ctx.foreignBindings ?? [])] },
+  ];
+  for (const op of ops) {
+    if (op.method !== 'GET' || !op.secured || op.path === '/v1/audit-events') continue;
+    const pathParams = op.params.filter((p) => p.in === 'path');
+    for (const { who, token, bindings } of owners) {
+      for (const b of bindings as Record<string, string>[]) {
+        if (!pathParams.every((p) => p.resource && b[p.resource])) continue;
+        if (!pathParams.length && b !== bindings[0]) continue;
+        const url = op.path.replace(/\{([^}]+)\}/g, (_, name: string) => b[pathParams.find((p) => p.name === name)!.resource!]!) + (op.params.some((p) => p.name === 'limit') ? '?limit=100' : '');
+        const res = await s.request('GET', url, { token: op.path.startsWith('/v1/tenants') ? ADMIN_TOKEN : token });
+        views[`${who} ${url}`] = { status: res.status, body: JSON.parse(res.text, (k, v) => (k === 'last_used_at' ? undefined : v)) };
+      }
+    }
+  }
+  return views;
+}
+
+/** Audit events of tenant A (newest first), every page. */
+async function auditOfA(): Promise<{ id: string; actor: { key_id: string | null } }[]> {
+  const out: { id: string; actor: { key_id: string | null } }[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { items: { id: string; actor: { key_id: string | null } }[]; next_cursor: string | null } = await ok('GET', `/v1/audit-events?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, tokens.admin);
+    out.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return out;
+}
+
+const sameAnswer = (o: Outcome) => `${o.status} ${o.body.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>')}`;
+
 describe('OpenAPI-driven fuzzing', () => {
+  // Runs first, while every fixture of both tenants is intact.
+  it(
+    'auth oracle: no, revoked or garbage credentials, a viewer on a mutation, the wrong kind of token and the other tenant\'s ids never succeed; a foreign id answers 404 exactly like a missing one; nothing changes',
+    async () => {
+      const ops = operationsOf(doc);
+      const probes = ops.flatMap((op, i) => authProbes(op, ctx, SEED + 31 + i * 7919));
+      for (const op of ops.filter((o) => o.secured && o.params.some((p) => p.in === 'path') && !o.path.startsWith('/v1/tenants')))
+        expect(probes.some((p) => p.spec.op === op.key && p.kind === 'foreign-token'), `${op.key} has foreign-token probes`).toBe(true);
+      const byKey = new Map(ops.map((o) => [o.key, o]));
+      const viewsBefore = await tenantViews(ops);
+      const auditBefore = new Set((await auditOfA()).map((e) => e.id));
+
+      const failures: string[] = [];
+      const statuses: Record<string, Record<number, number>> = {};
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < probes.length) {
+            const probe = probes[next++]!;
+            const op = byKey.get(probe.spec.op)!;
+            const got = await send(op, probe.spec);
+            const tally = (statuses[probe.kind] ??= {});
+            tally[got.status] = (tally[got.status] ?? 0) + 1;
+            const why = (m: string) => failures.push(`${probe.kind}: ${m} <- ${got.summary}\n    -> ${got.status} ${got.body.slice(0, 200)}`);
+            if (got.problems.length) why(got.problems.join('; '));
+            if (got.status >= 200 && got.status < 300) why('succeeded');
+            else if (got.status < 0) why('no answer');
+            if (probe.expect === 'foreign') {
+              const control = await send(op, probe.control!);
+              if (sameAnswer(control) !== sameAnswer(got)) why(`answers unlike a missing id (${control.status} ${control.body.slice(0, 200)})`);
+              // 404, unless the body is refused whatever the path names (then the control is refused alike, checked above).
+              else if (got.status !== 404 && (probe.kind === 'foreign-token' || got.status !== 422)) why('a foreign id must answer 404');
+            }
+          }
+        }),
+      );
+      console.log(`auth oracle: ${probes.length} probes\n${Object.entries(statuses).map(([k, t]) => `  ${k.padEnd(20)} ${Object.entries(t).map(([st, n]) => `${st}:${n}`).join(' ')}`).join('\n')}`);
+      expect(failures, 'auth oracle').toEqual([]);
+
+      // Nothing of either tenant changed: every view re-read with its owner's key is the same.
+      expect(await tenantViews(ops)).toEqual(viewsBefore);
+      // Tenant A's audit log only gained A's own (failed) requests, none by another tenant's key.
+      const aKeys = new Set<string>((await ok('GET', '/v1/api-keys?limit=100', tokens.admin)).items.map((k: { id: string }) => k.id));
+      const added = (await auditOfA()).filter((e) => !auditBefore.has(e.id));
+      expect(added.filter((e) => !e.actor.key_id || !aKeys.has(e.actor.key_id))).toEqual([]);
+    },
+    60_000,
+  );
+
   it(
     'answers >= 1,000 malformed requests over every operation without a 5xx, always with problem+json errors, and stays healthy',
     async () => {

@@ -156,6 +156,9 @@ export interface FuzzContext {
   oddPgUrls: string[];
   /** Cursors really returned by the API. */
   cursors: string[];
+  /** For the auth oracle: consistent sets of the fuzzed tenant's ids (a backup with its cluster), and the other tenant's. */
+  ownBindings?: Record<string, string>[];
+  foreignBindings?: Record<string, string>[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,7 +496,7 @@ function typesOf(s: JsonSchema): string[] {
 }
 
 /** Which resource a uuid body field names. */
-function resourceOfField(name: string): string | undefined {
+export function resourceOfField(name: string): string | undefined {
   if (name === 'policy_id') return 'policies';
   if (name === 'backup_id') return 'backups';
   if (/cluster_id$/.test(name)) return 'clusters';
@@ -1108,4 +1111,119 @@ export function shuffle<T>(xs: T[], seed: number): T[] {
     [out[i], out[j]] = [out[j] as T, out[i] as T];
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth oracle: requests that must never succeed
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What a probe asserts. `denied`: never a 2xx (no, a revoked or a garbage credential; a viewer on
+ * a mutating operation; the platform token on tenant operations; a tenant key on platform ones;
+ * another tenant's id in the body). `foreign`: the resource ids in the path belong to another
+ * tenant than the key's, so the answer is 404 and exactly the answer `control` gets, where those
+ * ids are replaced by ids that exist nowhere (SPEC section 2: a foreign id answers 404, exactly
+ * like a missing one).
+ */
+export interface AuthProbe {
+  kind: 'anonymous' | 'viewer' | 'platform' | 'tenant-on-platform' | 'foreign-token' | 'foreign-path-id' | 'foreign-body-id';
+  expect: 'denied' | 'foreign';
+  spec: ReqSpec;
+  control?: ReqSpec;
+}
+
+const ANONYMOUS: AuthChoice[] = ['none', 'garbage', 'revoked', 'empty', 'basic', 'long'];
+
+/** Every auth probe of one operation, `perKind` samples of each kind that applies; deterministic for a seed. */
+export function authProbes(op: Operation, ctx: FuzzContext, seed: number, perKind = 2): AuthProbe[] {
+  if (!op.secured) return [];
+  const pathParams = op.params.filter((p) => p.in === 'path');
+  const platformOp = op.path.startsWith('/v1/tenants');
+  const fits = (b: Record<string, string>) => pathParams.every((p) => p.resource && b[p.resource]);
+  const own = (ctx.ownBindings ?? [ctx.mainBinding]).filter(fits);
+  const foreign = (ctx.foreignBindings ?? []).filter(fits);
+  const validQuery = fc.tuple(...queryParams(op).map((p) => fc.option(validQueryValue(p, ctx), { freq: 2 })));
+  const validBody: fc.Arbitrary<unknown> = op.body ? validValue(op.body.schema, 'body', ctx) : fc.constant(undefined);
+  const draw = fc.record({ query: validQuery, body: validBody, pick: fc.nat(1000), missing: fc.array(fc.uuid({ version: 4 }), { minLength: 4, maxLength: 4 }) });
+  const samples = fc.sample(draw, { seed, numRuns: perKind * 8 });
+  let next = 0;
+  const sample = () => samples[next++ % samples.length]!;
+
+  const make = (ids: Record<string, string>, authorization: Str | undefined, d: ReturnType<typeof sample>, body = d.body): ReqSpec => {
+    const spec: ReqSpec = { op: op.key, tags: [], method: op.method, pathParams: {}, suffix: '', query: [], headers: {}, body: { kind: 'none' } };
+    pathParams.forEach((p, i) => (spec.pathParams[p.name] = encodeURIComponent(ids[p.name] ?? d.missing[i % 4]!)));
+    queryParams(op).forEach((p, i) => {
+      const v = d.query[i];
+      if (v !== null && v !== undefined && v !== '') spec.query.push([p.name, v]);
+    });
+    if (authorization !== undefined) spec.headers.authorization = authorization;
+    if (op.body && body !== undefined) spec.body = { kind: 'json', value: body };
+    return spec;
+  };
+  const idsOf = (b: Record<string, string> | undefined): Record<string, string> =>
+    Object.fromEntries(pathParams.map((p) => [p.name, (b && p.resource && b[p.resource]) || '']).filter(([, v]) => v));
+  const bearer = (token: string) => `Bearer ${token}`;
+  const probes: AuthProbe[] = [];
+  const add = (kind: AuthProbe['kind'], expect: AuthProbe['expect'], spec: ReqSpec, control?: ReqSpec) => {
+    spec.tags.push(`auth-oracle:${kind}`);
+    probes.push({ kind, expect, spec, ...(control && { control }) });
+  };
+  const ownIds = (d: ReturnType<typeof sample>) => idsOf(own[d.pick % Math.max(1, own.length)]);
+
+  for (let i = 0; i < perKind; i++) {
+    for (const choice of ANONYMOUS) {
+      const d = sample();
+      add('anonymous', 'denied', make(ownIds(d), authHeader(choice, op, ctx), d));
+    }
+    if (op.method !== 'GET') {
+      const d = sample();
+      add('viewer', 'denied', make(ownIds(d), bearer(ctx.tokens.viewer), d));
+    }
+    if (platformOp) {
+      for (const token of [ctx.tokens.admin, ctx.tokens.foreign]) {
+        const d = sample();
+        add('tenant-on-platform', 'denied', make(ownIds(d), bearer(token), d));
+      }
+      continue;
+    }
+    {
+      const d = sample();
+      add('platform', 'denied', make(ownIds(d), bearer(ctx.tokens.platform), d));
+    }
+    if (pathParams.length && own.length) {
+      // The other tenant's admin key on this tenant's ids; control: the same on ids that exist nowhere.
+      const d = sample();
+      add('foreign-token', 'foreign', make(ownIds(d), bearer(ctx.tokens.foreign), d), make({}, bearer(ctx.tokens.foreign), d));
+      // One path id of the other tenant among the caller's own (both directions).
+      for (const [callerBindings, otherBindings, token] of [
+        [own, foreign, ctx.tokens.admin],
+        [foreign, own, ctx.tokens.foreign],
+      ] as const) {
+        const e = sample();
+        const mine = callerBindings[e.pick % Math.max(1, callerBindings.length)];
+        const theirs = otherBindings[(e.pick >> 3) % Math.max(1, otherBindings.length)];
+        const param = pathParams[e.pick % pathParams.length]!;
+        if (!mine || !theirs || !param.resource) continue;
+        const ids = idsOf(mine);
+        const controlIds = { ...ids };
+        delete controlIds[param.name];
+        ids[param.name] = theirs[param.resource]!;
+        add('foreign-path-id', 'foreign', make(ids, bearer(token), e), make(controlIds, bearer(token), e));
+      }
+    }
+    if (op.body) {
+      // The other tenant's ids in the body's id fields (a policy, a restore target), on the caller's own path.
+      const fields = fieldsOf(op.body.schema).filter((f) => f.schema.format === 'uuid' || (f.schema.anyOf ?? []).some((v) => v.format === 'uuid'));
+      const caller = foreign[0] ?? (pathParams.length ? undefined : {});
+      for (const f of fields) {
+        const resource = resourceOfField(String(f.path[f.path.length - 1]));
+        const theirs = resource && ctx.ownIds[resource]?.[0];
+        if (!caller || !theirs) continue;
+        const d = sample();
+        const body = setAt(isObj(d.body) ? d.body : {}, f.path, theirs);
+        add('foreign-body-id', 'denied', make(idsOf(caller), bearer(ctx.tokens.foreign), d, body));
+      }
+    }
+  }
+  return probes;
 }
