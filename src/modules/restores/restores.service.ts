@@ -37,12 +37,14 @@ export function createRestoreService(deps: { db: Db; ledger: Ledger; clusters: C
     async create(tenantId: string, sourceClusterId: string, backupId: string, input: { target_cluster_id?: string | undefined; components?: string[] | undefined }) {
       const targetId = input.target_cluster_id ?? sourceClusterId;
       const row = await db.$transaction(async (tx) => {
+        // Which error a missing cluster gives must not depend on how the ids sort: a missing (or
+        // another tenant's) cluster in the path is always 404, whatever the body names.
+        const missing = new Set<string>();
         for (const id of [...new Set([sourceClusterId, targetId])].sort()) {
-          if (!(await clusters.lock(tx, tenantId, id))) {
-            if (id === sourceClusterId) throw new NotFound('cluster');
-            throw new Invalid('invalid restore', [{ path: 'body.target_cluster_id', message: 'no such cluster' }]);
-          }
+          if (!(await clusters.lock(tx, tenantId, id))) missing.add(id);
         }
+        if (missing.has(sourceClusterId)) throw new NotFound('cluster');
+        if (missing.has(targetId)) throw new Invalid('invalid restore', [{ path: 'body.target_cluster_id', message: 'no such cluster' }]);
         const backup = await tx.backup.findFirst({ where: { id: backupId, tenantId, clusterId: sourceClusterId }, include: { artifacts: true } });
         if (!backup) throw new NotFound('backup');
         if (backup.status !== 'completed') throw new Conflict(`only a completed backup can be restored (this one is ${backup.status})`);
