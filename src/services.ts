@@ -61,10 +61,10 @@ export function createServices(rt: Runtime) {
     policies,
     clusters,
     tenants: createTenantService({ db, repo: repos.tenants, apiKeys, policies, now }),
-    backups: createBackupService({ db, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
+    backups: createBackupService({ db, ledger: rt.ledger, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
-    restores: createRestoreService({ db, clusters: repos.clusters, queues, now, log }),
-    audit: createAuditService({ db }),
+    restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log }),
+    audit: createAuditService({ db, log }),
   };
 }
 export type Services = ReturnType<typeof createServices>;

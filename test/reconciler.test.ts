@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reconcile, sweepRetention } from '../src/modules/backups/reconciler.js';
+import { reconcile } from '../src/modules/backups/reconciler.js';
+import { sweepRetention } from '../src/modules/retention/retention.sweep.js';
 import { createTenant, startStack, waitFor, type Stack } from './helpers/stack.js';
 import { plantBackup, plantRestore } from './helpers/jobs.js';
 import { jobId } from '../src/queue/jobs.js';
@@ -60,6 +61,8 @@ describe('reconciler: PostgreSQL is the record, Redis only carries jobs', () => 
     // Three completed manual backups that no prune has seen (as after a crash or a policy edit in SQL).
     for (let i = 3; i >= 1; i--)
       await plantBackup(s.rt, { id: randomUUID(), tenantId, clusterId: id, trigger: 'manual', status: 'completed', createdAt: ago(i * 3600_000), completedAt: ago(i * 3600_000), components: [] });
+    // A backup ending marks its cluster for retention (the ledger does); rows planted here need the mark set by hand.
+    await s.rt.db.cluster.update({ where: { id }, data: { retentionDirty: true } });
     expect(await sweepRetention(s.rt)).toBeGreaterThanOrEqual(1);
     await waitFor(async () => (await s.rt.db.backup.count({ where: { clusterId: id } })) === 1, 10_000, 'sweep prune');
     const [kept] = await s.rt.db.backup.findMany({ where: { clusterId: id } });

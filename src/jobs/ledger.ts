@@ -83,6 +83,60 @@ interface ManualRow {
   components: { name: string; status: string }[] | null;
 }
 
+/**
+ * The whole decision for a manual backup, one statement: lock the cluster, judge the locked row's
+ * newest version (state, policy, rate limit, slot), insert, take the slot, store the
+ * Idempotency-Key answer. Exported so bench/api.ts can run the very same SQL as its baseline.
+ */
+export const QUEUE_MANUAL_BACKUP_SQL = `
+  WITH c AS (
+    SELECT c.id, c.tenant_id, c.status::text AS status, c.active_job_id, c.last_manual_at, c.components,
+           p.manual_count, p.manual_rate_limit, p.timezone
+    FROM clusters c JOIN policies p ON p.id = c.policy_id
+    WHERE c.id = $1::uuid AND c.tenant_id = $2::uuid
+    FOR UPDATE OF c
+  ), d AS (
+    SELECT c.*, CASE
+      WHEN c.status <> 'active' THEN 'not_active'
+      WHEN c.manual_count = 0 THEN 'manual_disabled'
+      WHEN c.manual_rate_limit IS DISTINCT FROM $3::text OR c.timezone <> $4::text THEN 'stale_policy'
+      WHEN c.manual_rate_limit IS NOT NULL AND c.last_manual_at > $5::timestamptz THEN 'rate_limited'
+      WHEN c.active_job_id IS NOT NULL THEN 'busy'
+      ELSE 'ok' END AS verdict
+    FROM c
+  ), ins AS (
+    INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
+    SELECT $6::uuid, d.tenant_id, d.id, 'manual', 'queued', $7::timestamptz,
+           COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(d.components) e), '[]'::jsonb)
+    FROM d WHERE d.verdict = 'ok'
+    RETURNING cluster_id, components
+  ), slot AS (
+    UPDATE clusters SET active_job_id = $6::uuid, active_job_kind = 'backup', last_manual_at = $7::timestamptz
+    WHERE id = (SELECT cluster_id FROM ins)
+  ), idem AS (
+    INSERT INTO idempotency_records (tenant_id, key, request_hash, response_status, response_body, location, created_at)
+    SELECT $2::uuid, $8::text, $9::text, 202, jsonb_set($10::jsonb, '{components}', ins.components), $11::text, $7::timestamptz
+    FROM ins WHERE $8::text IS NOT NULL
+  )
+  SELECT d.verdict, d.status, d.manual_rate_limit AS rate, d.timezone, d.last_manual_at, (SELECT components FROM ins) AS components FROM d`;
+
+export function queueManualParams(req: ManualRequest): unknown[] {
+  const idem = req.idempotency;
+  return [
+    req.clusterId,
+    req.tenantId,
+    req.policy.rate,
+    req.policy.timezone,
+    req.since,
+    req.id,
+    req.now,
+    idem?.key ?? null,
+    idem?.hash ?? null,
+    JSON.stringify(idem?.body ?? {}),
+    idem?.location ?? null,
+  ];
+}
+
 export function createLedger(db: Db) {
   /** Row lock on the cluster of a job (lock order: cluster, then job). Returns the cluster id. */
   async function lockClusterOf(tx: Tx, kind: JobKind, id: string): Promise<string | null> {
@@ -172,39 +226,8 @@ export function createLedger(db: Db) {
      */
     async queueManualBackup(req: ManualRequest): Promise<ManualVerdict> {
       const { id } = req;
-      const idem = req.idempotency;
-      const [row] = await db.$queryRaw<ManualRow[]>`
-        WITH c AS (
-          SELECT c.id, c.tenant_id, c.status::text AS status, c.active_job_id, c.last_manual_at, c.components,
-                 p.manual_count, p.manual_rate_limit, p.timezone
-          FROM clusters c JOIN policies p ON p.id = c.policy_id
-          WHERE c.id = ${req.clusterId}::uuid AND c.tenant_id = ${req.tenantId}::uuid
-          FOR UPDATE OF c
-        ), d AS (
-          SELECT c.*, CASE
-            WHEN c.status <> 'active' THEN 'not_active'
-            WHEN c.manual_count = 0 THEN 'manual_disabled'
-            WHEN c.manual_rate_limit IS DISTINCT FROM ${req.policy.rate}::text OR c.timezone <> ${req.policy.timezone} THEN 'stale_policy'
-            WHEN c.manual_rate_limit IS NOT NULL AND c.last_manual_at > ${req.since}::timestamptz THEN 'rate_limited'
-            WHEN c.active_job_id IS NOT NULL THEN 'busy'
-            ELSE 'ok' END AS verdict
-          FROM c
-        ), ins AS (
-          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
-          SELECT ${id}::uuid, d.tenant_id, d.id, 'manual', 'queued', ${req.now},
-                 COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(d.components) e), '[]'::jsonb)
-          FROM d WHERE d.verdict = 'ok'
-          RETURNING cluster_id, components
-        ), slot AS (
-          UPDATE clusters SET active_job_id = ${id}::uuid, active_job_kind = 'backup', last_manual_at = ${req.now}
-          WHERE id = (SELECT cluster_id FROM ins)
-        ), idem AS (
-          INSERT INTO idempotency_records (tenant_id, key, request_hash, response_status, response_body, location, created_at)
-          SELECT ${req.tenantId}::uuid, ${idem?.key ?? ''}, ${idem?.hash ?? ''}, 202,
-                 jsonb_set(${JSON.stringify(idem?.body ?? {})}::jsonb, '{components}', ins.components), ${idem?.location ?? null}::text, ${req.now}
-          FROM ins WHERE ${idem !== null}::boolean
-        )
-        SELECT d.verdict, d.status, d.manual_rate_limit AS rate, d.timezone, d.last_manual_at, (SELECT components FROM ins) AS components FROM d`;
+      // The API's hottest write: straight to the driver (same pool as the client).
+      const { rows: [row] } = await db.$pool.query<ManualRow>(QUEUE_MANUAL_BACKUP_SQL, queueManualParams(req));
       if (!row) return { verdict: 'not_found' };
       switch (row.verdict) {
         case 'ok':

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { jobId } from '../queue/jobs.js';
 import { nextRunsAt } from '../scheduling/index.js';
@@ -34,13 +33,12 @@ async function claimDue(rt: Runtime, batchSize: number): Promise<Claimed | null>
     SELECT EXISTS (SELECT 1 FROM clusters WHERE next_backup_at <= ${nowIso}::timestamptz AND status <> 'deleting') AS due`;
   if (!probe?.due) return null;
   return rt.db.$transaction(async (tx) => {
-    // Busy (a backup or restore queued or running, or not active) is decided in the same
-    // statement that locks the rows, so nothing can slip in between.
+    // Busy (the cluster's job slot is taken, or it is not active) is read from the locked row:
+    // FOR UPDATE re-reads a row that a concurrent transaction changed (a manual backup taking
+    // the slot), where a subquery would still see this statement's older snapshot.
     const due = await tx.$queryRaw<DueRow[]>`
       SELECT c.id::text, p.timezone, p.schedule::text AS schedule,
-             (c.status <> 'active'
-              OR EXISTS (SELECT 1 FROM backups b WHERE b.cluster_id = c.id AND b.status IN ('queued', 'running'))
-              OR EXISTS (SELECT 1 FROM restores r WHERE r.cluster_id = c.id AND r.status IN ('queued', 'running'))) AS busy
+             (c.status <> 'active' OR c.active_job_id IS NOT NULL) AS busy
       FROM clusters c JOIN policies p ON p.id = c.policy_id
       WHERE c.next_backup_at <= ${nowIso}::timestamptz AND c.status <> 'deleting'
       ORDER BY c.next_backup_at
@@ -50,27 +48,14 @@ async function claimDue(rt: Runtime, batchSize: number): Promise<Claimed | null>
     const ids = due.map((d) => d.id);
     const next = nextRunsFor(due, now);
     const free = due.filter((d) => !d.busy);
-    const backupIds = free.map(() => randomUUID());
-    const rows = backupIds.length
-      ? await tx.$queryRaw<{ id: string; tenant_id: string; cluster_id: string }[]>`
-          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
-          SELECT v.id, c.tenant_id, c.id, 'scheduled', 'queued', ${nowIso}::timestamptz,
-                 COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(c.components) e), '[]'::jsonb)
-          FROM unnest(${backupIds}::uuid[], ${free.map((d) => d.id)}::uuid[]) AS v(id, cluster_id)
-          JOIN clusters c ON c.id = v.cluster_id
-          RETURNING id::text, tenant_id::text, cluster_id::text`
-      : [];
+    const backups = await rt.ledger.queueScheduledBackups(tx, free.map((d) => d.id), now);
     await tx.$executeRaw`
       UPDATE clusters c
       SET next_backup_at = NULLIF(v.next, '')::timestamptz,
           last_skipped_at = CASE WHEN v.skipped THEN ${nowIso}::timestamptz ELSE c.last_skipped_at END
       FROM unnest(${ids}::uuid[], ${next}::text[], ${due.map((d) => d.busy)}::boolean[]) AS v(id, next, skipped)
       WHERE c.id = v.id`;
-    return {
-      backups: rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, clusterId: r.cluster_id })),
-      claimed: due.length,
-      skipped: due.length - free.length,
-    };
+    return { backups, claimed: due.length, skipped: due.length - backups.length };
   });
 }
 

@@ -15,6 +15,8 @@ function targetOf(req: FastifyRequest, reply: FastifyReply): string | null {
 }
 
 export function auditRoutes(app: App, deps: { guard: Guard; service: AuditService; now: () => Date }) {
+  // Pending events are written before the API stops.
+  app.addHook('onClose', async () => deps.service.flush());
   // Every mutating request made with a valid credential is recorded, whatever its outcome.
   app.addHook('onResponse', async (req, reply) => {
     const spec = AUDITED[`${req.method} ${req.routeOptions.url}`];

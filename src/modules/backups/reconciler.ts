@@ -78,26 +78,3 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
   await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
   return { requeued, lost, freed };
 }
-
-/**
- * The periodic retention sweep: a prune job for every cluster with more than one finished
- * backup. Job ids carry the sweep's time slot, so schedulers running the sweep at once enqueue
- * each cluster once.
- */
-export async function sweepRetention(rt: Runtime): Promise<number> {
-  const slot = Math.floor(rt.now().getTime() / rt.config.retentionSweepMs);
-  let after = '00000000-0000-0000-0000-000000000000';
-  let enqueued = 0;
-  for (;;) {
-    const rows = await rt.db.$queryRaw<{ cluster_id: string; tenant_id: string }[]>`
-      SELECT cluster_id::text, min(tenant_id::text) AS tenant_id FROM backups
-      WHERE status IN ('completed', 'failed') AND cluster_id > ${after}::uuid
-      GROUP BY cluster_id HAVING count(*) > 1 ORDER BY cluster_id LIMIT 1000`;
-    if (rows.length === 0) return enqueued;
-    await rt.queues.all.maintenance.addBulk(
-      rows.map((r) => ({ name: 'prune', data: { tenant_id: r.tenant_id, cluster_id: r.cluster_id }, opts: { jobId: jobId('prune', `${r.cluster_id}-sweep-${slot}`) } })),
-    );
-    enqueued += rows.length;
-    after = rows[rows.length - 1]!.cluster_id;
-  }
-}

@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
-import { Sha256Meter } from '../../storage/checksum.js';
+import { expectDigest, getDriver, type PostgresTargetPolicy } from '../../components/index.js';
 import { withLease } from '../../queue/lease.js';
 import { ArtifactUnusable, findIntactCopy, type Stores } from '../backups/artifacts.js';
 import { errorMessage, HAND_BACK_DELAY_MS } from '../backups/backups.jobs.js';
@@ -59,17 +58,16 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
           }
           for (const step of plan) {
             current = step.name;
-            const source = await step.copy.store.get(step.artifact.key);
-            const meter = new Sha256Meter();
-            source.on('error', (err) => meter.destroy(err));
             deps.shutdown?.throwIfAborted();
-            await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source.pipe(meter), {
+            // The copy found intact above is read once more and applied; the driver hashes exactly
+            // the bytes it applies and refuses them before its swap or COMMIT unless they match.
+            const source = await step.copy.store.get(step.artifact.key);
+            await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source, {
               dataRoot,
               postgresTargets: deps.postgresTargets,
+              verify: expectDigest(step.artifact, `${step.copy.which} copy`),
               ...(deps.shutdown && { signal: deps.shutdown }),
             });
-            const got = meter.result().sha256;
-            if (got !== step.artifact.sha256) throw new Error(`checksum of the ${step.copy.which} copy changed during the restore (expected sha256 ${step.artifact.sha256}, got ${got})`);
           }
         },
         log,
