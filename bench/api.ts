@@ -47,7 +47,7 @@ try {
   const token = `bk_bench_${randomUUID()}`;
   const keyHash = createHash('sha256').update(token).digest('hex');
   const c = await pool.connect();
-  await c.query(`INSERT INTO tenants (id, name) VALUES ($1, 'bench')`, [tenantId]);
+  await c.query(`INSERT INTO tenants (id, name, data_dir) VALUES ($1::uuid, 'bench', $1::text)`, [tenantId]);
   await c.query(`INSERT INTO api_keys (id, tenant_id, name, role, prefix, token_hash) VALUES ($1, $2, 'bench', 'admin', 'bk_bench', $3)`, [randomUUID(), tenantId, keyHash]);
   const policyId = randomUUID();
   await c.query(

@@ -16,7 +16,7 @@ beforeAll(async () => {
   await c.connect();
   const tenant = '00000000-0000-4000-8000-000000000001';
   const policy = '00000000-0000-4000-8000-000000000002';
-  await c.query(`INSERT INTO tenants (id, name) VALUES ($1, 'indexes')`, [tenant]);
+  await c.query(`INSERT INTO tenants (id, name, data_dir) VALUES ($1::uuid, 'indexes', $1::text)`, [tenant]);
   await c.query(
     `INSERT INTO policies (id, tenant_id, name, is_default, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
      VALUES ($1, $2, 'default', true, 'UTC', '[]', 10, 3, null, 3)`,

@@ -244,22 +244,36 @@ export function createLedger(db: Db) {
     },
 
     /**
-     * Queues scheduled backups for clusters the caller has locked in `tx` (the scheduler's claim)
-     * and found free; each takes its cluster's slot. Returns the new rows.
+     * Applies a scheduler claim in one statement, for clusters the caller has locked in `tx`:
+     * each free one gets a queued scheduled backup that takes its slot; every one gets its next
+     * slot time, and a busy one records the skip. Returns the new backups.
      */
-    async queueScheduledBackups(tx: Tx, clusterIds: string[], now: Date): Promise<{ id: string; tenantId: string; clusterId: string }[]> {
-      if (clusterIds.length === 0) return [];
-      const ids = clusterIds.map(() => randomUUID());
+    async queueScheduledBackups(
+      tx: Tx,
+      claimed: { clusterId: string; next: string; busy: boolean }[],
+      now: Date,
+    ): Promise<{ id: string; tenantId: string; clusterId: string }[]> {
+      if (claimed.length === 0) return [];
+      const ids = claimed.map((c) => (c.busy ? null : randomUUID()));
       const rows = await tx.$queryRaw<{ id: string; tenant_id: string; cluster_id: string }[]>`
-        WITH ins AS (
+        WITH v AS (
+          SELECT * FROM unnest(${claimed.map((c) => c.clusterId)}::uuid[], ${ids}::uuid[], ${claimed.map((c) => c.next)}::text[], ${claimed.map((c) => c.busy)}::boolean[])
+            AS v(cluster_id, backup_id, next, busy)
+        ), ins AS (
           INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
-          SELECT v.id, c.tenant_id, c.id, 'scheduled', 'queued', ${now},
+          SELECT v.backup_id, c.tenant_id, c.id, 'scheduled', 'queued', ${now},
                  COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(c.components) e), '[]'::jsonb)
-          FROM unnest(${ids}::uuid[], ${clusterIds}::uuid[]) AS v(id, cluster_id)
-          JOIN clusters c ON c.id = v.cluster_id AND c.active_job_id IS NULL AND c.status = 'active'
+          FROM v JOIN clusters c ON c.id = v.cluster_id AND c.active_job_id IS NULL AND c.status = 'active'
+          WHERE v.backup_id IS NOT NULL
           RETURNING id, tenant_id, cluster_id
-        ), slot AS (
-          UPDATE clusters c SET active_job_id = ins.id, active_job_kind = 'backup' FROM ins WHERE c.id = ins.cluster_id
+        ), upd AS (
+          UPDATE clusters c
+          SET next_backup_at = NULLIF(v.next, '')::timestamptz,
+              last_skipped_at = CASE WHEN ins.id IS NULL THEN ${now} ELSE c.last_skipped_at END,
+              active_job_id = COALESCE(ins.id, c.active_job_id),
+              active_job_kind = CASE WHEN ins.id IS NULL THEN c.active_job_kind ELSE 'backup' END
+          FROM v LEFT JOIN ins ON ins.cluster_id = v.cluster_id
+          WHERE c.id = v.cluster_id
         )
         SELECT id::text, tenant_id::text, cluster_id::text FROM ins`;
       return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, clusterId: r.cluster_id }));

@@ -45,16 +45,8 @@ async function claimDue(rt: Runtime, batchSize: number): Promise<Claimed | null>
       LIMIT ${batchSize}
       FOR UPDATE OF c SKIP LOCKED`;
     if (due.length === 0) return null;
-    const ids = due.map((d) => d.id);
     const next = nextRunsFor(due, now);
-    const free = due.filter((d) => !d.busy);
-    const backups = await rt.ledger.queueScheduledBackups(tx, free.map((d) => d.id), now);
-    await tx.$executeRaw`
-      UPDATE clusters c
-      SET next_backup_at = NULLIF(v.next, '')::timestamptz,
-          last_skipped_at = CASE WHEN v.skipped THEN ${nowIso}::timestamptz ELSE c.last_skipped_at END
-      FROM unnest(${ids}::uuid[], ${next}::text[], ${due.map((d) => d.busy)}::boolean[]) AS v(id, next, skipped)
-      WHERE c.id = v.id`;
+    const backups = await rt.ledger.queueScheduledBackups(tx, due.map((d, i) => ({ clusterId: d.id, next: next[i]!, busy: d.busy })), now);
     return { backups, claimed: due.length, skipped: due.length - backups.length };
   });
 }

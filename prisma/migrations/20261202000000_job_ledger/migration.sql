@@ -18,13 +18,21 @@ CREATE UNIQUE INDEX "backups_one_active_per_cluster" ON "backups"("cluster_id") 
 CREATE UNIQUE INDEX "restores_one_active_per_cluster" ON "restores"("cluster_id") WHERE status IN ('queued', 'running');
 
 -- And never one of each: an active backup or restore must hold its cluster's slot when its
--- transaction commits.
-CREATE FUNCTION "check_cluster_job_slot"() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE active boolean;
+-- transaction commits. Deferred to commit, so each check re-reads the row as it is then.
+CREATE FUNCTION "check_backup_job_slot"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  -- Deferred to commit: judge the row as it is then, not as this event left it.
-  EXECUTE format('SELECT status::text IN (''queued'', ''running'') FROM %I WHERE id = $1', TG_TABLE_NAME) INTO active USING NEW.id;
-  IF active AND NOT EXISTS (SELECT 1 FROM clusters c WHERE c.id = NEW.cluster_id AND c.active_job_id = NEW.id) THEN
+  IF EXISTS (SELECT 1 FROM backups b WHERE b.id = NEW.id AND b.status IN ('queued', 'running'))
+     AND NOT EXISTS (SELECT 1 FROM clusters c WHERE c.id = NEW.cluster_id AND c.active_job_id = NEW.id) THEN
+    RAISE EXCEPTION 'cluster % already has an active job', NEW.cluster_id
+      USING ERRCODE = 'unique_violation', CONSTRAINT = 'cluster_one_active_job';
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE FUNCTION "check_restore_job_slot"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM restores r WHERE r.id = NEW.id AND r.status IN ('queued', 'running'))
+     AND NOT EXISTS (SELECT 1 FROM clusters c WHERE c.id = NEW.cluster_id AND c.active_job_id = NEW.id) THEN
     RAISE EXCEPTION 'cluster % already has an active job', NEW.cluster_id
       USING ERRCODE = 'unique_violation', CONSTRAINT = 'cluster_one_active_job';
   END IF;
@@ -33,9 +41,9 @@ END
 $$;
 
 CREATE CONSTRAINT TRIGGER "backups_hold_cluster_slot" AFTER INSERT OR UPDATE OF status ON "backups"
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "check_cluster_job_slot"();
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status IN ('queued', 'running')) EXECUTE FUNCTION "check_backup_job_slot"();
 CREATE CONSTRAINT TRIGGER "restores_hold_cluster_slot" AFTER INSERT OR UPDATE OF status ON "restores"
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "check_cluster_job_slot"();
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status IN ('queued', 'running')) EXECUTE FUNCTION "check_restore_job_slot"();
 
 -- Hot small sets the reconciler and sweeps read.
 CREATE INDEX "clusters_active_job_idx" ON "clusters"("active_job_id") WHERE active_job_id IS NOT NULL;
