@@ -8,6 +8,11 @@ import { createRestoreRunner } from '../modules/restores/restores.jobs.js';
 import { createClusterDeleter } from '../modules/clusters/clusters.jobs.js';
 import { createPruneJob } from '../modules/retention/retention.jobs.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
+import { tenantRootOf } from '../modules/tenants/tenant-folder.js';
+import { sweepRestoreLeftovers } from '../components/index.js';
+import type { StoredComponent } from '../modules/clusters/components.js';
+import type { Db } from '../db/client.js';
+import type { Logger } from 'pino';
 
 export interface WorkerRole {
   id: string;
@@ -25,7 +30,8 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
   const storeSet = { primary: rt.store, secondary: rt.secondaryStore };
   const { db, ledger, box, postgresTargets, now, log, queues } = rt;
   const leaseMs = rt.config.leaseMs;
-  const dataRootOf = async (_tenantId: string) => rt.config.dataRoot;
+  // Directory components resolve inside their tenant's own folder, checked again here.
+  const dataRootOf = tenantRootOf(db, rt.config.dataRoot);
   const common = { db, ledger, box, dataRootOf, postgresTargets, workerId: id, now, log, shutdown: shutdown.signal, leaseMs };
   const workers = startWorkers({
     connection,
@@ -44,6 +50,7 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
       },
     },
   });
+  void sweepLeftovers(db, dataRootOf, log);
   return {
     id,
     workers,
@@ -64,4 +71,29 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
       connection.disconnect();
     },
   };
+}
+
+/**
+ * Removes what interrupted restores left beside their targets (and puts back a tree a crash took
+ * away mid-swap), for every directory component of clusters with no restore queued or running.
+ */
+async function sweepLeftovers(db: Db, dataRootOf: (tenantId: string) => Promise<string>, log: Logger): Promise<void> {
+  try {
+    let after = '00000000-0000-0000-0000-000000000000';
+    for (;;) {
+      const clusters = await db.$queryRaw<{ id: string; tenant_id: string; components: StoredComponent[] }[]>`
+        SELECT id::text, tenant_id::text, components FROM clusters
+        WHERE id > ${after}::uuid AND status = 'active' AND components @> '[{"type":"directory"}]'::jsonb
+        ORDER BY id LIMIT 500`;
+      if (clusters.length === 0) return;
+      after = clusters[clusters.length - 1]!.id;
+      for (const c of clusters) {
+        const paths = c.components.flatMap((x) => (x.type === 'directory' ? [x.config.path] : []));
+        const root = await dataRootOf(c.tenant_id).catch(() => null);
+        if (root) await sweepRestoreLeftovers(root, paths, log);
+      }
+    }
+  } catch (err) {
+    log.warn({ err }, 'could not sweep restore leftovers');
+  }
 }
