@@ -4,11 +4,9 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
-import rateLimit from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
-import { createHash } from 'node:crypto';
-import { RateLimited } from './errors.js';
 import { createGuard } from './http/auth.js';
+import { createRecentCredentials, registerRateLimit } from './http/rate-limit.js';
 import { frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
 import type { App } from './http/types.js';
 import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
@@ -83,26 +81,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  // Per credential (a hash of the bearer token), else per client address; counters live in
-  // Redis so every API instance shares them, and a Redis outage never blocks requests.
-  await app.register(rateLimit, {
-    global: true,
-    max: deps.rateLimit.max,
-    timeWindow: deps.rateLimit.windowMs,
-    ...(deps.rateLimit.redis && { redis: deps.rateLimit.redis }),
-    nameSpace: `${deps.rateLimit.prefix}:ratelimit:`,
-    skipOnError: true,
-    enableDraftSpec: true,
-    allowList: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url.split('?')[0]!),
-    keyGenerator: (req) => {
-      const auth = req.headers.authorization;
-      return typeof auth === 'string' && auth.length > 7 ? `k:${createHash('sha256').update(auth).digest('hex').slice(0, 32)}` : `ip:${req.ip}`;
-    },
-    errorResponseBuilder: (_req, ctx) =>
-      new RateLimited(`too many requests: at most ${ctx.max} per ${Math.round(deps.rateLimit.windowMs / 1000)} s for this credential; retry in ${ctx.after}`, Math.max(1, Math.ceil(ctx.ttl / 1000))),
-  });
+  // Before any guard: per credential once this process has seen it authenticate, else per
+  // client address (see src/http/rate-limit.ts).
+  const recent = createRecentCredentials();
+  await registerRateLimit(app, { ...deps.rateLimit, recent });
 
-  const guard = createGuard({ adminToken: deps.adminToken, apiKeys: deps.services.repos.apiKeys, now: deps.now });
+  const guard = createGuard({ adminToken: deps.adminToken, apiKeys: deps.services.repos.apiKeys, now: deps.now, recent });
   const s = deps.services;
   auditRoutes(app, { guard, service: s.audit, now: deps.now });
   tenantRoutes(app, { guard, service: s.tenants });

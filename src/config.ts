@@ -71,6 +71,7 @@ const envSchema = z.object({
     }),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -96,6 +97,8 @@ export interface Config {
   queuePrefix: string;
   /** Requests per credential (or per client address without one) per window. */
   rateLimit: { max: number; windowMs: number };
+  /** Bearer token /metrics requires; unset: /metrics is not served. */
+  metricsToken: string | undefined;
   /** A running job's lease; a worker that stops renewing it is declared lost after this. */
   leaseMs: number;
   /** How often schedulers reconcile PostgreSQL with Redis and reap expired leases. */
@@ -116,6 +119,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const e = parsed.data;
+  // A key generated into ./data is one process's own: roles split across processes would each
+  // generate another, and a worker could not decrypt what the API stored.
+  if (!e.ENCRYPTION_KEY && e.ROLES.length < ROLE_NAMES.length)
+    throw new ConfigError(`invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of ${ROLE_NAMES.join(',')} (every process must share one key)`);
   const dataDir = path.resolve(cwd, 'data');
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
@@ -136,6 +143,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     queuePrefix: e.QUEUE_PREFIX,
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
+    metricsToken: e.METRICS_TOKEN,
     leaseMs: e.WORKER_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -9,6 +9,7 @@ import { startApiRole } from './roles/api.js';
 import { startWorkerRole } from './roles/worker.js';
 import { startSchedulerRole } from './roles/scheduler.js';
 import { createMetrics } from './modules/ops/metrics.js';
+import { checkKeyFingerprint, KeyMismatch } from './crypto/fingerprint.js';
 
 function fail(msg: string): never {
   console.error(`error: ${msg}`);
@@ -62,10 +63,16 @@ async function main() {
 
   await mkdir(config.dataRoot, { recursive: true });
   const rt = createRuntime(config, log);
+  try {
+    if ((await checkKeyFingerprint(rt.db, config.encryptionKey)) === 'recorded') log.info('recorded the encryption key fingerprint');
+  } catch (err) {
+    if (err instanceof KeyMismatch) fail(err.message);
+    fail(`cannot check the encryption key against PostgreSQL at ${where(config.databaseUrl)}: ${(err as Error).message.split('\n')[0]}`);
+  }
   const stops: (() => Promise<void>)[] = [];
   if (config.roles.includes('worker')) stops.push(startWorkerRole(rt).close);
   // One registry per process: /metrics shows what every role of this process counted.
-  const metrics = createMetrics({ db: rt.db, queues: rt.queues });
+  const metrics = createMetrics({ db: rt.db, queues: rt.queues, token: config.metricsToken });
   if (config.roles.includes('scheduler')) stops.push(startSchedulerRole(rt, { onSkip: () => metrics.schedulerSkipped.inc() }).close);
   if (config.roles.includes('api')) {
     const api = await startApiRole(rt, metrics);

@@ -91,6 +91,20 @@ describe('authentication', () => {
     expect((await s.request('DELETE', `/v1/api-keys/${viewer.body.id}`, { token: adminToken })).status).toBe(404);
   });
 
+  it('keeps an admin key when two admins revoke each other\'s key at once', async () => {
+    for (let round = 0; round < 5; round++) {
+      const { tenantId, adminToken } = await createTenant(s);
+      const second = await s.request('POST', '/v1/api-keys', { token: adminToken, body: { name: 'second admin', role: 'admin' } });
+      const first = (await s.request('GET', '/v1/api-keys', { token: adminToken })).body.items.find((k: { id: string }) => k.id !== second.body.id);
+      const [a, b] = await Promise.all([
+        s.request('DELETE', `/v1/api-keys/${second.body.id}`, { token: adminToken }),
+        s.request('DELETE', `/v1/api-keys/${first.id}`, { token: second.body.token }),
+      ]);
+      expect([a.status, b.status].sort()).toEqual([204, 409]);
+      expect(await s.rt.db.apiKey.count({ where: { tenantId, role: 'admin', revokedAt: null } })).toBe(1);
+    }
+  });
+
   it('records when a key was last used', async () => {
     const { adminToken } = await createTenant(s);
     await s.request('GET', '/v1/clusters', { token: adminToken });
@@ -121,9 +135,9 @@ describe('role boundaries', () => {
   const rank = { viewer: 1, operator: 2, admin: 3 };
 
   it('answers 403 to every role below the one an operation needs', async () => {
-    const { adminToken } = await createTenant(s);
+    const { adminToken, dir } = await createTenant(s);
     const { mkdir } = await import('node:fs/promises');
-    await mkdir(`${s.dataRoot}/rb`, { recursive: true });
+    await mkdir(`${dir}/rb`, { recursive: true });
     const tokens = { viewer: await createKey(s, adminToken, 'viewer'), operator: await createKey(s, adminToken, 'operator') };
     const cluster = await s.request('POST', '/v1/clusters', {
       token: adminToken,
@@ -148,7 +162,7 @@ describe('tenant isolation: another tenant\'s id answers 404 exactly like a miss
     const a = await createTenant(s);
     const b = await createTenant(s);
     const { mkdir } = await import('node:fs/promises');
-    await mkdir(`${s.dataRoot}/iso`, { recursive: true });
+    await mkdir(`${a.dir}/iso`, { recursive: true });
     const cluster = await s.request('POST', '/v1/clusters', { token: a.adminToken, body: { name: 'iso', components: [{ name: 'f', type: 'directory', config: { path: 'iso' } }] } });
     const policy = await s.request('POST', '/v1/policies', { token: a.adminToken, body: { name: 'isop' } });
     const keyA = await s.request('POST', '/v1/api-keys', { token: a.adminToken, body: { name: 'k', role: 'viewer' } });

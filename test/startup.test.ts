@@ -6,7 +6,11 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
-import { adminUrl, withAdmin } from './helpers/db.js';
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { adminUrl, createTestDatabase, withAdmin } from './helpers/db.js';
+import { keyFingerprint } from '../src/crypto/fingerprint.js';
+import { createSecretBox } from '../src/crypto/secrets.js';
 import { freePort, http, waitUntil } from './faults/procs.js';
 
 /** Runs the real program (src/main.ts) and collects its output. */
@@ -31,7 +35,9 @@ describe('npm start', () => {
     [{ PORT: 'abc' }, /^error: invalid configuration: PORT: /],
     [{ ROLES: 'api,janitor' }, /^error: invalid configuration: ROLES: unknown role "janitor"/],
     [{ ENCRYPTION_KEY: 'c2hvcnQ=' }, /^error: invalid configuration: ENCRYPTION_KEY: must be 32 bytes/],
-    [{ POSTGRES_ALLOWED_HOSTS: 'db.internal, not a host' }, /^error: invalid configuration: POSTGRES_ALLOWED_HOSTS: "not a host" is neither a host name/],
+    [{ POSTGRES_ALLOWED_HOSTS: 'db.internal, not a host' }, /^error: invalid configuration: POSTGRES_ALLOWED_HOSTS: "not a host" is neither public, a host name/],
+    [{ TARGET_ALLOWED_HOSTS: '10.0.0.0/33' }, /^error: invalid configuration: TARGET_ALLOWED_HOSTS: "10\.0\.0\.0\/33" is not a valid address range/],
+    [{ TARGET_ALLOW_SERVICE_SERVER: 'yes' }, /^error: invalid configuration: TARGET_ALLOW_SERVICE_SERVER: must be true or false/],
     [{ DATABASE_URL: 'mysql://x@h/db' }, /^error: invalid configuration: DATABASE_URL: must be a postgresql:\/\/ URL/],
     [{ DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/x' }, /^error: cannot prepare PostgreSQL at 127\.0\.0\.1:1: /],
     [{ REDIS_URL: 'redis://127.0.0.1:1' }, /^error: cannot reach Redis at 127\.0\.0\.1:1: /],
@@ -50,13 +56,59 @@ describe('npm start', () => {
     }
   });
 
+  it('requires ENCRYPTION_KEY when the roles run in separate processes', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'bk-start-'));
+    try {
+      const p = main({ REDIS_URL: inject('redisUrl'), ROLES: 'worker' }, cwd);
+      expect(await p.exited).toBe(1);
+      const lines = p.out().stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^error: invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of api,worker,scheduler/);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+
+  const keyA = randomBytes(32);
+  it.each([
+    ['another key was recorded', `INSERT INTO service_settings (name, value) VALUES ('encryption_key_fingerprint', '${keyFingerprint(keyA)}')`, /^error: ENCRYPTION_KEY is not the key/],
+    [
+      'nothing was recorded but a stored secret does not decrypt',
+      `INSERT INTO clusters (id, tenant_id, name, environment, region, backup_location, components, updated_at)
+       VALUES ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001', 'c', 'production', 'eu-1', 'same-region',
+         '[{"name":"db","type":"postgres","config":{"url_encrypted":"${createSecretBox(keyA).encrypt('postgresql://u:p@h/db')}","url_masked":"x"}}]', now())`,
+      /^error: ENCRYPTION_KEY does not decrypt the secrets already stored/,
+    ],
+  ])('refuses to start with a different encryption key when %s', async (_what, setup, pattern) => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'bk-start-'));
+    const db = await createTestDatabase();
+    try {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const dataDir = (await c.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'tenants' AND column_name = 'data_dir'`)).rowCount;
+      await c.query(`INSERT INTO tenants (id, name${dataDir ? ', data_dir' : ''}) VALUES ('00000000-0000-4000-8000-000000000001', 'k'${dataDir ? ", 'k'" : ''})`);
+      await c.query(setup);
+      await c.end();
+      const p = main({ DATABASE_URL: db.url, REDIS_URL: inject('redisUrl'), ROLES: 'api', PORT: String(await freePort()), ENCRYPTION_KEY: randomBytes(32).toString('base64') }, cwd);
+      expect(await p.exited).toBe(1);
+      const lines = p.out().stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(pattern);
+      expect(p.out().stderr + p.out().stdout).not.toContain(keyA.toString('base64'));
+    } finally {
+      await db.drop();
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+
   it('creates the database if missing, applies migrations, serves, and stops on SIGTERM', async () => {
     const cwd = await mkdtemp(path.join(tmpdir(), 'bk-start-'));
     const name = `bk_test_start_${randomBytes(4).toString('hex')}`;
     const db = new URL(adminUrl());
     db.pathname = `/${name}`;
     const port = await freePort();
-    const p = main({ DATABASE_URL: db.href, REDIS_URL: inject('redisUrl'), PORT: String(port), QUEUE_PREFIX: `bkstart-${randomBytes(3).toString('hex')}` }, cwd);
+    const metricsToken = 'start-metrics-token-0123456789';
+    const p = main({ DATABASE_URL: db.href, REDIS_URL: inject('redisUrl'), PORT: String(port), QUEUE_PREFIX: `bkstart-${randomBytes(3).toString('hex')}`, METRICS_TOKEN: metricsToken }, cwd);
     try {
       await waitUntil(async () => (await http(port, 'GET', '/readyz')).status === 200, 30_000, 'ready');
       const applied = await withAdmin(async (c) => {
@@ -66,12 +118,22 @@ describe('npm start', () => {
         const client = new pg.Client({ connectionString: u.href });
         await client.connect();
         const r = await client.query('SELECT count(*)::int AS n FROM _prisma_migrations WHERE finished_at IS NOT NULL');
+        const f = await client.query(`SELECT value FROM service_settings WHERE name = 'encryption_key_fingerprint'`);
         await client.end();
-        return r.rows[0].n as number;
+        return { n: r.rows[0].n as number, fingerprint: f.rows[0]?.value as string | undefined };
       });
-      expect(applied).toBeGreaterThanOrEqual(3);
+      expect(applied.n).toBeGreaterThanOrEqual(3);
       // No ENCRYPTION_KEY given: one was generated beside the data, with a warning.
       expect(p.out().stderr).toMatch(/ENCRYPTION_KEY is not set: generated a new key/);
+      // The first start recorded the key's fingerprint, not the key.
+      const key = Buffer.from((await readFile(path.join(cwd, 'data', 'encryption.key'), 'utf8')).trim(), 'base64');
+      expect(applied.fingerprint).toBe(keyFingerprint(key));
+      // /metrics needs METRICS_TOKEN.
+      expect((await http(port, 'GET', '/metrics')).status).toBe(401);
+      expect((await http(port, 'GET', '/metrics', 'wrong-metrics-token-0123456789')).status).toBe(401);
+      const scraped = await http(port, 'GET', '/metrics', metricsToken);
+      expect(scraped.status).toBe(200);
+      expect(scraped.text).toContain('# TYPE backups gauge');
       p.proc.kill('SIGTERM');
       expect(await p.exited).toBe(0);
     } finally {

@@ -3,6 +3,7 @@ import type { FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { Forbidden, Unauthorized } from '../errors.js';
 import type { ApiKeyRepo } from '../modules/api-keys/api-keys.repo.js';
 import { hashToken } from '../crypto/tokens.js';
+import type { RecentCredentials } from './rate-limit.js';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 export const ROLE_RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
@@ -24,18 +25,33 @@ export interface AuthDeps {
   adminToken: string | undefined;
   apiKeys: Pick<ApiKeyRepo, 'findActiveByHash' | 'touch'>;
   now: () => Date;
+  /** Told of every token that authenticates (and of every one that fails), for the rate limiter's buckets. */
+  recent?: RecentCredentials;
+}
+
+/** The bearer token of the request, or null. */
+export function bearerToken(req: FastifyRequest): string | null {
+  const header = req.headers.authorization;
+  const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return m?.[1] ?? null;
 }
 
 /** Resolves the bearer token; a missing, unknown, revoked or expired token is 401. */
 export async function resolvePrincipal(req: FastifyRequest, deps: AuthDeps): Promise<Principal> {
-  const header = req.headers.authorization;
-  const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  if (!m?.[1]) throw new Unauthorized('missing bearer token (Authorization: Bearer <token>)');
-  const token = m[1];
-  if (deps.adminToken && timingSafeEqual(sha(token), sha(deps.adminToken))) return { kind: 'platform' };
+  const token = bearerToken(req);
+  if (!token) throw new Unauthorized('missing bearer token (Authorization: Bearer <token>)');
+  if (deps.adminToken && timingSafeEqual(sha(token), sha(deps.adminToken))) {
+    deps.recent?.remember(hashToken(token), 'platform');
+    return { kind: 'platform' };
+  }
   if (token.length > 200) throw new Unauthorized('invalid or expired token');
-  const key = await deps.apiKeys.findActiveByHash(hashToken(token), deps.now());
-  if (!key) throw new Unauthorized('invalid or expired token');
+  const hash = hashToken(token);
+  const key = await deps.apiKeys.findActiveByHash(hash, deps.now());
+  if (!key) {
+    deps.recent?.forget(hash);
+    throw new Unauthorized('invalid or expired token');
+  }
+  deps.recent?.remember(hash, `key:${key.id}`);
   deps.apiKeys.touch(key.id, deps.now()).catch((err: unknown) => req.log.warn({ err }, 'could not record key use'));
   return { kind: 'key', tenantId: key.tenantId, keyId: key.id, role: key.role };
 }

@@ -50,6 +50,10 @@ export function createApiKeyRepo(db: Db) {
     async findActive(tx: Tx | Db, tenantId: string, id: string) {
       return tx.apiKey.findFirst({ where: { id, tenantId, revokedAt: null } });
     },
+    /** Serializes the tenant's key revocations: the lock lasts until the transaction ends. */
+    async lockTenant(tx: Tx, tenantId: string) {
+      await tx.$queryRaw`SELECT 1 FROM tenants WHERE id = ${tenantId}::uuid FOR UPDATE`;
+    },
     async countActiveAdmins(tx: Tx | Db, tenantId: string, now: Date) {
       return tx.apiKey.count({
         where: { tenantId, role: 'admin', revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },

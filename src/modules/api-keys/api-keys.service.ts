@@ -36,9 +36,14 @@ export function createApiKeyService(deps: { db: Db; repo: ApiKeyRepo; now: () =>
       const { items, nextCursor } = page(await repo.list(tenantId, q), q.limit);
       return { items: items.map(presentApiKey), next_cursor: nextCursor };
     },
-    /** Revokes a key; the tenant's last working admin key cannot be revoked (it would lock the tenant out). */
+    /**
+     * Revokes a key; the tenant's last working admin key cannot be revoked (it would lock the
+     * tenant out). Revocations of one tenant's keys take turns on the tenant row: two admins
+     * revoking each other's key at once would otherwise both count two and both succeed.
+     */
     async revoke(tenantId: string, id: string) {
       await db.$transaction(async (tx) => {
+        await repo.lockTenant(tx, tenantId);
         const key = await repo.findActive(tx, tenantId, id);
         if (!key) throw new NotFound('api key');
         if (key.role === 'admin' && (await repo.countActiveAdmins(tx, tenantId, now())) <= 1)

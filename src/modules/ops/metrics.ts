@@ -2,11 +2,46 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Db } from '../../db/client.js';
 import type { Queues } from '../../queue/queues.js';
 
+/** How long the counts of finished backups (the bulk of the table) are reused between scrapes. */
+export const FINISHED_COUNTS_TTL_MS = 60_000;
+
+type Count = { status: string; trigger: string; n: number };
+
 /**
- * One registry per process. Backup counts and queue depths are read at scrape time from the
- * source of truth, so every API instance reports the same numbers whichever worker did the work.
+ * Backups by status and trigger, read from the source of truth so every API instance reports
+ * the same numbers. A scrape counts only the small active set (queued, running, deleting: each
+ * has a partial index) and reuses the finished counts, which need a pass over the whole table,
+ * for FINISHED_COUNTS_TTL_MS. Concurrent scrapes share one query.
  */
-export function createMetrics(deps: { db: Db; queues: Queues }) {
+export function createBackupCounts(db: Db, opts: { ttlMs?: number; now?: () => number } = {}) {
+  const ttlMs = opts.ttlMs ?? FINISHED_COUNTS_TTL_MS;
+  const now = opts.now ?? Date.now;
+  let finished: { at: number; rows: Promise<Count[]> } | null = null;
+  // Literal statuses (not parameters), one arm per partial index predicate, so the planner can
+  // answer each arm from its index (backups_one_active_per_cluster, backups_deleting_idx).
+  const active = () =>
+    db.$queryRaw<Count[]>`SELECT status::text AS status, "trigger"::text AS "trigger", count(*)::int AS n
+      FROM backups WHERE status IN ('queued', 'running') GROUP BY 1, 2
+      UNION ALL
+      SELECT status::text, "trigger"::text, count(*)::int FROM backups WHERE status = 'deleting' GROUP BY 1, 2`;
+  const done = () =>
+    db.$queryRaw<Count[]>`SELECT status::text AS status, "trigger"::text AS "trigger", count(*)::int AS n
+      FROM backups WHERE status IN ('completed', 'failed') GROUP BY 1, 2`;
+  return {
+    async read(): Promise<Count[]> {
+      if (!finished || now() - finished.at >= ttlMs) {
+        const rows = done();
+        finished = { at: now(), rows };
+        rows.catch(() => (finished = null)); // a failed read is retried at the next scrape
+      }
+      const [a, f] = await Promise.all([active(), finished.rows]);
+      return [...a, ...f];
+    },
+  };
+}
+
+/** One registry per process. `token`: the bearer token /metrics requires (unset: not served). */
+export function createMetrics(deps: { db: Db; queues: Queues; token?: string | undefined; finishedTtlMs?: number }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const httpDuration = new Histogram({
@@ -16,15 +51,16 @@ export function createMetrics(deps: { db: Db; queues: Queues }) {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const counts = createBackupCounts(deps.db, deps.finishedTtlMs === undefined ? {} : { ttlMs: deps.finishedTtlMs });
   new Gauge({
     name: 'backups',
-    help: 'Backups by status and trigger',
+    help: 'Backups by status and trigger (the completed and failed counts are refreshed at most once a minute)',
     labelNames: ['status', 'trigger'] as const,
     registers: [registry],
     async collect() {
+      const rows = await counts.read();
       this.reset();
-      const rows = await deps.db.backup.groupBy({ by: ['status', 'trigger'], _count: { _all: true } });
-      for (const r of rows) this.set({ status: r.status, trigger: r.trigger }, r._count._all);
+      for (const r of rows) this.set({ status: r.status, trigger: r.trigger }, r.n);
     },
   });
   new Gauge({
@@ -45,6 +81,6 @@ export function createMetrics(deps: { db: Db; queues: Queues }) {
     help: 'Scheduled slots skipped because the cluster was busy',
     registers: [registry],
   });
-  return { registry, httpDuration, schedulerSkipped };
+  return { registry, httpDuration, schedulerSkipped, token: deps.token };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

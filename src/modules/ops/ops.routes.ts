@@ -1,6 +1,8 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { App } from '../../http/types.js';
-import { problem } from '../../http/problem.js';
+import { problem, sendProblem } from '../../http/problem.js';
+import { bearer, problemSchema } from '../../http/schemas.js';
 import type { Metrics } from './metrics.js';
 
 export interface ReadinessCheck {
@@ -17,8 +19,51 @@ async function withTimeout(p: Promise<void>, ms: number): Promise<void> {
   }
 }
 
+const checkState = z.enum(['ok', 'down']);
+const checksSchema = z.record(z.string(), checkState);
+type Checks = Record<string, z.infer<typeof checkState>>;
+
+/**
+ * Runs the checks; concurrent probes share one run, so a flood of /readyz costs one query each
+ * way at a time. Why a dependency is down goes to the log (once per change), never to the
+ * unauthenticated answer.
+ */
+function createReadiness(checks: ReadinessCheck[], log: App['log']) {
+  let running: Promise<Checks> | null = null;
+  const last = new Map<string, string>();
+  const run = async (): Promise<Checks> => {
+    const results = await Promise.all(
+      checks.map(async (c) => {
+        try {
+          await withTimeout(c.check(), 2000);
+          if (last.get(c.name) !== 'ok') log.info({ check: c.name }, 'readiness check ok');
+          last.set(c.name, 'ok');
+          return [c.name, 'ok'] as const;
+        } catch (err) {
+          if (last.get(c.name) !== 'down') log.warn({ check: c.name, err: (err as Error).message }, 'readiness check failed');
+          last.set(c.name, 'down');
+          return [c.name, 'down'] as const;
+        }
+      }),
+    );
+    return Object.fromEntries(results);
+  };
+  return () => (running ??= run().finally(() => (running = null)));
+}
+
+function sha(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+const metricsResponses = {
+  200: z.string().describe('Prometheus text exposition format (text/plain)'),
+  401: problemSchema.describe('missing or wrong METRICS_TOKEN'),
+  404: problemSchema.describe('METRICS_TOKEN is not configured: /metrics is not served'),
+};
+
 export function opsRoutes(app: App, deps: { checks: ReadinessCheck[]; metrics: Metrics }) {
   const tags = ['ops'];
+  const readiness = createReadiness(deps.checks, app.log);
   app.get('/healthz', {
     schema: { tags, summary: 'Liveness: the process answers', response: { 200: z.object({ status: z.literal('ok') }) } },
     handler: async () => ({ status: 'ok' as const }),
@@ -28,32 +73,35 @@ export function opsRoutes(app: App, deps: { checks: ReadinessCheck[]; metrics: M
       tags,
       summary: 'Readiness: PostgreSQL and Redis answer (503 otherwise)',
       response: {
-        200: z.object({ status: z.literal('ready'), checks: z.record(z.string(), z.string()) }),
-        503: z.object({ type: z.string(), title: z.string(), status: z.number(), detail: z.string(), checks: z.record(z.string(), z.string()) }),
+        200: z.object({ status: z.literal('ready'), checks: checksSchema }),
+        503: z.object({ type: z.string(), title: z.string(), status: z.number(), detail: z.string(), checks: checksSchema }),
       },
     },
     handler: async (_req, reply) => {
-      const results = await Promise.all(
-        deps.checks.map(async (c) => {
-          try {
-            await withTimeout(c.check(), 2000);
-            return [c.name, 'ok'] as const;
-          } catch (err) {
-            return [c.name, `unavailable: ${(err as Error).message}`] as const;
-          }
-        }),
-      );
-      const checks = Object.fromEntries(results);
-      const down = results.filter(([, s]) => s !== 'ok').map(([n]) => n);
+      const checks = await readiness();
+      const down = Object.keys(checks).filter((n) => checks[n] !== 'ok');
       if (down.length === 0) return { status: 'ready' as const, checks };
       return reply
         .code(503)
         .type('application/problem+json')
-        .send({ ...problem(503, `not ready: ${down.join(', ')} unavailable`), checks });
+        .send({ ...problem(503, `not ready: ${down.join(', ')} down`), checks });
     },
   });
+  const token = deps.metrics.token;
   app.get('/metrics', {
-    schema: { tags, summary: 'Prometheus metrics (text exposition format)' },
-    handler: async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+    schema: {
+      tags,
+      summary: 'Prometheus metrics (text exposition format); needs Authorization: Bearer <METRICS_TOKEN>',
+      security: bearer,
+      response: metricsResponses,
+    },
+    handler: async (req, reply) => {
+      // Unset token: answer exactly like an unknown route.
+      if (!token) return sendProblem(reply, problem(404, `no route ${req.method} ${req.url.split('?')[0]}`));
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+      if (!m?.[1] || !timingSafeEqual(sha(m[1]), sha(token)))
+        return sendProblem(reply.header('www-authenticate', 'Bearer realm="metrics"'), problem(401, 'missing or wrong metrics token (Authorization: Bearer <METRICS_TOKEN>)'));
+      return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    },
   });
 }
