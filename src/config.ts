@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { parseAllowedHosts, type AllowedHosts } from './components/postgres-targets.js';
+import { DEFAULT_ALLOWED_HOSTS, parseAllowedHosts, type AllowedHosts } from './components/targets.js';
 
 export const ROLE_NAMES = ['api', 'worker', 'scheduler'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
@@ -11,6 +11,15 @@ export type RoleName = (typeof ROLE_NAMES)[number];
 const fileOrS3Url = z
   .string()
   .refine((v) => v.startsWith('file:///') || v.startsWith('s3://'), 'must be a file:///absolute/path or s3://bucket/prefix URL');
+
+const allowedHosts = z.string().transform((v, ctx) => {
+  try {
+    return parseAllowedHosts(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
 
 const envSchema = z.object({
   DATABASE_URL: z
@@ -58,17 +67,10 @@ const envSchema = z.object({
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
   RETENTION_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(20_000),
-  POSTGRES_ALLOWED_HOSTS: z
-    .string()
-    .default('*')
-    .transform((v, ctx) => {
-      try {
-        return parseAllowedHosts(v);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    }),
+  TARGET_ALLOWED_HOSTS: allowedHosts.optional(),
+  /** Deprecated spelling of TARGET_ALLOWED_HOSTS. */
+  POSTGRES_ALLOWED_HOSTS: allowedHosts.optional(),
+  TARGET_ALLOW_SERVICE_SERVER: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false').transform((v) => v === 'true'),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
@@ -83,8 +85,11 @@ export interface Config {
   host: string;
   adminToken: string | undefined;
   dataRoot: string;
-  /** Servers tenants' postgres components may name (the service's own database never). */
-  postgresAllowedHosts: AllowedHosts;
+  /** Servers tenants' components may name; by default public addresses only (never the service's own servers). */
+  targetAllowedHosts: AllowedHosts;
+  /** Tenants may name other databases on the service's own PostgreSQL server (never its own database). */
+  targetAllowServiceServer: boolean;
+
   storageUrl: string;
   storageSecondaryUrl: string | undefined;
   encryptionKey: Buffer;
@@ -119,6 +124,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const e = parsed.data;
+  if (e.POSTGRES_ALLOWED_HOSTS) {
+    warn(e.TARGET_ALLOWED_HOSTS ? 'POSTGRES_ALLOWED_HOSTS is deprecated and ignored since TARGET_ALLOWED_HOSTS is set' : 'POSTGRES_ALLOWED_HOSTS is deprecated: rename it TARGET_ALLOWED_HOSTS');
+  }
+  if (e.TARGET_ALLOW_SERVICE_SERVER) {
+    warn("TARGET_ALLOW_SERVICE_SERVER=true: tenants may name any database on the service's own PostgreSQL server but its own, and their SQL runs there as the user their URL names; unsafe with untrusted tenants");
+  }
   // A key generated into ./data is one process's own: roles split across processes would each
   // generate another, and a worker could not decrypt what the API stored.
   if (!e.ENCRYPTION_KEY && e.ROLES.length < ROLE_NAMES.length)
@@ -131,7 +142,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     host: e.HOST,
     adminToken: e.ADMIN_TOKEN,
     dataRoot: path.resolve(cwd, e.DATA_ROOT),
-    postgresAllowedHosts: e.POSTGRES_ALLOWED_HOSTS,
+    targetAllowedHosts: e.TARGET_ALLOWED_HOSTS ?? e.POSTGRES_ALLOWED_HOSTS ?? parseAllowedHosts(DEFAULT_ALLOWED_HOSTS),
+    targetAllowServiceServer: e.TARGET_ALLOW_SERVICE_SERVER,
     storageUrl: e.STORAGE_URL ?? pathToFileURL(path.join(dataDir, 'artifacts')).href,
     storageSecondaryUrl: e.STORAGE_SECONDARY_URL,
     encryptionKey: e.ENCRYPTION_KEY ? Buffer.from(e.ENCRYPTION_KEY, 'base64') : loadOrCreateKey(dataDir, warn),

@@ -8,12 +8,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import { plantBackup } from './helpers/jobs.js';
-import { createTestDatabase, withAdmin } from './helpers/db.js';
+import { createTenantDatabase, tenantUrl } from './helpers/db.js';
 
 let s: Stack;
 let admin: string;
 let operator: string;
-let seeded: Awaited<ReturnType<typeof createTestDatabase>>;
+let seeded: Awaited<ReturnType<typeof createTenantDatabase>>;
 
 async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -29,7 +29,7 @@ beforeAll(async () => {
   await mkdir(path.join(s.dataRoot, 'site', 'nested'), { recursive: true });
   await writeFile(path.join(s.dataRoot, 'site', 'index.html'), '<h1>hello</h1>'.repeat(1000));
   await writeFile(path.join(s.dataRoot, 'site', 'nested', 'data.bin'), Buffer.alloc(300_000, 7));
-  seeded = await createTestDatabase({ empty: true });
+  seeded = await createTenantDatabase();
   const c = new pg.Client({ connectionString: seeded.url });
   await c.connect();
   await c.query('CREATE TABLE orders (id serial primary key, item text not null, qty int not null)');
@@ -97,7 +97,7 @@ describe('manual backups', () => {
   it('fails the whole backup when one component fails, keeps the cause, and leaves no artifact', async () => {
     const id = await cluster('mixed', [
       { name: 'files', type: 'directory', config: { path: 'site' } },
-      { name: 'db', type: 'postgres', config: { url: 'postgresql://postgres:hunter2@127.0.0.1:5432/no_such_database_xyz' } },
+      { name: 'db', type: 'postgres', config: { url: tenantUrl('no_such_database_xyz', { user: 'postgres', password: 'hunter2' }) } },
     ]);
     const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     const done = await waitForBackup(s, operator, id, res.body.id);

@@ -2,6 +2,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, startStack, type Stack } from './helpers/stack.js';
+import { tenantServerUrl } from './helpers/db.js';
 
 let s: Stack;
 let token: string;
@@ -68,10 +69,11 @@ describe('clusters', () => {
   });
 
   it('encrypts postgres URLs at rest and masks them in every response and log', async () => {
-    const url = `postgresql://backup:${SECRET}@127.0.0.1:5432/appdb?sslmode=disable`;
+    const port = new URL(tenantServerUrl()).port; // the tenants' server, not the service's own
+    const url = `postgresql://backup:${SECRET}@127.0.0.1:${port}/appdb?sslmode=disable`;
     const res = await s.request('POST', '/v1/clusters', { token, body: { name: 'pg', components: [pgc(url), dir('app', 'files')] } });
-    expect(res.status).toBe(201);
-    expect(res.body.components[0].config).toEqual({ url: 'postgresql://backup:***@127.0.0.1:5432/appdb?sslmode=disable' });
+    expect(res.status, res.text).toBe(201);
+    expect(res.body.components[0].config).toEqual({ url: `postgresql://backup:***@127.0.0.1:${port}/appdb?sslmode=disable` });
     const reads = [
       await s.request('GET', `/v1/clusters/${res.body.id}`, { token }),
       await s.request('GET', '/v1/clusters', { token }),

@@ -14,7 +14,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
-import { createTestDatabase } from './helpers/db.js';
+import { createTenantDatabase } from './helpers/db.js';
 import {
   answerProblems,
   authProbes,
@@ -38,7 +38,7 @@ const REQUEST_TIMEOUT_MS = 15_000;
 let s: Stack;
 let ctx: FuzzContext;
 let tokens: FuzzContext['tokens'];
-let scratch: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
+let scratch: Awaited<ReturnType<typeof createTenantDatabase>> | undefined;
 let doc: OpenApiDoc;
 
 async function ok<T = any>(method: string, url: string, token: string, body?: unknown, status = [200, 201, 202]): Promise<T> {
@@ -71,7 +71,7 @@ beforeAll(async () => {
   const outside = path.join(path.dirname(s.dataRoot), 'outside');
   await mkdir(outside, { recursive: true });
   await symlink(outside, path.join(s.dataRoot, 'escape'));
-  scratch = await createTestDatabase({ empty: true }); // for postgres components: never the service's own database
+  scratch = await createTenantDatabase(); // for postgres components: on the tenants' server, never the service's own
 
   const a = await createTenant(s, 'fuzz-tenant');
   const admin = a.adminToken;

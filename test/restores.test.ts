@@ -8,14 +8,14 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import { plantRestore } from './helpers/jobs.js';
-import { createTestDatabase } from './helpers/db.js';
+import { createTenantDatabase, createTestDatabase } from './helpers/db.js';
 
 let s: Stack;
 let admin: string;
 let operator: string;
 let secondaryRoot: string;
-let db1: Awaited<ReturnType<typeof createTestDatabase>>;
-let db2: Awaited<ReturnType<typeof createTestDatabase>>;
+let db1: Awaited<ReturnType<typeof createTenantDatabase>>;
+let db2: Awaited<ReturnType<typeof createTenantDatabase>>;
 
 /** Every entry under dir: type, mode, mtime (s), sha256 of content or link target. */
 async function snapshot(dir: string): Promise<Record<string, string>> {
@@ -60,8 +60,8 @@ beforeAll(async () => {
   const t = await createTenant(s);
   admin = t.adminToken;
   operator = await createKey(s, admin, 'operator');
-  db1 = await createTestDatabase({ empty: true });
-  db2 = await createTestDatabase({ empty: true });
+  db1 = await createTenantDatabase();
+  db2 = await createTenantDatabase();
   for (const d of [db1, db2]) {
     await sql(d.url, `CREATE TABLE accounts (id int primary key, owner text not null, balance numeric not null, meta jsonb);
       INSERT INTO accounts SELECT g, 'owner-' || g, g * 10.5, jsonb_build_object('n', g) FROM generate_series(1, 200) g;
@@ -150,7 +150,7 @@ describe('restore', () => {
   });
 
   it('drops tables created after the backup, so the database equals the backup', async () => {
-    const d = await createTestDatabase({ empty: true });
+    const d = await createTenantDatabase();
     try {
       await sql(d.url, `CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2);`);
       const id = await cluster('pgonly', [{ name: 'db', type: 'postgres', config: { url: d.url } }]);
@@ -231,7 +231,7 @@ describe('restore', () => {
       expect(res.status, res.text).toBe(422);
       expect(res.body.errors).toEqual([{ path: 'body.components.0.config.url', message: "that is the backup service's own database" }]);
     }
-    const d = await createTestDatabase({ empty: true });
+    const d = await createTenantDatabase();
     await sql(d.url, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1)');
     const id = await cluster('own-db', [{ name: 'db', type: 'postgres', config: { url: d.url } }]);
     const b = await backupOf(id);
@@ -252,6 +252,56 @@ describe('restore', () => {
     expect(failed.status).toBe('failed');
     expect(failed.error.message).toContain("that is the backup service's own database");
     await d.drop();
+  });
+
+  // Tenant SQL (functions, CHECK constraints, triggers) runs wherever a restore loads it, as the
+  // URL's user: on the service's own server, any database would do to run it as a superuser.
+  it("refuses every other database on the service's own server: at the API under any name, and in the worker for a URL edited behind its back", async () => {
+    const victim = await createTestDatabase({ empty: true }); // on the service's own server
+    const source = await createTenantDatabase();
+    const pwned = path.join(tmpdir(), `bk-pwned-${victim.name}`);
+    try {
+      await sql(victim.url, `CREATE TABLE marker (id int primary key, note text); INSERT INTO marker VALUES (1, 'the service server''s own data')`);
+      const victimBefore = await dbContent(victim.url);
+      const own = new URL(s.databaseUrl);
+      const port = own.port || '5432';
+      for (const host of ['127.0.0.1', 'localhost', '[::1]', '127.0.0.2']) {
+        const url = `postgresql://postgres@${host}:${port}/${victim.name}`;
+        const res = await s.request('POST', '/v1/clusters', { token: admin, body: { name: `own-server-${host}`, components: [{ name: 'db', type: 'postgres', config: { url } }] } });
+        expect(res.status, res.text).toBe(422);
+        expect(res.body.errors).toEqual([{ path: 'body.components.0.config.url', message: "that is the backup service's own database server" }]);
+      }
+      // A tenant's backup whose CHECK constraint writes a file wherever its rows are loaded.
+      await sql(source.url, `CREATE FUNCTION touch() RETURNS boolean LANGUAGE plpgsql AS $$
+          BEGIN EXECUTE format('COPY (SELECT 1) TO %L', '${path.join(tmpdir(), 'bk-pwned-')}' || current_database()); RETURN true; END $$;
+        CREATE TABLE t (id int CHECK (touch())); INSERT INTO t VALUES (1);`);
+      await stat(path.join(tmpdir(), `bk-pwned-${source.name}`)); // it does write where its rows go
+      const id = await cluster('own-server', [{ name: 'db', type: 'postgres', config: { url: source.url } }]);
+      const b = await backupOf(id);
+      // Behind the API's back: the stored URL now names the other database, encrypted with the stack's key.
+      const components = [{ name: 'db', type: 'postgres', config: { url_encrypted: s.rt.box.encrypt(`postgresql://postgres@127.0.0.1:${port}/${victim.name}`), url_masked: 'postgresql://***' } }];
+      const c = new pg.Client({ connectionString: s.databaseUrl });
+      await c.connect();
+      try {
+        expect((await c.query('UPDATE clusters SET components = $1::jsonb WHERE id = $2', [JSON.stringify(components), id])).rowCount).toBe(1);
+      } finally {
+        await c.end();
+      }
+      const r = await restore(id, b.id);
+      expect(r.status).toBe('failed');
+      expect(r.error).toMatchObject({ component: 'db', message: expect.stringContaining("that is the backup service's own database server") });
+      expect(await dbContent(victim.url)).toEqual(victimBefore);
+      await expect(stat(pwned)).rejects.toThrow(/ENOENT/);
+      const backup = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+      const failed = await waitForBackup(s, operator, id, backup.body.id);
+      expect(failed.status).toBe('failed');
+      expect(failed.error.message).toContain("that is the backup service's own database server");
+    } finally {
+      await victim.drop();
+      await source.drop();
+      await rm(pwned, { force: true });
+      await rm(path.join(tmpdir(), `bk-pwned-${source.name}`), { force: true });
+    }
   });
 
   it('verify passes for an intact backup', async () => {

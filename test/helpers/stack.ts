@@ -57,6 +57,8 @@ export async function startStack(opts: { worker?: boolean; env?: Record<string, 
       QUEUE_PREFIX: prefix,
       DB_POOL_SIZE: '5',
       RATE_LIMIT_MAX: '100000',
+      // The tenants' test server (and the closed or silent ports tests use) are on loopback.
+      TARGET_ALLOWED_HOSTS: '127.0.0.1',
       ...opts.env,
     },
     base,
