@@ -3,6 +3,36 @@ import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { createHash } from 'node:crypto';
 import { migrate, readMigrations } from '../src/db/migrate.js';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+/**
+ * The server tenants' databases live on: never the service's own (a tenant target there is
+ * refused). TENANT_DATABASE_URL when set (its members of role bk_password_users must need a
+ * password); otherwise a second local PostgreSQL that test/tenant-pg.sh starts, or finds running
+ * (idempotent, under a lock, shared by concurrent runs and left running like the main server);
+ * otherwise a container.
+ */
+async function tenantServer(stops: (() => Promise<unknown>)[]): Promise<string> {
+  if (process.env.TENANT_DATABASE_URL) return process.env.TENANT_DATABASE_URL.replace(/\/[^/]*$/, '');
+  try {
+    const script = fileURLToPath(new URL('./tenant-pg.sh', import.meta.url));
+    const { stdout } = await promisify(execFile)('bash', [script], { timeout: 120_000 });
+    return stdout.trim();
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 3) throw new Error(`cannot start the tenants' PostgreSQL (test/tenant-pg.sh): ${(err as { stderr?: string }).stderr || (err as Error).message}`);
+  }
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  const c = await new PostgreSqlContainer('postgres:15').start();
+  stops.push(() => c.stop());
+  const url = new URL(c.getConnectionUri());
+  url.pathname = '';
+  const client = new pg.Client({ connectionString: c.getConnectionUri() });
+  await client.connect();
+  await client.query('CREATE ROLE bk_password_users NOLOGIN').finally(() => client.end());
+  return url.href.replace(/\/$/, '');
+}
 
 
 function reachable(host: string, port: number): Promise<boolean> {
@@ -76,6 +106,7 @@ export default async function setup(project: TestProject) {
   project.provide('adminDatabaseUrl', admin.href);
   project.provide('templateDb', template);
   project.provide('redisUrl', redisUrl);
+  project.provide('tenantPgUrl', await tenantServer(stops));
   return async () => {
     for (const stop of stops) await stop();
   };
@@ -86,5 +117,7 @@ declare module 'vitest' {
     adminDatabaseUrl: string;
     templateDb: string;
     redisUrl: string;
+    /** The tenants' PostgreSQL server, without a database: `${tenantPgUrl}/<db>` (never the service's own server). */
+    tenantPgUrl: string;
   }
 }

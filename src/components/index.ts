@@ -7,6 +7,8 @@ export { checkRelativePath, PathEscapeError, PathNotFoundError, resolveInsideRoo
 export { postgresDriver, type PostgresConfig } from './postgres.js';
 export { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
 export { createPostgresTargetPolicy, parseAllowedHosts, type PostgresTargetPolicy } from './postgres-targets.js';
+export { createTargetGuard, DEFAULT_ALLOWED_HOSTS, type AllowedHosts, type TargetGuard, type TargetVerdict } from './targets.js';
+export { describePostgresFailure } from './postgres-errors.js';
 export { COMPONENT_TYPES, ComponentError } from './types.js';
 export type { BackupContext, ComponentDriver, ComponentType, RestoreContext } from './types.js';
 export { ArtifactChangedError, expectDigest, type ArtifactDigest, type VerifyArtifact } from './verify.js';

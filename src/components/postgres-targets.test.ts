@@ -7,10 +7,10 @@ const DNS: Record<string, string[]> = {
   localhost: ['::1', '127.0.0.1'],
   'db.internal': ['10.1.2.3'],
   'replica.db.internal': ['10.1.2.4', '10.1.2.5'],
-  'db.example.com': ['203.0.113.7'],
-  'example.com': ['198.51.100.1'], // not matched by *.example.com
+  'db.example.com': ['93.184.216.34'],
+  'example.com': ['93.184.216.1'], // not matched by *.example.com
   'sneaky.example.net': ['127.0.0.2'], // a public name that points back at this machine
-  'mixed.example.net': ['10.9.9.9', '192.0.2.1'],
+  'mixed.example.net': ['10.9.9.9', '93.184.216.2'],
 };
 const resolve = async (host: string) => {
   if (/^[\d.]+$|:/.test(host)) return [host];
@@ -21,24 +21,6 @@ const resolve = async (host: string) => {
 const OWN = 'postgresql://postgres@127.0.0.1:5432/backups';
 const policy = (allowed: string, own = OWN) => createPostgresTargetPolicy({ allowedHosts: parseAllowedHosts(allowed), ownDatabaseUrl: own, resolve });
 const check = (allowed: string, url: string, own?: string) => policy(allowed, own).check(parsePostgresUrl(url));
-
-describe('parseAllowedHosts', () => {
-  it('reads names, wildcards, addresses and ranges', () => {
-    const allowed = parseAllowedHosts(' DB.internal, *.example.com ,10.0.0.0/8, 192.0.2.1, fd00::/8 ');
-    expect(allowed.any).toBe(false);
-    expect([...allowed.names]).toEqual(['db.internal']);
-    expect(allowed.suffixes).toEqual(['.example.com']);
-    expect(allowed.addresses.check('10.200.0.1', 'ipv4')).toBe(true);
-    expect(allowed.addresses.check('192.0.2.1', 'ipv4')).toBe(true);
-    expect(allowed.addresses.check('192.0.2.2', 'ipv4')).toBe(false);
-    expect(allowed.addresses.check('fd12::1', 'ipv6')).toBe(true);
-    expect(parseAllowedHosts('*').any).toBe(true);
-  });
-
-  it.each(['', ' , ', '10.0.0.0/33', '10.0.0.0/8/1', 'bad host', 'http://x', '*.', '**.x'])('refuses %j', (text) => {
-    expect(() => parseAllowedHosts(text)).toThrow();
-  });
-});
 
 describe('ownDatabaseOf', () => {
   it.each([
@@ -52,48 +34,71 @@ describe('ownDatabaseOf', () => {
 });
 
 describe('PostgresTargetPolicy', () => {
-  it('lets anything through with *, pinned to every address the name had', async () => {
-    expect(await check('*', 'postgresql://u:p@replica.db.internal/app')).toEqual({ addresses: ['10.1.2.4', '10.1.2.5'] });
-    expect(await check('*', 'postgresql://u@127.0.0.1:5432/appdb')).toEqual({ addresses: ['127.0.0.1'] });
+  const ownServer = { problem: "that is the backup service's own database server" };
+  const ownDatabase = { problem: "that is the backup service's own database" };
+
+  it('pins libpq to every checked address the name had', async () => {
+    expect(await check('10.0.0.0/8', 'postgresql://u:p@replica.db.internal/app')).toEqual({ addresses: ['10.1.2.4', '10.1.2.5'] });
+    expect(await check('public', 'postgresql://u@db.example.com/app')).toEqual({ addresses: ['93.184.216.34'] });
   });
 
-  it("never reaches the service's own database, whatever the host is called", async () => {
-    const own = { problem: "that is the backup service's own database" };
-    expect(await check('*', 'postgresql://u@127.0.0.1:5432/backups')).toEqual(own);
-    expect(await check('*', 'postgresql://u@localhost/backups')).toEqual(own);
-    expect(await check('*', 'postgresql://u@[::1]:5432/backups')).toEqual(own);
-    expect(await check('*', 'postgresql://u@sneaky.example.net/backups')).toEqual(own);
+  it("refuses every database of the service's own server, whatever the host is called and whatever the list says", async () => {
+    const all = '127.0.0.0/8, ::1, public, *.example.net, 10.0.0.0/8';
+    for (const url of [
+      'postgresql://u@127.0.0.1:5432/backups',
+      'postgresql://u@127.0.0.1:5432/other',
+      'postgresql://u@127.0.0.1/postgres',
+      'postgresql://u@localhost/template1',
+      'postgresql://u@[::1]:5432/other',
+      'postgresql://u@sneaky.example.net/other',
+      'postgresql://u@127.0.0.1/other?port=5432',
+    ]) {
+      expect(await check(all, url)).toEqual(url.endsWith('/backups') ? ownDatabase : ownServer);
+    }
     const nic = Object.values(networkInterfaces()).flatMap((l) => l ?? []).find((i) => !i.internal && i.family === 'IPv4');
-    if (nic) expect(await check('*', `postgresql://u@${nic.address}/backups`)).toEqual(own);
-    // the same name elsewhere, or another database or port here, is someone else's
-    expect(await check('*', 'postgresql://u@db.internal/backups')).toEqual({ addresses: ['10.1.2.3'] });
-    expect(await check('*', 'postgresql://u@127.0.0.1/other')).toEqual({ addresses: ['127.0.0.1'] });
-    expect(await check('*', 'postgresql://u@127.0.0.1:5433/backups')).toEqual({ addresses: ['127.0.0.1'] });
-    expect(await check('*', 'postgresql://u@127.0.0.1/backups?port=5433')).toEqual({ addresses: ['127.0.0.1'] });
+    if (nic) expect(await check(`${nic.address}, ${all}`, `postgresql://u@${nic.address}/other`)).toEqual(ownServer);
+    // another port here, or the same name elsewhere, is someone else's server
+    expect(await check(all, 'postgresql://u@db.internal/backups')).toEqual({ addresses: ['10.1.2.3'] });
+    expect(await check(all, 'postgresql://u@127.0.0.1:5433/backups')).toEqual({ addresses: ['127.0.0.1'] });
+    expect(await check(all, 'postgresql://u@127.0.0.1/backups?port=5433')).toEqual({ addresses: ['127.0.0.1'] });
   });
 
-  it('protects a remote service database by its addresses', async () => {
+  it('protects a remote service server by its addresses', async () => {
     const remote = 'postgresql://svc@db.internal:5432/backups';
-    expect(await check('*', 'postgresql://u@10.1.2.3/backups', remote)).toEqual({ problem: "that is the backup service's own database" });
-    expect(await check('*', 'postgresql://u@127.0.0.1/backups', remote)).toEqual({ addresses: ['127.0.0.1'] });
+    expect(await check('10.0.0.0/8', 'postgresql://u@10.1.2.3/other', remote)).toEqual(ownServer);
+    expect(await check('127.0.0.1', 'postgresql://u@127.0.0.1/other', remote)).toEqual({ addresses: ['127.0.0.1'] });
+  });
+
+  it("never reaches the service's Redis", async () => {
+    const p = createPostgresTargetPolicy({ allowedHosts: parseAllowedHosts('127.0.0.1'), ownDatabaseUrl: OWN, ownRedisUrl: 'redis://127.0.0.1:6379', resolve });
+    expect(await p.check(parsePostgresUrl('postgresql://u@127.0.0.1:6379/x'))).toEqual({ problem: "that is the backup service's own Redis server" });
+  });
+
+  it('TARGET_ALLOW_SERVICE_SERVER lifts the refusal for other databases, never for its own', async () => {
+    const p = createPostgresTargetPolicy({ allowedHosts: parseAllowedHosts('public'), ownDatabaseUrl: OWN, allowServiceServer: true, resolve });
+    expect(await p.check(parsePostgresUrl('postgresql://u@127.0.0.1/other'))).toEqual({ addresses: ['127.0.0.1'] });
+    expect(await p.check(parsePostgresUrl('postgresql://u@localhost:5432/other'))).toEqual({ addresses: ['::1', '127.0.0.1'] });
+    expect(await p.check(parsePostgresUrl('postgresql://u@localhost/backups'))).toEqual(ownDatabase);
+    // it is about that server only: the rest of loopback stays refused
+    expect(await p.check(parsePostgresUrl('postgresql://u@127.0.0.1:5433/other'))).toEqual({ problem: expect.stringMatching(/not among the hosts/) });
   });
 
   it('confines tenants to the listed names, wildcards and ranges', async () => {
     const allowed = 'db.internal, *.example.com, 10.9.0.0/16';
     expect(await check(allowed, 'postgresql://u@DB.Internal/app')).toEqual({ addresses: ['10.1.2.3'] });
-    expect(await check(allowed, 'postgresql://u@db.example.com/app')).toEqual({ addresses: ['203.0.113.7'] });
+    expect(await check(allowed, 'postgresql://u@db.example.com/app')).toEqual({ addresses: ['93.184.216.34'] });
     // only the addresses inside the range are used
     expect(await check(allowed, 'postgresql://u@mixed.example.net/app')).toEqual({ addresses: ['10.9.9.9'] });
-    const refused = { problem: expect.stringMatching(/^host (replica\.db\.internal|127\.0\.0\.1|example\.com) is not among the hosts the operator allows/) };
+    const refused = { problem: expect.stringMatching(/^host (replica\.db\.internal|127\.0\.0\.1|example\.com) is not among the hosts the operator allows \(TARGET_ALLOWED_HOSTS\)$/) };
     expect(await check(allowed, 'postgresql://u@replica.db.internal/app')).toEqual(refused);
-    expect(await check(allowed, 'postgresql://u@127.0.0.1/app')).toEqual(refused);
+    expect(await check(allowed, 'postgresql://u@127.0.0.1:5433/app')).toEqual(refused);
     expect(await check(allowed, 'postgresql://u@example.com/app')).toEqual(refused);
-    // with names only, a name not listed is refused before any DNS lookup
-    expect(await check('db.internal', 'postgresql://u@nowhere.invalid/app')).toEqual({ problem: expect.stringMatching(/not among the hosts/) });
   });
 
-  it('tells a name that does not resolve apart from a refusal', async () => {
-    expect(await check('*', 'postgresql://u@nowhere.invalid/app')).toEqual({ problem: 'host nowhere.invalid does not resolve', unresolved: true });
+  it('refuses private, loopback and metadata servers by default', async () => {
+    for (const host of ['10.0.0.1', '169.254.169.254', '[::1]', '127.0.0.1', '[fd00:ec2::254]', 'db.internal', 'localhost']) {
+      expect(await check('public', `postgresql://u@${host}:5433/app`)).toEqual({ problem: expect.stringMatching(/not among the hosts the operator allows/) });
+    }
   });
 
   it('pins libpq to the checked addresses, keeping the name for TLS', () => {

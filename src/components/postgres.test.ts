@@ -4,13 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createFileStore, type ArtifactStore } from '../storage/index.js';
 import { postgresDriver } from './postgres.js';
 import { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
 import { ComponentError } from './types.js';
 
-const SERVER = 'postgresql://postgres@127.0.0.1:5432';
+// The tenants' test server (test/global-setup.ts), never the service's own.
+const SERVER = inject('tenantPgUrl');
+const SERVER_URL = new URL(SERVER);
 const suffix = randomBytes(4).toString('hex');
 const SRC = `bk_pgtest_src_${suffix}`;
 const DST = `bk_pgtest_dst_${suffix}`;
@@ -99,15 +101,56 @@ describe('postgres backup and restore', () => {
   });
 
   it('fails the stream for a missing database without revealing the password', async () => {
-    const url = `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1:5432/bk_pgtest_missing_${suffix}`;
+    const url = `postgresql://postgres:${ENCODED_PASSWORD}@${SERVER_URL.host}/bk_pgtest_missing_${suffix}`;
     const err = await store.put('t/c/missing/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ComponentError);
     const message = (err as Error).message;
-    expect(message).toMatch(/^pg_dump failed: .*does not exist/s);
+    expect(message).toBe('pg_dump failed: database does not exist');
+    // libpq's own words, with the address, stay out of the message: only the server log gets them
+    expect((err as ComponentError).detail).toMatch(/connection to server at .*port \d+ failed: FATAL:  database "bk_pgtest_missing_\w+" does not exist/);
     expect(message).not.toContain(PASSWORD);
     expect(message).not.toContain(ENCODED_PASSWORD);
     expect(message).not.toContain('Sup3r');
     expect(await store.exists('t/c/missing/db.pgdump')).toBe(false);
+  });
+
+  it('tells the tenant why a connection failed in categories, never with the address or port libpq tried', async () => {
+    const role = `bk_pw_${suffix}`;
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'right-password' IN ROLE bk_password_users`);
+    try {
+      const logged: Record<string, unknown>[] = [];
+      const log = { debug: (obj: Record<string, unknown>) => void logged.push(obj) };
+      const cases: [string, string][] = [
+        [`postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1:1/x`, 'pg_dump failed: server unreachable (connection refused)'],
+        [`postgresql://${role}:wrong-password@${SERVER_URL.host}/${SRC}`, 'pg_dump failed: authentication failed'],
+        [`postgresql://no_such_role_${suffix}@${SERVER_URL.host}/${SRC}`, 'pg_dump failed: authentication failed'],
+        [`postgresql://postgres@${SERVER_URL.host}/no_such_db_${suffix}`, 'pg_dump failed: database does not exist'],
+        [`postgresql://postgres@${SERVER_URL.host}/${SRC}?sslmode=require`, 'pg_dump failed: the server does not support TLS, which the URL requires'],
+      ];
+      for (const [url, expected] of cases) {
+        const err = await store.put('t/c/cat/db.pgdump', postgresDriver.backup({ url }, { ...ctx, log })).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ComponentError);
+        expect((err as Error).message).toBe(expected);
+        expect((err as Error).message).not.toMatch(/127\.0\.0\.1|\bport\b|:\d/);
+      }
+      // the raw text reaches the debug log, redacted
+      expect(logged).toHaveLength(cases.length);
+      expect(logged[0]).toMatchObject({ tool: 'pg_dump', stderr: expect.stringContaining('port 1 failed: Connection refused') });
+      expect(JSON.stringify(logged)).not.toContain('Sup3r');
+      // the right password works: the category above is the password's fault, not the setup's
+      await admin.query(`CREATE DATABASE ${role} OWNER ${role}`);
+      const ok = await store.put('t/c/cat/ok.pgdump', postgresDriver.backup({ url: `postgresql://${role}:right-password@${SERVER_URL.host}/${role}` }, ctx)).catch((e: unknown) => e);
+      expect(ok).not.toBeInstanceOf(Error);
+      // logged in, but not allowed to read another owner's tables
+      const denied = await store.put('t/c/cat/denied.pgdump', postgresDriver.backup({ url: `postgresql://${role}:right-password@${SERVER_URL.host}/${SRC}` }, ctx)).catch((e: unknown) => e);
+      expect((denied as Error).message).toMatch(/^pg_dump failed: permission denied: permission denied for (table|schema|sequence) \w+$/);
+      // a restore says the same
+      const restoreErr = await postgresDriver.restore({ url: `postgresql://${role}:wrong-password@${SERVER_URL.host}/${DST}` }, await store.get('t/c/cat/ok.pgdump'), ctx).catch((e: unknown) => e);
+      expect((restoreErr as Error).message).toBe('pg_restore failed: authentication failed');
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${role} WITH (FORCE)`);
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+    }
   });
 
   it('fails the stream for an unreachable server and for a malformed URL', async () => {
@@ -130,7 +173,7 @@ describe('postgres backup and restore', () => {
     const record = path.join(fakeBin, 'record.txt');
     await writeFile(
       path.join(fakeBin, 'pg_dump'),
-      `#!/bin/sh\n{ echo "args: $*"; env; } > '${record}'\necho "FATAL: password \\"$PGPASSWORD\\" rejected for postgresql://postgres:$PGPASSWORD@db/x" >&2\nexit 2\n`,
+      `#!/bin/sh\n{ echo "args: $*"; env; } > '${record}'\necho "pg_dump: error: connection to server at \\"db.example.com\\" (203.0.113.9), port 6543 failed: FATAL:  password authentication failed for user \\"alice\\" ($PGPASSWORD, postgresql://postgres:$PGPASSWORD@db/x)" >&2\nexit 2\n`,
     );
     await chmod(path.join(fakeBin, 'pg_dump'), 0o755);
     const savedPath = process.env.PATH;
@@ -140,7 +183,10 @@ describe('postgres backup and restore', () => {
       const url = `postgresql://alice:${ENCODED_PASSWORD}@db.example.com:6543/app%20db?sslmode=require&application_name=x`;
       const err = await store.put('t/c/fake/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ComponentError);
-      expect((err as Error).message).toBe('pg_dump failed: FATAL: password "***" rejected for postgresql://***@db/x');
+      expect((err as Error).message).toBe('pg_dump failed: authentication failed');
+      expect((err as ComponentError).detail).toBe(
+        'pg_dump: error: connection to server at "db.example.com" (203.0.113.9), port 6543 failed: FATAL:  password authentication failed for user "alice" (***, postgresql://***@db/x)',
+      );
       const recorded = await readFile(record, 'utf8');
       const args = recorded.split('\n')[0];
       expect(args).toBe("args: --format=custom --no-password --dbname=dbname='app db'");

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './postgres-connection.js';
+import { describePostgresFailure } from './postgres-errors.js';
 import { pinAddresses } from './postgres-targets.js';
 import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
@@ -30,6 +31,8 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
         label: 'pg_dump',
         env: childEnv(conn.env),
         redact: conn.redact,
+        describe: describePostgresFailure,
+        ...(ctx.log ? { log: ctx.log } : {}),
       });
     }, ctx.signal);
   },
@@ -54,6 +57,8 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
       label: 'pg_restore',
       env: { ...childEnv(conn.env), BK_CLEAR_SQL: RESTORE_SETTINGS + CLEAR_DATABASE },
       redact: conn.redact,
+      describe: describePostgresFailure,
+      ...(ctx.log ? { log: ctx.log } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
   },

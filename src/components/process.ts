@@ -44,6 +44,14 @@ export interface ChildOptions {
   signal?: AbortSignal;
   /** Applied to stderr before it becomes part of an error message. */
   redact?: (text: string) => string;
+  /**
+   * Turns the (redacted) stderr into the reason the tenant sees, for tools whose raw complaints
+   * name addresses and ports (libpq). The raw text is then kept only in `ComponentError.detail`
+   * and the debug log.
+   */
+  describe?: (stderr: string) => string;
+  /** Where a failed tool's raw (redacted) stderr is logged at debug. */
+  log?: ToolLog;
 }
 
 export interface GatedInputOptions extends ChildOptions {
@@ -56,12 +64,17 @@ export interface GatedInputOptions extends ChildOptions {
   gate?: () => Promise<void>;
 }
 
+export interface ToolLog {
+  debug(obj: Record<string, unknown>, msg: string): void;
+}
+
 export function abortError(signal: AbortSignal): Error {
   if (signal.reason instanceof Error) return signal.reason;
   return Object.assign(new Error('the operation was aborted'), { name: 'AbortError', cause: signal.reason });
 }
 
-function failureOf(label: string, code: number | null, signal: NodeJS.Signals | null, stderr: string): ComponentError {
+function failureOf(label: string, code: number | null, signal: NodeJS.Signals | null, stderr: string, describe?: (stderr: string) => string): ComponentError {
+  if (stderr && describe) return new ComponentError(`${label} failed: ${describe(stderr)}`, { detail: stderr });
   if (stderr) return new ComponentError(`${label} failed: ${stderr}`);
   if (signal) return new ComponentError(`${label} was killed by ${signal}`);
   return new ComponentError(`${label} exited with code ${code}`);
@@ -87,8 +100,10 @@ function spawnTool(cmd: string, args: string[], opts: ChildOptions, mode: 'read-
   const exited = new Promise<void>((resolve, reject) => {
     child.once('error', (err) => reject(new ComponentError(`could not start ${opts.label}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
     child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(failureOf(opts.label, code, signal, redact(tail.text())));
+      if (code === 0) return resolve();
+      const stderr = redact(tail.text());
+      opts.log?.debug({ tool: opts.label, code, signal, stderr }, 'tool failed');
+      reject(failureOf(opts.label, code, signal, stderr, opts.describe));
     });
   });
   exited.catch(() => {}); // observed by the callers; never an unhandled rejection

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { PostgresTargetPolicy } from './postgres-targets.js';
 import type { VerifyArtifact } from './verify.js';
+import type { ToolLog } from './process.js';
 
 export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
 export type ComponentType = (typeof COMPONENT_TYPES)[number];
@@ -11,6 +12,8 @@ export interface BackupContext {
   /** Where postgres components may connect; the service always sets it (tools and tests may not). */
   postgresTargets?: PostgresTargetPolicy;
   signal?: AbortSignal;
+  /** Debug log of the raw failures of tools (never shown to tenants). */
+  log?: ToolLog;
 }
 
 export interface RestoreContext extends BackupContext {
@@ -39,7 +42,14 @@ export interface ComponentDriver<C> {
   restore(config: C, artifact: Readable, ctx: RestoreContext): Promise<void>;
 }
 
-/** A failure whose message is safe to show to the tenant: no secrets, no server paths outside DATA_ROOT. */
+/** A failure whose message is safe to show to the tenant: no secrets, no server paths outside DATA_ROOT, no addresses of the service's network. */
 export class ComponentError extends Error {
   override name = 'ComponentError';
+  /** The tool's raw (redacted) complaint, for the server log only: it may name addresses and ports. */
+  readonly detail: string | undefined;
+
+  constructor(message: string, opts: { detail?: string } = {}) {
+    super(message);
+    this.detail = opts.detail;
+  }
 }

@@ -67,6 +67,7 @@ beforeAll(async () => {
     RECONCILE_INTERVAL_MS: '1000',
     SHUTDOWN_GRACE_MS: '2000',
     DB_CONNECT_TIMEOUT_MS: '2000',
+    TARGET_ALLOWED_HOSTS: '127.0.0.1', // the silent "database" is on loopback
   };
   api = service({ ROLES: 'api,scheduler' }, await freePort());
   await ready(api);

@@ -40,3 +40,36 @@ export async function createTestDatabase(opts: { empty?: boolean } = {}): Promis
     drop: () => withAdmin(async (c) => void (await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))),
   };
 }
+
+/** The tenants' PostgreSQL server (no database in the URL): tenants' components point there, never at the service's own. */
+export function tenantServerUrl(): string {
+  return inject('tenantPgUrl');
+}
+
+/** A database of this test file's own on the tenants' server, empty, for postgres components. */
+export async function createTenantDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `bk_tenant_${randomBytes(6).toString('hex')}`;
+  const onServer = async (fn: (c: pg.Client) => Promise<unknown>) => {
+    const c = new pg.Client({ connectionString: `${tenantServerUrl()}/postgres` });
+    await c.connect();
+    try {
+      await fn(c);
+    } finally {
+      await c.end();
+    }
+  };
+  await onServer((c) => c.query(`CREATE DATABASE ${name}`));
+  return {
+    name,
+    url: `${tenantServerUrl()}/${name}`,
+    drop: () => onServer((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)),
+  };
+}
+
+/** `${tenantServerUrl()}/<database>`, with other credentials when given. */
+export function tenantUrl(database: string, creds: { user?: string; password?: string } = {}): string {
+  const u = new URL(`${tenantServerUrl()}/${database}`);
+  if (creds.user !== undefined) u.username = creds.user;
+  if (creds.password !== undefined) u.password = creds.password;
+  return u.href;
+}
