@@ -57,7 +57,7 @@ describe('retention sweep: dirty clusters only', () => {
     expect(await sweepRetention(s.rt)).toBe(2);
     expect((await queuedPrunes()).sort()).toEqual([a.id, b.id].sort());
 
-    const retention = createRetentionService({ db: s.rt.db });
+    const retention = createRetentionService({ db: s.rt.db, ledger: s.rt.ledger });
     expect((await retention.prune(tenantId, a.id)).sort()).toEqual(a.backups.slice(0, 2).sort());
     expect(await dirty(a.id)).toBe(false);
     expect(await statuses(a.backups)).toEqual(['deleting', 'deleting', 'completed']);
@@ -100,7 +100,7 @@ describe('retention sweep: dirty clusters only', () => {
 
   it('a prune clears the marker it evaluated, but a cluster dirtied again while the prune runs stays dirty', async () => {
     const a = await cluster(true);
-    const retention = createRetentionService({ db: s.rt.db });
+    const retention = createRetentionService({ db: s.rt.db, ledger: s.rt.ledger });
     const blocker = new pg.Client({ connectionString: s.databaseUrl });
     const writer = new pg.Client({ connectionString: s.databaseUrl });
     await blocker.connect();
@@ -142,7 +142,7 @@ describe('retention sweep: dirty clusters only', () => {
       try {
         await blocker.query('BEGIN');
         await blocker.query('SELECT 1 FROM backups WHERE id = $1 FOR UPDATE', [old.id]);
-        await expect(createRetentionService({ db: impatient }).prune(tenantId, a.id)).rejects.toThrow(/lock/);
+        await expect(createRetentionService({ db: impatient, ledger: s.rt.ledger }).prune(tenantId, a.id)).rejects.toThrow(/lock/);
         await blocker.query('ROLLBACK');
       } finally {
         await impatient.$disconnect();

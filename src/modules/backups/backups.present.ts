@@ -41,5 +41,14 @@ export function presentBackup(b: BackupRecord): BackupView {
       b.verifyStatus === null
         ? null
         : { status: b.verifyStatus as 'queued' | 'running' | 'passed' | 'failed', checked_at: iso(b.verifiedAt), message: b.verifyMessage },
+    replication:
+      b.replicationStatus === null
+        ? null
+        : {
+            status: b.replicationStatus as 'pending' | 'replicated' | 'degraded',
+            attempts: b.replicationAttempts,
+            next_attempt_at: iso(b.replicationNextAt),
+            error: b.replicationError,
+          },
   };
 }

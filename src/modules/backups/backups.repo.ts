@@ -29,6 +29,8 @@ export function createBackupRepo(db: Db) {
                b.size_bytes AS "sizeBytes", b.bytes_done AS "bytesDone", b.components,
                b.error_component AS "errorComponent", b.error_message AS "errorMessage",
                b.verify_status AS "verifyStatus", b.verified_at AS "verifiedAt", b.verify_message AS "verifyMessage",
+               b.replication_status AS "replicationStatus", b.replication_attempts AS "replicationAttempts",
+               b.replication_next_at AS "replicationNextAt", b.replication_error AS "replicationError",
                COALESCE((SELECT json_agg(json_build_object('component', a.component, 'bytes', a.bytes, 'sha256', a.sha256, 'locations', a.locations) ORDER BY a.component)
                          FROM backup_artifacts a WHERE a.backup_id = b.id), '[]'::json) AS artifacts
         FROM backups b
@@ -46,11 +48,6 @@ export function createBackupRepo(db: Db) {
         orderBy: { createdAt: 'desc' },
         select: { createdAt: true },
       });
-    },
-    /** Moves a finished backup to `deleting`; a running one cannot be deleted. */
-    async markDeleting(tx: Tx | Db, tenantId: string, id: string) {
-      const r = await tx.backup.updateMany({ where: { id, tenantId, status: { in: ['queued', 'completed', 'failed'] } }, data: { status: 'deleting' } });
-      return r.count > 0;
     },
   };
 }

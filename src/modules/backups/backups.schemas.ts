@@ -44,6 +44,15 @@ export const backupSchema = z
       .object({ status: z.enum(['queued', 'running', 'passed', 'failed']), checked_at: timestamp.nullable(), message: z.string().nullable() })
       .nullable()
       .describe('outcome of the last POST .../verify (restore testing without restoring)'),
+    replication: z
+      .object({
+        status: z.enum(['pending', 'replicated', 'degraded']),
+        attempts: z.number().int(),
+        next_attempt_at: timestamp.nullable(),
+        error: z.string().nullable(),
+      })
+      .nullable()
+      .describe('the dual-region copy (null for same-region clusters): degraded while a copy failed; retried with a growing backoff until it succeeds'),
   })
   .meta({ id: 'Backup' });
 export type BackupView = z.infer<typeof backupSchema>;

@@ -25,13 +25,6 @@ export function createClusterRepo(db: Db) {
       await tx.cluster.updateMany({ where: { id, tenantId }, data });
       return tx.cluster.findFirstOrThrow({ where: { id, tenantId } });
     },
-    /** A backup or restore of the cluster is queued or running (rule 2). */
-    async hasActiveWork(tx: Tx | Db, clusterId: string) {
-      const [row] = await tx.$queryRaw<{ busy: boolean }[]>`
-        SELECT EXISTS (SELECT 1 FROM backups WHERE cluster_id = ${clusterId}::uuid AND status IN ('queued', 'running'))
-            OR EXISTS (SELECT 1 FROM restores WHERE cluster_id = ${clusterId}::uuid AND status IN ('queued', 'running')) AS busy`;
-      return row?.busy === true;
-    },
   };
 }
 export type ClusterRepo = ReturnType<typeof createClusterRepo>;

@@ -1,4 +1,5 @@
 import type { Db, Tx } from '../../db/client.js';
+import type { Ledger } from '../../jobs/ledger.js';
 import { NotFound } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { planRetention } from '../../retention/index.js';
@@ -28,7 +29,7 @@ async function plan(tx: Tx | Db, tenantId: string, clusterId: string) {
   return { cluster, backups, decisions: new Map<string, Decision>(decisions.map((d) => [d.id, d])) };
 }
 
-export function createRetentionService(deps: { db: Db }) {
+export function createRetentionService(deps: { db: Db; ledger?: Ledger }) {
   const { db } = deps;
   return {
     /** What retention keeps, and why, for every backup of the cluster. */
@@ -71,8 +72,10 @@ export function createRetentionService(deps: { db: Db }) {
         if (!p) return [];
         const drop = [...p.decisions.values()].filter((d) => !d.keep).map((d) => d.id);
         if (drop.length === 0) return [];
-        await tx.backup.updateMany({ where: { id: { in: drop }, clusterId, status: { in: ['completed', 'failed'] } }, data: { status: 'deleting' } });
-        return drop;
+        if (!deps.ledger) throw new Error('pruning needs the job ledger');
+        const moved: string[] = [];
+        for (const id of drop) if (await deps.ledger.markDeleting(tx, clusterId, id)) moved.push(id);
+        return moved;
       });
     },
   };
