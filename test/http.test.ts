@@ -6,7 +6,7 @@ import { createTenant, startStack, type Stack } from './helpers/stack.js';
 let s: Stack;
 let token: string;
 beforeAll(async () => {
-  s = await startStack({ worker: false });
+  s = await startStack({ worker: false, env: { METRICS_TOKEN: 'test-metrics-token-0123456789' } });
   token = (await createTenant(s)).adminToken;
 });
 afterAll(async () => s.close());
@@ -102,8 +102,10 @@ describe('ops endpoints', () => {
   });
 
   it('/metrics exposes request durations, backups by status and trigger, and queue depth', async () => {
-    const res = await s.request('GET', '/metrics');
+    expect((await s.request('GET', '/metrics')).status).toBe(401);
+    const res = await s.request('GET', '/metrics', { token: 'test-metrics-token-0123456789' });
     expect(res.status).toBe(200);
+    expect(res.text).toMatch(/backup_replication_unfinished\{state="degraded"\} \d+/);
     expect(res.text).toContain('http_request_duration_seconds_bucket');
     expect(res.text).toContain('# TYPE backups gauge');
     expect(res.text).toMatch(/queue_jobs\{queue="backups",state="waiting"\} \d+/);

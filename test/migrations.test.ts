@@ -109,7 +109,7 @@ describe('schema.prisma agrees with the migrations', () => {
     const db = createDb(tdb.url, { poolSize: 2, connectTimeoutMs: 5000 });
     try {
       const now = new Date('2026-01-02T03:04:05.678Z');
-      const tenant = await db.tenant.create({ data: { id: randomUUID(), name: 'schema-check', createdAt: now } });
+      const tenant = await db.tenant.create({ data: { id: randomUUID(), name: 'schema-check', dataDir: 'schema-check', createdAt: now } });
       const key = await db.apiKey.create({
         data: { id: randomUUID(), tenantId: tenant.id, name: 'k', role: 'operator', prefix: 'bk_abc', tokenHash: 'h'.repeat(64), createdAt: now, expiresAt: now, lastUsedAt: now, revokedAt: now },
       });
@@ -147,6 +147,8 @@ describe('schema.prisma agrees with the migrations', () => {
         data: { id: randomUUID(), tenantId: tenant.id, keyId: key.id, actor: 'api_key', action: 'backup.create', targetType: 'backup', targetId: backup.id, outcome: 'success', statusCode: 202, method: 'POST', path: '/x', requestId: 'r', createdAt: now },
       });
       expect(await db.auditEvent.findUniqueOrThrow({ where: { id: audit.id } })).toEqual(audit);
+      const setting = await db.serviceSetting.create({ data: { name: 'schema-check', value: 'v', createdAt: now } });
+      expect(await db.serviceSetting.findUniqueOrThrow({ where: { name: 'schema-check' } })).toEqual(setting);
       expect(await db.tenant.findUniqueOrThrow({ where: { id: tenant.id } })).toEqual(tenant);
       expect(await db.apiKey.findUniqueOrThrow({ where: { id: key.id } })).toEqual(key);
       expect(await db.policy.findUniqueOrThrow({ where: { id: policy.id } })).toEqual(policy);

@@ -10,7 +10,7 @@ export async function createApiApp(rt: Runtime, opts: { logger?: boolean; metric
     services: createServices(rt),
     adminToken: rt.config.adminToken,
     bodyLimitBytes: rt.config.bodyLimitBytes,
-    metrics: opts.metrics ?? createMetrics({ db: rt.db, queues: rt.queues }),
+    metrics: opts.metrics ?? createMetrics({ db: rt.db, queues: rt.queues, token: rt.config.metricsToken }),
     checks: [
       { name: 'postgres', check: async () => void (await rt.db.$queryRaw`SELECT 1`) },
       { name: 'redis', check: async () => void (await rt.redis.ping()) },

@@ -76,6 +76,21 @@ export function createMetrics(deps: { db: Db; queues: Queues; token?: string | u
       }
     },
   });
+  new Gauge({
+    name: 'backup_replication_unfinished',
+    help: 'Completed dual-region backups whose secondary copy is not (yet) made: pending, or degraded after a failed copy (retried with backoff)',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      // A small set behind a partial index (backups_replication_due_idx).
+      const rows = await deps.db.$queryRaw<{ state: string; n: number }[]>`
+        SELECT replication_status AS state, count(*)::int AS n FROM backups
+        WHERE replication_status IN ('pending', 'degraded') AND replication_next_at IS NOT NULL AND status = 'completed'
+        GROUP BY replication_status`;
+      this.reset();
+      for (const state of ['pending', 'degraded']) this.set({ state }, rows.find((r) => r.state === state)?.n ?? 0);
+    },
+  });
   const schedulerSkipped = new Counter({
     name: 'scheduler_slots_skipped_total',
     help: 'Scheduled slots skipped because the cluster was busy',
