@@ -9,11 +9,14 @@ export function createApiKeyRepo(db: Db) {
   // Keys this process recorded a use of lately: skips the UPDATE round trip on hot paths.
   const touched = new Map<string, number>();
   return {
-    async findActiveByHash(hash: string, now: Date) {
-      return db.apiKey.findFirst({
-        where: { tokenHash: hash, revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
-        select: { id: true, tenantId: true, role: true },
-      });
+    /** Every authenticated request runs this: straight to the driver, on the client's own pool. */
+    async findActiveByHash(hash: string, now: Date): Promise<{ id: string; tenantId: string; role: Role } | null> {
+      const { rows } = await db.$pool.query<{ id: string; tenantId: string; role: Role }>(
+        `SELECT id::text, tenant_id::text AS "tenantId", role::text AS role FROM api_keys
+         WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`,
+        [hash, now],
+      );
+      return rows[0] ?? null;
     },
     /** Records use at most once a minute per key, so reads do not turn into a write each. */
     async touch(id: string, now: Date) {

@@ -97,7 +97,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
               const driver = getDriver(c.type);
               const key = `${prefix}${c.name}.${driver.artifactExtension}`;
               dataRoot ??= await deps.dataRootOf(backup.tenantId);
-              const stream = driver.backup(decryptComponent(c, deps.box).config, { dataRoot, postgresTargets: deps.postgresTargets, signal: abort.signal });
+              const stream = driver.backup(decryptComponent(c, deps.box).config, { dataRoot, postgresTargets: deps.postgresTargets, signal: abort.signal, log });
               const res = await store.put(key, stream, {
                 signal: abort.signal,
                 onProgress: (n: number) => {

@@ -65,6 +65,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
             await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source, {
               dataRoot,
               postgresTargets: deps.postgresTargets,
+              log,
               verify: expectDigest(step.artifact, `${step.copy.which} copy`),
               ...(deps.shutdown && { signal: deps.shutdown }),
             });
