@@ -12,6 +12,7 @@ import { createRestoreService } from './modules/restores/restores.service.js';
 import { createAuditService } from './modules/audit/audit.service.js';
 import { createTenantRepo } from './modules/tenants/tenants.repo.js';
 import { createTenantService } from './modules/tenants/tenants.service.js';
+import { tenantRootOf } from './modules/tenants/tenant-folder.js';
 
 /** The composition root of the use cases: each service gets exactly the dependencies it names. */
 export function createServices(rt: Runtime) {
@@ -30,7 +31,7 @@ export function createServices(rt: Runtime) {
     policies: repos.policies,
     queues,
     box: rt.box,
-    dataRoot: rt.config.dataRoot,
+    tenantRootOf: tenantRootOf(db, rt.config.dataRoot),
     postgresTargets: rt.postgresTargets,
     hasSecondaryStore: rt.secondaryStore !== null,
     now,
@@ -60,7 +61,7 @@ export function createServices(rt: Runtime) {
     apiKeys,
     policies,
     clusters,
-    tenants: createTenantService({ db, repo: repos.tenants, apiKeys, policies, now }),
+    tenants: createTenantService({ db, repo: repos.tenants, apiKeys, policies, dataRoot: rt.config.dataRoot, now, log }),
     backups: createBackupService({ db, ledger: rt.ledger, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
     restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log }),

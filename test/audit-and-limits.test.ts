@@ -13,7 +13,7 @@ describe('audit log', () => {
   it('records every mutating request with tenant, key, action, target, outcome and request id', async () => {
     const created = await s.request('POST', '/v1/tenants', { token: ADMIN_TOKEN, body: { name: 'audited' }, headers: { 'x-request-id': 'req-tenant-1' } });
     const token = created.body.api_key.token;
-    await mkdir(path.join(s.dataRoot, 'aud'), { recursive: true });
+    await mkdir(path.join(s.dataRoot, created.body.tenant.data_dir, 'aud'), { recursive: true });
     const c = await s.request('POST', '/v1/clusters', { token, body: { name: 'c', components: [{ name: 'f', type: 'directory', config: { path: 'aud' } }] }, headers: { 'x-request-id': 'req-c-1' } });
     const bad = await s.request('POST', '/v1/policies', { token, body: { name: 'p', max_backups: 0 } });
     expect(bad.status).toBe(422);

@@ -135,9 +135,9 @@ describe('role boundaries', () => {
   const rank = { viewer: 1, operator: 2, admin: 3 };
 
   it('answers 403 to every role below the one an operation needs', async () => {
-    const { adminToken } = await createTenant(s);
+    const { adminToken, dir } = await createTenant(s);
     const { mkdir } = await import('node:fs/promises');
-    await mkdir(`${s.dataRoot}/rb`, { recursive: true });
+    await mkdir(`${dir}/rb`, { recursive: true });
     const tokens = { viewer: await createKey(s, adminToken, 'viewer'), operator: await createKey(s, adminToken, 'operator') };
     const cluster = await s.request('POST', '/v1/clusters', {
       token: adminToken,
@@ -162,7 +162,7 @@ describe('tenant isolation: another tenant\'s id answers 404 exactly like a miss
     const a = await createTenant(s);
     const b = await createTenant(s);
     const { mkdir } = await import('node:fs/promises');
-    await mkdir(`${s.dataRoot}/iso`, { recursive: true });
+    await mkdir(`${a.dir}/iso`, { recursive: true });
     const cluster = await s.request('POST', '/v1/clusters', { token: a.adminToken, body: { name: 'iso', components: [{ name: 'f', type: 'directory', config: { path: 'iso' } }] } });
     const policy = await s.request('POST', '/v1/policies', { token: a.adminToken, body: { name: 'isop' } });
     const keyA = await s.request('POST', '/v1/api-keys', { token: a.adminToken, body: { name: 'k', role: 'viewer' } });

@@ -12,6 +12,8 @@ import { createTenantDatabase, tenantUrl } from './helpers/db.js';
 
 let s: Stack;
 let admin: string;
+// The tenant's folder, DATA_ROOT/<data_dir>: where its directory components live.
+let home: string;
 let operator: string;
 let seeded: Awaited<ReturnType<typeof createTenantDatabase>>;
 
@@ -24,11 +26,12 @@ async function listFiles(dir: string): Promise<string[]> {
 beforeAll(async () => {
   s = await startStack();
   const t = await createTenant(s);
+  home = t.dir;
   admin = t.adminToken;
   operator = await createKey(s, admin, 'operator');
-  await mkdir(path.join(s.dataRoot, 'site', 'nested'), { recursive: true });
-  await writeFile(path.join(s.dataRoot, 'site', 'index.html'), '<h1>hello</h1>'.repeat(1000));
-  await writeFile(path.join(s.dataRoot, 'site', 'nested', 'data.bin'), Buffer.alloc(300_000, 7));
+  await mkdir(path.join(home, 'site', 'nested'), { recursive: true });
+  await writeFile(path.join(home, 'site', 'index.html'), '<h1>hello</h1>'.repeat(1000));
+  await writeFile(path.join(home, 'site', 'nested', 'data.bin'), Buffer.alloc(300_000, 7));
   seeded = await createTenantDatabase();
   const c = new pg.Client({ connectionString: seeded.url });
   await c.connect();
@@ -115,11 +118,11 @@ describe('manual backups', () => {
     expect(list.body.items.map((b: { status: string }) => b.status)).toEqual(['failed']);
   });
 
-  it('fails a directory backup when a symlink inside the tree escapes DATA_ROOT', async () => {
-    await mkdir(path.join(s.dataRoot, 'leaky'), { recursive: true });
-    await writeFile(path.join(s.dataRoot, 'leaky', 'ok.txt'), 'fine');
+  it('fails a directory backup when a symlink inside the tree escapes the tenant\'s folder', async () => {
+    await mkdir(path.join(home, 'leaky'), { recursive: true });
+    await writeFile(path.join(home, 'leaky', 'ok.txt'), 'fine');
     const id = await cluster('leaky', [{ name: 'files', type: 'directory', config: { path: 'leaky' } }]);
-    await symlink('/etc/passwd', path.join(s.dataRoot, 'leaky', 'passwd'));
+    await symlink('/etc/passwd', path.join(home, 'leaky', 'passwd'));
     const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     const done = await waitForBackup(s, operator, id, res.body.id);
     expect(done.status).toBe('failed');
@@ -202,7 +205,7 @@ describe('rules', () => {
     expect((await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator })).status).toBe(429);
     // Keys are per tenant: another tenant may use the same key.
     const t2 = await createTenant(s);
-    await mkdir(path.join(s.dataRoot, 'site'), { recursive: true });
+    await mkdir(path.join(t2.dir, 'site'), { recursive: true });
     const c2 = await s.request('POST', '/v1/clusters', { token: t2.adminToken, body: { name: 'x', components: [{ name: 'f', type: 'directory', config: { path: 'site' } }] } });
     expect((await s.request('POST', `/v1/clusters/${c2.body.id}/backups`, { token: t2.adminToken, headers })).status).toBe(202);
   });

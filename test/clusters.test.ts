@@ -6,12 +6,16 @@ import { tenantServerUrl } from './helpers/db.js';
 
 let s: Stack;
 let token: string;
+// The tenant's folder, DATA_ROOT/<data_dir>: where its directory components live.
+let home: string;
 const SECRET = 'S3cr3t-p4ss';
 beforeAll(async () => {
   s = await startStack({ worker: false });
-  token = (await createTenant(s)).adminToken;
-  await mkdir(path.join(s.dataRoot, 'app', 'uploads'), { recursive: true });
-  await writeFile(path.join(s.dataRoot, 'app', 'uploads', 'a.txt'), 'a');
+  const t = await createTenant(s);
+  token = t.adminToken;
+  home = t.dir;
+  await mkdir(path.join(home, 'app', 'uploads'), { recursive: true });
+  await writeFile(path.join(home, 'app', 'uploads', 'a.txt'), 'a');
 });
 afterAll(async () => s.close());
 
@@ -47,14 +51,14 @@ describe('clusters', () => {
     expect(res.body.errors.some((e: { path: string }) => e.path.startsWith('body.components.0'))).toBe(true);
   });
 
-  it('refuses an absolute path even when it points inside DATA_ROOT', async () => {
-    const res = await s.request('POST', '/v1/clusters', { token, body: { name: 'abs-in', components: [dir(path.join(s.dataRoot, 'app'))] } });
+  it('refuses an absolute path even when it points inside the tenant\'s folder', async () => {
+    const res = await s.request('POST', '/v1/clusters', { token, body: { name: 'abs-in', components: [dir(path.join(home, 'app'))] } });
     expect(res.status).toBe(422);
   });
 
-  it('refuses a symlink that escapes DATA_ROOT, and accepts one that stays inside', async () => {
-    await symlink('/etc', path.join(s.dataRoot, 'escape'));
-    await symlink(path.join(s.dataRoot, 'app'), path.join(s.dataRoot, 'inside'));
+  it('refuses a symlink that escapes the tenant\'s folder, and accepts one that stays inside', async () => {
+    await symlink('/etc', path.join(home, 'escape'));
+    await symlink(path.join(home, 'app'), path.join(home, 'inside'));
     const bad = await s.request('POST', '/v1/clusters', { token, body: { name: 'sym-out', components: [dir('escape')] } });
     expect(bad.status).toBe(422);
     expect(bad.body.errors[0].path).toBe('body.components.0.config.path');

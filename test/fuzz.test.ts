@@ -61,20 +61,24 @@ async function clusterWithBackup(token: string, name: string, policyId: string, 
 
 beforeAll(async () => {
   s = await startStack(); // with a worker: backups really run
-  await mkdir(path.join(s.dataRoot, 'app', 'nested'), { recursive: true });
-  await writeFile(path.join(s.dataRoot, 'app', 'index.html'), '<h1>fuzz</h1>'.repeat(100));
-  await writeFile(path.join(s.dataRoot, 'app', 'nested', 'data.bin'), Buffer.alloc(10_000, 3));
-  await writeFile(path.join(s.dataRoot, 'app', 'nested', 'ünï cödé 😀.txt'), 'unicode name');
-  await mkdir(path.join(s.dataRoot, 'empty'), { recursive: true });
-  await writeFile(path.join(s.dataRoot, 'a-file.txt'), 'not a directory');
-  // Outside DATA_ROOT but harmless, should a bad path ever be accepted and restored into.
-  const outside = path.join(path.dirname(s.dataRoot), 'outside');
-  await mkdir(outside, { recursive: true });
-  await symlink(outside, path.join(s.dataRoot, 'escape'));
   scratch = await createTenantDatabase(); // for postgres components: on the tenants' server, never the service's own
 
   const a = await createTenant(s, 'fuzz-tenant');
   const admin = a.adminToken;
+  // Each tenant's trees live in its own folder, DATA_ROOT/<data_dir>.
+  const seedTree = async (home: string) => {
+    await mkdir(path.join(home, 'app', 'nested'), { recursive: true });
+    await writeFile(path.join(home, 'app', 'index.html'), '<h1>fuzz</h1>'.repeat(100));
+    await writeFile(path.join(home, 'app', 'nested', 'data.bin'), Buffer.alloc(10_000, 3));
+    await writeFile(path.join(home, 'app', 'nested', 'ünï cödé 😀.txt'), 'unicode name');
+    await mkdir(path.join(home, 'empty'), { recursive: true });
+  };
+  await seedTree(a.dir);
+  await writeFile(path.join(a.dir, 'a-file.txt'), 'not a directory');
+  // Outside DATA_ROOT but harmless, should a bad path ever be accepted and restored into.
+  const outside = path.join(path.dirname(s.dataRoot), 'outside');
+  await mkdir(outside, { recursive: true });
+  await symlink(outside, path.join(a.dir, 'escape'));
   const operator = await createKey(s, admin, 'operator');
   const viewer = await createKey(s, admin, 'viewer');
   const revokedKey = await ok('POST', '/v1/api-keys', admin, { name: 'revoked', role: 'admin' });
@@ -86,6 +90,10 @@ beforeAll(async () => {
   const sparePolicies = await Promise.all([1, 2].map((i) => ok('POST', '/v1/policies', admin, { name: `spare ${i}` })));
 
   const b = await createTenant(s, 'fuzz-foreign');
+  await seedTree(b.dir);
+  await mkdir(path.join(b.dir, 'only-theirs'), { recursive: true });
+  await symlink(path.join(b.dir, 'app'), path.join(a.dir, 'into-foreign'));
+  const foreignDir = path.basename(b.dir);
   const foreignPolicy = await ok('POST', '/v1/policies', b.adminToken, { name: 'foreign' });
 
   const [main, v1, v2, v3, foreign] = await Promise.all([
@@ -163,7 +171,7 @@ beforeAll(async () => {
     foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, policies: foreignPolicy.id }],
     componentNames: ['files'],
     dirPaths: ['app', 'app/nested', 'empty'],
-    oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(s.dataRoot, 'app'), '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
+    oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(a.dir, 'app'), `../${foreignDir}/app`, 'only-theirs', 'into-foreign', 'into-foreign/nested', '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
     pgUrls: [scratch.url],
     oddPgUrls: [
       'postgresql://postgres@127.0.0.1:1/nothing',

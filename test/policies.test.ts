@@ -3,9 +3,12 @@ import { createTenant, startStack, type Stack } from './helpers/stack.js';
 
 let s: Stack;
 let token: string;
+let home: string; // the tenant's folder, DATA_ROOT/<data_dir>
 beforeAll(async () => {
   s = await startStack({ worker: false });
-  token = (await createTenant(s)).adminToken;
+  const t = await createTenant(s);
+  token = t.adminToken;
+  home = t.dir;
 });
 afterAll(async () => s.close());
 
@@ -89,7 +92,7 @@ describe('policies', () => {
 
   it('refuses to delete a policy that a cluster uses (409)', async () => {
     const { mkdir } = await import('node:fs/promises');
-    await mkdir(`${s.dataRoot}/pol`, { recursive: true });
+    await mkdir(`${home}/pol`, { recursive: true });
     const p = await s.request('POST', '/v1/policies', { token, body: { name: 'used' } });
     const c = await s.request('POST', '/v1/clusters', { token, body: { name: 'uses', policy_id: p.body.id, components: [{ name: 'f', type: 'directory', config: { path: 'pol' } }] } });
     expect(c.status).toBe(201);

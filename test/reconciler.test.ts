@@ -16,8 +16,8 @@ beforeAll(async () => {
   const t = await createTenant(s);
   token = t.adminToken;
   tenantId = t.tenantId;
-  await mkdir(path.join(s.dataRoot, 'rec'), { recursive: true });
-  await writeFile(path.join(s.dataRoot, 'rec', 'f'), 'data');
+  await mkdir(path.join(t.dir, 'rec'), { recursive: true });
+  await writeFile(path.join(t.dir, 'rec', 'f'), 'data');
 });
 afterAll(async () => s.close());
 

@@ -12,6 +12,8 @@ import { createTenantDatabase, createTestDatabase } from './helpers/db.js';
 
 let s: Stack;
 let admin: string;
+// The tenant's folder, DATA_ROOT/<data_dir>: where its directory components live.
+let home: string;
 let operator: string;
 let secondaryRoot: string;
 let db1: Awaited<ReturnType<typeof createTenantDatabase>>;
@@ -58,6 +60,7 @@ beforeAll(async () => {
   secondaryRoot = await mkdtemp(path.join(tmpdir(), 'bk-secondary-'));
   s = await startStack({ env: { STORAGE_SECONDARY_URL: pathToFileURL(secondaryRoot).href } });
   const t = await createTenant(s);
+  home = t.dir;
   admin = t.adminToken;
   operator = await createKey(s, admin, 'operator');
   db1 = await createTenantDatabase();
@@ -77,7 +80,7 @@ afterAll(async () => {
 });
 
 async function makeTree(rel: string) {
-  const root = path.join(s.dataRoot, rel);
+  const root = path.join(home, rel);
   await mkdir(path.join(root, 'sub', 'deep'), { recursive: true });
   await writeFile(path.join(root, 'a.txt'), 'alpha\n'.repeat(100));
   await writeFile(path.join(root, 'sub', 'b.bin'), Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251)));
@@ -146,7 +149,7 @@ describe('restore', () => {
     const c = await s.request('GET', `/v1/clusters/${id}`, { token: operator });
     expect(c.body.status).toBe('active');
     // Nothing was left beside the target.
-    expect((await readdir(s.dataRoot)).filter((n) => n.startsWith('.') || n.includes('tree1') && n !== 'tree1')).toEqual([]);
+    expect((await readdir(home)).filter((n) => n.startsWith('.') || n.includes('tree1') && n !== 'tree1')).toEqual([]);
   });
 
   it('drops tables created after the backup, so the database equals the backup', async () => {
@@ -167,7 +170,7 @@ describe('restore', () => {
 
   it('restores a subset of components into another cluster and leaves the rest untouched', async () => {
     await makeTree('src-tree');
-    const targetRoot = path.join(s.dataRoot, 'dst-tree');
+    const targetRoot = path.join(home, 'dst-tree');
     await mkdir(targetRoot, { recursive: true });
     await writeFile(path.join(targetRoot, 'old.txt'), 'target data');
     const src = await cluster('src', [
@@ -178,7 +181,7 @@ describe('restore', () => {
       { name: 'files', type: 'directory', config: { path: 'dst-tree' } },
       { name: 'db', type: 'postgres', config: { url: db2.url } },
     ]);
-    const srcTree = await snapshot(path.join(s.dataRoot, 'src-tree'));
+    const srcTree = await snapshot(path.join(home, 'src-tree'));
     await sql(db2.url, `INSERT INTO accounts VALUES (5000, 'only-in-target', 1, null)`);
     const db2Before = await dbContent(db2.url);
     const b = await backupOf(src);
@@ -324,7 +327,7 @@ describe('restore', () => {
     expect(unknown.status).toBe(422);
     expect(unknown.body.errors).toEqual([{ path: 'body.components.1', message: 'the backup has no component "nope"' }]);
     const other = await createTenant(s);
-    await mkdir(path.join(s.dataRoot, 'val2'), { recursive: true });
+    await mkdir(path.join(other.dir, 'val2'), { recursive: true });
     const foreign = await s.request('POST', '/v1/clusters', { token: other.adminToken, body: { name: 'f', components: [{ name: 'files', type: 'directory', config: { path: 'val2' } }] } });
     const cross = await s.request('POST', `/v1/clusters/${id}/backups/${b.id}/restore`, { token: operator, body: { target_cluster_id: foreign.body.id } });
     expect(cross.status).toBe(422);

@@ -8,9 +8,10 @@ let s: Stack;
 let token: string;
 beforeAll(async () => {
   s = await startStack();
-  token = (await createTenant(s)).adminToken;
-  await mkdir(path.join(s.dataRoot, 'r'), { recursive: true });
-  await writeFile(path.join(s.dataRoot, 'r', 'f.txt'), 'data');
+  const t = await createTenant(s);
+  token = t.adminToken;
+  await mkdir(path.join(t.dir, 'r'), { recursive: true });
+  await writeFile(path.join(t.dir, 'r', 'f.txt'), 'data');
 });
 afterAll(async () => s.close());
 

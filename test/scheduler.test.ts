@@ -17,7 +17,7 @@ beforeAll(async () => {
   const t = await createTenant(s);
   token = t.adminToken;
   tenantId = t.tenantId;
-  await mkdir(path.join(s.dataRoot, 'web'), { recursive: true });
+  await mkdir(path.join(t.dir, 'web'), { recursive: true });
 });
 afterAll(async () => s.close());
 

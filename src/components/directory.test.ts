@@ -168,7 +168,7 @@ describe('directory backup and restore', () => {
     expect((await siblingsOf('apps/files')).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
-  it('fails the stream when a symlink points outside DATA_ROOT, naming the link', async () => {
+  it('fails the stream when a symlink points outside the tenant\'s folder, naming the link', async () => {
     const escapes = ['../../../../outside/secret.txt', '/etc/passwd', '../../../shared/../../outside', `../../../../outside/${'z'.repeat(150)}`];
     for (const target of escapes) {
       const rel = 'apps/escaping';
@@ -179,18 +179,18 @@ describe('directory backup and restore', () => {
 
       const err = await backupTo('t/c/evil/files.tar.gz', rel).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ComponentError);
-      expect((err as Error).message).toBe('symbolic link sub/bad points outside DATA_ROOT');
+      expect((err as Error).message).toBe("symbolic link sub/bad points outside the tenant's folder");
       expect(await store.exists('t/c/evil/files.tar.gz')).toBe(false);
     }
     expect(await readdir(path.join(base, 'artifacts/t/c'))).not.toContain('evil');
   });
 
-  it('fails for a missing directory, a file, and a root outside DATA_ROOT', async () => {
+  it('fails for a missing directory, a file, and a root outside the tenant\'s folder (told like a missing one)', async () => {
     await symlink('../../outside', path.join(dataRoot, 'apps/out'));
     const cases: [string, string][] = [
-      ['apps/nope', 'directory not found: apps/nope'],
+      ['apps/nope', "no such directory in this tenant's folder: apps/nope"],
       ['apps/files/a.txt', 'not a directory: apps/files/a.txt'],
-      ['apps/out', 'path apps/out resolves outside DATA_ROOT'],
+      ['apps/out', "no such directory in this tenant's folder: apps/out"],
       ['../outside', "path must not contain '..' segments"],
     ];
     for (const [rel, message] of cases) {

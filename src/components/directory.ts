@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createParallelGzip } from './parallel-gzip.js';
-import { checkRelativePath, errnoCode, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
+import { checkRelativePath, errnoCode, NO_SUCH_DIRECTORY, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
 import { symlinkEscapes } from './symlinks.js';
 import { childEnv, lazyReadable, spawnOutput } from './process.js';
 import { extractTarGz } from './tar-extract.js';
@@ -17,7 +17,7 @@ import { fsyncTree } from '../lib/fsync.js';
 import { removeTree } from '../lib/remove-tree.js';
 
 export interface DirectoryConfig {
-  /** Relative to DATA_ROOT. */
+  /** Relative to the tenant's folder, DATA_ROOT/<tenant dir>, which the worker passes as `ctx.dataRoot`. */
   path: string;
 }
 
@@ -34,7 +34,7 @@ async function resolveSourceDirectory(rel: string, dataRoot: string): Promise<st
   try {
     root = await resolveInsideRoot(dataRoot, rel);
   } catch (err) {
-    if (err instanceof PathNotFoundError) throw new ComponentError(`directory not found: ${rel}`);
+    if (err instanceof PathNotFoundError) throw new ComponentError(`${NO_SUCH_DIRECTORY}: ${rel}`);
     throw err;
   }
   if (!(await stat(root)).isDirectory()) throw new ComponentError(`not a directory: ${rel}`);
@@ -43,7 +43,7 @@ async function resolveSourceDirectory(rel: string, dataRoot: string): Promise<st
 
 /**
  * Passes the tar stream through unchanged while reading its headers; a symlink that points outside
- * DATA_ROOT fails the stream before the chunk holding it goes any further.
+ * the tenant's folder fails the stream before the chunk holding it goes any further.
  */
 function symlinkGuard(root: string, dataRootReal: string): Transform {
   const symlinks: ScannedEntry[] = [];
@@ -57,7 +57,7 @@ function symlinkGuard(root: string, dataRootReal: string): Transform {
         for (let link = symlinks.shift(); link; link = symlinks.shift()) {
           const rel = path.posix.normalize(link.path).replace(/^\.\/?/, '');
           if (await symlinkEscapes(dataRootReal, path.join(root, rel), link.linkpath)) {
-            throw new ComponentError(`symbolic link ${rel} points outside DATA_ROOT`);
+            throw new ComponentError(`symbolic link ${rel} points outside the tenant's folder`);
           }
         }
         callback(null, chunk);
@@ -115,7 +115,7 @@ async function resolveRestoreTarget(rel: string, dataRoot: string): Promise<{ ta
   try {
     parent = parentRel === '.' ? await realpath(dataRoot) : await resolveInsideRoot(dataRoot, parentRel);
   } catch (err) {
-    if (err instanceof PathNotFoundError) throw new ComponentError(`directory not found: ${parentRel}`);
+    if (err instanceof PathNotFoundError) throw new ComponentError(`${NO_SUCH_DIRECTORY}: ${parentRel}`);
     throw err;
   }
   return { target: path.join(parent, path.posix.basename(rel)), exists: false };

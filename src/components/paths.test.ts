@@ -1,8 +1,8 @@
-import { mkdir, mkdtemp, realpath, rm, symlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkRelativePath, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
+import { checkDataDir, checkRelativePath, NO_SUCH_DIRECTORY, PathEscapeError, PathNotFoundError, resolveInsideRoot, tenantRoot, tenantRootProblem } from './paths.js';
 
 let base: string;
 let dataRoot: string;
@@ -32,7 +32,7 @@ describe('checkRelativePath', () => {
     ['uploads', null],
     ['with space/and-ünicode', null],
     ['', 'path must not be empty'],
-    ['/etc', 'path must be relative to DATA_ROOT, not absolute'],
+    ['/etc', "path must be relative to the tenant's folder, not absolute"],
     ['../x', "path must not contain '..' segments"],
     ['a/../../x', "path must not contain '..' segments"],
     ['a/./b', "path must not contain '.' segments"],
@@ -65,7 +65,7 @@ describe('resolveInsideRoot', () => {
     await mkdir(path.join(outside, 'sub'), { recursive: true });
     const err = await resolveInsideRoot(dataRoot, rel).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PathEscapeError);
-    expect((err as Error).message).toBe(`path ${rel} resolves outside DATA_ROOT`);
+    expect((err as Error).message).toBe(`${NO_SUCH_DIRECTORY}: ${rel}`);
   });
 
   it('refuses a path that is DATA_ROOT itself', async () => {
@@ -74,5 +74,85 @@ describe('resolveInsideRoot', () => {
 
   it('reports a missing path as not found', async () => {
     await expect(resolveInsideRoot(dataRoot, 'apps/nope')).rejects.toBeInstanceOf(PathNotFoundError);
+  });
+});
+
+describe('a foreign path reads exactly like a missing one', () => {
+  it('gives one message whether the symlink target exists outside or not', async () => {
+    await symlink(path.join(outside, 'sub'), path.join(dataRoot, 'to-existing'));
+    await symlink(path.join(outside, 'no-such'), path.join(dataRoot, 'to-missing'));
+    const messages = await Promise.all(['to-existing', 'to-missing'].map((rel) => resolveInsideRoot(dataRoot, rel).catch((e: Error) => e.message.replace(rel, '<rel>'))));
+    expect(messages).toEqual([`${NO_SUCH_DIRECTORY}: <rel>`, `${NO_SUCH_DIRECTORY}: <rel>`]);
+    await expect(resolveInsideRoot(dataRoot, 'apps/nope')).rejects.toThrow(`${NO_SUCH_DIRECTORY}: apps/nope`);
+  });
+
+  it.runIf(process.getuid?.() !== 0)('names no server path when a directory on the way cannot be read', async () => {
+    const locked = path.join(dataRoot, 'locked');
+    await mkdir(path.join(locked, 'inner'), { recursive: true });
+    await chmod(locked, 0o000);
+    try {
+      const err = await resolveInsideRoot(dataRoot, 'locked/inner').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PathNotFoundError);
+      expect((err as Error).message).not.toContain(base);
+    } finally {
+      await chmod(locked, 0o755);
+    }
+  });
+});
+
+describe('checkDataDir', () => {
+  it.each(['acme', 'a', '0f8c2b4e-9d1a-4c53-8e7f-2b6a1d9c3e40', 'team_1.files', 'x'.repeat(64)])('accepts %j', (d) => {
+    expect(checkDataDir(d)).toBeNull();
+  });
+  it.each(['', '.', '..', '.hidden', '-rf', 'a/b', '/abs', 'a\\b', 'a\0b', 'Acme', 'with space', 'x'.repeat(65), 'ü'])('refuses %j', (d) => {
+    expect(checkDataDir(d)).toMatch(/folder name/);
+  });
+});
+
+describe('tenantRoot', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = path.join(base, 'tenants-root');
+    await mkdir(path.join(root, 'a-tenant', 'files'), { recursive: true });
+    await mkdir(path.join(base, 'elsewhere'), { recursive: true });
+    await symlink(path.join(base, 'elsewhere'), path.join(root, 'escapes'));
+    await symlink('a-tenant', path.join(root, 'alias')); // inside DATA_ROOT, but another tenant's folder
+    await writeFile(path.join(root, 'plain-file'), 'x');
+  });
+
+  it('makes a missing folder (and DATA_ROOT) and returns its real path', async () => {
+    const fresh = path.join(base, 'not-yet', 'data');
+    const got = await tenantRoot(fresh, 'new-tenant');
+    expect(got).toBe(path.join(fresh, 'new-tenant'));
+    expect((await stat(got)).isDirectory()).toBe(true);
+    expect(await tenantRoot(fresh, 'new-tenant')).toBe(got); // idempotent
+  });
+
+  it('returns an existing folder untouched', async () => {
+    expect(await tenantRoot(root, 'a-tenant')).toBe(path.join(root, 'a-tenant'));
+    expect(await readdir(path.join(root, 'a-tenant'))).toEqual(['files']);
+  });
+
+  it('resolves through a DATA_ROOT that is itself a symlink', async () => {
+    await symlink(root, path.join(base, 'root-link'));
+    expect(await tenantRoot(path.join(base, 'root-link'), 'a-tenant')).toBe(path.join(root, 'a-tenant'));
+  });
+
+  it.each(['escapes', 'alias', 'plain-file'])('refuses %j: a symlink out, a symlink to another folder, not a directory', async (d) => {
+    const err = await tenantRoot(root, d).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PathEscapeError);
+    expect((err as Error).message).not.toContain(base);
+    expect((await lstat(path.join(root, d))).isDirectory()).toBe(false); // nothing made in its place
+  });
+
+  it.each(['..', '.', '../elsewhere', 'a/b', ''])('refuses the folder name %j without touching the disk', async (d) => {
+    await expect(tenantRoot(root, d)).rejects.toBeInstanceOf(PathEscapeError);
+  });
+
+  it('tenantRootProblem: fine for a new or existing folder, a problem for anything else', async () => {
+    expect(await tenantRootProblem(root, 'a-tenant')).toBeNull();
+    expect(await tenantRootProblem(root, 'brand-new')).toBeNull();
+    await expect(lstat(path.join(root, 'brand-new'))).rejects.toThrow(); // only looked
+    for (const d of ['escapes', 'alias', 'plain-file', '..', 'A']) expect(await tenantRootProblem(root, d), d).not.toBeNull();
   });
 });

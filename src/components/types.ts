@@ -7,7 +7,7 @@ export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
 export type ComponentType = (typeof COMPONENT_TYPES)[number];
 
 export interface BackupContext {
-  /** The operator's DATA_ROOT; directory components must stay inside it. */
+  /** The tenant's own folder, DATA_ROOT/<tenant dir> (`tenantRoot()` of paths.ts); directory components must stay inside it. */
   dataRoot: string;
   /** Where postgres components may connect; the service always sets it (tools and tests may not). */
   postgresTargets?: PostgresTargetPolicy;

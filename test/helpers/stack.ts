@@ -112,11 +112,14 @@ export async function startStack(opts: { worker?: boolean; env?: Record<string, 
   };
 }
 
-/** Creates a tenant and returns its admin token and ids. */
+/**
+ * Creates a tenant and returns its admin token and ids, and `dir`: its folder DATA_ROOT/<data_dir>,
+ * where its directory components' paths resolve (made by the service).
+ */
 export async function createTenant(stack: Stack, name = `t-${randomBytes(4).toString('hex')}`) {
   const res = await stack.request('POST', '/v1/tenants', { token: ADMIN_TOKEN, body: { name } });
   if (res.status !== 201) throw new Error(`tenant creation failed: ${res.status} ${res.text}`);
-  return { tenantId: res.body.tenant.id as string, adminToken: res.body.api_key.token as string };
+  return { tenantId: res.body.tenant.id as string, adminToken: res.body.api_key.token as string, dir: path.join(stack.dataRoot, res.body.tenant.data_dir as string) };
 }
 
 export async function createKey(stack: Stack, adminToken: string, role: 'viewer' | 'operator' | 'admin') {

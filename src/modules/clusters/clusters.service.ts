@@ -13,6 +13,7 @@ import { policyValues } from '../policies/policies.service.js';
 import type { ClusterRepo, ClusterRow } from './clusters.repo.js';
 import type { ComponentInput } from './clusters.schemas.js';
 import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
+import type { TenantRootOf } from '../tenants/tenant-folder.js';
 
 type BackupLocationApi = 'same-region' | 'dual-region';
 const toDbLocation = (l: BackupLocationApi) => (l === 'dual-region' ? 'dual_region' : 'same_region') as 'dual_region' | 'same_region';
@@ -51,7 +52,8 @@ export interface ClusterServiceDeps {
   policies: PolicyRepo;
   queues: Pick<Queues, 'add'>;
   box: SecretBox;
-  dataRoot: string;
+  /** The tenant's folder, where its directory components must resolve (tenant-folder.ts). */
+  tenantRootOf: TenantRootOf;
   postgresTargets: PostgresTargetPolicy;
   hasSecondaryStore: boolean;
   now: () => Date;
@@ -76,12 +78,14 @@ export function createClusterService(deps: ClusterServiceDeps) {
       errors.push({ path: 'body.backup_location', message: 'dual-region needs a secondary store (STORAGE_SECONDARY_URL), which this service does not have' });
   }
 
+  const componentContext = (tenantId: string) => ({ tenantRoot: () => deps.tenantRootOf(tenantId), box: deps.box, postgresTargets: deps.postgresTargets });
+
   const uniqueName = <T>(fn: () => Promise<T>) => onUniqueViolation(fn, () => new Conflict('a cluster with this name already exists'));
 
   return {
     async create(tenantId: string, input: ClusterInput) {
       const errors: FieldProblem[] = [];
-      const { stored, errors: componentErrors } = await prepareComponents(input.components, { dataRoot: deps.dataRoot, box: deps.box, postgresTargets: deps.postgresTargets });
+      const { stored, errors: componentErrors } = await prepareComponents(input.components, componentContext(tenantId));
       errors.push(...componentErrors);
       checkLocation(input.backup_location, errors);
       const policy = await resolvePolicy(db, tenantId, input.policy_id, errors);
@@ -117,7 +121,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
     },
     async update(tenantId: string, id: string, patch: Partial<ClusterInput>) {
       const errors: FieldProblem[] = [];
-      const prepared = patch.components ? await prepareComponents(patch.components, { dataRoot: deps.dataRoot, box: deps.box, postgresTargets: deps.postgresTargets }) : null;
+      const prepared = patch.components ? await prepareComponents(patch.components, componentContext(tenantId)) : null;
       if (prepared) errors.push(...prepared.errors);
       checkLocation(patch.backup_location, errors);
       const row = await uniqueName(() =>

@@ -1,7 +1,9 @@
 import { maskUrl, type SecretBox } from '../../crypto/secrets.js';
 import type { FieldProblem } from '../../errors.js';
-import { checkRelativePath, resolveInsideRoot } from '../../components/paths.js';
+import { stat } from 'node:fs/promises';
+import { checkRelativePath, NO_SUCH_DIRECTORY, resolveInsideRoot } from '../../components/paths.js';
 import { parsePostgresUrl } from '../../components/postgres-connection.js';
+import { ComponentError } from '../../components/types.js';
 import type { PostgresTargetPolicy } from '../../components/postgres-targets.js';
 import type { ComponentInput } from './clusters.schemas.js';
 
@@ -50,11 +52,31 @@ async function postgresUrlProblem(url: string, policy: PostgresTargetPolicy): Pr
   return 'problem' in verdict && !verdict.unresolved ? verdict.problem : null;
 }
 
-/** Validates every component (every problem listed) and returns the stored form. */
+/**
+ * Whether `rel` names a directory inside the tenant's folder. Missing, not a directory, or leading
+ * out of the folder (a symlink into another tenant's, say) all answer alike: nothing tells a
+ * tenant what exists outside its own folder.
+ */
+async function isOwnDirectory(tenantRoot: () => Promise<string>, rel: string): Promise<boolean> {
+  try {
+    return (await stat(await resolveInsideRoot(await tenantRoot(), rel))).isDirectory();
+  } catch (err) {
+    if (err instanceof ComponentError) return false; // PathEscapeError, PathNotFoundError
+    throw err; // an outage, not an answer (and its message may name server paths: a 5xx shows none)
+  }
+}
+
+/**
+ * Validates every component (every problem listed) and returns the stored form. `tenantRoot`
+ * gives the tenant's folder (DATA_ROOT/<data_dir>, see tenant-folder.ts): directory paths resolve
+ * inside it, never merely inside DATA_ROOT.
+ */
 export async function prepareComponents(
   input: ComponentInput[],
-  ctx: { dataRoot: string; box: SecretBox; postgresTargets: PostgresTargetPolicy },
+  ctx: { tenantRoot: () => Promise<string>; box: SecretBox; postgresTargets: PostgresTargetPolicy },
 ): Promise<{ stored: StoredComponent[]; errors: FieldProblem[] }> {
+  let root: Promise<string> | undefined;
+  const tenantRoot = () => (root ??= ctx.tenantRoot());
   const errors: FieldProblem[] = [];
   const stored: StoredComponent[] = [];
   const seen = new Set<string>();
@@ -68,10 +90,8 @@ export async function prepareComponents(
         errors.push({ path: `${at}.config.path`, message: lexical });
         continue;
       }
-      try {
-        await resolveInsideRoot(ctx.dataRoot, c.config.path);
-      } catch (err) {
-        errors.push({ path: `${at}.config.path`, message: (err as Error).message });
+      if (!(await isOwnDirectory(tenantRoot, c.config.path))) {
+        errors.push({ path: `${at}.config.path`, message: NO_SUCH_DIRECTORY });
         continue;
       }
       stored.push({ name: c.name, type: 'directory', config: { path: c.config.path } });

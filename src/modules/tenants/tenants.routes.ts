@@ -11,7 +11,7 @@ export function tenantRoutes(app: App, deps: { guard: Guard; service: TenantServ
     onRequest: guard('platform'),
     schema: { tags, security: bearer, summary: 'Create a tenant (platform token); returns its first admin key', body: createTenantBody, response: { 201: createdTenantSchema, 409: problemSchema, ...commonErrors } },
     handler: async (req, reply) => {
-      const created = await service.create(req.body.name);
+      const created = await service.create(req.body);
       return reply.code(201).header('location', `/v1/tenants/${created.tenant.id}`).send(created);
     },
   });
