@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
 import { Header, type types } from 'tar';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createFileStore, type ArtifactStore } from '../storage/index.js';
@@ -209,8 +210,8 @@ describe('directory backup and restore', () => {
     if (isRoot) await chown(dir, 65534, 65534);
     const script = `
       import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
-      import { directoryDriver } from ${JSON.stringify(path.resolve('src/components/directory.ts'))};
-      import { createFileStore } from ${JSON.stringify(path.resolve('src/storage/index.ts'))};
+      import { directoryDriver } from ${JSON.stringify(path.resolve(import.meta.dirname, 'directory.ts'))};
+      import { createFileStore } from ${JSON.stringify(path.resolve(import.meta.dirname, '../storage/file-store.ts'))};
       const dataRoot = ${JSON.stringify(path.join(dir, 'data'))};
       const tree = dataRoot + '/apps/site';
       await mkdir(tree + '/locked', { recursive: true });
@@ -222,9 +223,25 @@ describe('directory backup and restore', () => {
       await directoryDriver.restore({ path: 'apps/site' }, await store.get('k.tar.gz'), { dataRoot });
       console.log(JSON.stringify({ uid: process.getuid(), apps: await readdir(dataRoot + '/apps'), site: await readdir(tree), locked: await readdir(tree + '/locked') }));
     `;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    // The child (run as `nobody` when we are root) may not be able to enter the checkout at all (a
+    // clone in a 0700 directory): it gets one self-contained file in `dir`, bundled by esbuild
+    // (tsx's own dependency), and needs neither tsx nor node_modules nor the sources.
+    const child = path.join(dir, 'child.mjs');
+    await build({
+      stdin: { contents: script, resolveDir: import.meta.dirname, loader: 'ts', sourcefile: 'non-root-child.ts' },
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: `node${process.versions.node.split('.')[0]}`,
+      // Bundled CommonJS dependencies call require() for node's built-ins.
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+      outfile: child,
+      logLevel: 'silent',
+    });
+    await chmod(child, 0o644);
+    const { stdout } = await promisify(execFile)(process.execPath, [child], {
       ...(isRoot ? { uid: 65534, gid: 65534 } : {}),
-      cwd: process.cwd(),
+      cwd: dir,
     });
     const seen = JSON.parse(stdout) as { uid: number; apps: string[]; site: string[]; locked: string[] };
     expect(seen.uid).not.toBe(0);
