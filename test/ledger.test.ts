@@ -123,6 +123,17 @@ describe('the job ledger: one active job per cluster is a database fact', () => 
     expect(schedulerWins).toBeGreaterThan(0);
   }, 180_000);
 
+  it('concurrent requests with one Idempotency-Key create one backup and all get its answer', async () => {
+    const [id] = await clusters(1, await policy('idem-race'), 'idem-race');
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => s.request('POST', `/v1/clusters/${id}/backups`, { token, headers: { 'idempotency-key': 'nightly-2026-12-02' } })),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(12).fill(202));
+    expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
+    expect(answers.filter((a) => a.headers['idempotent-replayed'] === 'true')).toHaveLength(11);
+    expect(await s.rt.db.backup.count({ where: { clusterId: id! } })).toBe(1);
+  });
+
   it('a restore takes the target\'s slot: no backup while it is queued, and the slot is freed when it ends', async () => {
     const pid = await policy('restore-slot');
     const [src, dst] = await clusters(2, pid, 'restore-slot');
