@@ -89,7 +89,6 @@ export interface Config {
   targetAllowedHosts: AllowedHosts;
   /** Tenants may name other databases on the service's own PostgreSQL server (never its own database). */
   targetAllowServiceServer: boolean;
-
   storageUrl: string;
   storageSecondaryUrl: string | undefined;
   encryptionKey: Buffer;
@@ -124,16 +123,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const e = parsed.data;
+  // A key generated into ./data is one process's own: roles split across processes would each
+  // generate another, and a worker could not decrypt what the API stored.
+  if (!e.ENCRYPTION_KEY && e.ROLES.length < ROLE_NAMES.length)
+    throw new ConfigError(`invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of ${ROLE_NAMES.join(',')} (every process must share one key)`);
   if (e.POSTGRES_ALLOWED_HOSTS) {
     warn(e.TARGET_ALLOWED_HOSTS ? 'POSTGRES_ALLOWED_HOSTS is deprecated and ignored since TARGET_ALLOWED_HOSTS is set' : 'POSTGRES_ALLOWED_HOSTS is deprecated: rename it TARGET_ALLOWED_HOSTS');
   }
   if (e.TARGET_ALLOW_SERVICE_SERVER) {
     warn("TARGET_ALLOW_SERVICE_SERVER=true: tenants may name any database on the service's own PostgreSQL server but its own, and their SQL runs there as the user their URL names; unsafe with untrusted tenants");
   }
-  // A key generated into ./data is one process's own: roles split across processes would each
-  // generate another, and a worker could not decrypt what the API stored.
-  if (!e.ENCRYPTION_KEY && e.ROLES.length < ROLE_NAMES.length)
-    throw new ConfigError(`invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of ${ROLE_NAMES.join(',')} (every process must share one key)`);
   const dataDir = path.resolve(cwd, 'data');
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,

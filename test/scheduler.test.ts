@@ -125,14 +125,14 @@ describe('scheduler', () => {
   it('counts skipped slots in the process\'s /metrics (the registry main.ts shares between roles)', async () => {
     const { createMetrics } = await import('../src/modules/ops/metrics.js');
     const { createApiApp } = await import('../src/roles/api.js');
-    const metrics = createMetrics({ db: s.rt.db, queues: s.rt.queues });
+    const metrics = createMetrics({ db: s.rt.db, queues: s.rt.queues, token: 'scheduler-metrics-token-0123' });
     const app = await createApiApp(s.rt, { logger: false, metrics });
     try {
       const [busy] = await makeClusters(1, 'metric-busy');
       await plantBackup(s.rt, { id: randomUUID(), tenantId, clusterId: busy!, trigger: 'manual', status: 'running', components: [] });
       await s.rt.db.cluster.update({ where: { id: busy }, data: { nextBackupAt: new Date(Date.now() - 1000) } });
       await tick(s.rt, { batchSize: 100, onSkip: () => metrics.schedulerSkipped.inc() });
-      const res = await app.inject({ method: 'GET', url: '/metrics' });
+      const res = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer scheduler-metrics-token-0123' } });
       expect(res.body).toMatch(/^scheduler_slots_skipped_total 1$/m);
     } finally {
       await app.close();
