@@ -153,12 +153,6 @@ const probes: { what: string; sql: string; params?: unknown[]; indexes: string[]
     params: ['queued', new Date(Date.now() + 60_000)],
     indexes: ['restores_status_idx'],
   },
-  {
-    what: 'clusters being deleted',
-    sql: prisma('clusters', `"public"."clusters"."status" = CAST($1::text AS "public"."ClusterStatus")`),
-    params: ['deleting'],
-    indexes: ['clusters_status_idx'],
-  },
   // Raw SQL with literal statuses.
   { what: 'interrupted backup deletions, raw SQL', sql: `SELECT id, tenant_id FROM backups WHERE status = 'deleting' LIMIT 500`, indexes: ['backups_status_idx'] },
   {
@@ -166,7 +160,7 @@ const probes: { what: string; sql: string; params?: unknown[]; indexes: string[]
     sql: `SELECT id, tenant_id FROM backups WHERE status IN ('queued', 'running') AND lease_expires_at < now() LIMIT 500`,
     indexes: ['backups_one_active_per_cluster', 'backups_status_idx'],
   },
-  { what: 'clusters being deleted, raw SQL', sql: `SELECT id, tenant_id FROM clusters WHERE status = 'deleting' LIMIT 500`, indexes: ['clusters_status_idx', 'clusters_busy_status_idx'] },
+  { what: 'clusters being deleted, raw SQL', sql: `SELECT id, tenant_id FROM clusters WHERE status = 'deleting' LIMIT 500`, indexes: ['clusters_busy_status_idx'] },
   {
     what: 'the retention sweep, one keyset batch',
     sql: SWEEP_BATCH,

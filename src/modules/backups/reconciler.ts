@@ -72,7 +72,11 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
   await requeueMissing(
     'maintenance',
     'delete-cluster',
-    (await db.cluster.findMany({ where: { status: 'deleting' }, ...ids })).map((c) => ({ id: c.id, payload: { tenant_id: c.tenantId, cluster_id: c.id } })),
+    // A literal status, so the partial clusters_busy_status_idx serves it (Prisma's enum cast would not).
+    (await db.$queryRaw<{ id: string; tenantId: string }[]>`SELECT id::text, tenant_id::text AS "tenantId" FROM clusters WHERE status = 'deleting' LIMIT ${BATCH}`).map((c) => ({
+      id: c.id,
+      payload: { tenant_id: c.tenantId, cluster_id: c.id },
+    })),
   );
   const freed = await ledger.repairSlots(BATCH);
   await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
