@@ -16,9 +16,9 @@
 -- Verifications whose job may be missing: a sequential scan of every completed backup before.
 CREATE INDEX "backups_verify_active_idx" ON "backups"("id") WHERE verify_status IN ('queued', 'running');
 
--- Clusters being deleted are found with a literal status (raw SQL in the reconciler), which
--- clusters_busy_status_idx serves; a full index on clusters.status would cost every claim an index
--- entry per cluster updated.
+-- clusters.status had no index Prisma's filter can use (clusters_busy_status_idx is partial): the
+-- reconciler's look for clusters being deleted read every cluster.
+CREATE INDEX "clusters_status_idx" ON "clusters"("status");
 
 -- The retention sweep now visits only clusters marked dirty (clusters_retention_dirty_idx). The old
 -- one re-evaluated every cluster with more than one finished backup each period: those are marked
