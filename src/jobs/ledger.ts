@@ -386,30 +386,24 @@ export function createLedger(db: Db) {
     /**
      * Mends slots that point at no active job (a crash between statements of an older version, a
      * job row cascaded away with its source cluster) and `restoring` clusters with no restore.
-     * Only rows idle for `olderThan` are touched, under their lock. Returns how many were freed.
+     * Returns how many were freed.
      */
     async repairSlots(limit: number): Promise<number> {
-      const candidates = await db.$queryRaw<{ id: string }[]>`
-        SELECT c.id::text FROM clusters c
-        WHERE (c.active_job_id IS NOT NULL AND NOT EXISTS (
-                 SELECT 1 FROM backups b WHERE b.id = c.active_job_id AND b.status IN ('queued', 'running'))
-               AND NOT EXISTS (
-                 SELECT 1 FROM restores r WHERE r.id = c.active_job_id AND r.status IN ('queued', 'running')))
-           OR (c.status = 'restoring' AND (c.active_job_id IS NULL OR c.active_job_kind <> 'restore'))
-        LIMIT ${limit}`;
-      let freed = 0;
-      for (const { id } of candidates) {
-        freed += await db.$transaction(async (tx) => {
-          const n = await tx.$executeRaw`
-            UPDATE clusters c SET active_job_id = NULL, active_job_kind = NULL, retention_dirty = true,
-                   status = CASE WHEN c.status = 'restoring' THEN 'active'::"ClusterStatus" ELSE c.status END
-            WHERE c.id = ${id}::uuid
-              AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.id = c.active_job_id AND b.status IN ('queued', 'running'))
-              AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.id = c.active_job_id AND r.status IN ('queued', 'running'))`;
-          return n;
-        });
-      }
-      return freed;
+      // One statement. A slot is cleared only if it still names the job seen finished (or still
+      // names none, for `restoring`): the row lock re-reads the slot, so one a concurrent request
+      // took meanwhile is left alone, and a finished job never becomes active again.
+      return db.$executeRaw`
+        UPDATE clusters c SET active_job_id = NULL, active_job_kind = NULL, retention_dirty = true,
+               status = CASE WHEN c.status = 'restoring' THEN 'active'::"ClusterStatus" ELSE c.status END
+        FROM (
+          SELECT x.id, x.active_job_id AS seen FROM clusters x
+          WHERE (x.active_job_id IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.id = x.active_job_id AND b.status IN ('queued', 'running'))
+                 AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.id = x.active_job_id AND r.status IN ('queued', 'running')))
+             OR (x.status = 'restoring' AND x.active_job_id IS NULL)
+          LIMIT ${limit}
+        ) stale
+        WHERE c.id = stale.id AND c.active_job_id IS NOT DISTINCT FROM stale.seen`;
     },
   };
 }
