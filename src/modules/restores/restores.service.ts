@@ -50,7 +50,8 @@ export function createRestoreService(deps: { db: Db; ledger: Ledger; clusters: C
         if (backup.status !== 'completed') throw new Conflict(`only a completed backup can be restored (this one is ${backup.status})`);
         const target = (await clusters.find(tx, tenantId, targetId))!;
         const targetComponents = new Map((target.components as StoredComponent[]).map((c) => [c.name, c]));
-        const sourceComponents = new Map(((await clusters.find(tx, tenantId, sourceClusterId))!.components as StoredComponent[]).map((c) => [c.name, c]));
+        const source = targetId === sourceClusterId ? target : (await clusters.find(tx, tenantId, sourceClusterId))!;
+        const sourceComponents = new Map((source.components as StoredComponent[]).map((c) => [c.name, c]));
         const inBackup = new Set(backup.artifacts.map((a) => a.component));
         const wanted = input.components ? [...new Set(input.components)] : [...inBackup].sort();
         const errors: FieldProblem[] = [];
@@ -64,7 +65,6 @@ export function createRestoreService(deps: { db: Db; ledger: Ledger; clusters: C
         if (errors.length) throw new Invalid('invalid restore', errors);
         if (target.status !== 'active') throw new Conflict(`the target cluster is ${target.status}`);
         if (target.activeJobId !== null) throw new Conflict('a backup or restore of the target cluster is already queued or running');
-        const source = (await clusters.find(tx, tenantId, sourceClusterId))!;
         if (source.status === 'deleting') throw new Conflict('the cluster of this backup is being deleted');
         return ledger.queueRestore(tx, { id: randomUUID(), tenantId, backupId, sourceClusterId, clusterId: targetId, components: wanted, now: now() });
       });
