@@ -246,7 +246,18 @@ describe('bucket properties', () => {
     fc.assert(
       fc.property(instantArb(1980, 2100), fc.constantFrom('d', 'w', 'M', 'y' as const), fc.constantFrom(...zones), (t, unit, zone) => {
         const expected = DateTime.fromJSDate(t, { zone }).startOf(luxonUnit[unit]).toJSDate();
-        expect(bucketStart(t, `1${unit}`, zone)).toEqual(expected);
+        const ours = bucketStart(t, `1${unit}`, zone);
+        if (ours.getTime() === expected.getTime()) return;
+        // They may differ only where the clock fell back across midnight shortly before t
+        // (St John's before 2011 switched at 00:01): t's local date then repeats an earlier one,
+        // luxon goes back to that date's first midnight, and our buckets stay monotone in time.
+        expect(ours.getTime()).toBeGreaterThan(expected.getTime());
+        expect(ours.getTime()).toBeLessThanOrEqual(t.getTime());
+        const localDate = (d: Date) => DateTime.fromJSDate(d, { zone }).toISODate()!;
+        const fellBack = Array.from({ length: 180 }, (_, k) => new Date(t.getTime() - (k + 1) * 60_000)).some(
+          (s) => localDate(s) > localDate(t),
+        );
+        expect(fellBack, `${t.toISOString()} ${unit} ${zone}`).toBe(true);
       }),
       { numRuns: 1000 },
     );

@@ -37,3 +37,10 @@ it('starts America/St_Johns 2005-10-30 at its first midnight (02:30Z) whichever 
   }
   expect(bucketStart(new Date('2005-10-30T02:29:59.999Z'), '1d', tz).toISOString()).toBe('2005-10-29T02:30:00.000Z');
 });
+it('differs from luxon startOf only where the date repeats: 2009-11-01T02:31Z in St_Johns is local Oct 31 23:01 after a fall-back at 00:01; found by the luxon property in CI', () => {
+  const t = new Date('2009-11-01T02:31:00.000Z'); const tz = 'America/St_Johns';
+  // luxon goes back to Oct 31's midnight; our day bucket is the one begun at Nov 1's first midnight, so buckets stay monotone.
+  expect(bucketStart(t, '1d', tz).toISOString()).toBe('2009-11-01T02:30:00.000Z');
+  expect(bucketStart(new Date(t.getTime() - 60_000), '1d', tz).toISOString()).toBe('2009-11-01T02:30:00.000Z');
+  expect(bucketStart(new Date('2009-11-01T02:29:00.000Z'), '1d', tz).toISOString()).toBe('2009-10-31T02:30:00.000Z');
+});
