@@ -129,11 +129,25 @@ describe('schema.prisma agrees with the migrations', () => {
           id: randomUUID(), tenantId: tenant.id, clusterId: cluster.id, trigger: 'scheduled', status: 'deleting', live: false, createdAt: now, startedAt: now, completedAt: now,
           sizeBytes: 5n * 1024n ** 3n, bytesDone: 7n, components: [{ name: 'db', status: 'completed' }], errorComponent: 'db', errorMessage: 'm', workerId: 'w', leaseExpiresAt: now, verifyStatus: 'passed', verifiedAt: now, verifyMessage: 'ok',
           replicationStatus: 'degraded', replicationAttempts: 2, replicationNextAt: now, replicationError: 'e',
+          storedBytes: 4n * 1024n ** 3n, progress: { bytes_done: 1, bytes_total: null, files_done: 0, files_total: null },
         },
       });
       const artifact = await db.backupArtifact.create({
-        data: { id: randomUUID(), backupId: backup.id, component: 'db', key: 'k', bytes: 3n * 1024n ** 3n, sha256: 'a'.repeat(64), locations: [{ store: 'primary' }], createdAt: now },
+        data: { id: randomUUID(), backupId: backup.id, component: 'db', key: 'k', bytes: 3n * 1024n ** 3n, sha256: 'a'.repeat(64), locations: [{ store: 'primary' }], createdAt: now,
+          type: 'postgres', storedBytes: 2n * 1024n ** 3n, manifest: { chunks: ['c'.repeat(64)], bytes: 10 } },
       });
+      const repository = await db.repository.create({ data: { tenantId: tenant.id, wrappedKeys: 'bkkeys:v1:x', keyId: 'k1', createdAt: now, gcRequestedAt: now, gcRanAt: now, verifiedAt: now } });
+      const pack = await db.pack.create({
+        data: { id: 'p'.repeat(64), tenantId: tenant.id, bytes: 20n * 1024n ** 3n, chunkCount: 3, status: 'doomed', secondaryStatus: 'present', createdAt: now, doomedAt: now, verifiedAt: now, verifyError: 'x' },
+      });
+      const chunk = await db.chunk.create({ data: { tenantId: tenant.id, id: 'c'.repeat(64), packId: pack.id, packOffset: 7, length: 9, rawLength: 11, clusterId: cluster.id, createdAt: now } });
+      const ref = await db.backupChunk.create({ data: { backupId: backup.id, tenantId: tenant.id, chunkId: chunk.id } });
+      expect(await db.repository.findUniqueOrThrow({ where: { tenantId: tenant.id } })).toEqual(repository);
+      expect(await db.pack.findUniqueOrThrow({ where: { id: pack.id } })).toEqual(pack);
+      expect(await db.chunk.findUniqueOrThrow({ where: { tenantId_id: { tenantId: tenant.id, id: chunk.id } }, include: { pack: true } })).toEqual({ ...chunk, pack });
+      expect(await db.backupChunk.findUniqueOrThrow({ where: { backupId_chunkId: { backupId: backup.id, chunkId: chunk.id } } })).toEqual(ref);
+      await expect(db.pack.delete({ where: { id: pack.id } })).rejects.toThrow(); // a chunk still points at it
+      await db.chunk.delete({ where: { tenantId_id: { tenantId: tenant.id, id: chunk.id } } });
       const restore = await db.restore.create({
         data: {
           id: restoreId, tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], status: 'running', errorComponent: 'db', errorMessage: 'e',
@@ -158,11 +172,17 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.restore.findUniqueOrThrow({ where: { id: restore.id } })).toEqual(restore);
       expect(await db.idempotencyRecord.findUniqueOrThrow({ where: { tenantId_key: { tenantId: tenant.id, key: 'k' } } })).toEqual(idem);
       // Relations and cascades declared in the schema exist in the database.
-      const withAll = await db.tenant.findUniqueOrThrow({ where: { id: tenant.id }, include: { apiKeys: true, policies: true, clusters: { include: { backups: { include: { artifacts: true, restores: true } } } } } });
+      const withAll = await db.tenant.findUniqueOrThrow({ where: { id: tenant.id }, include: { apiKeys: true, policies: true, repository: true, packs: true, clusters: { include: { backups: { include: { artifacts: true, restores: true, chunkRefs: true } } } } } });
+      expect(withAll.repository).toEqual(repository);
+      expect(withAll.packs).toEqual([pack]);
+      expect(withAll.clusters[0]!.backups[0]!.chunkRefs).toEqual([ref]);
       expect(withAll.clusters[0]!.backups[0]!.artifacts).toHaveLength(1);
       expect(withAll.clusters[0]!.backups[0]!.restores).toHaveLength(1);
       await db.tenant.delete({ where: { id: tenant.id } });
       expect(await db.backupArtifact.count()).toBe(0);
+      expect(await db.backupChunk.count()).toBe(0);
+      expect(await db.pack.count()).toBe(0);
+      expect(await db.repository.count()).toBe(0);
     } finally {
       await db.$disconnect();
     }
