@@ -1,11 +1,20 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, mkdir, open, opendir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { Sha256Meter } from './checksum.js';
-import { ArtifactNotFoundError, InvalidArtifactKeyError, type ArtifactStore, type PutOptions, type PutResult } from './types.js';
+import {
+  ArtifactNotFoundError,
+  checkByteRange,
+  InvalidArtifactKeyError,
+  RangeNotSatisfiableError,
+  type ArtifactStore,
+  type ListedArtifact,
+  type PutOptions,
+  type PutResult,
+} from './types.js';
 import { fsyncDirectory } from '../lib/fsync.js';
 
 const MISSING = new Set(['ENOENT', 'ENOTDIR']);
@@ -29,6 +38,21 @@ export function checkArtifactKey(key: string): string | null {
   return null;
 }
 
+/** `''` or a valid key followed by '/'; what `list` and `deletePrefix` take. */
+export function checkArtifactPrefix(prefix: string, allowEmpty: boolean): string | null {
+  if (typeof prefix !== 'string') return 'must be a string';
+  if (prefix === '') return allowEmpty ? null : 'must not be empty';
+  if (!prefix.endsWith('/')) return "a prefix must end with '/'";
+  return checkArtifactKey(prefix.slice(0, -1));
+}
+
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+    offset += bytesWritten;
+  }
+}
+
 function toReadable(body: NodeJS.ReadableStream | Readable): Readable {
   return body instanceof Readable ? body : new Readable().wrap(body);
 }
@@ -38,12 +62,7 @@ function handleSink(handle: FileHandle): Writable {
   return new Writable({
     highWaterMark: 1 << 20,
     write(chunk: Buffer, _encoding, callback) {
-      void (async () => {
-        for (let offset = 0; offset < chunk.length; ) {
-          const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-          offset += bytesWritten;
-        }
-      })().then(() => callback(), callback);
+      writeAll(handle, chunk).then(() => callback(), callback);
     },
   });
 }
@@ -83,6 +102,87 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
     }
   }
 
+  /**
+   * Writes a temp file next to `file` through `write`, fsyncs it, renames it over `file` and
+   * fsyncs the directory: the key appears only complete and durable. On any failure the temp file
+   * is removed (and emptied directories pruned); a previous file under the key stays as it was.
+   */
+  async function writeDurably(file: string, write: (handle: FileHandle) => Promise<PutResult>): Promise<PutResult> {
+    const dir = path.dirname(file);
+    const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(8).toString('hex')}.partial`);
+    let handle: FileHandle | undefined;
+    try {
+      handle = await createTemp(dir, temp);
+      const result = await write(handle);
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      await rename(temp, file);
+      await fsyncDirectory(dir);
+      return result;
+    } catch (err) {
+      await handle?.close().catch(() => {});
+      await rm(temp, { force: true }).catch(() => {});
+      await pruneEmptyParents(dir);
+      throw err;
+    }
+  }
+
+  /** Opens a regular file for reading; ArtifactNotFoundError if it is missing or not a file. */
+  async function openFile(key: string, file: string): Promise<FileHandle> {
+    let handle: FileHandle;
+    try {
+      handle = await open(file, 'r');
+    } catch (err) {
+      if (MISSING.has(errnoCode(err) ?? '')) throw new ArtifactNotFoundError(key);
+      throw err;
+    }
+    const info = await handle.stat().catch(async (err: unknown) => {
+      await handle.close();
+      throw err;
+    });
+    if (!info.isFile()) {
+      await handle.close();
+      throw new ArtifactNotFoundError(key);
+    }
+    return handle;
+  }
+
+  /**
+   * Depth-first walk that holds one open directory stream per level and no listing: entries are
+   * read a few at a time (opendir). Names starting with '.' (our temp files) are not keys and are
+   * skipped, as are symlinks and other non-regular files. Entries that vanish mid-walk (a
+   * concurrent delete) are skipped; other errors surface.
+   */
+  async function* walk(dir: string, keyPrefix: string): AsyncGenerator<ListedArtifact> {
+    let handle;
+    try {
+      handle = await opendir(dir, { bufferSize: 64 });
+    } catch (err) {
+      if (MISSING.has(errnoCode(err) ?? '')) return;
+      throw err;
+    }
+    // for-await closes the directory on completion, break and error alike.
+    for await (const entry of handle) {
+      if (entry.name.startsWith('.')) continue;
+      const key = keyPrefix + entry.name;
+      if (checkArtifactKey(key) !== null) continue; // e.g. a backslash in a name: not addressable
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        yield* walk(full, `${key}/`);
+      } else if (entry.isFile()) {
+        let info;
+        try {
+          info = await lstat(full);
+        } catch (err) {
+          if (MISSING.has(errnoCode(err) ?? '')) continue;
+          throw err;
+        }
+        if (info.isFile()) yield { key, bytes: info.size, modifiedAt: info.mtime };
+      }
+    }
+  }
+
   return {
     url: pathToFileURL(root).href,
 
@@ -96,45 +196,69 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
         input.destroy();
         throw err;
       }
-      const dir = path.dirname(file);
-      const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(8).toString('hex')}.partial`);
-      let handle: FileHandle | undefined;
       try {
-        handle = await createTemp(dir, temp);
-        const meter = new Sha256Meter(opts.onProgress);
-        await pipeline(input, meter, handleSink(handle), opts.signal ? { signal: opts.signal } : {});
-        await handle.sync();
-        await handle.close();
-        handle = undefined;
-        await rename(temp, file);
-        await fsyncDirectory(dir);
-        return meter.result();
+        return await writeDurably(file, async (handle) => {
+          const meter = new Sha256Meter(opts.onProgress);
+          await pipeline(input, meter, handleSink(handle), opts.signal ? { signal: opts.signal } : {});
+          return meter.result();
+        });
       } catch (err) {
         input.destroy();
-        await handle?.close().catch(() => {});
-        await rm(temp, { force: true }).catch(() => {});
-        await pruneEmptyParents(dir);
         throw err;
       }
     },
 
-    async get(key: string): Promise<Readable> {
+    async putBuffer(key: string, body: Buffer): Promise<PutResult> {
       const file = fileOf(key);
-      let handle: FileHandle;
+      if (!Buffer.isBuffer(body)) throw new TypeError('putBuffer takes a Buffer');
+      return writeDurably(file, async (handle) => {
+        await writeAll(handle, body);
+        return { bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+      });
+    },
+
+    async getRange(key: string, start: number, end: number): Promise<Buffer> {
+      const file = fileOf(key);
+      checkByteRange(start, end);
+      const handle = await openFile(key, file);
       try {
-        handle = await open(file, 'r');
+        const { size } = await handle.stat();
+        if (size < end) throw new RangeNotSatisfiableError(key, start, end, size);
+        const out = Buffer.allocUnsafe(end - start);
+        for (let filled = 0; filled < out.length; ) {
+          const { bytesRead } = await handle.read(out, filled, out.length - filled, start + filled);
+          // Shrunk since the stat (truncated in place: never by this store, which replaces by rename).
+          if (bytesRead === 0) throw new RangeNotSatisfiableError(key, start, end, (await handle.stat()).size);
+          filled += bytesRead;
+        }
+        return out;
+      } finally {
+        await handle.close();
+      }
+    },
+
+    async size(key: string): Promise<number> {
+      const file = fileOf(key);
+      let info;
+      try {
+        info = await stat(file);
       } catch (err) {
         if (MISSING.has(errnoCode(err) ?? '')) throw new ArtifactNotFoundError(key);
         throw err;
       }
-      const info = await handle.stat().catch(async (err: unknown) => {
-        await handle.close();
-        throw err;
-      });
-      if (!info.isFile()) {
-        await handle.close();
-        throw new ArtifactNotFoundError(key);
-      }
+      if (!info.isFile()) throw new ArtifactNotFoundError(key);
+      return info.size;
+    },
+
+    list(prefix: string): AsyncIterable<ListedArtifact> {
+      const problem = checkArtifactPrefix(prefix, true);
+      if (problem) throw new InvalidArtifactKeyError(prefix, problem);
+      const dir = prefix === '' ? root : fileOf(prefix.slice(0, -1));
+      return walk(dir, prefix);
+    },
+
+    async get(key: string): Promise<Readable> {
+      const handle = await openFile(key, fileOf(key));
       return handle.createReadStream({ highWaterMark: 1 << 20 });
     },
 
@@ -155,7 +279,8 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
     },
 
     async deletePrefix(prefix: string): Promise<void> {
-      if (!prefix.endsWith('/')) throw new InvalidArtifactKeyError(prefix, "a prefix must end with '/'");
+      const problem = checkArtifactPrefix(prefix, false);
+      if (problem) throw new InvalidArtifactKeyError(prefix, problem);
       const dir = fileOf(prefix.slice(0, -1));
       await rm(dir, { recursive: true, force: true, maxRetries: 3 });
       await pruneEmptyParents(path.dirname(dir));

@@ -5,9 +5,9 @@ import { createS3Store } from './s3-store.js';
 import type { ArtifactStore } from './types.js';
 
 export { sha256OfStream } from './checksum.js';
-export { checkArtifactKey, createFileStore, putJson } from './file-store.js';
-export { ArtifactNotFoundError, InvalidArtifactKeyError } from './types.js';
-export type { ArtifactStore, PutOptions, PutResult } from './types.js';
+export { checkArtifactKey, checkArtifactPrefix, createFileStore, putJson } from './file-store.js';
+export { ArtifactNotFoundError, InvalidArtifactKeyError, RangeNotSatisfiableError } from './types.js';
+export type { ArtifactStore, ListedArtifact, PutOptions, PutResult } from './types.js';
 
 /** Builds the store named by STORAGE_URL / STORAGE_SECONDARY_URL. Error messages never echo the URL (it may carry credentials). */
 export function createStore(url: string): ArtifactStore {

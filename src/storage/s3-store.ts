@@ -6,15 +6,26 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Sha256Meter } from './checksum.js';
-import { checkArtifactKey } from './file-store.js';
-import { ArtifactNotFoundError, InvalidArtifactKeyError, type ArtifactStore, type PutOptions, type PutResult } from './types.js';
+import { checkArtifactKey, checkArtifactPrefix } from './file-store.js';
+import {
+  ArtifactNotFoundError,
+  checkByteRange,
+  InvalidArtifactKeyError,
+  RangeNotSatisfiableError,
+  type ArtifactStore,
+  type ListedArtifact,
+  type PutOptions,
+  type PutResult,
+} from './types.js';
 
 /** 8 MiB parts, two in flight: a put holds at most ~(queue + 1) parts in memory, whatever the artifact's size. */
 const PART_SIZE = 8 * 1024 * 1024;
@@ -122,6 +133,47 @@ function isMissingKey(err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound';
 }
 
+/** `bytes first-last/total`, total possibly `*`. */
+function parseContentRange(value: string | undefined): { first: number; last: number; total: number | undefined } | undefined {
+  const match = value === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value.trim());
+  if (!match) return undefined;
+  return { first: Number(match[1]), last: Number(match[2]), total: match[3] === '*' ? undefined : Number(match[3]) };
+}
+
+function sizeFromInvalidRange(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  // AWS (and s3rver) put <ActualObjectSize> in the error body, which the SDK copies onto the error.
+  const actual = 'ActualObjectSize' in err ? Number(err.ActualObjectSize) : NaN;
+  return Number.isSafeInteger(actual) && actual >= 0 ? actual : undefined;
+}
+
+/**
+ * Skips `skip` bytes of `body`, returns the next `length`, and destroys the body (nothing more is
+ * downloaded). A body that ends early is an error (a truncated transfer), never short data.
+ */
+async function readSlice(body: Readable, skip: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let toSkip = skip;
+  let filled = 0;
+  try {
+    for await (const chunk of body) {
+      let part = chunk as Buffer;
+      if (toSkip > 0) {
+        const dropped = Math.min(toSkip, part.length);
+        toSkip -= dropped;
+        part = part.subarray(dropped);
+      }
+      const taken = part.copy(out, filled, 0, Math.min(part.length, length - filled));
+      filled += taken;
+      if (filled === length) break;
+    }
+  } finally {
+    body.destroy();
+  }
+  if (filled !== length) throw new Error(`S3 GetObject body ended after ${filled} of the ${length} bytes of the range`);
+  return out;
+}
+
 function toReadable(body: NodeJS.ReadableStream | Readable): Readable {
   return body instanceof Readable ? body : new Readable().wrap(body);
 }
@@ -191,6 +243,37 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
     if (first) throw new Error(`S3 DeleteObjects failed for ${failed.length} key(s), first ${JSON.stringify(first.Key)}: ${first.Code ?? 'unknown error'}`);
   }
 
+  async function headSize(key: string, Key: string): Promise<number> {
+    let out;
+    try {
+      out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key }));
+    } catch (err) {
+      if (isMissingKey(err)) throw new ArtifactNotFoundError(key);
+      throw err;
+    }
+    if (typeof out.ContentLength !== 'number') throw new Error('S3 HeadObject returned no Content-Length');
+    return out.ContentLength;
+  }
+
+  /** ListObjectsV2 page by page; keys outside the store's key syntax (e.g. `dir/` markers) are not listed. */
+  async function* listPages(listPrefix: string): AsyncGenerator<ListedArtifact> {
+    const base = prefix === '' ? listPrefix : `${prefix}/${listPrefix}`;
+    const strip = prefix === '' ? 0 : prefix.length + 1;
+    let ContinuationToken: string | undefined;
+    for (;;) {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base, ContinuationToken }));
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined || !o.Key.startsWith(base)) continue;
+        const key = o.Key.slice(strip);
+        if (checkArtifactKey(key) !== null) continue;
+        yield { key, bytes: o.Size ?? 0, modifiedAt: o.LastModified ?? new Date(0) };
+      }
+      if (!page.IsTruncated) return;
+      if (page.NextContinuationToken === undefined) throw new Error('S3 ListObjectsV2 was truncated without a continuation token');
+      ContinuationToken = page.NextContinuationToken;
+    }
+  }
+
   return {
     url: prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`,
 
@@ -242,6 +325,69 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
       return out.Body;
     },
 
+    async putBuffer(key: string, body: Buffer): Promise<PutResult> {
+      const Key = objectKey(key);
+      if (!Buffer.isBuffer(body)) throw new TypeError('putBuffer takes a Buffer');
+      // One PutObject whatever the size (S3 takes up to 5 GiB in one): the object appears whole or
+      // not at all, and no multipart upload can be left behind. The SDK may retry it (a Buffer replays).
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: body, ContentLength: body.length }));
+      return { bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+    },
+
+    async getRange(key: string, start: number, end: number): Promise<Buffer> {
+      const Key = objectKey(key);
+      checkByteRange(start, end);
+      if (start === end) {
+        // No empty HTTP range exists: check that the object is there and long enough.
+        const size = await headSize(key, Key);
+        if (size < end) throw new RangeNotSatisfiableError(key, start, end, size);
+        return Buffer.alloc(0);
+      }
+      let out;
+      try {
+        out = await client.send(new GetObjectCommand({ Bucket: bucket, Key, Range: `bytes=${start}-${end - 1}` }));
+      } catch (err) {
+        if (isMissingKey(err)) throw new ArtifactNotFoundError(key);
+        if (errorName(err) === 'InvalidRange' || httpStatus(err) === 416) {
+          // The range starts at or past the end of the object.
+          const size = sizeFromInvalidRange(err) ?? (await headSize(key, Key).catch((e: unknown) => {
+            if (e instanceof ArtifactNotFoundError) throw e;
+            return undefined;
+          }));
+          throw new RangeNotSatisfiableError(key, start, end, size);
+        }
+        throw err;
+      }
+      if (!(out.Body instanceof Readable)) throw new Error('S3 GetObject returned no readable body');
+      const body = out.Body;
+      // What the body holds: the Content-Range of a 206, or the whole object of a 200 (a server that
+      // ignores Range, or answers an empty object whole). Anything but a superset of the range is refused.
+      const range = parseContentRange(out.ContentRange);
+      const total = range ? range.total : out.ContentLength;
+      const first = range ? range.first : 0;
+      const last = range ? range.last : total === undefined ? -1 : total - 1;
+      if (total !== undefined && total < end) {
+        // S3 answers a range running past the end with the bytes it has: never hand them out as the range.
+        body.destroy();
+        throw new RangeNotSatisfiableError(key, start, end, total);
+      }
+      if (first > start || last < end - 1) {
+        body.destroy();
+        throw new Error(`S3 GetObject answered bytes ${first}-${last} for bytes ${start}-${end - 1}`);
+      }
+      return readSlice(body, start - first, end - start);
+    },
+
+    async size(key: string): Promise<number> {
+      return headSize(key, objectKey(key));
+    },
+
+    list(listPrefix: string): AsyncIterable<ListedArtifact> {
+      const problem = checkArtifactPrefix(listPrefix, true);
+      if (problem) throw new InvalidArtifactKeyError(listPrefix, problem);
+      return listPages(listPrefix);
+    },
+
     async exists(key: string): Promise<boolean> {
       const Key = objectKey(key);
       try {
@@ -263,7 +409,8 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
     },
 
     async deletePrefix(prefixToDelete: string): Promise<void> {
-      if (!prefixToDelete.endsWith('/')) throw new InvalidArtifactKeyError(prefixToDelete, "a prefix must end with '/'");
+      const problem = checkArtifactPrefix(prefixToDelete, false);
+      if (problem) throw new InvalidArtifactKeyError(prefixToDelete, problem);
       const base = `${objectKey(prefixToDelete.slice(0, -1))}/`;
       await abortUploadsUnder(base);
       // ListObjectsV2 continuation tokens are key-based, so deleting a page before asking for the next is safe.
