@@ -1,0 +1,207 @@
+/*
+ * The CPU work of seal.ts (HMAC ids, AES-GCM, and the waiting on zstd) on worker threads, so a
+ * backup's hashing and sealing does not stall the event loop that serves HTTP and uploads.
+ *
+ * A call is split into batches of about `batchBytes(total)` so each thread gets a share of it;
+ * a batch's inputs are copied into one ArrayBuffer that is transferred (the callers keep their
+ * buffers: the writer still needs the plaintext lengths, and a chunk is often a view of a larger
+ * read buffer, which structured cloning would copy whole). Results come back the same way and
+ * are views of one ArrayBuffer per batch. Calls smaller than INLINE_BYTES run on this thread:
+ * a round trip to a worker costs more than they do.
+ *
+ * zstd runs on libuv's thread pool (process-wide, UV_THREADPOOL_SIZE, default 4), not on these
+ * threads: on machines with more than 4 cores raise UV_THREADPOOL_SIZE at process start.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { chunkId, openChunk, sealChunk } from './seal.js';
+import { IntegrityError, type ChunkId, type TenantKeys } from './types.js';
+
+export interface SealPool {
+  /** Ids of the chunks (HMAC), computed off the main thread for big chunks; small ones inline. */
+  hash(macKey: Buffer, chunks: Buffer[]): Promise<ChunkId[]>;
+  seal(keys: TenantKeys, items: { id: ChunkId; plain: Buffer }[]): Promise<Buffer[]>;
+  /** Verified plaintexts; the first damaged chunk rejects the call with an IntegrityError. */
+  open(keys: TenantKeys, items: { id: ChunkId; blob: Buffer }[]): Promise<Buffer[]>;
+  close(): Promise<void>;
+}
+
+/** Chunks below this are hashed on the calling thread (HMAC of 64 KiB ≈ the cost of a worker round trip). */
+export const INLINE_HASH_BYTES = 64 * 1024;
+/** seal/open calls carrying less than this in total run on the calling thread. */
+export const INLINE_BYTES = 64 * 1024;
+const MIN_BATCH_BYTES = 1024 * 1024;
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+
+type Op = 'hash' | 'seal' | 'open';
+interface TaskResult {
+  ids?: ChunkId[];
+  output?: ArrayBuffer;
+  lengths?: number[];
+  error?: { name: string; message: string };
+}
+
+function ownCopy(key: Buffer): Uint8Array {
+  return new Uint8Array(key); // a 32-byte ArrayBuffer of its own, not Node's 8 KiB pool slab
+}
+
+function remoteError(e: { name: string; message: string }): Error {
+  if (e.name === 'IntegrityError') return new IntegrityError(e.message);
+  const err = e.name === 'TypeError' ? new TypeError(e.message) : new Error(e.message);
+  if (err.name !== e.name) err.name = e.name;
+  return err;
+}
+
+function views(output: ArrayBuffer, lengths: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const n of lengths) {
+    out.push(Buffer.from(output, at, n));
+    at += n;
+  }
+  return out;
+}
+
+export function createSealPool(opts: { threads?: number } = {}): SealPool {
+  const threads = Math.max(1, opts.threads ?? availableParallelism());
+  const piscina = new Piscina({
+    filename: new URL('./seal-worker.mjs', import.meta.url).href,
+    minThreads: 0,
+    maxThreads: threads,
+    // kept a while so consecutive batches reuse warm threads; idle workers are unref'd by piscina
+    idleTimeout: 30_000,
+  });
+  let closed = false;
+  // A worker that fails to start (its module cannot load) leaves queued tasks pending forever and
+  // is reported only as an 'error' event: the pool is then broken for good, and says so.
+  let broken: Error | undefined;
+  const inFlight = new Set<(err: Error) => void>();
+  piscina.on('error', (err: unknown) => {
+    broken = new Error(`seal pool worker failed: ${err instanceof Error ? err.message : String(err)}`);
+    for (const fail of inFlight) fail(broken);
+  });
+
+  function batchBytes(total: number): number {
+    return Math.min(MAX_BATCH_BYTES, Math.max(MIN_BATCH_BYTES, Math.ceil(total / threads)));
+  }
+
+  /** Index ranges [start, end) of `sizes`, each about `batchBytes` of input. */
+  function batches(sizes: number[]): [number, number][] {
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const target = batchBytes(total);
+    const out: [number, number][] = [];
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < sizes.length; i++) {
+      bytes += sizes[i]!;
+      if (bytes >= target) {
+        out.push([start, i + 1]);
+        start = i + 1;
+        bytes = 0;
+      }
+    }
+    if (start < sizes.length) out.push([start, sizes.length]);
+    return out;
+  }
+
+  async function run(op: Op, keys: { dataKey?: Buffer; macKey?: Buffer }, ids: ChunkId[] | undefined, inputs: Buffer[]): Promise<TaskResult> {
+    if (closed) throw new Error('seal pool closed');
+    if (broken) throw broken;
+    let total = 0;
+    for (const b of inputs) total += b.length;
+    const input = new ArrayBuffer(total);
+    const view = new Uint8Array(input);
+    const lengths: number[] = [];
+    let at = 0;
+    for (const b of inputs) {
+      view.set(b, at);
+      at += b.length;
+      lengths.push(b.length);
+    }
+    const task = {
+      op,
+      ids,
+      input,
+      lengths,
+      dataKey: keys.dataKey ? ownCopy(keys.dataKey) : undefined,
+      macKey: keys.macKey ? ownCopy(keys.macKey) : undefined,
+    };
+    const abort = new AbortController();
+    const result = await new Promise<TaskResult>((resolve, reject) => {
+      const fail = (err: Error) => {
+        abort.abort(err);
+        reject(err);
+      };
+      inFlight.add(fail);
+      (piscina.run(task, { transferList: [input], signal: abort.signal }) as Promise<TaskResult>)
+        .then(resolve, reject)
+        .finally(() => inFlight.delete(fail));
+    });
+    if (result.error) throw remoteError(result.error);
+    return result;
+  }
+
+  async function perBatch<T>(sizes: number[], runBatch: (start: number, end: number) => Promise<T[]>): Promise<T[]> {
+    const parts = await Promise.all(batches(sizes).map(([s, e]) => runBatch(s, e)));
+    return parts.flat();
+  }
+
+  return {
+    async hash(macKey, chunks) {
+      const ids: ChunkId[] = new Array(chunks.length);
+      const big: number[] = [];
+      chunks.forEach((c, i) => {
+        if (c.length < INLINE_HASH_BYTES) ids[i] = chunkId(macKey, c);
+        else big.push(i);
+      });
+      if (big.length > 0) {
+        const remote = await perBatch(
+          big.map((i) => chunks[i]!.length),
+          async (s, e) => (await run('hash', { macKey }, undefined, big.slice(s, e).map((i) => chunks[i]!))).ids!,
+        );
+        big.forEach((i, k) => (ids[i] = remote[k]!));
+      }
+      return ids;
+    },
+
+    async seal(keys, items) {
+      const total = items.reduce((a, it) => a + it.plain.length, 0);
+      if (total < INLINE_BYTES) return Promise.all(items.map((it) => sealChunk(keys, it.id, it.plain)));
+      return perBatch(
+        items.map((it) => it.plain.length),
+        async (s, e) => {
+          const part = items.slice(s, e);
+          const r = await run('seal', keys, part.map((it) => it.id), part.map((it) => it.plain));
+          return views(r.output!, r.lengths!);
+        },
+      );
+    },
+
+    async open(keys, items) {
+      const total = items.reduce((a, it) => a + it.blob.length, 0);
+      if (total < INLINE_BYTES) return Promise.all(items.map((it) => openChunk(keys, it.id, it.blob)));
+      return perBatch(
+        items.map((it) => it.blob.length),
+        async (s, e) => {
+          const part = items.slice(s, e);
+          const r = await run('open', keys, part.map((it) => it.id), part.map((it) => it.blob));
+          return views(r.output!, r.lengths!);
+        },
+      );
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await piscina.close();
+    },
+  };
+}
+
+let shared: SealPool | undefined;
+
+/** The process's pool, created on first use; its idle workers do not keep the process alive. */
+export function sharedSealPool(): SealPool {
+  shared ??= createSealPool();
+  return shared;
+}

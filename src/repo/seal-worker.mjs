@@ -1,0 +1,63 @@
+/*
+ * The worker of seal-pool.ts: plain JavaScript (worker threads load no TypeScript under tsx or
+ * vitest), the formats from seal-core.mjs. One task is a batch of chunks: the inputs arrive in
+ * one transferred ArrayBuffer (`input`, split by `lengths`), the outputs leave the same way, so a
+ * batch costs two messages and no per-chunk cloning. Errors are answered as data ({ error: {name,
+ * message} }) because structured cloning keeps only standard error names.
+ */
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { chunkId, openChunk, sealChunk } from './seal-core.mjs';
+
+function split(input, lengths) {
+  const out = [];
+  let at = 0;
+  for (const n of lengths) {
+    out.push(Buffer.from(input, at, n));
+    at += n;
+  }
+  return out;
+}
+
+function key(u8) {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/** Buffers as one fresh ArrayBuffer, moved (not copied) to the caller. */
+function packed(buffers) {
+  let total = 0;
+  for (const b of buffers) total += b.length;
+  const out = Buffer.allocUnsafeSlow(total);
+  const lengths = [];
+  let at = 0;
+  for (const b of buffers) {
+    b.copy(out, at);
+    at += b.length;
+    lengths.push(b.length);
+  }
+  const value = { output: out.buffer, lengths };
+  return move({ [transferableSymbol]: [out.buffer], [valueSymbol]: value });
+}
+
+export default async function task({ op, dataKey, macKey, ids, input, lengths }) {
+  try {
+    const chunks = split(input, lengths);
+    switch (op) {
+      case 'hash': {
+        const k = key(macKey);
+        return { ids: chunks.map((c) => chunkId(k, c)) };
+      }
+      case 'seal': {
+        const keys = { dataKey: key(dataKey) };
+        return packed(await Promise.all(chunks.map((c, i) => sealChunk(keys, ids[i], c))));
+      }
+      case 'open': {
+        const keys = { dataKey: key(dataKey), macKey: key(macKey) };
+        return packed(await Promise.all(chunks.map((c, i) => openChunk(keys, ids[i], c))));
+      }
+      default:
+        throw new Error(`unknown op ${op}`);
+    }
+  } catch (err) {
+    return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
+  }
+}
