@@ -74,6 +74,12 @@ const envSchema = z.object({
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  PACK_TARGET_BYTES: z.coerce.number().int().min(1024 * 1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
+  GC_GRACE_MS: z.coerce.number().int().min(0).default(3_600_000),
+  GC_REPACK_THRESHOLD: z.coerce.number().min(0).max(1).default(0.5),
+  GC_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
+  VERIFY_SAMPLE_PERCENT: z.coerce.number().min(0).max(100).default(5),
+  VERIFY_SWEEP_MS: z.coerce.number().int().min(1000).default(86_400_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -103,6 +109,17 @@ export interface Config {
   rateLimit: { max: number; windowMs: number };
   /** Bearer token /metrics requires; unset: /metrics is not served. */
   metricsToken: string | undefined;
+  /** Target size of a pack object of the repository. */
+  packTargetBytes: number;
+  /** How long an unreferenced pack (or an orphan upload) stays in the stores before GC deletes it. */
+  gcGraceMs: number;
+  /** A live pack whose unreferenced share of bytes exceeds this is repacked. */
+  gcRepackThreshold: number;
+  /** How often every repository is garbage-collected besides after deletions. */
+  gcSweepMs: number;
+  /** Share of packs (percent) the periodic check re-reads per tenant, every VERIFY_SWEEP_MS. */
+  verifySamplePercent: number;
+  verifySweepMs: number;
   /** A running job's lease; a worker that stops renewing it is declared lost after this. */
   leaseMs: number;
   /** How often schedulers reconcile PostgreSQL with Redis and reap expired leases. */
@@ -155,6 +172,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     queuePrefix: e.QUEUE_PREFIX,
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     metricsToken: e.METRICS_TOKEN,
+    packTargetBytes: e.PACK_TARGET_BYTES,
+    gcGraceMs: e.GC_GRACE_MS,
+    gcRepackThreshold: e.GC_REPACK_THRESHOLD,
+    gcSweepMs: e.GC_SWEEP_MS,
+    verifySamplePercent: e.VERIFY_SAMPLE_PERCENT,
+    verifySweepMs: e.VERIFY_SWEEP_MS,
     leaseMs: e.WORKER_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -10,6 +10,8 @@ import { startWorkerRole } from './roles/worker.js';
 import { startSchedulerRole } from './roles/scheduler.js';
 import { createMetrics } from './modules/ops/metrics.js';
 import { checkKeyFingerprint, KeyMismatch } from './crypto/fingerprint.js';
+import { assertUnwrapsStoredKeys } from './repo/repository.js';
+import { WrongKeyError } from './repo/types.js';
 
 function fail(msg: string): never {
   console.error(`error: ${msg}`);
@@ -64,9 +66,11 @@ async function main() {
   await mkdir(config.dataRoot, { recursive: true });
   const rt = createRuntime(config, log);
   try {
+    // Before anything is written: a key that does not unwrap the tenants' repository keys stops here.
+    await assertUnwrapsStoredKeys(rt.db, config.encryptionKey);
     if ((await checkKeyFingerprint(rt.db, config.encryptionKey)) === 'recorded') log.info('recorded the encryption key fingerprint');
   } catch (err) {
-    if (err instanceof KeyMismatch) fail(err.message);
+    if (err instanceof KeyMismatch || err instanceof WrongKeyError) fail(err.message);
     fail(`cannot check the encryption key against PostgreSQL at ${where(config.databaseUrl)}: ${(err as Error).message.split('\n')[0]}`);
   }
   const stops: (() => Promise<void>)[] = [];

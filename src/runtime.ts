@@ -9,6 +9,7 @@ import { createRedis } from './queue/connection.js';
 import { createQueues, type Queues } from './queue/queues.js';
 import { createStore } from './storage/index.js';
 import type { ArtifactStore } from './storage/types.js';
+import { createRepoService, type RepoService } from './repo/service.js';
 
 /** The infrastructure every role shares: one database pool, one producer connection, the stores. */
 export interface Runtime {
@@ -21,6 +22,8 @@ export interface Runtime {
   queues: Queues;
   store: ArtifactStore;
   secondaryStore: ArtifactStore | null;
+  /** Tenants' repositories in the stores: keys, writers, verified readers. */
+  repo: RepoService;
   box: SecretBox;
   /** Which PostgreSQL servers tenants' components may reach (not the service's own server unless TARGET_ALLOW_SERVICE_SERVER; never its own database). */
   postgresTargets: PostgresTargetPolicy;
@@ -33,6 +36,8 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
   const redis = createRedis(config.redisUrl, 'producer');
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis producer connection error'));
   const queues = createQueues(redis, config.queuePrefix);
+  const store = createStore(config.storageUrl);
+  const secondaryStore = config.storageSecondaryUrl ? createStore(config.storageSecondaryUrl) : null;
   return {
     config,
     log,
@@ -40,8 +45,9 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
     ledger: createLedger(db),
     redis,
     queues,
-    store: createStore(config.storageUrl),
-    secondaryStore: config.storageSecondaryUrl ? createStore(config.storageSecondaryUrl) : null,
+    store,
+    secondaryStore,
+    repo: createRepoService({ db, masterKey: config.encryptionKey, primary: store, secondary: secondaryStore, settings: { packTargetBytes: config.packTargetBytes } }),
     box: createSecretBox(config.encryptionKey),
     postgresTargets: createPostgresTargetPolicy({
       allowedHosts: config.targetAllowedHosts,

@@ -150,7 +150,7 @@ describe('schema.prisma agrees with the migrations', () => {
       await db.chunk.delete({ where: { tenantId_id: { tenantId: tenant.id, id: chunk.id } } });
       const restore = await db.restore.create({
         data: {
-          id: restoreId, tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], status: 'running', errorComponent: 'db', errorMessage: 'e',
+          id: restoreId, tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], paths: ['a/b'], status: 'running', errorComponent: 'db', errorMessage: 'e',
           createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now,
         },
       });

@@ -1,20 +1,12 @@
-import { execFile } from 'node:child_process';
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
-import { createParallelGzip } from './parallel-gzip.js';
 import { checkRelativePath, errnoCode, NO_SUCH_DIRECTORY, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
-import { symlinkEscapes } from './symlinks.js';
-import { childEnv, lazyReadable, spawnOutput } from './process.js';
-import { extractTarGz } from './tar-extract.js';
-import { writeBehind } from './write-behind.js';
-import { TarHeaderScanner, type ScannedEntry } from './tar-scan.js';
-import { ComponentError, type BackupContext, type ComponentDriver, type RestoreContext } from './types.js';
-import { makeRestoreTemp, swapIntoPlace } from './restore-swap.js';
-import { hashArtifact } from './verify.js';
-import { fsyncTree } from '../lib/fsync.js';
-import { removeTree } from '../lib/remove-tree.js';
+import { ComponentError, type ComponentBackupContext, type ComponentDriver, type ComponentSnapshot, type RestoreContext } from './types.js';
+import { decodeManifest, encodeManifest, MANIFEST_FORMAT } from '../repo/manifest.js';
+import { backupTree } from '../repo/tree-backup.js';
+import { restoreTree } from '../repo/tree-restore.js';
+import { exportTree } from '../repo/tree-export.js';
+import { IntegrityError, type DirEntry } from '../repo/types.js';
 
 export interface DirectoryConfig {
   /** Relative to the tenant's folder, DATA_ROOT/<tenant dir>, which the worker passes as `ctx.dataRoot`. */
@@ -23,7 +15,8 @@ export interface DirectoryConfig {
 
 /** Turns low-level failures into messages fit for the tenant (no server paths). */
 function userFacing(err: unknown, what: string): Error {
-  if (err instanceof ComponentError || (err instanceof Error && err.name === 'AbortError')) return err;
+  if (err instanceof ComponentError || err instanceof IntegrityError || (err instanceof Error && (err.name === 'AbortError' || err.name === 'PathNotInBackupError'))) return err;
+  if (err instanceof PathEscapeError) return err;
   const code = errnoCode(err);
   if (code && /^E[A-Z]+$/.test(code)) return new ComponentError(`${what} failed: ${code}`);
   return new ComponentError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -42,63 +35,38 @@ async function resolveSourceDirectory(rel: string, dataRoot: string): Promise<st
 }
 
 /**
- * Passes the tar stream through unchanged while reading its headers; a symlink that points outside
- * the tenant's folder fails the stream before the chunk holding it goes any further.
+ * Walks the tree (repo/tree-backup.ts): files go through the sink, unchanged ones (same size,
+ * mtime, ctime, inode as in the previous backup) are not read at all, and the manifest lists
+ * every entry in path order. A symlink that leads outside the tenant's folder fails the backup.
  */
-function symlinkGuard(root: string, dataRootReal: string): Transform {
-  const symlinks: ScannedEntry[] = [];
-  const scanner = new TarHeaderScanner((entry) => {
-    if (entry.type === '2') symlinks.push(entry);
-  });
-  return new Transform({
-    async transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-      try {
-        scanner.write(chunk);
-        for (let link = symlinks.shift(); link; link = symlinks.shift()) {
-          const rel = path.posix.normalize(link.path).replace(/^\.\/?/, '');
-          if (await symlinkEscapes(dataRootReal, path.join(root, rel), link.linkpath)) {
-            throw new ComponentError(`symbolic link ${rel} points outside the tenant's folder`);
-          }
-        }
-        callback(null, chunk);
-      } catch (err) {
-        callback(userFacing(err, 'directory backup'));
+function backupDirectory(rel: string, ctx: ComponentBackupContext): ComponentSnapshot {
+  let logical = 0;
+  async function* entries(): AsyncGenerator<DirEntry> {
+    let root: string;
+    let tenantRoot: string;
+    try {
+      root = await resolveSourceDirectory(rel, ctx.dataRoot);
+      tenantRoot = await realpath(ctx.dataRoot);
+    } catch (err) {
+      throw userFacing(err, 'directory backup');
+    }
+    try {
+      for await (const e of backupTree({
+        root,
+        tenantRoot,
+        sink: ctx.sink,
+        ...(ctx.previous && { previous: decodeManifest(ctx.previous()) }),
+        ...(ctx.signal && { signal: ctx.signal }),
+        ...(ctx.onProgress && { onProgress: ctx.onProgress }),
+      })) {
+        if (e.type === 'file') logical += e.size;
+        yield e;
       }
-    },
-    flush(callback: TransformCallback) {
-      callback(scanner.ended ? null : new ComponentError('directory backup failed: tar output ended early'));
-    },
-  });
-}
-
-/**
- * GNU tar does the walk: node-tar's pack took ~10x longer on 20k small files, enough to lose the
- * benchmark against `tar -cz`. Its output is streamed through our symlink guard and the parallel
- * gzip. --sort=name makes archives of an unchanged tree identical. Any non-zero tar exit fails
- * the backup, including 1 ("file changed as we read it"): the archive would not be a consistent copy.
- */
-async function startBackup(rel: string, ctx: BackupContext): Promise<Readable> {
-  const root = await resolveSourceDirectory(rel, ctx.dataRoot);
-  const dataRootReal = await realpath(ctx.dataRoot);
-  const tar = spawnOutput(
-    'tar',
-    ['--create', '--file=-', '--format=gnu', '--numeric-owner', '--sort=name', `--directory=${root}`, '.'],
-    { label: 'tar', env: childEnv() },
-  );
-  const gzip = createParallelGzip();
-  // Any stage failing destroys the last one with that error, which is what the consumer sees.
-  pipeline(tar, symlinkGuard(root, dataRootReal), gzip, () => {});
-  return gzip;
-}
-
-/**
- * Makes the freshly extracted tree durable before it replaces the old one: an fsync per file and
- * directory of the tree, so the restore waits for its own data only. Should some entry not open
- * (a mode 0000 file when not running as root), one syncfs(2) via coreutils covers it instead.
- */
-async function syncTree(dir: string): Promise<void> {
-  const { failed } = await fsyncTree(dir);
-  if (failed > 0) await promisify(execFile)('sync', ['--file-system', dir], { env: childEnv() }).catch(() => {});
+    } catch (err) {
+      throw userFacing(err, 'directory backup');
+    }
+  }
+  return { manifest: encodeManifest({ format: MANIFEST_FORMAT, type: 'directory' }, entries()), logicalBytes: () => logical };
 }
 
 /** The real path the restore must replace, and whether something is there now. */
@@ -121,57 +89,40 @@ async function resolveRestoreTarget(rel: string, dataRoot: string): Promise<{ ta
   return { target: path.join(parent, path.posix.basename(rel)), exists: false };
 }
 
-async function restoreDirectory(rel: string, artifact: Readable, ctx: RestoreContext): Promise<void> {
+/**
+ * Materializes the snapshot beside the target (or beside each of `paths`), every chunk verified,
+ * makes it durable and swaps it in atomically (repo/tree-restore.ts); on any failure the target
+ * is untouched.
+ */
+async function restoreDirectory(rel: string, ctx: RestoreContext): Promise<void> {
   const problem = checkRelativePath(rel);
-  if (problem) {
-    artifact.destroy();
-    throw new PathEscapeError(problem);
-  }
-  let temp: string | undefined;
+  if (problem) throw new PathEscapeError(problem);
   try {
-    const dataRootReal = await realpath(ctx.dataRoot);
+    const tenantRoot = await realpath(ctx.dataRoot);
     const { target } = await resolveRestoreTarget(rel, ctx.dataRoot);
-    temp = await makeRestoreTemp(target);
-    const flusher = writeBehind(temp);
-    // What is checked is exactly what tar was fed, since both happen on this one stream.
-    const hashed = hashArtifact(artifact, ctx.verify);
-    try {
-      await extractTarGz(hashed.stream, {
-        dest: temp,
-        finalRoot: target,
-        dataRootReal,
-        onFile: flusher.file,
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-      });
-    } finally {
-      await flusher.stop();
-    }
-    await syncTree(temp);
-    ctx.signal?.throwIfAborted();
-    await hashed.check(); // the last point where the target is untouched
-    const staged = temp;
-    temp = undefined;
-    await swapIntoPlace(staged, target);
+    await restoreTree({
+      entries: decodeManifest(ctx.manifest),
+      source: ctx.source,
+      target,
+      tenantRoot,
+      ...(ctx.paths && { paths: ctx.paths }),
+      ...(ctx.signal && { signal: ctx.signal }),
+    });
   } catch (err) {
-    artifact.destroy();
-    if (temp) await removeTree(temp);
     throw userFacing(err, `restore of ${rel}`);
   }
 }
 
 export const directoryDriver: ComponentDriver<DirectoryConfig> = {
   type: 'directory',
-  artifactExtension: 'tar.gz',
+  archive: { extension: 'tar', mediaType: 'application/x-tar' },
   backup(config, ctx) {
-    return lazyReadable(async () => {
-      try {
-        return await startBackup(config.path, ctx);
-      } catch (err) {
-        throw userFacing(err, 'directory backup');
-      }
-    }, ctx.signal);
+    return backupDirectory(config.path, ctx);
   },
-  restore(config, artifact, ctx) {
-    return restoreDirectory(config.path, artifact, ctx);
+  restore(config, ctx) {
+    return restoreDirectory(config.path, ctx);
+  },
+  async exportArchive(manifest, source) {
+    return exportTree(decodeManifest(manifest), source);
   },
 };

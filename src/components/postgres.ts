@@ -1,10 +1,10 @@
-import type { Readable } from 'node:stream';
 import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './postgres-connection.js';
 import { describePostgresFailure } from './postgres-errors.js';
 import { pinAddresses } from './postgres-targets.js';
 import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
-import { hashArtifact } from './verify.js';
+import { ArtifactChangedError, hashArtifact } from './verify.js';
+import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
 
 export interface PostgresConfig {
   /** postgresql:// URL, possibly with a password. */
@@ -20,40 +20,62 @@ async function connectionFor(config: PostgresConfig, ctx: BackupContext): Promis
   return pinAddresses(conn, verdict.addresses);
 }
 
+/** Counts the bytes of a dump as they pass, for progress. */
+async function* counted(source: AsyncIterable<Buffer>, onBytes: (n: number) => void): AsyncGenerator<Buffer> {
+  let n = 0;
+  for await (const b of source) {
+    n += b.length;
+    onBytes(n);
+    yield b;
+  }
+}
+
 export const postgresDriver: ComponentDriver<PostgresConfig> = {
   type: 'postgres',
-  artifactExtension: 'pgdump',
+  archive: { extension: 'pgdump', mediaType: 'application/octet-stream' },
 
-  backup(config, ctx): Readable {
-    return lazyReadable(async () => {
-      const conn = await connectionFor(config, ctx);
-      return spawnOutput('pg_dump', ['--format=custom', '--no-password', dbnameArgument(conn.database)], {
-        label: 'pg_dump',
-        env: childEnv(conn.env),
-        redact: conn.redact,
-        describe: describePostgresFailure,
-        ...(ctx.log ? { log: ctx.log } : {}),
-      });
-    }, ctx.signal);
+  /**
+   * pg_dump's custom format, uncompressed (-Z0), straight into the chunker: unchanged tables give
+   * the same chunks day after day. The manifest (the chunk list) is produced once the dump ended
+   * with success; any failure of pg_dump errors it instead.
+   */
+  backup(config, ctx) {
+    let logical = 0;
+    async function* manifest(): AsyncGenerator<Buffer> {
+      const dump = lazyReadable(async () => {
+        const conn = await connectionFor(config, ctx);
+        return spawnOutput('pg_dump', ['--format=custom', '--compress=0', '--no-password', dbnameArgument(conn.database)], {
+          label: 'pg_dump',
+          env: childEnv(conn.env),
+          redact: conn.redact,
+          describe: describePostgresFailure,
+          ...(ctx.log ? { log: ctx.log } : {}),
+        });
+      }, ctx.signal);
+      const onBytes = (n: number) => ctx.onProgress?.({ bytes_done: n, bytes_total: null, files_done: 0, files_total: null });
+      const ref = await ctx.sink.writeStream(counted(dump, onBytes));
+      logical = ref.bytes;
+      yield* encodeStreamManifest(ref);
+    }
+    return { manifest: manifest(), logicalBytes: () => logical };
   },
 
-  async restore(config, artifact, ctx): Promise<void> {
-    let conn;
-    try {
-      conn = await connectionFor(config, ctx);
-    } catch (err) {
-      artifact.destroy();
-      throw err;
-    }
+  async restore(config, ctx): Promise<void> {
+    const conn = await connectionFor(config, ctx);
+    const ref = await decodeStreamManifest(ctx.manifest);
     // The dump becomes SQL (pg_restore -f -) that psql runs after CLEAR_DATABASE in one
     // transaction: the database ends up equal to the backup (objects created since are gone).
     // The two tools stream straight into each other; COMMIT is written only once pg_restore has
-    // succeeded AND the gate let it through: the whole artifact was fed and hashed, and
-    // `ctx.verify` accepted its digest. On any failure, abort or refusal psql ends inside an
-    // open transaction, which the server rolls back: the database stays exactly as it was.
-    const hashed = hashArtifact(artifact, ctx.verify);
-    await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], hashed.stream, {
-      gate: () => hashed.check(),
+    // succeeded AND the gate let it through: every chunk was read and verified (the source errors
+    // on any that does not) and the byte count is the manifest's. On any failure, abort or
+    // refusal psql ends inside an open transaction, which the server rolls back: the database
+    // stays exactly as it was.
+    const dump = ctx.source.read(ref.chunks);
+    const counted = hashArtifact(dump, (got) => {
+      if (got.bytes !== ref.bytes) throw new ArtifactChangedError(`the dump read back has ${got.bytes} bytes, ${ref.bytes} recorded; nothing was restored`);
+    });
+    await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], counted.stream, {
+      gate: () => counted.check(),
       label: 'pg_restore',
       env: { ...childEnv(conn.env), BK_CLEAR_SQL: RESTORE_SETTINGS + CLEAR_DATABASE },
       redact: conn.redact,
@@ -61,6 +83,11 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
       ...(ctx.log ? { log: ctx.log } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
+  },
+
+  async exportArchive(manifest, source) {
+    const ref = await decodeStreamManifest(manifest);
+    return source.read(ref.chunks);
   },
 };
 

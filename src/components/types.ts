@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { PostgresTargetPolicy } from './postgres-targets.js';
-import type { VerifyArtifact } from './verify.js';
+import type { ChunkSink, ChunkSource, Progress } from '../repo/types.js';
 import type { ToolLog } from './process.js';
 
 export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
@@ -16,30 +16,47 @@ export interface BackupContext {
   log?: ToolLog;
 }
 
+export interface ComponentBackupContext extends BackupContext {
+  /** Where the component's bytes go: the tenant's repository (chunked, deduplicated, sealed). */
+  sink: ChunkSink;
+  /** The same component's manifest in the cluster's last completed backup, if any: a directory backup reuses its unchanged files' chunks. */
+  previous: (() => AsyncIterable<Buffer>) | null;
+  onProgress?: (p: Progress) => void;
+}
+
+export interface ComponentSnapshot {
+  /** The component's manifest, produced as the backup runs; it ends only once every byte is in the sink. */
+  manifest: AsyncIterable<Buffer>;
+  /** Logical bytes backed up (known once `manifest` has ended). */
+  logicalBytes(): number;
+}
+
 export interface RestoreContext extends BackupContext {
-  /**
-   * Checks the digest of the artifact bytes the driver consumed, all of them, before the point
-   * of no return (directory: the swap; postgres: the COMMIT); throwing leaves the target as it
-   * was. Pass `expectDigest(artifact)`: then what is applied is exactly what was backed up.
-   */
-  verify?: VerifyArtifact;
+  /** Verified chunks of the tenant's repository. */
+  source: ChunkSource;
+  /** The manifest's bytes: every chunk verified, and erroring at its end unless the whole matches the recorded sha256. */
+  manifest: AsyncIterable<Buffer>;
+  /** Directory components only: replace just these paths (relative to the component), each atomically. */
+  paths?: string[];
 }
 
 export interface ComponentDriver<C> {
   readonly type: ComponentType;
-  /** 'tar.gz' | 'pgdump' */
-  readonly artifactExtension: string;
   /**
-   * A stream of the artifact bytes. It must ERROR (not end) on any failure — including a child
-   * process exiting non-zero or a symlink escape found mid-walk — and must END only once success
-   * is certain. Work starts when the stream is first read.
+   * Backs the component up through `ctx.sink`. The manifest stream must ERROR (not end) on any
+   * failure — a child process exiting non-zero, a symlink escape found mid-walk — and END only
+   * once success is certain. Work starts when it is first read.
    */
-  backup(config: C, ctx: BackupContext): Readable;
+  backup(config: C, ctx: ComponentBackupContext): ComponentSnapshot;
   /**
-   * Replaces the component's data with the artifact's; on failure (including `ctx.verify`
-   * refusing the bytes read) the data is left as it was.
+   * Replaces the component's data with the snapshot's; every chunk is verified before the point
+   * of no return (directory: the swap; postgres: the COMMIT), so on failure the data is left as it was.
    */
-  restore(config: C, artifact: Readable, ctx: RestoreContext): Promise<void>;
+  restore(config: C, ctx: RestoreContext): Promise<void>;
+  /** A portable copy of the snapshot: a tar of the tree, or the pg_dump custom-format file. */
+  exportArchive(manifest: AsyncIterable<Buffer>, source: ChunkSource): Promise<Readable>;
+  /** File extension and media type of `exportArchive`. */
+  readonly archive: { extension: string; mediaType: string };
 }
 
 /** A failure whose message is safe to show to the tenant: no secrets, no server paths outside DATA_ROOT, no addresses of the service's network. */

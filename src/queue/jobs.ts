@@ -17,6 +17,10 @@ export const jobRegistry = {
     prune: z.object({ tenant_id: z.uuid(), cluster_id: z.uuid() }),
     'replicate-backup': z.object({ tenant_id: z.uuid(), backup_id: z.uuid() }),
     'verify-backup': z.object({ tenant_id: z.uuid(), backup_id: z.uuid() }),
+    /** Garbage collection of a tenant's repository (job id gc-<tenant>: one at a time). */
+    gc: z.object({ tenant_id: z.uuid() }),
+    /** The periodic sampled check of a tenant's packs (VERIFY_SAMPLE_PERCENT). */
+    'verify-sample': z.object({ tenant_id: z.uuid() }),
   },
 } as const;
 

@@ -6,6 +6,7 @@ import { startWorkers, type Workers } from '../queue/worker.js';
 import { createBackupDeleter, createBackupRunner, createReplicator, createVerifier } from '../modules/backups/backups.jobs.js';
 import { createRestoreRunner } from '../modules/restores/restores.jobs.js';
 import { createClusterDeleter } from '../modules/clusters/clusters.jobs.js';
+import { createGcJob, createSampleVerifier } from '../modules/repository/repository.jobs.js';
 import { createPruneJob } from '../modules/retention/retention.jobs.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
 import { tenantRootOf } from '../modules/tenants/tenant-folder.js';
@@ -25,9 +26,8 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const connection = createRedis(rt.config.redisUrl, 'worker');
   connection.on('error', (err) => rt.log.debug({ err: err.message }, 'redis worker connection error'));
-  const stores = [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])];
   const retention = createRetentionService({ db: rt.db, ledger: rt.ledger });
-  const storeSet = { primary: rt.store, secondary: rt.secondaryStore };
+  const repoSettings = { gcGraceMs: rt.config.gcGraceMs, gcRepackThreshold: rt.config.gcRepackThreshold, verifySamplePercent: rt.config.verifySamplePercent };
   const { db, ledger, box, postgresTargets, now, log, queues } = rt;
   const leaseMs = rt.config.leaseMs;
   // Directory components resolve inside their tenant's own folder, checked again here.
@@ -39,14 +39,16 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
     concurrency: rt.config.workerConcurrency,
     log,
     handlers: {
-      backups: { 'run-backup': createBackupRunner({ ...common, store: rt.store, secondary: rt.secondaryStore, queues }) },
-      restores: { 'run-restore': createRestoreRunner({ ...common, stores: storeSet }) },
+      backups: { 'run-backup': createBackupRunner({ ...common, repo: rt.repo, queues }) },
+      restores: { 'run-restore': createRestoreRunner({ ...common, repo: rt.repo }) },
       maintenance: {
-        'delete-backup': createBackupDeleter({ db, ledger, stores }),
-        'delete-cluster': createClusterDeleter({ db, ledger, stores, now }),
+        'delete-backup': createBackupDeleter({ db, ledger, repo: rt.repo, queues }),
+        'delete-cluster': createClusterDeleter({ db, ledger, repo: rt.repo, queues, now }),
         prune: createPruneJob({ service: retention, queues }),
-        'replicate-backup': createReplicator({ db, stores: storeSet, log, now }),
-        'verify-backup': createVerifier({ db, stores: storeSet, now }),
+        'replicate-backup': createReplicator({ db, repo: rt.repo, log, now }),
+        'verify-backup': createVerifier({ db, repo: rt.repo, now }),
+        gc: createGcJob({ db, repo: rt.repo, settings: repoSettings, now, log, signal: shutdown.signal }),
+        'verify-sample': createSampleVerifier({ db, repo: rt.repo, settings: repoSettings, now, log }),
       },
     },
   });

@@ -72,3 +72,5 @@ ALTER TABLE "backups" ADD COLUMN "progress" JSONB;
 ALTER TABLE "backup_artifacts" ADD COLUMN "type" TEXT NOT NULL DEFAULT 'directory';
 ALTER TABLE "backup_artifacts" ADD COLUMN "stored_bytes" BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE "backup_artifacts" ADD COLUMN "manifest" JSONB NOT NULL DEFAULT '{}';
+-- A partial restore of one directory component: only these paths are replaced.
+ALTER TABLE "restores" ADD COLUMN "paths" JSONB;

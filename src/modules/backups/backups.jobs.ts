@@ -1,17 +1,20 @@
-import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
 import type { ArtifactStore } from '../../storage/types.js';
+import type { RepoService } from '../../repo/service.js';
+import { IntegrityError, type Progress, type TenantKeys } from '../../repo/types.js';
+import { writeSnapshot, type SnapshotRecord } from '../../repo/snapshot.js';
+import { packKey, snapshotKey } from '../../repo/layout.js';
+import { verifyPack } from '../../repo/pack.js';
 import type { Queues } from '../../queue/queues.js';
 import { RetryLater } from '../../queue/worker.js';
 import type { Ledger } from '../../jobs/ledger.js';
 import { publicMessage } from '../../lib/public-error.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
 import type { ArtifactLocation } from './backups.present.js';
-import { ArtifactUnusable, findIntactCopy, type Stores } from './artifacts.js';
 import { withLease } from '../../queue/lease.js';
 
 const PROGRESS_EVERY_MS = 1_000;
@@ -21,9 +24,7 @@ export const HAND_BACK_DELAY_MS = 500;
 export interface BackupJobDeps {
   db: Db;
   ledger: Ledger;
-  store: ArtifactStore;
-  /** Where dual-region clusters' artifacts are copied after the backup completes. */
-  secondary: ArtifactStore | null;
+  repo: RepoService;
   box: SecretBox;
   /** The folder of a tenant's directory components (DATA_ROOT/<tenant dir>), checked again here. */
   dataRootOf: (tenantId: string) => Promise<string>;
@@ -37,43 +38,70 @@ export interface BackupJobDeps {
   shutdown?: AbortSignal;
 }
 
-export function backupPrefix(b: { tenantId: string; clusterId: string; id: string }): string {
-  return `${b.tenantId}/${b.clusterId}/${b.id}/`;
-}
-
 /** Tenant-visible text of an error: no server paths, bounded (the full error goes to the log). */
 export const errorMessage = publicMessage;
 
+/** The manifest of the same component in the cluster's newest completed backup, if it is a directory snapshot. */
+async function previousArtifact(db: Db, clusterId: string, component: string, type: string) {
+  return db.backupArtifact.findFirst({
+    where: { component, type, backup: { clusterId, status: 'completed' } },
+    orderBy: { backup: { completedAt: 'desc' } },
+  });
+}
+
+/** Passes bytes through, hashing them. */
+function hashing(source: AsyncIterable<Buffer>): { stream: AsyncGenerator<Buffer>; digest: () => string } {
+  const hash = createHash('sha256');
+  async function* pass() {
+    for await (const b of source) {
+      hash.update(b);
+      yield b;
+    }
+  }
+  let hex: string | undefined;
+  return { stream: pass(), digest: () => (hex ??= hash.digest('hex')) };
+}
+
+/** A tenant-visible name for a failure: integrity problems say so. */
+function describeFailure(err: unknown): string {
+  if (err instanceof IntegrityError) return `integrity check failed: ${errorMessage(err)}`;
+  return errorMessage(err);
+}
+
 /**
- * Runs one backup: every component concurrently into the store (hashing as bytes pass), then a
- * manifest, then one transaction records the artifacts and `completed`. Any component failing
- * aborts the others, removes every artifact written, and records `failed` with the cause. A
- * shutdown that cannot wait removes what was written and hands the backup back (`queued`), so
- * another worker runs it.
+ * Runs one backup: every component concurrently into the tenant's repository (each through its
+ * own writer: chunks deduplicated against every earlier backup of the tenant, new ones sealed
+ * into packs), then the manifests, the sealed snapshot record in the store, and one transaction
+ * that records the artifacts and `completed`. Any component failing aborts the others and
+ * records `failed` with the cause; what it stored is garbage that GC collects. A shutdown that
+ * cannot wait hands the backup back (`queued`), so another worker runs it.
  */
 export function createBackupRunner(deps: BackupJobDeps) {
-  const { db, store, log, ledger } = deps;
+  const { db, log, ledger, repo } = deps;
 
   return async function runBackup(payload: { tenant_id: string; backup_id: string }): Promise<void> {
     if (deps.shutdown?.aborted) throw new RetryLater(HAND_BACK_DELAY_MS, 'this worker is shutting down');
     const started = await ledger.start('backup', payload.tenant_id, payload.backup_id, { workerId: deps.workerId, now: deps.now(), leaseMs: deps.leaseMs });
     if (!started) return; // deleted, already run, or taken by another worker: nothing to do
-    const backup = await db.backup.findUniqueOrThrow({ where: { id: payload.backup_id }, include: { cluster: true } });
+    const backup = await db.backup.findUniqueOrThrow({ where: { id: payload.backup_id }, include: { cluster: { include: { policy: true } } } });
+    // References of an earlier attempt (handed back) are recorded again as this one goes.
+    await db.backupChunk.deleteMany({ where: { backupId: backup.id } });
     const components = backup.cluster.components as StoredComponent[];
     const dual = backup.cluster.backupLocation === 'dual_region';
-    const prefix = backupPrefix(backup);
     const status = new Map(components.map((c) => [c.name, 'running']));
     const componentStatus = () => [...status].map(([name, s]) => ({ name, status: s }));
-    const done = new Map<string, number>();
+    const progress = new Map<string, Progress>();
     let lastProgress = 0;
     const reportProgress = (force = false) => {
       const n = Date.now();
       if (!force && n - lastProgress < PROGRESS_EVERY_MS) return;
       lastProgress = n;
-      const total = [...done.values()].reduce((a, b) => a + b, 0);
+      const all = [...progress.values()];
+      const sum = (f: (p: Progress) => number | null) => (all.some((p) => f(p) === null) ? null : all.reduce((a, p) => a + (f(p) ?? 0), 0));
+      const p = { bytes_done: sum((x) => x.bytes_done) ?? 0, bytes_total: sum((x) => x.bytes_total), files_done: sum((x) => x.files_done) ?? 0, files_total: sum((x) => x.files_total) };
       // Progress is not lifecycle state: it only touches a running row of this worker.
       db.backup
-        .updateMany({ where: { id: backup.id, status: 'running', workerId: deps.workerId }, data: { bytesDone: BigInt(total), components: componentStatus() } })
+        .updateMany({ where: { id: backup.id, status: 'running', workerId: deps.workerId }, data: { bytesDone: BigInt(p.bytes_done), progress: p, components: componentStatus() } })
         .catch(() => {});
     };
     const abort = new AbortController();
@@ -95,23 +123,33 @@ export function createBackupRunner(deps: BackupJobDeps) {
           components.map(async (c) => {
             try {
               const driver = getDriver(c.type);
-              const key = `${prefix}${c.name}.${driver.artifactExtension}`;
               dataRoot ??= await deps.dataRootOf(backup.tenantId);
-              const stream = driver.backup(decryptComponent(c, deps.box).config, { dataRoot, postgresTargets: deps.postgresTargets, signal: abort.signal, log });
-              const res = await store.put(key, stream, {
+              const writer = await repo.writer({ tenantId: backup.tenantId, backupId: backup.id, clusterId: backup.clusterId, signal: abort.signal });
+              const prev = c.type === 'directory' ? await previousArtifact(db, backup.clusterId, c.name, c.type) : null;
+              const source = prev ? await repo.source(backup.tenantId, { signal: abort.signal }) : null;
+              progress.set(c.name, { bytes_done: 0, bytes_total: null, files_done: 0, files_total: null });
+              const snap = driver.backup(decryptComponent(c, deps.box).config, {
+                dataRoot,
+                postgresTargets: deps.postgresTargets,
                 signal: abort.signal,
-                onProgress: (n: number) => {
-                  done.set(c.name, n);
+                log,
+                sink: writer,
+                previous: prev && source ? () => repo.manifestBytes(source, prev) : null,
+                onProgress: (p) => {
+                  progress.set(c.name, p);
                   reportProgress();
                 },
               });
+              const manifest = hashing(snap.manifest);
+              const ref = await writer.writeStream(manifest.stream);
+              await writer.flush();
               status.set(c.name, 'completed');
-              return { component: c.name, key, ...res };
+              return { component: c.name, type: c.type, bytes: snap.logicalBytes(), storedBytes: writer.storedBytes, sha256: manifest.digest(), manifest: ref };
             } catch (err) {
               status.set(c.name, abort.signal.aborted ? 'cancelled' : 'failed');
               if (!failure && !interrupted) {
                 log.warn({ err, backup_id: backup.id, component: c.name }, 'backup component failed');
-                failure = { component: c.name, message: errorMessage(err) };
+                failure = { component: c.name, message: describeFailure(err) };
                 abort.abort();
               }
               return null;
@@ -123,9 +161,11 @@ export function createBackupRunner(deps: BackupJobDeps) {
     );
     deps.shutdown?.removeEventListener('abort', onShutdown);
 
-    const removePartial = () => store.deletePrefix(prefix).catch((err: unknown) => log.error({ err, backup_id: backup.id }, 'could not remove partial artifacts'));
+    // What a failed or interrupted attempt stored is unreferenced once its references go: GC's.
+    const requestGc = () => repo.repositories.requestGc(backup.tenantId, deps.now()).catch(() => {});
     if (interrupted) {
-      await removePartial();
+      await db.backupChunk.deleteMany({ where: { backupId: backup.id } }).catch(() => {});
+      await requestGc();
       const back = await ledger.handBack('backup', backup.id, deps.workerId);
       log.info({ backup_id: backup.id, handed_back: back }, 'backup interrupted by shutdown; handed back');
       if (back) throw new RetryLater(HAND_BACK_DELAY_MS, 'handed back at shutdown');
@@ -133,40 +173,72 @@ export function createBackupRunner(deps: BackupJobDeps) {
     }
     const finish = deps.now();
     const fail = async (f: { component: string | null; message: string }) => {
-      await removePartial();
       await ledger.fail('backup', backup.id, f, { now: finish, data: { components: componentStatus() } });
+      await db.backupChunk.deleteMany({ where: { backupId: backup.id } }).catch(() => {});
+      await requestGc();
       log.info({ backup_id: backup.id, component: f.component }, 'backup failed');
     };
     if (failure) {
       await fail(failure);
     } else {
       const artifacts = results.filter((r) => r !== null);
-      const manifest = {
-        format: 'backup-manifest/v1',
-        backup_id: backup.id,
-        cluster_id: backup.clusterId,
-        tenant_id: backup.tenantId,
-        trigger: backup.trigger,
-        created_at: backup.createdAt.toISOString(),
-        completed_at: finish.toISOString(),
-        artifacts: artifacts.map((a) => ({ component: a.component, key: a.key, bytes: a.bytes, sha256: a.sha256 })),
+      const size = artifacts.reduce((a, r) => a + r.bytes, 0);
+      const stored = artifacts.reduce((a, r) => a + r.storedBytes, 0);
+      const cl = backup.cluster;
+      const record: SnapshotRecord = {
+        format: 'bk-snapshot/v1',
+        backup: {
+          id: backup.id,
+          tenant_id: backup.tenantId,
+          cluster_id: backup.clusterId,
+          trigger: backup.trigger,
+          created_at: backup.createdAt.toISOString(),
+          started_at: backup.startedAt?.toISOString() ?? null,
+          completed_at: finish.toISOString(),
+          size_bytes: size,
+          stored_bytes: stored,
+        },
+        cluster: {
+          id: cl.id,
+          name: cl.name,
+          environment: cl.environment,
+          region: cl.region,
+          backup_location: cl.backupLocation,
+          deletion_protection: cl.deletionProtection,
+          components: cl.components,
+          created_at: cl.createdAt.toISOString(),
+          policy: cl.policy && {
+            id: cl.policy.id,
+            name: cl.policy.name,
+            is_default: cl.policy.isDefault,
+            timezone: cl.policy.timezone,
+            schedule: cl.policy.schedule,
+            max_backups: cl.policy.maxBackups,
+            manual_count: cl.policy.manualCount,
+            manual_rate_limit: cl.policy.manualRateLimit,
+            failed_count: cl.policy.failedCount,
+          },
+        },
+        components: artifacts.map((a) => ({ name: a.component, type: a.type, bytes: a.bytes, stored_bytes: a.storedBytes, sha256: a.sha256, manifest: a.manifest })),
       };
+      let key: string;
       try {
-        await store.put(`${prefix}manifest.json`, Readable.from([Buffer.from(JSON.stringify(manifest, null, 2))]));
+        key = await writeSnapshot(repo.primary, await repo.repositories.keysOf(backup.tenantId), record);
       } catch (err) {
-        log.warn({ err, backup_id: backup.id }, 'writing the manifest failed');
-        await fail({ component: null, message: `writing the manifest failed: ${errorMessage(err)}` });
+        log.warn({ err, backup_id: backup.id }, 'writing the snapshot record failed');
+        await fail({ component: null, message: `writing the snapshot record failed: ${errorMessage(err)}` });
         return;
       }
-      const size = artifacts.reduce((a, r) => a + r.bytes, 0);
-      const replicate = dual && deps.secondary !== null;
+      const replicate = dual && repo.secondary !== null;
       const committed = await ledger.complete(
         'backup',
         backup.id,
         {
           completedAt: finish,
           sizeBytes: BigInt(size),
+          storedBytes: BigInt(stored),
           bytesDone: BigInt(size),
+          progress: { bytes_done: size, bytes_total: size, files_done: [...progress.values()].reduce((a, p) => a + p.files_done, 0), files_total: [...progress.values()].reduce((a, p) => a + p.files_done, 0) },
           components: componentStatus(),
           ...(replicate && { replicationStatus: 'pending', replicationNextAt: finish }),
         },
@@ -176,22 +248,27 @@ export function createBackupRunner(deps: BackupJobDeps) {
               id: randomUUID(),
               backupId: backup.id,
               component: a.component,
-              key: a.key,
+              type: a.type,
+              key,
               bytes: BigInt(a.bytes),
+              storedBytes: BigInt(a.storedBytes),
               sha256: a.sha256,
+              manifest: a.manifest as never,
               locations: [
-                { store: 'primary', url: store.locationOf(a.key), status: 'present' },
-                ...(replicate ? [{ store: 'secondary' as const, url: deps.secondary!.locationOf(a.key), status: 'pending' as const }] : []),
+                { store: 'primary', url: repo.primary.locationOf(key), status: 'present' },
+                ...(replicate ? [{ store: 'secondary' as const, url: repo.secondary!.locationOf(key), status: 'pending' as const }] : []),
               ] satisfies ArtifactLocation[],
             })),
           });
         },
       );
       if (!committed) {
-        await removePartial(); // declared lost meanwhile: its record says failed
+        // declared lost meanwhile: its record says failed
+        await repo.primary.delete(key).catch(() => {});
+        await requestGc();
         return;
       }
-      log.info({ backup_id: backup.id, bytes: size }, 'backup completed');
+      log.info({ backup_id: backup.id, bytes: size, stored_bytes: stored }, 'backup completed');
       if (replicate)
         await deps.queues
           .add('maintenance', 'replicate-backup', { tenant_id: backup.tenantId, backup_id: backup.id }, backup.id)
@@ -203,13 +280,18 @@ export function createBackupRunner(deps: BackupJobDeps) {
   };
 }
 
-/** Removes a `deleting` backup: artifacts from every store first, then the record. Idempotent. */
-export function createBackupDeleter(deps: { db: Db; ledger: Ledger; stores: ArtifactStore[] }) {
+/**
+ * Removes a `deleting` backup: its snapshot record from every store, then the record (its chunk
+ * references go with it), then asks for a GC of the tenant's repository. Idempotent.
+ */
+export function createBackupDeleter(deps: { db: Db; ledger: Ledger; repo: RepoService; queues?: Pick<Queues, 'add'> }) {
   return async function deleteBackup(payload: { tenant_id: string; backup_id: string }): Promise<void> {
     const b = await deps.db.backup.findFirst({ where: { id: payload.backup_id, tenantId: payload.tenant_id } });
     if (!b || b.status !== 'deleting') return;
-    for (const s of deps.stores) await s.deletePrefix(backupPrefix(b));
+    for (const s of [deps.repo.primary, deps.repo.secondary]) if (s) await s.delete(snapshotKey(b.tenantId, b.id));
     await deps.ledger.removeDeleted(b.id);
+    await deps.repo.repositories.requestGc(b.tenantId);
+    await deps.queues?.add('maintenance', 'gc', { tenant_id: b.tenantId }, b.tenantId).catch(() => {});
   };
 }
 
@@ -219,43 +301,51 @@ export function replicationBackoffMs(attempts: number): number {
 }
 
 /**
- * Copies a dual-region backup's artifacts (and manifest) to the secondary store, checking that
- * the copy hashes to the recorded sha256, and records each copy's status. A failed copy makes
- * the backup `degraded` (shown on it and in metrics) and is retried with a growing backoff by
- * the reconciler, never given up on. Idempotent: copies already present are skipped.
+ * Copies what a dual-region backup relies on to the secondary store: every pack holding one of
+ * its chunks (whole, checked against its id, the sha256 of its body), its snapshot record and
+ * the repository config; records each pack's status. A failed copy makes the backup `degraded`
+ * (shown on it and in metrics) and is retried with a growing backoff by the reconciler, never
+ * given up on. Idempotent: packs already present are skipped.
  */
-export function createReplicator(deps: { db: Db; stores: Stores; log: Logger; now: () => Date }) {
+export function createReplicator(deps: { db: Db; repo: RepoService; log: Logger; now: () => Date }) {
   return async function replicate(payload: { tenant_id: string; backup_id: string }): Promise<void> {
-    const { db, stores } = deps;
-    const secondary = stores.secondary;
+    const { db, repo } = deps;
+    const secondary = repo.secondary;
     if (!secondary) return;
     const b = await db.backup.findFirst({ where: { id: payload.backup_id, tenantId: payload.tenant_id, status: 'completed' }, include: { artifacts: true } });
     if (!b || b.replicationStatus === 'replicated') return;
     const problems: string[] = [];
+    const packs = await db.$pool.query<{ id: string }>(
+      `SELECT DISTINCT c.pack_id AS id FROM backup_chunks r JOIN chunks c ON c.tenant_id = r.tenant_id AND c.id = r.chunk_id
+       JOIN packs p ON p.id = c.pack_id WHERE r.backup_id = $1 AND p.secondary_status IS DISTINCT FROM 'present'`,
+      [b.id],
+    );
+    for (const { id } of packs.rows) {
+      const key = packKey(b.tenantId, id);
+      try {
+        const body = await repo.primary.getRange(key, 0, await repo.primary.size(key));
+        if (createHash('sha256').update(body).digest('hex') !== id) throw new IntegrityError('the primary copy does not match its id');
+        await secondary.putBuffer(key, body);
+        await db.pack.updateMany({ where: { id }, data: { secondaryStatus: 'present' } });
+      } catch (err) {
+        deps.log.warn({ err, backup_id: b.id, pack: id }, 'replication of a pack failed');
+        problems.push(`pack ${id.slice(0, 12)}: ${errorMessage(err)}`);
+        await db.pack.updateMany({ where: { id }, data: { secondaryStatus: 'failed' } });
+      }
+    }
+    const snap = snapshotKey(b.tenantId, b.id);
     try {
-      const manifestKey = `${backupPrefix(b)}manifest.json`;
-      if (!(await secondary.exists(manifestKey)) && (await stores.primary.exists(manifestKey))) await secondary.put(manifestKey, await stores.primary.get(manifestKey));
+      await repo.repositories.keysOf(b.tenantId); // writes the config to the secondary if it is not there yet
+      const size = await repo.primary.size(snap);
+      await secondary.putBuffer(snap, await repo.primary.getRange(snap, 0, size));
     } catch (err) {
-      problems.push(`manifest: ${errorMessage(err)}`);
+      problems.push(`snapshot record: ${errorMessage(err)}`);
     }
     for (const a of b.artifacts) {
       const locations = a.locations as unknown as ArtifactLocation[];
       const sec = locations.find((l) => l.store === 'secondary');
-      if (!sec || sec.status === 'present') continue;
-      let status: ArtifactLocation['status'] = 'present';
-      try {
-        const copy = await secondary.put(a.key, await stores.primary.get(a.key));
-        if (copy.sha256 !== a.sha256) {
-          status = 'failed';
-          problems.push(`component ${a.component}: the copy's checksum does not match`);
-          await secondary.delete(a.key);
-        }
-      } catch (err) {
-        deps.log.warn({ err, backup_id: b.id, component: a.component }, 'replication failed');
-        problems.push(`component ${a.component}: ${errorMessage(err)}`);
-        status = 'failed';
-      }
-      sec.status = status;
+      if (!sec) continue;
+      sec.status = problems.length ? 'failed' : 'present';
       await db.backupArtifact.update({ where: { id: a.id }, data: { locations: locations as never } });
     }
     const attempts = b.replicationAttempts + 1;
@@ -268,22 +358,53 @@ export function createReplicator(deps: { db: Db; stores: Stores; log: Logger; no
   };
 }
 
-/** Re-reads and re-hashes every stored copy of a completed backup; records the outcome on it. */
-export function createVerifier(deps: { db: Db; stores: Stores; now: () => Date }) {
+/**
+ * Re-reads every pack a completed backup relies on, whole, from every store that holds a copy:
+ * the body must hash to the pack's id and every chunk in it must decrypt and match its MAC; and
+ * every component's manifest must read back to its recorded sha256. Records the outcome.
+ */
+export function createVerifier(deps: { db: Db; repo: RepoService; now: () => Date }) {
   return async function verify(payload: { tenant_id: string; backup_id: string }): Promise<void> {
-    const { db } = deps;
+    const { db, repo } = deps;
     const claimed = await db.backup.updateMany({ where: { id: payload.backup_id, tenantId: payload.tenant_id, status: 'completed', verifyStatus: 'queued' }, data: { verifyStatus: 'running' } });
     if (!claimed.count) return;
     const b = await db.backup.findUniqueOrThrow({ where: { id: payload.backup_id }, include: { artifacts: { orderBy: { component: 'asc' } } } });
     const problems: string[] = [];
+    const keys = await repo.repositories.keysOf(b.tenantId);
+    const checked = new Map<string, string[]>(); // pack -> problems
+    let packCount = 0;
     for (const a of b.artifacts) {
-      const locations = a.locations as unknown as ArtifactLocation[];
-      for (const loc of locations.filter((l) => l.status === 'present')) {
-        try {
-          await findIntactCopy({ ...a, locations: [loc] }, deps.stores);
-        } catch (err) {
-          problems.push(err instanceof ArtifactUnusable ? `component "${a.component}": ${err.problems.join('; ')}` : errorMessage(err));
+      const where = `component "${a.component}"`;
+      try {
+        const source = await repo.source(b.tenantId);
+        const ids = new Set<string>(((a.manifest as { chunks?: string[] }).chunks ?? []));
+        if (a.type === 'directory') {
+          for await (const e of repo.entries(source, a)) for (const id of e.chunks ?? []) ids.add(id);
+        } else {
+          for (const id of (await repo.streamOf(source, a)).chunks) ids.add(id);
         }
+        const packs = await db.$pool.query<{ id: string; secondary_status: string | null }>(
+          'SELECT DISTINCT p.id, p.secondary_status FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.tenant_id = $1 AND c.id = ANY($2::text[])',
+          [b.tenantId, [...ids]],
+        );
+        const located = await db.$pool.query<{ n: number }>('SELECT count(*)::int AS n FROM chunks WHERE tenant_id = $1 AND id = ANY($2::text[])', [b.tenantId, [...ids]]);
+        if (located.rows[0]!.n !== ids.size) problems.push(`${where}: integrity check failed: ${ids.size - located.rows[0]!.n} chunk(s) missing from the repository`);
+        for (const p of packs.rows) {
+          let found = checked.get(p.id);
+          if (!found) {
+            found = [];
+            const stores: [string, ArtifactStore][] = [['primary', repo.primary]];
+            if (repo.secondary && p.secondary_status === 'present') stores.push(['secondary', repo.secondary]);
+            for (const [name, store] of stores) {
+              found.push(...(await verifyPackAt(store, keys, b.tenantId, p.id)).map((m) => `${name} copy of pack ${p.id.slice(0, 12)}: ${m}`));
+            }
+            checked.set(p.id, found);
+            packCount++;
+          }
+          for (const m of found) problems.push(`${where}: integrity check failed: ${m}`);
+        }
+      } catch (err) {
+        problems.push(`${where}: ${describeFailure(err)}`);
       }
     }
     await db.backup.updateMany({
@@ -291,8 +412,24 @@ export function createVerifier(deps: { db: Db; stores: Stores; now: () => Date }
       data: {
         verifyStatus: problems.length ? 'failed' : 'passed',
         verifiedAt: deps.now(),
-        verifyMessage: problems.length ? problems.join(' | ') : `${b.artifacts.length} artifact(s) re-read; every sha256 matches`,
+        verifyMessage: problems.length ? problems.join(' | ') : `${b.artifacts.length} component(s), ${packCount} pack(s) re-read at every location; every chunk verifies`,
       },
     });
   };
+}
+
+/** Problems of one stored copy of a pack: missing, not matching its id, or a chunk that does not open. */
+export async function verifyPackAt(store: ArtifactStore, keys: TenantKeys, tenantId: string, packId: string): Promise<string[]> {
+  const key = packKey(tenantId, packId);
+  let body: Buffer;
+  try {
+    body = await store.getRange(key, 0, await store.size(key));
+  } catch (err) {
+    return [err instanceof Error && err.name === 'ArtifactNotFoundError' ? 'the pack is missing' : `unreadable (${errorMessage(err)})`];
+  }
+  try {
+    return (await verifyPack(keys, body, packId)).map((p) => (p.id ? `chunk ${p.id.slice(0, 12)}: ${p.message}` : p.message));
+  } catch (err) {
+    return [errorMessage(err)];
+  }
 }

@@ -4,7 +4,7 @@ import type { Backup } from '../../generated/prisma/client.js';
 
 /** What presenting a backup needs: the row (lease fields aside) and its artifacts' public fields. */
 export type BackupRecord = Omit<Backup, 'workerId' | 'leaseExpiresAt'> & {
-  artifacts: { component: string; bytes: bigint | number; sha256: string; locations: unknown }[];
+  artifacts: { component: string; type?: string; bytes: bigint | number; storedBytes?: bigint | number; stored_bytes?: bigint | number | string; sha256: string; locations: unknown }[];
 };
 
 export interface ArtifactLocation {
@@ -24,11 +24,14 @@ export function presentBackup(b: BackupRecord): BackupView {
     started_at: iso(b.startedAt),
     completed_at: iso(b.completedAt),
     size_bytes: b.sizeBytes === null ? null : Number(b.sizeBytes),
+    stored_bytes: b.storedBytes === null ? null : Number(b.storedBytes),
     artifacts: b.artifacts.map((a) => {
       const locations = a.locations as unknown as ArtifactLocation[];
       return {
         component: a.component,
+        type: (a.type ?? 'directory') as 'directory' | 'postgres',
         bytes: Number(a.bytes),
+        stored_bytes: Number(a.storedBytes ?? a.stored_bytes ?? 0),
         sha256: a.sha256,
         location: locations.find((l) => l.store === 'primary')?.url ?? '',
         locations,
@@ -36,7 +39,7 @@ export function presentBackup(b: BackupRecord): BackupView {
     }),
     error: b.errorMessage === null ? null : { component: b.errorComponent, message: b.errorMessage },
     components: b.components as { name: string; status: string }[],
-    progress: { bytes_done: Number(b.bytesDone) },
+    progress: presentProgress(b),
     verification:
       b.verifyStatus === null
         ? null
@@ -50,5 +53,17 @@ export function presentBackup(b: BackupRecord): BackupView {
             next_attempt_at: iso(b.replicationNextAt),
             error: b.replicationError,
           },
+  };
+}
+
+/** `{bytes_done, bytes_total, files_done, files_total}`: totals null until known. */
+function presentProgress(b: BackupRecord): BackupView['progress'] {
+  const p = (b.progress ?? null) as Partial<BackupView['progress']> | null;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return {
+    bytes_done: num(p?.bytes_done) ?? Number(b.bytesDone),
+    bytes_total: num(p?.bytes_total),
+    files_done: num(p?.files_done) ?? 0,
+    files_total: num(p?.files_total),
   };
 }

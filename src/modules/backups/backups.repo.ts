@@ -26,12 +26,12 @@ export function createBackupRepo(db: Db) {
       return db.$queryRaw<BackupRecord[]>`
         SELECT b.id::text, b.tenant_id::text AS "tenantId", b.cluster_id::text AS "clusterId", b.trigger::text, b.status::text, b.live,
                b.created_at AS "createdAt", b.started_at AS "startedAt", b.completed_at AS "completedAt",
-               b.size_bytes AS "sizeBytes", b.bytes_done AS "bytesDone", b.components,
+               b.size_bytes AS "sizeBytes", b.stored_bytes AS "storedBytes", b.bytes_done AS "bytesDone", b.progress, b.components,
                b.error_component AS "errorComponent", b.error_message AS "errorMessage",
                b.verify_status AS "verifyStatus", b.verified_at AS "verifiedAt", b.verify_message AS "verifyMessage",
                b.replication_status AS "replicationStatus", b.replication_attempts AS "replicationAttempts",
                b.replication_next_at AS "replicationNextAt", b.replication_error AS "replicationError",
-               COALESCE((SELECT json_agg(json_build_object('component', a.component, 'bytes', a.bytes, 'sha256', a.sha256, 'locations', a.locations) ORDER BY a.component)
+               COALESCE((SELECT json_agg(json_build_object('component', a.component, 'type', a.type, 'bytes', a.bytes, 'stored_bytes', a.stored_bytes, 'sha256', a.sha256, 'locations', a.locations) ORDER BY a.component)
                          FROM backup_artifacts a WHERE a.backup_id = b.id), '[]'::json) AS artifacts
         FROM backups b
         WHERE b.tenant_id = ${tenantId}::uuid AND b.cluster_id = ${clusterId}::uuid

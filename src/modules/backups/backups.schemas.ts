@@ -19,8 +19,10 @@ export const idempotencyHeaders = z.object({
 export const locationSchema = z.object({ store: z.enum(['primary', 'secondary']), url: z.string(), status: z.enum(['pending', 'present', 'failed']) });
 export const artifactSchema = z.object({
   component: z.string(),
-  bytes: z.number().int(),
-  sha256: z.string(),
+  type: z.enum(['directory', 'postgres']),
+  bytes: z.number().int().describe('logical bytes of the component'),
+  stored_bytes: z.number().int().describe('bytes this component added to the store, after deduplication and compression'),
+  sha256: z.string().describe("sha256 of the component's manifest, which names every chunk"),
   location: z.string().describe('URL of the primary copy'),
   locations: z.array(locationSchema),
 });
@@ -35,11 +37,14 @@ export const backupSchema = z
     created_at: timestamp,
     started_at: timestamp.nullable(),
     completed_at: timestamp.nullable(),
-    size_bytes: z.number().int().nullable(),
+    size_bytes: z.number().int().nullable().describe('logical bytes of its components'),
+    stored_bytes: z.number().int().nullable().describe('bytes it added to the store after deduplication and compression (null until completed)'),
     artifacts: z.array(artifactSchema),
     error: z.object({ component: z.string().nullable(), message: z.string() }).nullable(),
     components: z.array(z.object({ name: z.string(), status: z.string() })),
-    progress: z.object({ bytes_done: z.number().int() }),
+    progress: z
+      .object({ bytes_done: z.number().int(), bytes_total: z.number().int().nullable(), files_done: z.number().int(), files_total: z.number().int().nullable() })
+      .describe('while running, updated at least every 2 s; totals are null until known'),
     verification: z
       .object({ status: z.enum(['queued', 'running', 'passed', 'failed']), checked_at: timestamp.nullable(), message: z.string().nullable() })
       .nullable()

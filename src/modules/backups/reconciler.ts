@@ -1,6 +1,6 @@
 import type { Runtime } from '../../runtime.js';
 import { jobId, type JobName, type JobPayload, type QueueName } from '../../queue/jobs.js';
-import { backupPrefix } from './backups.jobs.js';
+import { snapshotKey } from '../../repo/layout.js';
 
 // Safe to run on every scheduler instance at once: each transition is a conditional update
 // and job ids are derived from rows, so concurrent runs only repeat a little work.
@@ -27,7 +27,10 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
 
   for (const b of await ledger.reapLost('backup', t, BATCH)) {
     lost++;
-    for (const s of [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])]) await s.deletePrefix(backupPrefix(b)).catch(() => {});
+    // What it stored is garbage once its references go (GC's); a snapshot record, if it got that far, too.
+    await db.backupChunk.deleteMany({ where: { backupId: b.id } }).catch(() => {});
+    for (const s of [rt.store, ...(rt.secondaryStore ? [rt.secondaryStore] : [])]) await s.delete(snapshotKey(b.tenantId, b.id)).catch(() => {});
+    await rt.repo.repositories.requestGc(b.tenantId, t).catch(() => {});
     await queues.add('maintenance', 'prune', { tenant_id: b.tenantId, cluster_id: b.clusterId }, `${b.clusterId}-${b.id}`).catch(() => {});
   }
   lost += (await ledger.reapLost('restore', t, BATCH)).length;
@@ -78,6 +81,22 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
       payload: { tenant_id: c.tenantId, cluster_id: c.id },
     })),
   );
+  // Repositories due for GC: asked for (a deletion, a failed backup), doomed packs past the
+  // grace period waiting to go, or none for GC_SWEEP_MS; and for the sampled check.
+  const graceCutoff = new Date(t.getTime() - rt.config.gcGraceMs);
+  const gcDue = await db.$queryRaw<{ tenant_id: string }[]>`
+    SELECT r.tenant_id::text FROM repositories r
+    WHERE r.gc_requested_at IS NOT NULL
+       OR r.gc_ran_at IS NULL OR r.gc_ran_at < ${new Date(t.getTime() - rt.config.gcSweepMs)}
+       OR EXISTS (SELECT 1 FROM packs p WHERE p.tenant_id = r.tenant_id AND p.status = 'doomed' AND p.doomed_at < ${graceCutoff})
+    LIMIT ${BATCH}`;
+  await requeueMissing('maintenance', 'gc', gcDue.map((r) => ({ id: r.tenant_id, payload: { tenant_id: r.tenant_id } })));
+  const verifyDue = await db.repository.findMany({
+    where: { OR: [{ verifiedAt: null }, { verifiedAt: { lt: new Date(t.getTime() - rt.config.verifySweepMs) } }] },
+    select: { tenantId: true },
+    take: BATCH,
+  });
+  if (rt.config.verifySamplePercent > 0) await requeueMissing('maintenance', 'verify-sample', verifyDue.map((r) => ({ id: r.tenantId, payload: { tenant_id: r.tenantId } })));
   const freed = await ledger.repairSlots(BATCH);
   await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
   return { requeued, lost, freed };

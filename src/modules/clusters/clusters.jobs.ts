@@ -1,7 +1,9 @@
 import type { Db } from '../../db/client.js';
 import type { Ledger } from '../../jobs/ledger.js';
 import { RetryLater } from '../../queue/worker.js';
-import type { ArtifactStore } from '../../storage/types.js';
+import type { Queues } from '../../queue/queues.js';
+import type { RepoService } from '../../repo/service.js';
+import { snapshotKey } from '../../repo/layout.js';
 
 /** How long a deletion waits before looking again at running work it must outlive. */
 export const DELETION_WAIT_MS = 5_000;
@@ -9,10 +11,11 @@ export const DELETION_WAIT_MS = 5_000;
 /**
  * Deletes a `deleting` cluster: its queued work, and queued restores reading its backups into
  * other clusters, are cancelled (their targets freed); running work is waited for (the job comes
- * back after a delay, never giving up); then every artifact goes, then the rows (cascade).
+ * back after a delay, never giving up); then its snapshot records go, then the rows (cascade), and
+ * GC of the tenant's repository is asked for.
  * Each step is idempotent, so a crash midway is resumed by running the job again.
  */
-export function createClusterDeleter(deps: { db: Db; ledger: Ledger; stores: ArtifactStore[]; now: () => Date }) {
+export function createClusterDeleter(deps: { db: Db; ledger: Ledger; repo: RepoService; queues?: Pick<Queues, 'add'>; now: () => Date }) {
   return async function deleteCluster(payload: { tenant_id: string; cluster_id: string }): Promise<void> {
     const { db, ledger } = deps;
     const c = await db.cluster.findFirst({ where: { id: payload.cluster_id, tenantId: payload.tenant_id } });
@@ -26,7 +29,12 @@ export function createClusterDeleter(deps: { db: Db; ledger: Ledger; stores: Art
       (await db.backup.count({ where: { clusterId: c.id, status: 'running' } })) +
       (await db.restore.count({ where: { OR: [{ clusterId: c.id }, { sourceClusterId: c.id }], status: 'running' } }));
     if (running > 0) throw new RetryLater(DELETION_WAIT_MS, `cluster ${c.id} still has ${running} running job(s)`);
-    for (const s of deps.stores) await s.deletePrefix(`${c.tenantId}/${c.id}/`);
+    // Its snapshot records go, then the rows (their chunk references with them); the data its
+    // backups alone relied on is then unreferenced, and GC takes it.
+    const backups = await db.backup.findMany({ where: { clusterId: c.id }, select: { id: true } });
+    for (const s of [deps.repo.primary, deps.repo.secondary]) if (s) for (const b of backups) await s.delete(snapshotKey(c.tenantId, b.id));
     await db.cluster.deleteMany({ where: { id: c.id, status: 'deleting' } });
+    await deps.repo.repositories.requestGc(c.tenantId);
+    await deps.queues?.add('maintenance', 'gc', { tenant_id: c.tenantId }, c.tenantId).catch(() => {});
   };
 }

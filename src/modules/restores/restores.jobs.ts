@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import { expectDigest, getDriver, type PostgresTargetPolicy } from '../../components/index.js';
+import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
 import { withLease } from '../../queue/lease.js';
-import { ArtifactUnusable, findIntactCopy, type Stores } from '../backups/artifacts.js';
+import type { RepoService } from '../../repo/service.js';
+import { IntegrityError } from '../../repo/types.js';
 import { errorMessage, HAND_BACK_DELAY_MS } from '../backups/backups.jobs.js';
 import type { Ledger } from '../../jobs/ledger.js';
 import { RetryLater } from '../../queue/worker.js';
@@ -12,7 +13,7 @@ import { decryptComponent, type StoredComponent } from '../clusters/components.j
 export interface RestoreJobDeps {
   db: Db;
   ledger: Ledger;
-  stores: Stores;
+  repo: RepoService;
   box: SecretBox;
   /** The folder of a tenant's directory components (DATA_ROOT/<tenant dir>), checked again here. */
   dataRootOf: (tenantId: string) => Promise<string>;
@@ -26,13 +27,16 @@ export interface RestoreJobDeps {
 }
 
 /**
- * Runs one restore. Every artifact is first read back in full and its sha256 checked (falling
- * back to the secondary copy); only when all are intact is any target touched. Each component
- * is then replaced by its driver (directory: extract beside, swap atomically; postgres: one
- * transaction). The target cluster is `active` again afterwards, whatever the outcome.
+ * Runs one restore. Every chunk is read by byte range from its pack (falling back to the
+ * secondary copy pack by pack) and verified before anything reaches a target; each component is
+ * replaced by its driver (directory: materialized beside, made durable, swapped atomically;
+ * postgres: one transaction, committed only once every chunk verified). When several components
+ * are restored, all of their chunks are first read and checked, so a damaged second component
+ * does not leave the first one replaced. The target cluster is `active` again afterwards,
+ * whatever the outcome.
  */
 export function createRestoreRunner(deps: RestoreJobDeps) {
-  const { db, log, ledger } = deps;
+  const { db, log, ledger, repo } = deps;
   return async function runRestore(payload: { tenant_id: string; restore_id: string }): Promise<void> {
     if (deps.shutdown?.aborted) throw new RetryLater(HAND_BACK_DELAY_MS, 'this worker is shutting down');
     const started = await ledger.start('restore', payload.tenant_id, payload.restore_id, { workerId: deps.workerId, now: deps.now(), leaseMs: deps.leaseMs });
@@ -46,27 +50,38 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         renew,
         async () => {
           const names = r.components as string[];
+          const paths = (r.paths as string[] | null) ?? undefined;
           const targets = new Map((r.cluster.components as StoredComponent[]).map((c) => [c.name, c]));
           const dataRoot = await deps.dataRootOf(r.tenantId);
+          const source = await repo.source(r.tenantId, {
+            ...(deps.shutdown && { signal: deps.shutdown }),
+            onFallback: (pack, problem) => log.warn({ restore_id: r.id, pack, problem }, 'primary copy of a pack failed; reading the secondary'),
+          });
           const plan = [];
           for (const name of names) {
             current = name;
             const artifact = r.backup.artifacts.find((a) => a.component === name);
             const target = targets.get(name);
             if (!artifact || !target) throw new Error(`component "${name}" is no longer present in the backup or the target cluster`);
-            plan.push({ name, artifact, target, copy: await findIntactCopy(artifact, deps.stores) });
+            plan.push({ name, artifact, target });
+          }
+          if (plan.length > 1) {
+            // All or nothing across components: every chunk of every component verifies first.
+            for (const step of plan) {
+              current = step.name;
+              await drain(source, repo, step.artifact);
+            }
           }
           for (const step of plan) {
             current = step.name;
             deps.shutdown?.throwIfAborted();
-            // The copy found intact above is read once more and applied; the driver hashes exactly
-            // the bytes it applies and refuses them before its swap or COMMIT unless they match.
-            const source = await step.copy.store.get(step.artifact.key);
-            await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, source, {
+            await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, {
               dataRoot,
               postgresTargets: deps.postgresTargets,
               log,
-              verify: expectDigest(step.artifact, `${step.copy.which} copy`),
+              source,
+              manifest: repo.manifestBytes(source, step.artifact),
+              ...(paths && { paths }),
               ...(deps.shutdown && { signal: deps.shutdown }),
             });
           }
@@ -83,11 +98,24 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         return;
       }
       log.warn({ err, restore_id: r.id, component: current }, 'restore failed');
-      failure = err instanceof ArtifactUnusable ? { component: err.component, message: errorMessage(err) } : { component: current, message: errorMessage(err) };
+      const message = err instanceof IntegrityError ? `integrity check failed: ${errorMessage(err)}; nothing was restored` : errorMessage(err);
+      failure = { component: current, message: current ? `component "${current}": ${message}` : message };
     }
     const end = deps.now();
     if (failure) await ledger.fail('restore', r.id, failure, { now: end });
     else await ledger.complete('restore', r.id, { completedAt: end });
     log.info({ restore_id: r.id, failed: failure !== null }, 'restore finished');
   };
+}
+
+/** Reads and verifies every chunk of a component's snapshot, keeping nothing. */
+async function drain(source: import('../../repo/types.js').ChunkSource, repo: RepoService, artifact: { component: string; type: string; sha256: string; manifest: unknown }): Promise<void> {
+  if (artifact.type === 'directory') {
+    for await (const e of repo.entries(source, artifact)) {
+      if (e.chunks?.length) for await (const _ of source.read(e.chunks)) void _;
+    }
+  } else {
+    const ref = await repo.streamOf(source, artifact);
+    for await (const _ of source.read(ref.chunks)) void _;
+  }
 }

@@ -1,0 +1,89 @@
+import type pg from 'pg';
+import type { ChunkId } from './types.js';
+
+/*
+ * The reference protocol (docs/repository.md, "Why GC never takes a chunk a backup relies on"):
+ *
+ *   - A backup records a reference (backup_chunks) to every chunk it relies on, in the same
+ *     statement that finds the chunk in a LIVE pack and holds that pack's row FOR SHARE.
+ *   - GC dooms a pack only while holding its row FOR UPDATE, and decides "unreferenced" in a
+ *     statement that starts after it holds that lock.
+ *
+ * So either the backup's statement commits first (GC's later statement sees its references and
+ * keeps the pack), or GC commits first (the backup's lock wait ends on a doomed pack, whose row no
+ * longer matches `status = 'live'`: the chunk reads as absent and the backup stores it again).
+ */
+
+/** Locks the live packs of `ids` FOR SHARE and records this backup's references to the chunks in them, in one statement. Answers the ids found. */
+const REUSE_SQL = `
+WITH live AS (
+  SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack_id
+  WHERE c.tenant_id = $1 AND c.id = ANY($3::text[]) AND p.status = 'live'
+  FOR SHARE OF p
+), ins AS (
+  INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
+  SELECT $2, $1, id FROM live
+  ON CONFLICT DO NOTHING
+)
+SELECT id FROM live`;
+
+/** Like REUSE_SQL without recording references: for repacking, which is not a backup. */
+const LOCATE_LIVE_SQL = `
+SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack_id
+WHERE c.tenant_id = $1 AND c.id = ANY($2::text[]) AND p.status = 'live'
+FOR SHARE OF p`;
+
+type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+/** Records `backupId`'s references to those of `ids` that are in live packs; answers that set. Without a backup (repack), only locks and finds them. */
+export async function reuseChunks(db: Queryable, tenantId: string, backupId: string | null, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
+  if (ids.length === 0) return new Set();
+  const unique = [...new Set(ids)];
+  const res = backupId === null ? await db.query<{ id: string }>(LOCATE_LIVE_SQL, [tenantId, unique]) : await db.query<{ id: string }>(REUSE_SQL, [tenantId, backupId, unique]);
+  return new Set(res.rows.map((r) => r.id));
+}
+
+export interface PackRecord {
+  id: string;
+  tenantId: string;
+  bytes: number;
+  entries: { id: ChunkId; offset: number; length: number; rawLength: number }[];
+  /** The cluster whose backup stored it (usage attribution); null for repacks. */
+  clusterId: string | null;
+  /** 'pending' when a dual-region backup needs it copied. */
+  secondaryStatus: 'pending' | null;
+}
+
+/**
+ * Registers an uploaded pack, its chunks and this backup's references to them, in one
+ * transaction. A chunk another pack already holds keeps that location (this pack's copy is
+ * garbage to GC); should that other pack be doomed meanwhile, the row is taken over here.
+ */
+export async function registerPack(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO packs (id, tenant_id, bytes, chunk_count, status, secondary_status) VALUES ($1, $2, $3, $4, 'live', $5) ON CONFLICT (id) DO NOTHING`,
+      [pack.id, pack.tenantId, pack.bytes, pack.entries.length, pack.secondaryStatus],
+    );
+    let todo = pack.entries;
+    for (let attempt = 0; todo.length > 0; attempt++) {
+      if (attempt >= 5) throw new Error('could not register the chunks of a pack: their locations kept being collected');
+      await client.query(
+        `INSERT INTO chunks (tenant_id, id, pack_id, pack_offset, length, raw_length, cluster_id)
+         SELECT $1, u.id, $2, u.off, u.len, u.raw, $3 FROM unnest($4::text[], $5::int[], $6::int[], $7::int[]) AS u(id, off, len, raw)
+         ON CONFLICT (tenant_id, id) DO NOTHING`,
+        [pack.tenantId, pack.id, pack.clusterId, todo.map((e) => e.id), todo.map((e) => e.offset), todo.map((e) => e.length), todo.map((e) => e.rawLength)],
+      );
+      const found = await reuseChunks(client, pack.tenantId, backupId, todo.map((e) => e.id));
+      todo = todo.filter((e) => !found.has(e.id));
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,68 @@
+import type { ArtifactStore } from '../storage/types.js';
+import { snapshotKey } from './layout.js';
+import { openObject, sealObject } from './seal.js';
+import type { StreamRef, TenantKeys } from './types.js';
+
+/**
+ * The record of one completed backup, sealed in the store at repos/<tenant>/snapshots/<backup id>
+ * (purpose `snapshot:<backup id>`): what `npm run recover` rebuilds the backup, its cluster and
+ * the cluster's policy from when PostgreSQL is lost. Components' secrets stay encrypted by
+ * ENCRYPTION_KEY inside it, as in the database.
+ */
+export interface SnapshotRecord {
+  format: 'bk-snapshot/v1';
+  backup: {
+    id: string;
+    tenant_id: string;
+    cluster_id: string;
+    trigger: 'manual' | 'scheduled';
+    created_at: string;
+    started_at: string | null;
+    completed_at: string;
+    size_bytes: number;
+    stored_bytes: number;
+  };
+  cluster: {
+    id: string;
+    name: string;
+    environment: string;
+    region: string;
+    backup_location: string;
+    deletion_protection: boolean;
+    /** The stored form ([{name, type, config}], secrets encrypted). */
+    components: unknown;
+    created_at: string;
+    policy: {
+      id: string;
+      name: string;
+      is_default: boolean;
+      timezone: string;
+      schedule: unknown;
+      max_backups: number;
+      manual_count: number;
+      manual_rate_limit: string | null;
+      failed_count: number;
+    } | null;
+  };
+  components: {
+    name: string;
+    type: string;
+    bytes: number;
+    stored_bytes: number;
+    /** sha256 of the manifest bytes. */
+    sha256: string;
+    manifest: StreamRef;
+  }[];
+}
+
+export async function writeSnapshot(store: ArtifactStore, keys: TenantKeys, record: SnapshotRecord): Promise<string> {
+  const key = snapshotKey(record.backup.tenant_id, record.backup.id);
+  await store.putBuffer(key, sealObject(keys.dataKey, `snapshot:${record.backup.id}`, Buffer.from(JSON.stringify(record))));
+  return key;
+}
+
+export function openSnapshot(keys: TenantKeys, backupId: string, blob: Buffer): SnapshotRecord {
+  const record = JSON.parse(openObject(keys.dataKey, `snapshot:${backupId}`, blob).toString('utf8')) as SnapshotRecord;
+  if (record?.format !== 'bk-snapshot/v1' || record.backup?.id !== backupId) throw new Error(`snapshot ${backupId}: not a snapshot record of this backup`);
+  return record;
+}
