@@ -105,3 +105,77 @@ export class MemoryRepo implements ChunkSink, ChunkSource {
     this.bytesWritten = 0;
   }
 }
+
+/* ---- helpers for the tree tests ---- */
+
+export interface SnapshotEntry {
+  path: string;
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeNs: bigint;
+  data?: string; // sha256 of a file's bytes
+  size?: number;
+  link?: string;
+}
+
+/** Every entry below `root` (not root itself), in a stable order, with what a restore must keep. */
+export async function snapshotTree(root: string): Promise<SnapshotEntry[]> {
+  const { lstat, readdir, readFile, readlink } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const out: SnapshotEntry[] = [];
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    const names = (await readdir(dir)).sort();
+    for (const name of names) {
+      const abs = path.join(dir, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await lstat(abs, { bigint: true });
+      const e: SnapshotEntry = {
+        path: r,
+        type: st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other',
+        mode: st.isSymbolicLink() ? 0 : Number(st.mode & 0o7777n),
+        uid: Number(st.uid),
+        gid: Number(st.gid),
+        mtimeNs: st.mtimeNs,
+      };
+      if (st.isFile()) {
+        e.data = createHash('sha256').update(await readFile(abs)).digest('hex');
+        e.size = Number(st.size);
+      }
+      if (st.isSymbolicLink()) e.link = await readlink(abs);
+      out.push(e);
+      if (st.isDirectory()) await walk(abs, r);
+    }
+  };
+  await walk(root, '');
+  return out;
+}
+
+/**
+ * Asserts two snapshots are equal, mtimes within `toleranceNs` (utimes takes a double: a restore
+ * keeps mtimes to well under a microsecond). Symlink mtimes are compared too.
+ */
+export function expectSameTree(actual: SnapshotEntry[], expected: SnapshotEntry[], toleranceNs = 1000n): void {
+  const strip = (s: SnapshotEntry[]) => s.map(({ mtimeNs: _m, ...rest }) => rest);
+  const a = strip(actual);
+  const b = strip(expected);
+  if (JSON.stringify(a) !== JSON.stringify(b)) {
+    throw new Error(`trees differ:\n${JSON.stringify(a, null, 1)}\n---- expected ----\n${JSON.stringify(b, null, 1)}`);
+  }
+  actual.forEach((e, i) => {
+    const want = (expected[i] as SnapshotEntry).mtimeNs;
+    const diff = e.mtimeNs > want ? e.mtimeNs - want : want - e.mtimeNs;
+    if (diff > toleranceNs) throw new Error(`mtime of ${e.path} differs by ${diff} ns (${e.mtimeNs} vs ${want})`);
+  });
+}
+
+export async function collectAll<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+export async function* fromArray<T>(items: T[]): AsyncGenerator<T> {
+  yield* items;
+}
