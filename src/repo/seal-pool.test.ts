@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CHUNK_RAW, CHUNK_ZSTD } from './seal-core.mjs';
-import { createSealPool, INLINE_BYTES, INLINE_HASH_BYTES } from './seal-pool.js';
+import { createSealPool, INLINE_BYTES, INLINE_HASH_BYTES, sharedSealPool } from './seal-pool.js';
 import { chunkId, generateTenantKeys, openChunk, sealChunk } from './seal.js';
 import { IntegrityError } from './types.js';
 
@@ -91,6 +91,18 @@ describe('seal pool', () => {
     expect(await p.hash(keys.macKey, [randomBytes(MiB)])).toHaveLength(1);
     await p.close();
     await expect(p.seal(keys, [{ id: chunkId(keys.macKey, randomBytes(MiB)), plain: randomBytes(MiB) }])).rejects.toThrow(/closed/);
+  });
+
+  it('the shared pool is one per process, and a closed one is replaced', async () => {
+    const a = sharedSealPool();
+    expect(sharedSealPool()).toBe(a);
+    const c = randomBytes(MiB);
+    expect(await a.hash(keys.macKey, [c])).toEqual([chunkId(keys.macKey, c)]);
+    await a.close();
+    const b = sharedSealPool();
+    expect(b).not.toBe(a);
+    expect(await b.hash(keys.macKey, [c])).toEqual([chunkId(keys.macKey, c)]);
+    await b.close();
   });
 
   it('idle workers do not keep the process alive (shared pool, never closed)', async () => {

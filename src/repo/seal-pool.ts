@@ -200,8 +200,21 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
 
 let shared: SealPool | undefined;
 
-/** The process's pool, created on first use; its idle workers do not keep the process alive. */
+/**
+ * The process's pool, created on first use; its idle workers do not keep the process alive, so it
+ * need not be closed. Closing it is allowed: the next call creates a new one.
+ */
 export function sharedSealPool(): SealPool {
-  shared ??= createSealPool();
+  if (!shared) {
+    const pool = createSealPool();
+    const own: SealPool = {
+      ...pool,
+      close: () => {
+        if (shared === own) shared = undefined;
+        return pool.close();
+      },
+    };
+    shared = own;
+  }
   return shared;
 }
