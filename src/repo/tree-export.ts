@@ -73,6 +73,7 @@ export function exportTree(entries: AsyncIterable<DirEntry>, source: ChunkSource
       });
     });
     settled.catch(() => {});
+    sink.on('error', () => {}); // the failure surfaces through `out`
     if (e.type === 'file' && e.size > 0) {
       const data = source.read(e.chunks ?? []);
       current = data;
