@@ -192,7 +192,7 @@ async function repackGroup(o: GcOptions, oldPacks: string[]): Promise<number> {
     for (const r of rows.rows) {
       const blob = await o.primary.getRange(packKey(tenantId, old), r.pack_offset, r.pack_offset + r.length);
       await o.seal.open(o.keys, [{ id: r.id, blob }]); // never copy a damaged chunk as if it were good
-      builder.add(r.id, blob);
+      builder.add(r.id, blob, r.raw_length);
       ids.add(r.id);
     }
     copied.set(old, ids);

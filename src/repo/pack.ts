@@ -19,6 +19,8 @@ export interface PackEntry {
   offset: number;
   /** Length of the sealed blob. */
   length: number;
+  /** Plaintext length of the chunk, when the writer gave it (recovery restores it from here). */
+  rawLength?: number;
 }
 
 export interface PackProblem {
@@ -40,9 +42,9 @@ export class PackBuilder {
   #entries: PackEntry[] = [];
   #bytes = 0;
 
-  add(id: ChunkId, blob: Buffer): void {
+  add(id: ChunkId, blob: Buffer, rawLength?: number): void {
     if (!CHUNK_ID.test(id)) throw new TypeError('not a chunk id');
-    this.#entries.push({ id, offset: this.#bytes, length: blob.length });
+    this.#entries.push({ id, offset: this.#bytes, length: blob.length, ...(rawLength !== undefined && { rawLength }) });
     this.#blobs.push(blob);
     this.#bytes += blob.length;
   }
@@ -58,7 +60,7 @@ export class PackBuilder {
 
   finish(dataKey: Buffer): { packId: string; body: Buffer; entries: PackEntry[] } {
     const entries = this.#entries;
-    const json = JSON.stringify({ format: TRAILER_FORMAT, entries: entries.map((e) => [e.id, e.offset, e.length]) });
+    const json = JSON.stringify({ format: TRAILER_FORMAT, entries: entries.map((e) => (e.rawLength === undefined ? [e.id, e.offset, e.length] : [e.id, e.offset, e.length, e.rawLength])) });
     const trailer = sealObject(dataKey, TRAILER_PURPOSE, Buffer.from(json));
     const footer = Buffer.alloc(PACK_FOOTER_BYTES);
     footer.writeUInt32BE(trailer.length, 0);
@@ -119,12 +121,13 @@ export function readPackTrailer(dataKey: Buffer, bytes: Buffer, packSize: number
   const entries: PackEntry[] = [];
   let next = 0;
   for (const e of p.entries as unknown[]) {
-    if (!Array.isArray(e) || e.length !== 3) throw new IntegrityError('pack trailer: malformed entry');
-    const [id, offset, length] = e as [unknown, unknown, unknown];
+    if (!Array.isArray(e) || (e.length !== 3 && e.length !== 4)) throw new IntegrityError('pack trailer: malformed entry');
+    const [id, offset, length, rawLength] = e as [unknown, unknown, unknown, unknown];
     if (typeof id !== 'string' || !CHUNK_ID.test(id) || offset !== next || !Number.isSafeInteger(length) || (length as number) < 0) {
       throw new IntegrityError('pack trailer: entries do not tile the pack');
     }
-    entries.push({ id, offset, length: length as number });
+    if (rawLength !== undefined && (!Number.isSafeInteger(rawLength) || (rawLength as number) < 0)) throw new IntegrityError('pack trailer: malformed entry');
+    entries.push({ id, offset, length: length as number, ...(rawLength !== undefined && { rawLength: rawLength as number }) });
     next = offset + (length as number);
   }
   if (next !== range.start) throw new IntegrityError(`pack trailer: entries end at ${next}, the trailer starts at ${range.start}`);

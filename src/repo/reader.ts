@@ -72,7 +72,7 @@ export function createChunkSource(opts: ReaderOptions): ChunkSource & { locate(i
       );
       group.forEach((l, k) => {
         const plain = plains[k]!;
-        if (plain.length !== l.rawLength) throw new IntegrityError(`chunk ${l.id.slice(0, 12)}: ${plain.length} bytes, ${l.rawLength} recorded`);
+        if (l.rawLength >= 0 && plain.length !== l.rawLength) throw new IntegrityError(`chunk ${l.id.slice(0, 12)}: ${plain.length} bytes, ${l.rawLength} recorded`);
         out.set(l.id, plain);
       });
       i = j;

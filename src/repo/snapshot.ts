@@ -6,8 +6,9 @@ import type { StreamRef, TenantKeys } from './types.js';
 /**
  * The record of one completed backup, sealed in the store at repos/<tenant>/snapshots/<backup id>
  * (purpose `snapshot:<backup id>`): what `npm run recover` rebuilds the backup, its cluster and
- * the cluster's policy from when PostgreSQL is lost. Components' secrets stay encrypted by
- * ENCRYPTION_KEY inside it, as in the database.
+ * the cluster's policy from when PostgreSQL is lost. Components are in their runtime form (secrets
+ * decrypted) inside the sealed record, so a record stays usable after `npm run rotate-key`;
+ * recovery encrypts them again under the current ENCRYPTION_KEY.
  */
 export interface SnapshotRecord {
   format: 'bk-snapshot/v1';
@@ -29,7 +30,7 @@ export interface SnapshotRecord {
     region: string;
     backup_location: string;
     deletion_protection: boolean;
-    /** The stored form ([{name, type, config}], secrets encrypted). */
+    /** [{name, type, config}] with secrets in the clear (the record itself is sealed). */
     components: unknown;
     created_at: string;
     policy: {

@@ -66,7 +66,6 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   /** Ids handed to the pack being filled or to packs uploading: not registered yet, but ours. */
   const pending = new Set<ChunkId>();
   let builder = new PackBuilder();
-  let builderRaw = new Map<ChunkId, number>();
   const uploads = new Set<Promise<void>>();
   let draining: Promise<void> | null = null;
   const waiters: (() => void)[] = [];
@@ -86,7 +85,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     wake();
   };
 
-  async function upload(packed: ReturnType<PackBuilder['finish']>, raw: Map<ChunkId, number>): Promise<void> {
+  async function upload(packed: ReturnType<PackBuilder['finish']>): Promise<void> {
     await opts.store.putBuffer(packKey(opts.tenantId, packed.packId), packed.body);
     await registerPack(
       opts.pool,
@@ -94,7 +93,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         id: packed.packId,
         tenantId: opts.tenantId,
         bytes: packed.body.length,
-        entries: packed.entries.map((e) => ({ ...e, rawLength: raw.get(e.id) ?? 0 })),
+        entries: packed.entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength ?? -1 })),
         clusterId: opts.clusterId,
         secondaryStatus: null,
       },
@@ -109,10 +108,8 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     while (uploads.size >= maxUploads) await Promise.race(uploads);
     check();
     const packed = builder.finish(opts.keys.dataKey);
-    const raw = builderRaw;
     builder = new PackBuilder();
-    builderRaw = new Map();
-    const p = upload(packed, raw).catch(fail);
+    const p = upload(packed).catch(fail);
     const tracked = p.finally(() => uploads.delete(tracked));
     uploads.add(tracked);
   }
@@ -137,8 +134,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         const blobs = await opts.seal.seal(opts.keys, group.map((q) => ({ id: q.id, plain: q.plain })));
         group.forEach((q, k) => {
           const blob = blobs[k]!;
-          builder.add(q.id, blob);
-          builderRaw.set(q.id, q.plain.length);
+          builder.add(q.id, blob, q.plain.length);
           storedBytes += blob.length;
           stats.newChunks++;
         });

@@ -205,7 +205,8 @@ export function createBackupRunner(deps: BackupJobDeps) {
           region: cl.region,
           backup_location: cl.backupLocation,
           deletion_protection: cl.deletionProtection,
-          components: cl.components,
+          // Secrets in the clear inside the sealed record: they stay readable across `rotate-key`.
+          components: (cl.components as StoredComponent[]).map((x) => decryptComponent(x, deps.box)),
           created_at: cl.createdAt.toISOString(),
           policy: cl.policy && {
             id: cl.policy.id,

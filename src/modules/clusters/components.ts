@@ -25,6 +25,11 @@ export function decryptComponent(c: StoredComponent, box: SecretBox): RuntimeCom
   return c.type === 'postgres' ? { name: c.name, type: 'postgres', config: { url: box.decrypt(c.config.url_encrypted) } } : c;
 }
 
+/** The stored form of a runtime component (secrets encrypted under `box`): what `npm run recover` writes back. */
+export function encryptComponent(c: RuntimeComponent, box: SecretBox): StoredComponent {
+  return c.type === 'postgres' ? { name: c.name, type: 'postgres', config: { url_encrypted: box.encrypt(c.config.url), url_masked: maskUrl(c.config.url) } } : c;
+}
+
 function checkUrlShape(raw: string): string | null {
   let u: URL;
   try {
