@@ -19,6 +19,7 @@ const REUSE_SQL = `
 WITH live AS (
   SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack_id
   WHERE c.tenant_id = $1 AND c.id = ANY($3::text[]) AND p.status = 'live'
+  ORDER BY p.id
   FOR SHARE OF p
 ), ins AS (
   INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
@@ -31,6 +32,7 @@ SELECT id FROM live`;
 const LOCATE_LIVE_SQL = `
 SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack_id
 WHERE c.tenant_id = $1 AND c.id = ANY($2::text[]) AND p.status = 'live'
+ORDER BY p.id
 FOR SHARE OF p`;
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
@@ -60,6 +62,18 @@ export interface PackRecord {
  * garbage to GC); should that other pack be doomed meanwhile, the row is taken over here.
  */
 export async function registerPack(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await registerOnce(pool, pack, backupId);
+    } catch (err) {
+      // A deadlock or serialization failure with a concurrent GC is retried: the transaction left nothing.
+      const code = (err as { code?: string }).code;
+      if (attempt >= 4 || (code !== '40P01' && code !== '40001')) throw err;
+    }
+  }
+}
+
+async function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
