@@ -75,7 +75,7 @@ const envSchema = z.object({
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   PACK_TARGET_BYTES: z.coerce.number().int().min(1024 * 1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
-  GC_GRACE_MS: z.coerce.number().int().min(0).default(3_600_000),
+  GC_GRACE_MS: z.coerce.number().int().min(0).default(600_000),
   GC_REPACK_THRESHOLD: z.coerce.number().min(0).max(1).default(0.5),
   GC_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   VERIFY_SAMPLE_PERCENT: z.coerce.number().min(0).max(100).default(5),
