@@ -1,5 +1,6 @@
 FROM node:20-bookworm-slim
-# pg_dump/pg_restore 15 for postgres components; tar for directory archives.
+# pg_dump/pg_restore 15 (and psql) for postgres components. Directory trees are walked and
+# restored by the service itself (src/repo/tree-*.ts); zstd comes prebuilt with npm ci.
 RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
