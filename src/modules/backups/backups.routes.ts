@@ -1,7 +1,20 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../http/types.js';
 import { tenantOf, type Guard } from '../../http/auth.js';
+import { problem, sendProblem, type Problem } from '../../http/problem.js';
 import { bearer, commonErrors, idParams, listOf, problemSchema } from '../../http/schemas.js';
-import { backupParams, backupSchema, createBackupBody, idempotencyHeaders, listBackupsQuery } from './backups.schemas.js';
+import { BackupDamaged, type BackupFilesService } from './backups.files.js';
+import {
+  archiveResponse,
+  backupParams,
+  backupSchema,
+  componentParams,
+  createBackupBody,
+  fileEntrySchema,
+  idempotencyHeaders,
+  listBackupsQuery,
+  listFilesQuery,
+} from './backups.schemas.js';
 import type { BackupService } from './backups.service.js';
 
 export function backupRoutes(app: App, deps: { guard: Guard; service: BackupService }) {
@@ -56,5 +69,62 @@ export function backupRoutes(app: App, deps: { guard: Guard; service: BackupServ
       response: { 202: backupSchema, 409: problemSchema, ...commonErrors },
     },
     handler: async (req, reply) => reply.code(202).send(await service.delete(tenantOf(req).tenantId, req.params.id, req.params.backup_id)),
+  });
+}
+
+/** A damaged backup is the service's fault (its stored data), so 5xx; the body says which component, the log says what failed. */
+export function damagedProblem(err: BackupDamaged): Problem {
+  return { ...problem(500, err.message), type: '/problems/integrity-error', title: 'Backup Integrity Error' };
+}
+
+/** Runs a handler, answering BackupDamaged as an integrity problem (logged as the fault it is). */
+export async function answeringDamage<T>(req: FastifyRequest, reply: FastifyReply, fn: () => Promise<T>): Promise<T | FastifyReply> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof BackupDamaged)) throw err;
+    req.log.error({ err: err.problem, component: err.component }, 'stored backup data failed an integrity check');
+    return sendProblem(reply, damagedProblem(err));
+  }
+}
+
+const integrityError = problemSchema.describe("the component's stored data failed an integrity check (type /problems/integrity-error)");
+
+/** Browsing and exporting completed backups. */
+export function backupFileRoutes(app: App, deps: { guard: Guard; service: BackupFilesService }) {
+  const { guard, service } = deps;
+  const tags = ['backups'];
+  app.get('/v1/clusters/:id/backups/:backup_id/files', {
+    onRequest: guard('viewer'),
+    schema: {
+      tags,
+      security: bearer,
+      summary: 'List one directory of a directory component inside a completed backup',
+      description:
+        'Names in code-point order, paged by name (`limit`, `cursor`). 404: no such backup, no such component in it, or `path` is not a directory in it; 409: the backup is not completed; 422: `path` is absolute, has `..`, `.` or empty segments, or `component` is not a directory component; 500 (`/problems/integrity-error`): the stored data failed its integrity check.',
+      params: backupParams,
+      querystring: listFilesQuery,
+      response: { 200: listOf(fileEntrySchema), 409: problemSchema, 500: integrityError, ...commonErrors },
+    },
+    handler: async (req, reply) => answeringDamage(req, reply, () => service.list(tenantOf(req).tenantId, req.params.id, req.params.backup_id, req.query)),
+  });
+  app.get('/v1/clusters/:id/backups/:backup_id/components/:name/archive', {
+    onRequest: guard('operator'),
+    schema: {
+      tags,
+      security: bearer,
+      summary: 'Download a portable copy of one component of a completed backup',
+      description:
+        'A tar of the tree for a directory component, a `pg_dump` custom-format file for a postgres component; `Content-Disposition: attachment`. Every chunk is verified as it is sent. Problems found before the first byte are answered (404 no such backup or component, 409 not completed, 500 `/problems/integrity-error`); one found later aborts the transfer, so a client never receives a complete-looking file.',
+      params: componentParams,
+      response: { 200: archiveResponse, 409: problemSchema, 500: integrityError, ...commonErrors },
+    },
+    handler: async (req, reply) =>
+      answeringDamage(req, reply, async () => {
+        const a = await service.archive(tenantOf(req).tenantId, req.params.id, req.params.backup_id, req.params.name);
+        // A stream is sent as is (no serializer); Fastify destroys the socket if it errors once begun.
+        const raw = reply as unknown as FastifyReply;
+        return raw.type(a.mediaType).header('content-disposition', `attachment; filename="${a.filename}"`).send(a.stream);
+      }),
   });
 }

@@ -61,3 +61,34 @@ export const backupSchema = z
   })
   .meta({ id: 'Backup' });
 export type BackupView = z.infer<typeof backupSchema>;
+
+/** Most bytes a `path` may have (PATH_MAX of Linux). */
+export const MAX_PATH_BYTES = 4096;
+
+export const componentParams = z.object({ id: uuid, backup_id: uuid, name: z.string().min(1).max(63) });
+export const listFilesQuery = z.object({
+  component: z.string().min(1).max(63).describe('a directory component of the backup'),
+  path: z.string().max(MAX_PATH_BYTES).optional().describe('a directory relative to the component, e.g. `sub/dir`; omitted or empty: the component root'),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(MAX_PATH_BYTES * 2).optional(),
+});
+export const fileEntrySchema = z
+  .object({
+    name: z.string().describe('name inside the listed directory'),
+    type: z.enum(['file', 'directory', 'symlink']),
+    size: z.number().int().describe('bytes of a file; 0 for directories and symlinks'),
+    mode: z.number().int().describe('permission bits, setuid/setgid/sticky included (mode & 0o7777)'),
+    mtime: z.string().meta({ format: 'date-time' }).describe('modification time, RFC 3339 UTC with nanoseconds'),
+    link_target: z.string().optional().describe("a symlink's target, as stored"),
+  })
+  .meta({ id: 'FileEntry' });
+export type FileEntryView = z.infer<typeof fileEntrySchema>;
+
+/** The archive's bytes: a tar for a directory component, a pg_dump custom-format file for postgres. */
+export const archiveResponse = {
+  description: 'the portable copy, streamed; every chunk is verified as it is sent, and a problem found once streaming has begun cuts the transfer off (never a complete-looking file)',
+  content: {
+    'application/x-tar': { schema: z.string().meta({ format: 'binary' }).describe('a directory component: tar (pax) of the tree') },
+    'application/octet-stream': { schema: z.string().meta({ format: 'binary' }).describe('a postgres component: pg_dump custom-format file (pg_restore reads it)') },
+  },
+};

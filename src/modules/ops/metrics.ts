@@ -40,8 +40,36 @@ export function createBackupCounts(db: Db, opts: { ttlMs?: number; now?: () => n
   };
 }
 
+/** How long the per-tenant stored bytes (a pass over the live packs) are reused between scrapes. */
+export const STORED_BYTES_TTL_MS = 60_000;
+
+type Stored = { tenant_id: string; bytes: number };
+
+/**
+ * Bytes of each tenant's live packs (what its repository holds in the primary store), re-read
+ * at most once per ttl; concurrent scrapes share one query, and a failed read is retried at the
+ * next scrape.
+ */
+export function createStoredBytes(db: Db, opts: { ttlMs?: number; now?: () => number } = {}) {
+  const ttlMs = opts.ttlMs ?? STORED_BYTES_TTL_MS;
+  const now = opts.now ?? Date.now;
+  let cached: { at: number; rows: Promise<Stored[]> } | null = null;
+  const query = () =>
+    db.$queryRaw<Stored[]>`SELECT tenant_id::text AS tenant_id, sum(bytes)::float8 AS bytes FROM packs WHERE status = 'live' GROUP BY tenant_id`;
+  return {
+    read(): Promise<Stored[]> {
+      if (!cached || now() - cached.at >= ttlMs) {
+        const rows = query();
+        cached = { at: now(), rows };
+        rows.catch(() => (cached = null));
+      }
+      return cached.rows;
+    },
+  };
+}
+
 /** One registry per process. `token`: the bearer token /metrics requires (unset: not served). */
-export function createMetrics(deps: { db: Db; queues: Queues; token?: string | undefined; finishedTtlMs?: number }) {
+export function createMetrics(deps: { db: Db; queues: Queues; token?: string | undefined; finishedTtlMs?: number; storedTtlMs?: number }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const httpDuration = new Histogram({
@@ -89,6 +117,18 @@ export function createMetrics(deps: { db: Db; queues: Queues; token?: string | u
         GROUP BY replication_status`;
       this.reset();
       for (const state of ['pending', 'degraded']) this.set({ state }, rows.find((r) => r.state === state)?.n ?? 0);
+    },
+  });
+  const stored = createStoredBytes(deps.db, deps.storedTtlMs === undefined ? {} : { ttlMs: deps.storedTtlMs });
+  new Gauge({
+    name: 'backup_repository_stored_bytes',
+    help: "Bytes of each tenant's live packs in the primary store, after deduplication and compression (refreshed at most once a minute)",
+    labelNames: ['tenant_id'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await stored.read();
+      this.reset();
+      for (const r of rows) this.set({ tenant_id: r.tenant_id }, r.bytes);
     },
   });
   const schedulerSkipped = new Counter({

@@ -2,6 +2,7 @@ import type { App } from '../../http/types.js';
 import { tenantOf, type Guard } from '../../http/auth.js';
 import { bearer, commonErrors, idParams, listOf, listQuery, problemSchema } from '../../http/schemas.js';
 import { backupParams } from '../backups/backups.schemas.js';
+import { answeringDamage } from '../backups/backups.routes.js';
 import { restoreBody, restoreParams, restoreSchema } from './restores.schemas.js';
 import type { RestoreService } from './restores.service.js';
 
@@ -14,15 +15,17 @@ export function restoreRoutes(app: App, deps: { guard: Guard; service: RestoreSe
       tags,
       security: bearer,
       summary: 'Restore a completed backup into its cluster or another cluster of the tenant',
-      description: 'Every artifact is read back and its sha256 verified before the target is touched. The target is `restoring` until the restore ends.',
+      description:
+        'Every chunk is verified before the target is touched. The target is `restoring` until the restore ends. With `paths` (one directory component only, else 422) only those paths are replaced; each is checked against the backup first (404 naming the first missing one; 500 `/problems/integrity-error` when the manifest cannot be read intact).',
       params: backupParams,
       body: restoreBody,
-      response: { 202: restoreSchema, 409: problemSchema, ...commonErrors },
+      response: { 202: restoreSchema, 409: problemSchema, 500: problemSchema.describe("the component's stored data failed an integrity check"), ...commonErrors },
     },
-    handler: async (req, reply) => {
-      const { restore, location } = await service.create(tenantOf(req).tenantId, req.params.id, req.params.backup_id, req.body ?? {});
-      return reply.code(202).header('location', location).send(restore);
-    },
+    handler: async (req, reply) =>
+      answeringDamage(req, reply, async () => {
+        const { restore, location } = await service.create(tenantOf(req).tenantId, req.params.id, req.params.backup_id, req.body ?? {});
+        return reply.code(202).header('location', location).send(restore);
+      }),
   });
   app.get('/v1/clusters/:id/restores', {
     onRequest: guard('viewer'),

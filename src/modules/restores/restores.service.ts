@@ -8,6 +8,7 @@ import type { ClusterRepo } from '../clusters/clusters.repo.js';
 import type { StoredComponent } from '../clusters/components.js';
 import type { RestoreView } from './restores.schemas.js';
 import type { Ledger } from '../../jobs/ledger.js';
+import type { BackupFilesService } from '../backups/backups.files.js';
 
 type RestoreRow = NonNullable<Awaited<ReturnType<Db['restore']['findFirst']>>>;
 
@@ -18,6 +19,7 @@ export function presentRestore(r: RestoreRow): RestoreView {
     source_cluster_id: r.sourceClusterId,
     cluster_id: r.clusterId,
     components: r.components as string[],
+    paths: (r.paths as string[] | null) ?? null,
     status: r.status,
     error: r.errorMessage === null ? null : { component: r.errorComponent, message: r.errorMessage },
     created_at: iso(r.createdAt),
@@ -26,16 +28,54 @@ export function presentRestore(r: RestoreRow): RestoreView {
   };
 }
 
-export function createRestoreService(deps: { db: Db; ledger: Ledger; clusters: ClusterRepo; queues: Pick<Queues, 'add'>; now: () => Date; log: { warn(o: object, m: string): void } }) {
+export interface RestoreServiceDeps {
+  db: Db;
+  ledger: Ledger;
+  clusters: ClusterRepo;
+  queues: Pick<Queues, 'add'>;
+  now: () => Date;
+  log: { warn(o: object, m: string): void };
+  /** Reads backups' manifests: needed for partial restores (`paths`), refused without it. */
+  files?: Pick<BackupFilesService, 'checkPaths'>;
+}
+
+type CreateInput = { target_cluster_id?: string | undefined; components?: string[] | undefined; paths?: string[] | undefined };
+
+export function createRestoreService(deps: RestoreServiceDeps) {
   const { db, clusters, now, ledger } = deps;
+
+  /**
+   * A partial restore names paths of exactly one directory component, and each must be in the
+   * backup's manifest. Read before the transaction (the store is no place to wait with row locks
+   * held); a completed backup's artifacts never change, so what is read here stays true. A
+   * backup that is missing or not completed is left to the transaction's own answers.
+   */
+  async function checkPaths(tenantId: string, sourceClusterId: string, backupId: string, input: CreateInput, paths: string[]) {
+    const backup = await db.backup.findFirst({ where: { id: backupId, tenantId, clusterId: sourceClusterId }, include: { artifacts: true } });
+    if (!backup || backup.status !== 'completed') return;
+    const names = input.components ? [...new Set(input.components)] : backup.artifacts.map((a) => a.component);
+    const artifact = names.length === 1 ? backup.artifacts.find((a) => a.component === names[0]) : undefined;
+    if (names.length !== 1) {
+      throw new Invalid('invalid restore', [{ path: 'body.paths', message: `a partial restore needs exactly one component (this one restores ${names.length}: name it in components)` }]);
+    }
+    if (!artifact) return; // the transaction names the unknown component
+    if (artifact.type !== 'directory') {
+      throw new Invalid('invalid restore', [{ path: 'body.paths', message: `component "${artifact.component}" is a ${artifact.type} component; only a directory component can be restored in part` }]);
+    }
+    if (!deps.files) throw new Invalid('invalid restore', [{ path: 'body.paths', message: 'partial restores are not available here' }]);
+    await deps.files.checkPaths(tenantId, artifact, paths);
+  }
+
   return {
     /**
      * Under the row locks of both clusters (taken in id order, so two crossing restores cannot
      * deadlock): the backup must be completed, the components must exist in the backup and in
      * the target with the same type, and the target must be idle. The target turns `restoring`.
      */
-    async create(tenantId: string, sourceClusterId: string, backupId: string, input: { target_cluster_id?: string | undefined; components?: string[] | undefined }) {
+    async create(tenantId: string, sourceClusterId: string, backupId: string, input: CreateInput) {
       const targetId = input.target_cluster_id ?? sourceClusterId;
+      const paths = input.paths ? [...new Set(input.paths)] : null;
+      if (paths) await checkPaths(tenantId, sourceClusterId, backupId, input, paths);
       const row = await db.$transaction(async (tx) => {
         // Which error a missing cluster gives must not depend on how the ids sort: a missing (or
         // another tenant's) cluster in the path is always 404, whatever the body names.
@@ -66,7 +106,9 @@ export function createRestoreService(deps: { db: Db; ledger: Ledger; clusters: C
         if (target.status !== 'active') throw new Conflict(`the target cluster is ${target.status}`);
         if (target.activeJobId !== null) throw new Conflict('a backup or restore of the target cluster is already queued or running');
         if (source.status === 'deleting') throw new Conflict('the cluster of this backup is being deleted');
-        return ledger.queueRestore(tx, { id: randomUUID(), tenantId, backupId, sourceClusterId, clusterId: targetId, components: wanted, now: now() });
+        const queued = await ledger.queueRestore(tx, { id: randomUUID(), tenantId, backupId, sourceClusterId, clusterId: targetId, components: wanted, now: now() });
+        // Not lifecycle state: what the queued restore replaces, set in the transaction that queues it.
+        return paths ? tx.restore.update({ where: { id: queued.id }, data: { paths } }) : queued;
       });
       await deps.queues
         .add('restores', 'run-restore', { tenant_id: tenantId, restore_id: row.id }, row.id)
