@@ -1,5 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -9,9 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import { plantBackup } from './helpers/jobs.js';
 import { createTenantDatabase, tenantUrl } from './helpers/db.js';
+import { artifactOf, exportOf, manifestOf, packsOfBackup, runGc, sha256, snapshotRecordAt, storedPacks, unreferencedStoredPacks } from './helpers/repo.js';
 
 let s: Stack;
 let admin: string;
+let tenantId: string;
 // The tenant's folder, DATA_ROOT/<data_dir>: where its directory components live.
 let home: string;
 let operator: string;
@@ -24,10 +26,12 @@ async function listFiles(dir: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  s = await startStack();
+  // Small packs, so that a backup that fails has uploaded some of its data already.
+  s = await startStack({ env: { PACK_TARGET_BYTES: String(1024 * 1024) } });
   const t = await createTenant(s);
   home = t.dir;
   admin = t.adminToken;
+  tenantId = t.tenantId;
   operator = await createKey(s, admin, 'operator');
   await mkdir(path.join(home, 'site', 'nested'), { recursive: true });
   await writeFile(path.join(home, 'site', 'index.html'), '<h1>hello</h1>'.repeat(1000));
@@ -53,8 +57,22 @@ async function cluster(name: string, components: unknown[], policy: Record<strin
   return c.body.id as string;
 }
 
-function artifactPath(location: string): string {
-  return fileURLToPath(location);
+/**
+ * What "leaves no artifact" means in the repository: no snapshot record and no chunk reference of
+ * the backup, and once GC ran (no grace) no pack that was not there before it (what it uploaded
+ * before failing was referenced by it alone).
+ */
+async function expectNothingLeftBy(backupId: string, packsBefore: string[]) {
+  expect((await listFiles(s.storageRoot)).filter((f) => f.includes(backupId))).toEqual([]);
+  expect(await snapshotRecordAt(s, s.storageRoot, tenantId, backupId)).toBeNull();
+  expect(await s.rt.db.backupArtifact.count({ where: { backupId } })).toBe(0);
+  await runGc(s, tenantId);
+  expect(await packsOfBackup(s, backupId)).toEqual([]);
+  expect(await s.rt.db.backupChunk.count({ where: { backupId } })).toBe(0);
+  const after = await storedPacks(s.storageRoot, tenantId);
+  expect(after.filter((p) => !packsBefore.includes(p))).toEqual([]);
+  expect(await s.rt.db.pack.count({ where: { tenantId, id: { notIn: packsBefore } } })).toBe(0);
+  expect(await unreferencedStoredPacks(s, s.storageRoot, tenantId)).toEqual([]);
 }
 
 describe('manual backups', () => {
@@ -69,19 +87,30 @@ describe('manual backups', () => {
     expect(done.components).toEqual([{ name: 'files', status: 'completed' }]);
     expect(done.artifacts).toHaveLength(1);
     const a = done.artifacts[0];
-    const bytes = await readFile(artifactPath(a.location));
-    expect(a.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
-    expect(a.bytes).toBe(bytes.length);
-    expect(done.size_bytes).toBe(bytes.length);
-    expect(done.progress.bytes_done).toBe(bytes.length);
-    expect(bytes.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b])); // gzip
-    // The archive holds the tree.
-    const { stdout } = await promisify(execFile)('tar', ['-tzf', artifactPath(a.location)]);
+    // The artifact's sha256 is that of the component's manifest, read back through the repository.
+    const row = await artifactOf(s, done.id, 'files');
+    const manifest = await manifestOf(s, tenantId, row);
+    expect(a.sha256).toBe(sha256(manifest));
+    expect(row.sha256).toBe(a.sha256);
+    // Logical bytes: the files of the tree.
+    const logical = 14_000 + 300_000;
+    expect(a.bytes).toBe(logical);
+    expect(done.size_bytes).toBe(logical);
+    expect(done.progress.bytes_done).toBe(logical);
+    expect(manifest.subarray(0, manifest.indexOf(0x0a)).toString()).toContain('"format":"bk-manifest/v1"');
+    // The snapshot holds the tree: its manifest lists it, and its export is a tar of it.
+    const entries = manifest.toString().split('\n').filter(Boolean).slice(1).map((l) => JSON.parse(l).path as string);
+    expect(entries).toEqual(expect.arrayContaining(['index.html', 'nested', 'nested/data.bin']));
+    const tarFile = path.join(home, '..', `export-${done.id}.tar`);
+    await writeFile(tarFile, await exportOf(s, tenantId, row));
+    const { stdout } = await promisify(execFile)('tar', ['-tf', tarFile]);
     expect(stdout).toContain('index.html');
     expect(stdout).toContain('nested/data.bin');
-    // A manifest sits beside the artifacts.
-    const manifest = JSON.parse(await readFile(path.join(path.dirname(artifactPath(a.location)), 'manifest.json'), 'utf8'));
-    expect(manifest.artifacts).toEqual([expect.objectContaining({ component: 'files', sha256: a.sha256, bytes: a.bytes })]);
+    // A sealed snapshot record of the backup is in the store: the artifact's key, naming the same manifest.
+    expect(row.key).toBe(`repos/${tenantId}/snapshots/${done.id}`);
+    expect(fileURLToPath(a.location)).toBe(path.join(s.storageRoot, row.key));
+    const record = await snapshotRecordAt(s, s.storageRoot, tenantId, done.id);
+    expect(record?.components).toEqual([expect.objectContaining({ name: 'files', sha256: a.sha256, bytes: a.bytes })]);
   });
 
   it('backs up a seeded PostgreSQL database with pg_dump -Fc', async () => {
@@ -89,15 +118,19 @@ describe('manual backups', () => {
     const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     const done = await waitForBackup(s, operator, id, res.body.id);
     expect(done.status, JSON.stringify(done.error)).toBe('completed');
-    const file = artifactPath(done.artifacts[0].location);
-    const bytes = await readFile(file);
+    const row = await artifactOf(s, done.id, 'db');
+    expect(done.artifacts[0].sha256).toBe(sha256(await manifestOf(s, tenantId, row)));
+    const bytes = await exportOf(s, tenantId, row);
     expect(bytes.subarray(0, 5).toString()).toBe('PGDMP'); // custom format
-    expect(done.artifacts[0].sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(done.artifacts[0].bytes).toBe(bytes.length);
+    const file = path.join(home, '..', `export-${done.id}.pgdump`);
+    await writeFile(file, bytes);
     const { stdout } = await promisify(execFile)('pg_restore', ['--list', file]);
     expect(stdout).toMatch(/TABLE DATA public orders/);
   });
 
   it('fails the whole backup when one component fails, keeps the cause, and leaves no artifact', async () => {
+    const packsBefore = await storedPacks(s.storageRoot, tenantId);
     const id = await cluster('mixed', [
       { name: 'files', type: 'directory', config: { path: 'site' } },
       { name: 'db', type: 'postgres', config: { url: tenantUrl('no_such_database_xyz', { user: 'postgres', password: 'hunter2' }) } },
@@ -110,8 +143,7 @@ describe('manual backups', () => {
     expect(done.error.message).not.toContain('hunter2');
     expect(done.artifacts).toEqual([]);
     expect(done.components.find((c: { name: string }) => c.name === 'db').status).toBe('failed');
-    const files = await listFiles(s.storageRoot);
-    expect(files.filter((f) => f.includes(res.body.id))).toEqual([]);
+    await expectNothingLeftBy(res.body.id, packsBefore);
     // Not retried (rule 4): it stays failed and no other backup appears.
     await new Promise((r) => setTimeout(r, 500));
     const list = await s.request('GET', `/v1/clusters/${id}/backups`, { token: operator });
@@ -120,14 +152,15 @@ describe('manual backups', () => {
 
   it('fails a directory backup when a symlink inside the tree escapes the tenant\'s folder', async () => {
     await mkdir(path.join(home, 'leaky'), { recursive: true });
-    await writeFile(path.join(home, 'leaky', 'ok.txt'), 'fine');
+    await writeFile(path.join(home, 'leaky', 'ok.txt'), randomBytes(3_000_000)); // before the link in path order
+    const packsBefore = await storedPacks(s.storageRoot, tenantId);
     const id = await cluster('leaky', [{ name: 'files', type: 'directory', config: { path: 'leaky' } }]);
     await symlink('/etc/passwd', path.join(home, 'leaky', 'passwd'));
     const res = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     const done = await waitForBackup(s, operator, id, res.body.id);
     expect(done.status).toBe('failed');
     expect(done.error.message).toMatch(/passwd/);
-    expect((await listFiles(s.storageRoot)).filter((f) => f.includes(res.body.id))).toEqual([]);
+    await expectNothingLeftBy(res.body.id, packsBefore);
   });
 });
 
@@ -163,9 +196,12 @@ describe('rules', () => {
     expect(del.body.status).toBe('deleting');
     const again = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     expect(again.status).toBe(202);
-    // The deleted backup's record and artifacts go.
+    // The deleted backup's record and snapshot record go, and GC takes what only it referenced.
     await waitFor(async () => !(await s.rt.db.backup.findUnique({ where: { id: first.body.id } })), 10_000, 'deleted backup row');
     expect((await listFiles(s.storageRoot)).filter((f) => f.includes(first.body.id))).toEqual([]);
+    await waitForBackup(s, operator, id, again.body.id);
+    await runGc(s, tenantId);
+    expect(await unreferencedStoredPacks(s, s.storageRoot, tenantId)).toEqual([]);
   });
 
   it('lets exactly one of 25 concurrent manual requests through', async () => {
