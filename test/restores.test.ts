@@ -9,9 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import { plantRestore } from './helpers/jobs.js';
 import { createTenantDatabase, createTestDatabase } from './helpers/db.js';
+import { artifactOf, corruptChunksOf, manifestOf, packFile, packsOfBackup, packsOnlyOf, runGc, sha256, snapshotRecordAt, storedPacks, unreferencedStoredPacks } from './helpers/repo.js';
 
 let s: Stack;
 let admin: string;
+let tenantId: string;
 // The tenant's folder, DATA_ROOT/<data_dir>: where its directory components live.
 let home: string;
 let operator: string;
@@ -62,6 +64,7 @@ beforeAll(async () => {
   const t = await createTenant(s);
   home = t.dir;
   admin = t.adminToken;
+  tenantId = t.tenantId;
   operator = await createKey(s, admin, 'operator');
   db1 = await createTenantDatabase();
   db2 = await createTenantDatabase();
@@ -82,10 +85,12 @@ afterAll(async () => {
 async function makeTree(rel: string) {
   const root = path.join(home, rel);
   await mkdir(path.join(root, 'sub', 'deep'), { recursive: true });
-  await writeFile(path.join(root, 'a.txt'), 'alpha\n'.repeat(100));
-  await writeFile(path.join(root, 'sub', 'b.bin'), Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251)));
-  await writeFile(path.join(root, 'sub', 'deep', 'c.json'), JSON.stringify({ c: 1 }));
-  await writeFile(path.join(root, 'script.sh'), '#!/bin/sh\necho hi\n');
+  // Contents of its own (the tree's name in every file): the repository deduplicates equal data
+  // across clusters, and tests that damage a tree's chunks must not damage another's.
+  await writeFile(path.join(root, 'a.txt'), 'alpha\n'.repeat(100) + rel);
+  await writeFile(path.join(root, 'sub', 'b.bin'), Buffer.concat([Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251)), Buffer.from(rel)]));
+  await writeFile(path.join(root, 'sub', 'deep', 'c.json'), JSON.stringify({ c: 1, rel }));
+  await writeFile(path.join(root, 'script.sh'), `#!/bin/sh\necho ${rel}\n`);
   await chmod(path.join(root, 'script.sh'), 0o750);
   await utimes(path.join(root, 'a.txt'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'));
   return root;
@@ -197,21 +202,18 @@ describe('restore', () => {
     }
   });
 
-  it('refuses a corrupted artifact, naming the checksum and the component, and leaves the target as it was', async () => {
+  it('refuses a corrupted artifact, naming the integrity problem and the component, and leaves the target as it was', async () => {
     const root = await makeTree('corrupt');
     const id = await cluster('corrupt', [{ name: 'files', type: 'directory', config: { path: 'corrupt' } }]);
     const b = await backupOf(id);
     await writeFile(path.join(root, 'a.txt'), 'edited after the backup');
     const current = await snapshot(root);
-    const file = fileURLToPath(b.artifacts[0].location);
-    const bytes = await readFile(file);
-    bytes[bytes.length - 10] = (bytes[bytes.length - 10] ?? 0) ^ 0xff;
-    await writeFile(file, bytes);
+    // A flipped byte inside every chunk of the backup, in the pack objects of the store.
+    expect(await corruptChunksOf(s, s.storageRoot, tenantId, b.id)).toBeGreaterThan(0);
     const r = await restore(id, b.id);
     expect(r.status).toBe('failed');
     expect(r.error.component).toBe('files');
-    expect(r.error.message).toMatch(/checksum mismatch/);
-    expect(r.error.message).toContain(b.artifacts[0].sha256);
+    expect(r.error.message).toMatch(/component "files".*integrity/);
     expect(await snapshot(root)).toEqual(current);
     expect((await s.request('GET', `/v1/clusters/${id}`, { token: operator })).body.status).toBe('active');
     // verify reports the same without restoring.
@@ -222,7 +224,7 @@ describe('restore', () => {
       return ['passed', 'failed'].includes(g.body.verification?.status) ? g.body : null;
     });
     expect(verified.verification.status).toBe('failed');
-    expect(verified.verification.message).toMatch(/files.*checksum mismatch/);
+    expect(verified.verification.message).toMatch(/component "files": integrity check failed/);
   });
 
   // A restore drops everything in its target database first: it must never be the service's own.
@@ -366,33 +368,45 @@ describe('dual-region', () => {
     const replicated = await waitFor(async () => {
       const g = await s.request('GET', `/v1/clusters/${id}/backups/${b.id}`, { token: operator });
       const locs = g.body.artifacts[0].locations;
-      return locs.length === 2 && locs.every((l: { status: string }) => l.status === 'present') ? g.body : null;
+      return locs.length === 2 && locs.every((l: { status: string }) => l.status === 'present') && g.body.replication?.status === 'replicated' ? g.body : null;
     });
     const [primary, secondary] = replicated.artifacts[0].locations;
     expect(primary.store).toBe('primary');
     expect(secondary.store).toBe('secondary');
-    const pBytes = await readFile(fileURLToPath(primary.url));
-    const sBytes = await readFile(fileURLToPath(secondary.url));
-    expect(sBytes.equals(pBytes)).toBe(true);
-    expect(createHash('sha256').update(sBytes).digest('hex')).toBe(replicated.artifacts[0].sha256);
-    expect((await listFiles(secondaryRoot)).some((f) => f.endsWith('manifest.json') && f.includes(b.id))).toBe(true);
+    // Every pack the backup relies on, and its snapshot record, are in the secondary byte for byte.
+    const packs = await packsOfBackup(s, b.id);
+    expect(packs.length).toBeGreaterThan(0);
+    expect(await packsOnlyOf(s, [b.id])).toEqual(packs); // its data is its own (see makeTree)
+    for (const p of packs) expect((await readFile(packFile(secondaryRoot, tenantId, p))).equals(await readFile(packFile(s.storageRoot, tenantId, p)))).toBe(true);
+    expect(fileURLToPath(primary.url)).toBe(path.join(s.storageRoot, `repos/${tenantId}/snapshots/${b.id}`));
+    expect(fileURLToPath(secondary.url)).toBe(path.join(secondaryRoot, `repos/${tenantId}/snapshots/${b.id}`));
+    expect((await readFile(fileURLToPath(secondary.url))).equals(await readFile(fileURLToPath(primary.url)))).toBe(true);
+    expect((await snapshotRecordAt(s, secondaryRoot, tenantId, b.id))?.components.map((c) => c.sha256)).toEqual([replicated.artifacts[0].sha256]);
 
-    // The primary copy is lost: the restore uses the secondary one.
-    await rm(fileURLToPath(primary.url));
+    // The primary copy is lost: the restore uses the secondary one, and the manifest still reads back to its sha256.
+    for (const p of packs) await rm(packFile(s.storageRoot, tenantId, p));
     await writeFile(path.join(root, 'a.txt'), 'changed');
     const r = await restore(id, b.id);
     expect(r.status, JSON.stringify(r.error)).toBe('completed');
     expect(await snapshot(root)).toEqual(before);
+    expect(sha256(await manifestOf(s, tenantId, await artifactOf(s, b.id, 'files')))).toBe(replicated.artifacts[0].sha256);
     // Corrupt too: both copies bad -> refused with both problems named.
-    await writeFile(fileURLToPath(secondary.url), 'garbage');
+    for (const p of packs) await writeFile(packFile(secondaryRoot, tenantId, p), 'garbage');
     const r2 = await restore(id, b.id);
     expect(r2.status).toBe('failed');
-    expect(r2.error.message).toMatch(/primary copy unreadable.*secondary copy checksum mismatch/);
+    expect(r2.error.component).toBe('files');
+    expect(r2.error.message).toMatch(/integrity.*primary copy: .*; secondary copy: /);
 
     const del = await s.request('DELETE', `/v1/clusters/${id}/backups/${b.id}`, { token: operator });
     expect(del.status).toBe(202);
     await waitFor(async () => !(await s.rt.db.backup.findUnique({ where: { id: b.id } })), 10_000, 'backup deleted');
-    for (const root2 of [s.storageRoot, secondaryRoot]) expect((await listFiles(root2)).filter((f) => f.includes(b.id))).toEqual([]);
+    await runGc(s, tenantId);
+    for (const root2 of [s.storageRoot, secondaryRoot]) {
+      expect((await listFiles(root2)).filter((f) => f.includes(b.id))).toEqual([]);
+      expect((await storedPacks(root2, tenantId)).filter((p) => packs.includes(p))).toEqual([]);
+      expect(await unreferencedStoredPacks(s, root2, tenantId)).toEqual([]);
+    }
+    expect(await s.rt.db.pack.count({ where: { id: { in: packs } } })).toBe(0);
   });
 });
 
@@ -402,12 +416,23 @@ describe('cluster deletion', () => {
     const id = await cluster('gone', [{ name: 'files', type: 'directory', config: { path: 'gone' } }], { backup_location: 'dual-region' });
     const b1 = await backupOf(id);
     const b2 = await backupOf(id);
-    await waitFor(async () => (await listFiles(secondaryRoot)).filter((f) => f.includes(b2.id)).length >= 2, 10_000, 'replication');
+    for (const b of [b1, b2])
+      await waitFor(async () => (await s.request('GET', `/v1/clusters/${id}/backups/${b.id}`, { token: operator })).body.replication?.status === 'replicated', 10_000, 'replication');
+    // The packs that hold this cluster's data alone, in both stores.
+    const own = await packsOnlyOf(s, [b1.id, b2.id]);
+    expect(own.length).toBeGreaterThan(0);
+    for (const root2 of [s.storageRoot, secondaryRoot]) expect((await storedPacks(root2, tenantId)).filter((p) => own.includes(p))).toEqual(own);
     const del = await s.request('DELETE', `/v1/clusters/${id}`, { token: admin });
     expect(del.status).toBe(202);
     await waitFor(async () => !(await s.rt.db.cluster.findUnique({ where: { id } })), 15_000, 'cluster deleted');
     expect(await s.rt.db.backup.count({ where: { clusterId: id } })).toBe(0);
-    for (const root2 of [s.storageRoot, secondaryRoot]) expect((await listFiles(root2)).filter((f) => f.includes(id) || f.includes(b1.id))).toEqual([]);
+    await runGc(s, tenantId);
+    for (const root2 of [s.storageRoot, secondaryRoot]) {
+      expect((await listFiles(root2)).filter((f) => f.includes(id) || f.includes(b1.id) || f.includes(b2.id))).toEqual([]);
+      expect((await storedPacks(root2, tenantId)).filter((p) => own.includes(p))).toEqual([]);
+      expect(await unreferencedStoredPacks(s, root2, tenantId)).toEqual([]);
+    }
+    expect(await s.rt.db.pack.count({ where: { id: { in: own } } })).toBe(0);
     expect((await s.request('GET', `/v1/clusters/${id}`, { token: admin })).status).toBe(404);
   });
 });
