@@ -5,6 +5,9 @@ import { startWorkerRole } from '../src/roles/worker.js';
 import { createRestoreRunner } from '../src/modules/restores/restores.jobs.js';
 import { tenantRootOf } from '../src/modules/tenants/tenant-folder.js';
 import type { ArtifactStore } from '../src/storage/types.js';
+import { createRepoService } from '../src/repo/service.js';
+import { packKey } from '../src/repo/layout.js';
+import { packsOfBackup } from './helpers/repo.js';
 import { createTenant, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 let s: Stack;
@@ -14,31 +17,51 @@ beforeAll(async () => {
 afterAll(async () => s.close());
 
 /**
- * The store as the restore sees it: honest for the first read of each key; later reads get
- * `swap`'s bytes, a well-formed artifact of another backup (so only the checksum can tell).
+ * The store as the restore sees it: honest for the first read of each byte range of a pack; later
+ * reads of the same range get the bytes at that range of another backup's pack (`swap`), well-formed
+ * sealed data of the same tenant, so only the chunks' authentication can tell.
  */
-function changingStore(real: ArtifactStore, swap: (key: string) => string | null): ArtifactStore {
+function changingStore(real: ArtifactStore, swap: (key: string) => string | null): ArtifactStore & { swapped: number } {
   const reads = new Map<string, number>();
+  let swapped = 0;
   return new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop !== 'get') return Reflect.get(target, prop, receiver);
-      return async (key: string) => {
-        const n = (reads.get(key) ?? 0) + 1;
-        reads.set(key, n);
+      if (prop === 'swapped') return swapped;
+      if (prop !== 'getRange') return Reflect.get(target, prop, receiver);
+      return async (key: string, start: number, end: number) => {
+        const id = `${key} ${start} ${end}`;
+        const n = (reads.get(id) ?? 0) + 1;
+        reads.set(id, n);
         const other = swap(key);
-        return n === 1 || !other ? target.get(key) : target.get(other);
+        if (n === 1 || !other) return target.getRange(key, start, end);
+        swapped++;
+        const size = await target.size(other);
+        return target.getRange(other, Math.min(start, size - (end - start)), Math.min(end, size));
       };
     },
-  });
+  }) as ArtifactStore & { swapped: number };
 }
 
 describe('a restore applies only the bytes it verified', () => {
   it('an artifact that changes between verification and apply fails the restore and leaves the target untouched', async () => {
     const { adminToken, tenantId } = await createTenant(s);
-    const dir = path.join(s.dataRoot, tenantId, 'site');
-    await mkdir(dir, { recursive: true });
-    for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}`), `backup-time content ${i} `.repeat(500));
-    const c = await s.request('POST', '/v1/clusters', { token: adminToken, body: { name: 'v', components: [{ name: 'files', type: 'directory', config: { path: 'site' } }] } });
+    const dirs = ['site', 'site2'].map((d) => path.join(s.dataRoot, tenantId, d));
+    for (const dir of dirs) {
+      await mkdir(dir, { recursive: true });
+      for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}`), `first backup ${path.basename(dir)} ${i} `.repeat(500));
+    }
+    // Two components: a restore of several reads and verifies every chunk of all of them first,
+    // then applies each, reading its chunks again.
+    const c = await s.request('POST', '/v1/clusters', {
+      token: adminToken,
+      body: {
+        name: 'v',
+        components: [
+          { name: 'files', type: 'directory', config: { path: 'site' } },
+          { name: 'files2', type: 'directory', config: { path: 'site2' } },
+        ],
+      },
+    });
     expect(c.status, c.text).toBe(201);
     const p = await s.request('POST', '/v1/policies', { token: adminToken, body: { name: 'no-limit', manual_rate_limit: null } });
     await s.request('PATCH', `/v1/clusters/${c.body.id}`, { token: adminToken, body: { policy_id: p.body.id } });
@@ -47,26 +70,32 @@ describe('a restore applies only the bytes it verified', () => {
       const b = await s.request('POST', `/v1/clusters/${c.body.id}/backups`, { token: adminToken });
       expect(b.status, b.text).toBe(202);
       await waitFor(async () => (await s.rt.db.backup.findUniqueOrThrow({ where: { id: b.body.id } })).status === 'completed', 20_000, 'backup');
-      return (await s.rt.db.backupArtifact.findFirstOrThrow({ where: { backupId: b.body.id } })).key;
+      return b.body.id as string;
     };
-    const b = { body: { id: '' } };
-    const firstKey = await backup();
-    b.body.id = (await s.rt.db.backupArtifact.findFirstOrThrow({ where: { key: firstKey } })).backupId;
-    for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}`), `another backup's content ${i}`);
-    const otherKey = await backup();
+    const first = await backup();
+    for (const dir of dirs) for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}`), `other backup ${path.basename(dir)} ${i} `.repeat(500));
+    const other = await backup();
     await worker.close();
+    const firstPacks = await packsOfBackup(s, first);
+    const otherPacks = (await packsOfBackup(s, other)).filter((x) => !firstPacks.includes(x));
+    expect(firstPacks.length).toBeGreaterThan(0);
+    expect(otherPacks.length).toBeGreaterThan(0);
 
-    // The tree moves on after the backup; a restore would replace it.
-    for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}`), `current content ${i}`);
-    const before = await Promise.all((await readdir(dir)).sort().map(async (f) => [f, await readFile(path.join(dir, f), 'utf8')]));
-    const r = await s.request('POST', `/v1/clusters/${c.body.id}/backups/${b.body.id}/restore`, { token: adminToken, body: {} });
+    // The trees move on after the backup; a restore would replace them.
+    for (const dir of dirs) for (let i = 0; i < 20; i++) await writeFile(path.join(dir, `f${i}`), `current content ${i}`);
+    const contents = () => Promise.all(dirs.map(async (dir) => Promise.all((await readdir(dir)).sort().map(async (f) => [f, await readFile(path.join(dir, f), 'utf8')]))));
+    const before = await contents();
+    const r = await s.request('POST', `/v1/clusters/${c.body.id}/backups/${first}/restore`, { token: adminToken, body: {} });
     expect(r.status, r.text).toBe(202);
 
     // No worker runs queues here: this runner reads through a store whose bytes change after the check.
+    const swapTo = new Map(firstPacks.map((id, i) => [packKey(tenantId, id), packKey(tenantId, otherPacks[i % otherPacks.length] as string)]));
+    const primary = changingStore(s.rt.store, (key) => swapTo.get(key) ?? null);
+    const repo = createRepoService({ db: s.rt.db, masterKey: s.rt.config.encryptionKey, primary, secondary: null, settings: s.rt.repo.settings, seal: s.rt.repo.seal });
     const run = createRestoreRunner({
       db: s.rt.db,
       ledger: s.rt.ledger,
-      stores: { primary: changingStore(s.rt.store, (key) => (key === firstKey ? otherKey : null)), secondary: null },
+      repo,
       box: s.rt.box,
       dataRootOf: tenantRootOf(s.rt.db, s.rt.config.dataRoot),
       postgresTargets: s.rt.postgresTargets,
@@ -76,15 +105,15 @@ describe('a restore applies only the bytes it verified', () => {
       leaseMs: 60_000,
     });
     await run({ tenant_id: tenantId, restore_id: r.body.id });
+    expect(primary.swapped).toBeGreaterThan(0);
     const done = await s.rt.db.restore.findUniqueOrThrow({ where: { id: r.body.id } });
     expect(done.status).toBe('failed');
     expect(done.errorComponent).toBe('files');
-    expect(done.errorMessage).toMatch(/sha256|checksum|changed/i);
+    expect(done.errorMessage).toMatch(/component "files": integrity check failed/);
     expect(done.errorMessage).not.toMatch(new RegExp(s.dataRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
-    // The target is exactly as it was, with nothing left beside it, and the cluster is free.
-    const after = await Promise.all((await readdir(dir)).sort().map(async (f) => [f, await readFile(path.join(dir, f), 'utf8')]));
-    expect(after).toEqual(before);
-    expect((await readdir(path.dirname(dir))).filter((n) => n.startsWith('.site.'))).toEqual([]);
+    // The targets are exactly as they were, with nothing left beside them, and the cluster is free.
+    expect(await contents()).toEqual(before);
+    expect((await readdir(path.dirname(dirs[0] as string))).filter((n) => n.startsWith('.site'))).toEqual([]);
     expect((await s.request('GET', `/v1/clusters/${c.body.id}`, { token: adminToken })).body.status).toBe('active');
   });
 });
