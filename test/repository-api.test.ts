@@ -263,7 +263,8 @@ describe('usage and metrics', () => {
     expect(r.status).toBe(200);
     const m = new RegExp(`^backup_repository_stored_bytes\\{tenant_id="${tenantId}"\\} (\\d+)$`, 'm').exec(r.text);
     expect(m, r.text.split('\n').filter((l) => l.includes('stored_bytes')).join('\n')).not.toBeNull();
-    const [{ n }] = await s.rt.db.$queryRaw<{ n: number }[]>`SELECT sum(bytes)::float8 AS n FROM packs WHERE tenant_id = ${tenantId}::uuid AND status = 'live'`;
+    const rows = await s.rt.db.$queryRaw<{ n: number }[]>`SELECT sum(bytes)::float8 AS n FROM packs WHERE tenant_id = ${tenantId}::uuid AND status = 'live'`;
+    const n = rows[0]!.n;
     expect(Number(m![1])).toBe(n);
     expect(n).toBeGreaterThan(0);
   });
@@ -321,9 +322,14 @@ describe('partial restore', () => {
     expect(await readFile(path.join(site, 'b.txt'), 'utf8')).toBe('changed b, outside the paths\n');
     expect(await readFile(path.join(site, 'extra.txt'), 'utf8')).toBe('new at the root\n');
     expect(now.get('link')).toBe(original.get('link'));
-    // a whole restore shows paths: null
     const list = await s.request('GET', `/v1/clusters/${clusterId}/restores`, { token: viewer });
     expect(list.body.items[0].paths).toEqual(['a.txt', 'sub']);
+    // a whole restore shows paths: null, and brings back the rest
+    const whole = await restore({});
+    expect(whole.status, whole.text).toBe(202);
+    expect(whole.body.paths).toBeNull();
+    await waitFor(async () => (await s.request('GET', `/v1/clusters/${clusterId}/restores/${whole.body.id}`, { token: viewer })).body.status === 'completed', 30_000, 'whole restore');
+    expect(await snapshot(site)).toEqual(original);
   });
 });
 
@@ -437,7 +443,7 @@ async function flip(file: string, at: number): Promise<() => Promise<void>> {
     const fh = await open(file, 'r+');
     const byte = Buffer.alloc(1);
     await fh.read(byte, 0, 1, at);
-    byte[0] ^= 0xff;
+    byte[0] = byte[0]! ^ 0xff;
     await fh.write(byte, 0, 1, at);
     await fh.close();
   };

@@ -1,6 +1,6 @@
 import type { App } from '../../http/types.js';
 import { tenantOf, type Guard } from '../../http/auth.js';
-import { authErrors, bearer, problemSchema } from '../../http/schemas.js';
+import { bearer, commonErrors } from '../../http/schemas.js';
 import { usageSchema } from './usage.schemas.js';
 import type { UsageService } from './usage.service.js';
 
@@ -13,7 +13,7 @@ export function usageRoutes(app: App, deps: { guard: Guard; service: UsageServic
       summary: "The tenant's storage: logical bytes of its completed backups and bytes stored after deduplication, per cluster",
       description:
         'A chunk several clusters share is stored once and counted for the cluster that stored it first; chunks of deleted clusters that other backups still use count in the tenant total only, so the clusters may sum to less than `stored_bytes`.',
-      response: { 200: usageSchema, ...authErrors, 503: problemSchema },
+      response: { 200: usageSchema, ...commonErrors },
     },
     handler: async (req) => deps.service.get(tenantOf(req).tenantId),
   });
