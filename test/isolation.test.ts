@@ -252,8 +252,10 @@ describe('another tenant\'s directories, in the worker', () => {
     const foreignTarget = await restore(bOperator, c.body.id, done.id);
     await editStoredPath(c.body.id, 'nowhere/at-all');
     const missingParent = await restore(bOperator, c.body.id, done.id);
-    expect(foreignTarget.error.message.replace('to-a-absolute', '<path>')).toBe(`${NEUTRAL}: <path>`);
-    expect(missingParent.error.message.replace('nowhere', '<path>')).toBe(`${NEUTRAL}: <path>`);
+    // (A restore's message names the component it failed on.)
+    expect(foreignTarget.error).toMatchObject({ component: 'files' });
+    expect(foreignTarget.error.message.replace('to-a-absolute', '<path>')).toBe(`component "files": ${NEUTRAL}: <path>`);
+    expect(missingParent.error.message.replace('nowhere', '<path>')).toBe(`component "files": ${NEUTRAL}: <path>`);
     expect(await readdir(s.dataRoot)).not.toContain('fresh');
     await expect(lstat(path.join(b.dir, aDir))).rejects.toThrow(); // nothing made for it in B's folder either
   });
