@@ -9,6 +9,7 @@
  * FUZZ_ONLY (a regular expression over "METHOD /path") restricts the operations, FUZZ_VERBOSE=1
  * prints every valid-looking request that was refused.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -152,7 +153,8 @@ beforeAll(async () => {
       restores: restoreIds,
     },
     foreignIds: { clusters: [foreign.clusterId], backups: [foreign.backupId], policies: [foreignPolicy.id], tenants: [b.tenantId] },
-    mainBinding: { clusters: main.clusterId, backups: main.backupId, policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, tenants: a.tenantId, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+    // `components`: a component's name in the path (the archive of a backup's component).
+    mainBinding: { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, tenants: a.tenantId, ...(restoreIds[0] && { restores: restoreIds[0] }) },
     deleteBindings: [
       { clusters: v1.clusterId, backups: v1.backupId },
       { clusters: v2.clusterId, backups: v2.backupId },
@@ -163,12 +165,12 @@ beforeAll(async () => {
       ...spareKeys.map((k) => ({ 'api-keys': k.id as string })),
     ],
     ownBindings: [
-      { clusters: main.clusterId, backups: main.backupId, policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
-      { clusters: v1.clusterId, backups: v1.backupId, policies: victimPolicy.id, 'api-keys': spareKeys[1]!.id },
-      { clusters: v2.clusterId, backups: v2.backupId, policies: sparePolicies[0]!.id },
+      { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+      { clusters: v1.clusterId, backups: v1.backupId, components: 'files', policies: victimPolicy.id, 'api-keys': spareKeys[1]!.id },
+      { clusters: v2.clusterId, backups: v2.backupId, components: 'files', policies: sparePolicies[0]!.id },
       { clusters: guarded.id },
     ],
-    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, policies: foreignPolicy.id }],
+    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, components: 'files', policies: foreignPolicy.id }],
     componentNames: ['files'],
     dirPaths: ['app', 'app/nested', 'empty'],
     oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(a.dir, 'app'), `../${foreignDir}/app`, 'only-theirs', 'into-foreign', 'into-foreign/nested', '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
@@ -251,7 +253,9 @@ async function tenantViews(ops: Operation[]): Promise<Record<string, unknown>> {
         if (!pathParams.length && b !== bindings[0]) continue;
         const url = op.path.replace(/\{([^}]+)\}/g, (_, name: string) => b[pathParams.find((p) => p.name === name)!.resource!]!) + (op.params.some((p) => p.name === 'limit') ? '?limit=100' : '');
         const res = await s.request('GET', url, { token: op.path.startsWith('/v1/tenants') ? ADMIN_TOKEN : token });
-        views[`${who} ${url}`] = { status: res.status, body: JSON.parse(res.text, (k, v) => (k === 'last_used_at' ? undefined : v)) };
+        // Not every answer is JSON (a component's archive): those are compared by their bytes' hash.
+        const json = String(res.headers['content-type'] ?? '').includes('json');
+        views[`${who} ${url}`] = { status: res.status, body: json ? JSON.parse(res.text, (k, v) => (k === 'last_used_at' ? undefined : v)) : createHash('sha256').update(res.text).digest('hex') };
       }
     }
   }

@@ -715,7 +715,9 @@ export function badQueryValue(p: Param, ctx: FuzzContext): fc.Arbitrary<Str> {
   );
 }
 
-export function validQueryValue(p: Param, ctx: FuzzContext): fc.Arbitrary<Str> {
+export function validQueryValue(p: Param, ctx: FuzzContext, opPath = ''): fc.Arbitrary<Str> {
+  // A directory listing's cursor belongs to one directory of one backup: none of ours is valid there.
+  if (p.name === 'cursor' && opPath.endsWith('/files')) return fc.constant('');
   if (p.name === 'cursor') return ctx.cursors.length ? fc.constantFrom(...ctx.cursors) : fc.constant('');
   return validValue(p.schema, p.name, ctx).map((v) => encodeAny(String(v)));
 }
@@ -975,7 +977,7 @@ function dropAt(root: unknown, path: (string | number)[]): unknown {
 
 export function requestArb(op: Operation, ctx: FuzzContext): fc.Arbitrary<ReqSpec> {
   const queryParams = op.params.filter((p) => p.in === 'query');
-  const validQuery = fc.tuple(...queryParams.map((p) => fc.option(validQueryValue(p, ctx), { freq: 2 })));
+  const validQuery = fc.tuple(...queryParams.map((p) => fc.option(validQueryValue(p, ctx, op.path), { freq: 2 })));
   const validBody: fc.Arbitrary<unknown> = op.body ? validValue(op.body.schema, 'body', ctx) : fc.constant(undefined);
   const mut = mutationArb(op, ctx);
   const mutations = fc.oneof(
@@ -1132,6 +1134,9 @@ export interface AuthProbe {
   control?: ReqSpec;
 }
 
+/** Path segments before a name, not an id (`/components/{name}/archive`). */
+const NAME_RESOURCES = new Set(['components']);
+
 const ANONYMOUS: AuthChoice[] = ['none', 'garbage', 'revoked', 'empty', 'basic', 'long'];
 
 /** Every auth probe of one operation, `perKind` samples of each kind that applies; deterministic for a seed. */
@@ -1142,7 +1147,7 @@ export function authProbes(op: Operation, ctx: FuzzContext, seed: number, perKin
   const fits = (b: Record<string, string>) => pathParams.every((p) => p.resource && b[p.resource]);
   const own = (ctx.ownBindings ?? [ctx.mainBinding]).filter(fits);
   const foreign = (ctx.foreignBindings ?? []).filter(fits);
-  const validQuery = fc.tuple(...queryParams(op).map((p) => fc.option(validQueryValue(p, ctx), { freq: 2 })));
+  const validQuery = fc.tuple(...queryParams(op).map((p) => fc.option(validQueryValue(p, ctx, op.path), { freq: 2 })));
   const validBody: fc.Arbitrary<unknown> = op.body ? validValue(op.body.schema, 'body', ctx) : fc.constant(undefined);
   const draw = fc.record({ query: validQuery, body: validBody, pick: fc.nat(1000), missing: fc.array(fc.uuid({ version: 4 }), { minLength: 4, maxLength: 4 }) });
   const samples = fc.sample(draw, { seed, numRuns: perKind * 8 });
@@ -1202,8 +1207,10 @@ export function authProbes(op: Operation, ctx: FuzzContext, seed: number, perKin
         const e = sample();
         const mine = callerBindings[e.pick % Math.max(1, callerBindings.length)];
         const theirs = otherBindings[(e.pick >> 3) % Math.max(1, otherBindings.length)];
-        const param = pathParams[e.pick % pathParams.length]!;
-        if (!mine || !theirs || !param.resource) continue;
+        // Only ids can be another tenant's: a component's name in the path is not one.
+        const idParams = pathParams.filter((p) => !NAME_RESOURCES.has(p.resource ?? ''));
+        const param = idParams[e.pick % Math.max(1, idParams.length)];
+        if (!mine || !theirs || !param?.resource) continue;
         const ids = idsOf(mine);
         const controlIds = { ...ids };
         delete controlIds[param.name];
