@@ -272,9 +272,18 @@ export async function* chunkStream(source: AsyncIterable<Buffer | Uint8Array>, o
   let lo = 0;
   /** The last bytes (up to WINDOW) of `parts`, for highBitsClear. */
   let prev: Buffer | null = null;
+  /** parts[0] is a view of the end of a larger input buffer. */
+  let suffixPending = false;
   for await (const input of source) {
     const buf = asBuffer(input);
     const n = buf.length;
+    if (n === 0) continue;
+    if (suffixPending) {
+      // The chunk goes on in this buffer: copy the tail of the previous one so that it does not
+      // keep the whole of that buffer alive (the memory bound above).
+      parts[0] = Buffer.from(parts[0]!);
+      suffixPending = false;
+    }
     let pos = 0;
     while (pos < n) {
       const base = pos - partsLen; // where the chunk in progress starts, in buf's coordinates
@@ -296,10 +305,10 @@ export async function* chunkStream(source: AsyncIterable<Buffer | Uint8Array>, o
         prev = null;
         pos = cut;
       } else {
-        // Keep the rest for the next buffer; a suffix is copied so that it does not keep the whole
-        // of a large input buffer alive (the bound above).
-        const rest = pos === 0 ? buf : Buffer.from(buf.subarray(pos));
+        // Keep the rest for the next buffer (a view: it may be the last chunk).
+        const rest = buf.subarray(pos);
         parts.push(rest);
+        suffixPending = pos > 0;
         partsLen += rest.length;
         prev = lastBytes(prev, rest);
         pos = n;
