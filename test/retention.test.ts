@@ -3,13 +3,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import { plantRestore } from './helpers/jobs.js';
+import { artifactOf, manifestOf, packsOnlyOf, readAllChunks, runGc, sha256, storedPacks, unreferencedStoredPacks } from './helpers/repo.js';
 
 let s: Stack;
 let token: string;
+let tenantId: string;
+let home: string;
 beforeAll(async () => {
   s = await startStack();
   const t = await createTenant(s);
   token = t.adminToken;
+  tenantId = t.tenantId;
+  home = t.dir;
   await mkdir(path.join(t.dir, 'r'), { recursive: true });
   await writeFile(path.join(t.dir, 'r', 'f.txt'), 'data');
 });
@@ -37,9 +42,14 @@ const ids = async (clusterId: string) => (await s.rt.db.backup.findMany({ where:
 describe('retention', () => {
   it('a third manual backup with manual_count 2 prunes the oldest only after the new one completes', async () => {
     const { clusterId } = await setup('third', { manual_count: 2 });
+    // Each backup with data of its own, so that the pruned one leaves something for GC to take.
     const b1 = await backup(clusterId);
+    await writeFile(path.join(home, 'r', 'f.txt'), 'data of the second backup');
     const b2 = await backup(clusterId);
     expect(await ids(clusterId)).toEqual([b1.id, b2.id]);
+    const onlyB1 = await packsOnlyOf(s, [b1.id]);
+    expect(onlyB1.length).toBeGreaterThan(0);
+    await writeFile(path.join(home, 'r', 'f.txt'), 'data of the third backup');
     const r3 = await s.request('POST', `/v1/clusters/${clusterId}/backups`, { token });
     // Until the third completes, the first is never touched.
     const seen: string[] = [];
@@ -54,7 +64,17 @@ describe('retention', () => {
     await waitFor(async () => !(await s.rt.db.backup.findUnique({ where: { id: b1.id } })), 10_000, 'oldest pruned');
     expect(await ids(clusterId)).toEqual([b2.id, r3.body.id]);
     const files = await readdir(s.storageRoot, { recursive: true });
-    expect(files.filter((f) => String(f).includes(b1.id))).toEqual([]);
+    expect(files.filter((f) => String(f).includes(b1.id))).toEqual([]); // its snapshot record
+    expect(await s.rt.db.backupChunk.count({ where: { backupId: b1.id } })).toBe(0);
+    // Pruning never breaks the backups kept: after GC (no grace) every one of them still reads back.
+    await runGc(s, tenantId);
+    expect(await unreferencedStoredPacks(s, s.storageRoot, tenantId)).toEqual([]);
+    expect((await storedPacks(s.storageRoot, tenantId)).filter((p) => onlyB1.includes(p))).toEqual([]);
+    for (const id of [b2.id, r3.body.id]) {
+      const a = await artifactOf(s, id, 'f');
+      expect(sha256(await manifestOf(s, tenantId, a))).toBe(a.sha256);
+      expect(await readAllChunks(s, tenantId, a)).toBeGreaterThan(0);
+    }
   });
 
   it('a failed backup displaces nothing', async () => {

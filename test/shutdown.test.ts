@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerRole } from '../src/roles/worker.js';
 import { createTenantDatabase } from './helpers/db.js';
+import { runGc, storedPacks } from './helpers/repo.js';
 import { createTenant, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 let s: Stack;
@@ -74,7 +75,13 @@ describe('graceful shutdown of a worker', () => {
     expect(row.errorMessage).toBeNull();
     expect((await s.rt.db.cluster.findUniqueOrThrow({ where: { id: c.body.id } })).activeJobId).toBe(b.body.id);
     const files = (await readdir(s.storageRoot, { recursive: true })).map(String);
-    expect(files.filter((f) => f.includes(b.body.id))).toEqual([]);
+    expect(files.filter((f) => f.includes(b.body.id))).toEqual([]); // no snapshot record
+    expect(await s.rt.db.backupChunk.count({ where: { backupId: b.body.id } })).toBe(0);
+    expect(await s.rt.db.backupArtifact.count({ where: { backupId: b.body.id } })).toBe(0);
+    // What it uploaded is referenced by nothing: GC (no grace; no worker runs now) takes all of it.
+    await runGc(s, tenantId);
+    expect(await storedPacks(s.storageRoot, tenantId)).toEqual([]);
+    expect(await s.rt.db.pack.count({ where: { tenantId } })).toBe(0);
     expect((await s.request('POST', `/v1/clusters/${c.body.id}/backups`, { token: adminToken })).status).toBe(409);
 
     // Another worker takes it from BullMQ (the job was delayed, not failed) and completes it.

@@ -153,3 +153,15 @@ export async function unreferencedStoredPacks(s: Stack, root: string, tenantId: 
   const used = new Set(r.rows.map((x) => x.id));
   return stored.filter((p) => !used.has(p));
 }
+
+/** Reads (and so verifies) every chunk of a component's snapshot; answers how many bytes of data it holds. */
+export async function readAllChunks(s: Stack, tenantId: string, a: ArtifactRow): Promise<number> {
+  const src = await s.rt.repo.source(tenantId);
+  let n = 0;
+  if (a.type === 'directory') {
+    for await (const e of s.rt.repo.entries(src, a)) if (e.chunks?.length) n += (await collect(src.read(e.chunks))).length;
+  } else {
+    n += (await collect(src.read((await s.rt.repo.streamOf(src, a)).chunks))).length;
+  }
+  return n;
+}
