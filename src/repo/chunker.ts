@@ -12,7 +12,10 @@
  * bit j of h depends only on the last j + 1 bytes (the byte k positions back is shifted left by
  * k; carries only go up), so the low 32 bits of h are a 32-bit gear hash of their own, and the hot
  * loop keeps just that. Only when the low half of the mask matches (1 in 2^10 or fewer bytes at
- * the default sizes) are bits 32..47 recomputed exactly from the last 48 bytes.
+ * the default sizes) are bits 32..47 recomputed exactly from the last 48 bytes. The loop takes eight
+ * bytes per branch. Measured (Node 20, one core of a shared AMD EPYC, random data, default sizes):
+ * chunkLengths about 1.0-1.3 GB/s, chunkStream 0.7-1.0 GB/s from 64 KiB buffers (the copy of each
+ * chunk that spans buffers) and 1.1-1.2 GB/s from 16 MiB buffers.
  */
 
 export interface ChunkerOptions {
