@@ -143,27 +143,43 @@ const fileSafe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[.
 export function createBackupFilesService(deps: { db: Db; repo: RepoService; backups: BackupRepo; clusters: ClusterRepo }) {
   const { db, repo } = deps;
 
-  /** The backup (completed) and the artifact of `component`: 404 for either missing, 409 unless completed. */
-  async function load(tenantId: string, clusterId: string, backupId: string, component: string, what: string) {
+  /** The backup: 404 when missing (or another tenant's), 409 unless completed. */
+  async function completedBackup(tenantId: string, clusterId: string, backupId: string, what: string) {
     const backup = await deps.backups.find(db, tenantId, clusterId, backupId);
     if (!backup) throw new NotFound('backup');
     if (backup.status !== 'completed') throw new Conflict(`only a completed backup can be ${what} (this one is ${backup.status})`);
+    return backup;
+  }
+
+  /** The artifact of `component` in the backup: 404 when it has none, 409 for one stored before the repository. */
+  function artifactOf(backup: Awaited<ReturnType<typeof completedBackup>>, component: string, what: string) {
     const artifact = backup.artifacts.find((a) => a.component === component) as ArtifactRow | undefined;
     if (!artifact) throw new NotFound(`component "${component}" in this backup`);
     if (!hasManifest(artifact)) throw new Conflict(`component "${component}" of this backup was stored before the repository format and cannot be ${what}`);
-    return { backup, artifact, type: (artifact.type ?? 'directory') as ComponentType };
+    return { artifact, type: (artifact.type ?? 'directory') as ComponentType };
+  }
+
+  /** The component to browse: the one named, or the backup's only directory component. */
+  function browsedComponent(backup: Awaited<ReturnType<typeof completedBackup>>, component: string | undefined): string {
+    if (component !== undefined) return component;
+    const dirs = backup.artifacts.filter((a) => (a.type ?? 'directory') === 'directory');
+    if (dirs.length === 1) return dirs[0]!.component;
+    throw new Invalid('invalid querystring', [{ path: 'querystring.component', message: `required: the backup has ${dirs.length} directory components` }]);
   }
 
   return {
     /** One directory of a directory component, names in code-point order, paged by name. */
-    async list(tenantId: string, clusterId: string, backupId: string, q: { component: string; path?: string | undefined; limit: number; cursor?: string | undefined }) {
+    async list(tenantId: string, clusterId: string, backupId: string, q: { component?: string | undefined; path?: string | undefined; limit: number; cursor?: string | undefined }) {
+      // The backup first: another tenant's id answers 404 whatever the query says.
+      const backup = await completedBackup(tenantId, clusterId, backupId, 'browsed');
       const dir = q.path ?? '';
       const problem = dir === '' ? null : requestPathProblem(dir);
       if (problem) throw new Invalid(`invalid path: ${problem}`, [{ path: 'querystring.path', message: problem }]);
       const after = q.cursor ? decodeNameCursor(q.cursor, dir) : null;
-      const { artifact, type } = await load(tenantId, clusterId, backupId, q.component, 'browsed');
+      const component = browsedComponent(backup, q.component);
+      const { artifact, type } = artifactOf(backup, component, 'browsed');
       if (type !== 'directory') {
-        throw new Invalid(`component "${q.component}" is a ${type} component; only directory components can be browsed`, [
+        throw new Invalid(`component "${component}" is a ${type} component; only directory components can be browsed`, [
           { path: 'querystring.component', message: `is a ${type} component, not a directory component` },
         ]);
       }
@@ -171,14 +187,14 @@ export function createBackupFilesService(deps: { db: Db; repo: RepoService; back
       const items: FileEntryView[] = [];
       let found = dir === '';
       let more = false;
-      await guarded(q.component, async () => {
+      await guarded(component, async () => {
         const src = await repo.source(tenantId);
         // Entries come in path order: the directory, then everything below it, then its next
         // sibling. So the listing stops at the first entry past the directory (or past the page).
         for await (const e of repo.entries(src, artifact)) {
           if (!found) {
             if (e.path === dir) {
-              if (e.type !== 'directory') throw new PathNotInBackup(`${JSON.stringify(dir)} is a ${e.type} in component "${q.component}" of the backup, not a directory`);
+              if (e.type !== 'directory') throw new PathNotInBackup(`${JSON.stringify(dir)} is a ${e.type} in component "${component}" of the backup, not a directory`);
               found = true;
             } else if (comparePaths(e.path, dir) > 0) break;
             continue;
@@ -194,7 +210,7 @@ export function createBackupFilesService(deps: { db: Db; repo: RepoService; back
           items.push(presentEntry(e, name));
         }
       });
-      if (!found) throw new PathNotInBackup(`no directory ${JSON.stringify(dir)} in component "${q.component}" of the backup`);
+      if (!found) throw new PathNotInBackup(`no directory ${JSON.stringify(dir)} in component "${component}" of the backup`);
       const last = items.at(-1);
       return { items, next_cursor: more && last ? encodeNameCursor(dir, last.name) : null };
     },
@@ -205,7 +221,7 @@ export function createBackupFilesService(deps: { db: Db; repo: RepoService; back
      * produced) is, so those failures are answers; a later failure errors the stream.
      */
     async archive(tenantId: string, clusterId: string, backupId: string, component: string) {
-      const { artifact, type } = await load(tenantId, clusterId, backupId, component, 'exported');
+      const { artifact, type } = artifactOf(await completedBackup(tenantId, clusterId, backupId, 'exported'), component, 'exported');
       const cluster = await deps.clusters.find(db, tenantId, clusterId);
       if (!cluster) throw new NotFound('cluster');
       const driver = getDriver(type);

@@ -101,7 +101,7 @@ export function backupFileRoutes(app: App, deps: { guard: Guard; service: Backup
       security: bearer,
       summary: 'List one directory of a directory component inside a completed backup',
       description:
-        'Names in code-point order, paged by name (`limit`, `cursor`). 404: no such backup, no such component in it, or `path` is not a directory in it; 409: the backup is not completed; 422: `path` is absolute, has `..`, `.` or empty segments, or `component` is not a directory component; 500 (`/problems/integrity-error`): the stored data failed its integrity check.',
+        'Names in code-point order, paged by name (`limit`, `cursor`). 404: no such backup, no such component in it, or `path` is not a directory in it; 409: the backup is not completed; 422: `path` is absolute, has `..`, `.` or empty segments, or `component` is not a directory component (or is omitted while the backup has several); 500 (`/problems/integrity-error`): the stored data failed its integrity check.',
       params: backupParams,
       querystring: listFilesQuery,
       response: { 200: listOf(fileEntrySchema), 409: problemSchema, 500: integrityError, ...commonErrors },

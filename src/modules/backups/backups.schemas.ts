@@ -67,7 +67,7 @@ export const MAX_PATH_BYTES = 4096;
 
 export const componentParams = z.object({ id: uuid, backup_id: uuid, name: z.string().min(1).max(63) });
 export const listFilesQuery = z.object({
-  component: z.string().min(1).max(63).describe('a directory component of the backup'),
+  component: z.string().min(1).max(63).optional().describe('a directory component of the backup; may be omitted when the backup has exactly one'),
   path: z.string().max(MAX_PATH_BYTES).optional().describe('a directory relative to the component, e.g. `sub/dir`; omitted or empty: the component root'),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(MAX_PATH_BYTES * 2).optional(),
