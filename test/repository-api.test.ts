@@ -220,6 +220,11 @@ describe('export', () => {
     expectProblem(await s.request('GET', url('files', randomUUID()), { token: operator }), 404);
     const failed = await plantBackup(s.rt, { id: randomUUID(), tenantId, clusterId, trigger: 'manual', status: 'failed', components: [], errorMessage: 'planted' });
     expectProblem(await s.request('GET', url('files', failed.id), { token: operator }), 409);
+    // another tenant's operator: 404, exactly like a backup that does not exist
+    const other = await createTenant(s);
+    const foreign = await s.request('GET', url('files'), { token: await createKey(s, other.adminToken, 'operator') });
+    expectProblem(foreign, 404);
+    expect(foreign.body.detail).toBe('backup not found');
   });
 });
 

@@ -93,11 +93,6 @@ function decodeNameCursor(s: string, dir: string): string {
   throw new Invalid('invalid cursor', [{ path: 'cursor', message: 'not a cursor this API returned for this directory' }]);
 }
 
-/** A path the request names, checked like a manifest path: relative, no `..`, `.` or empty segment, no NUL. */
-export function requestPathProblem(p: string): string | null {
-  return manifestPathProblem(p);
-}
-
 /**
  * The first of `paths` (in the order given) that the manifest does not hold, or null. Reads the
  * entries only up to the last path wanted (path order).
@@ -173,7 +168,8 @@ export function createBackupFilesService(deps: { db: Db; repo: RepoService; back
       // The backup first: another tenant's id answers 404 whatever the query says.
       const backup = await completedBackup(tenantId, clusterId, backupId, 'browsed');
       const dir = q.path ?? '';
-      const problem = dir === '' ? null : requestPathProblem(dir);
+      // Checked like a manifest path: relative, no `..`, `.` or empty segment, no NUL.
+      const problem = dir === '' ? null : manifestPathProblem(dir);
       if (problem) throw new Invalid(`invalid path: ${problem}`, [{ path: 'querystring.path', message: problem }]);
       const after = q.cursor ? decodeNameCursor(q.cursor, dir) : null;
       const component = browsedComponent(backup, q.component);
