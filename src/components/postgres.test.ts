@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createFileStore, type ArtifactStore } from '../storage/index.js';
+import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
+import { MemoryRepo, fromArray } from '../repo/memory-repo.test-helper.js';
+import { IntegrityError } from '../repo/types.js';
+import type { BackupContext } from './types.js';
 import { postgresDriver } from './postgres.js';
 import { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
 import { ComponentError } from './types.js';
@@ -22,7 +24,28 @@ const ctx = { dataRoot: tmpdir() };
 
 let admin: pg.Client;
 let base: string;
-let store: ArtifactStore;
+/** The repository dumps go into (small chunks, so that a dump spans several). */
+const repo = new MemoryRepo({ chunkSize: 16 * 1024 });
+/** Manifests of the dumps taken, by name. */
+const dumps = new Map<string, Buffer>();
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const b of it) parts.push(b);
+  return Buffer.concat(parts);
+}
+
+/** Backs `url` up into `repo`: rejects as the manifest stream does, else keeps the manifest under `name`. */
+async function backupAs(name: string, url: string, c: BackupContext = ctx) {
+  const snap = postgresDriver.backup({ url }, { ...c, sink: repo, previous: null });
+  const manifest = await collect(snap.manifest);
+  dumps.set(name, manifest);
+  return { manifest, bytes: snap.logicalBytes() };
+}
+
+function restoreFrom(url: string, manifest: Buffer, source = repo) {
+  return postgresDriver.restore({ url }, { ...ctx, source, manifest: fromArray([manifest]) });
+}
 
 async function withDb<T>(db: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: `${SERVER}/${db}` });
@@ -74,7 +97,6 @@ beforeAll(async () => {
   await admin.query(`CREATE DATABASE ${DST}`);
   await seed(SRC);
   base = await mkdtemp(path.join(tmpdir(), 'postgres-test-'));
-  store = createFileStore(path.join(base, 'artifacts'));
 });
 
 afterAll(async () => {
@@ -85,24 +107,28 @@ afterAll(async () => {
 
 describe('postgres backup and restore', () => {
   it('restores the rows into a fresh database, then over a modified one', async () => {
-    const put = await store.put('t/c/b/db.pgdump', postgresDriver.backup({ url: `${SERVER}/${SRC}` }, ctx));
+    const put = await backupAs('b', `${SERVER}/${SRC}`);
     expect(put.bytes).toBeGreaterThan(1000);
+    // The dump in the repository is pg_dump's custom format.
+    const ref = await decodeStreamManifest(fromArray([put.manifest]));
+    expect(ref.bytes).toBe(put.bytes);
+    expect((await collect(repo.read(ref.chunks))).subarray(0, 5).toString()).toBe('PGDMP');
     const expected = await contents(SRC);
 
-    await postgresDriver.restore({ url: `${SERVER}/${DST}` }, await store.get('t/c/b/db.pgdump'), ctx);
+    await restoreFrom(`${SERVER}/${DST}`, put.manifest);
     expect(await contents(DST)).toEqual(expected);
 
     await withDb(DST, async (c) => {
       await c.query(`DELETE FROM orders WHERE id % 2 = 0; UPDATE customers SET name = 'changed'; INSERT INTO blobs VALUES (3, 'x'); DROP VIEW big_orders;`);
     });
     expect(await contents(DST)).not.toEqual(expected);
-    await postgresDriver.restore({ url: `${SERVER}/${DST}` }, await store.get('t/c/b/db.pgdump'), ctx);
+    await restoreFrom(`${SERVER}/${DST}`, put.manifest);
     expect(await contents(DST)).toEqual(expected);
   });
 
   it('fails the stream for a missing database without revealing the password', async () => {
     const url = `postgresql://postgres:${ENCODED_PASSWORD}@${SERVER_URL.host}/bk_pgtest_missing_${suffix}`;
-    const err = await store.put('t/c/missing/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
+    const err = await backupAs('missing', url).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ComponentError);
     const message = (err as Error).message;
     expect(message).toBe('pg_dump failed: database does not exist');
@@ -111,7 +137,7 @@ describe('postgres backup and restore', () => {
     expect(message).not.toContain(PASSWORD);
     expect(message).not.toContain(ENCODED_PASSWORD);
     expect(message).not.toContain('Sup3r');
-    expect(await store.exists('t/c/missing/db.pgdump')).toBe(false);
+    expect(dumps.has('missing')).toBe(false); // the manifest errored: no snapshot
   });
 
   it('tells the tenant why a connection failed in categories, never with the address or port libpq tried', async () => {
@@ -128,7 +154,7 @@ describe('postgres backup and restore', () => {
         [`postgresql://postgres@${SERVER_URL.host}/${SRC}?sslmode=require`, 'pg_dump failed: the server does not support TLS, which the URL requires'],
       ];
       for (const [url, expected] of cases) {
-        const err = await store.put('t/c/cat/db.pgdump', postgresDriver.backup({ url }, { ...ctx, log })).catch((e: unknown) => e);
+        const err = await backupAs('cat', url, { ...ctx, log }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ComponentError);
         expect((err as Error).message).toBe(expected);
         expect((err as Error).message).not.toMatch(/127\.0\.0\.1|\bport\b|:\d/);
@@ -139,13 +165,13 @@ describe('postgres backup and restore', () => {
       expect(JSON.stringify(logged)).not.toContain('Sup3r');
       // the right password works: the category above is the password's fault, not the setup's
       await admin.query(`CREATE DATABASE ${role} OWNER ${role}`);
-      const ok = await store.put('t/c/cat/ok.pgdump', postgresDriver.backup({ url: `postgresql://${role}:right-password@${SERVER_URL.host}/${role}` }, ctx)).catch((e: unknown) => e);
+      const ok = await backupAs('ok', `postgresql://${role}:right-password@${SERVER_URL.host}/${role}`).catch((e: unknown) => e);
       expect(ok).not.toBeInstanceOf(Error);
       // logged in, but not allowed to read another owner's tables
-      const denied = await store.put('t/c/cat/denied.pgdump', postgresDriver.backup({ url: `postgresql://${role}:right-password@${SERVER_URL.host}/${SRC}` }, ctx)).catch((e: unknown) => e);
+      const denied = await backupAs('denied', `postgresql://${role}:right-password@${SERVER_URL.host}/${SRC}`).catch((e: unknown) => e);
       expect((denied as Error).message).toMatch(/^pg_dump failed: permission denied: permission denied for (table|schema|sequence) \w+$/);
       // a restore says the same
-      const restoreErr = await postgresDriver.restore({ url: `postgresql://${role}:wrong-password@${SERVER_URL.host}/${DST}` }, await store.get('t/c/cat/ok.pgdump'), ctx).catch((e: unknown) => e);
+      const restoreErr = await restoreFrom(`postgresql://${role}:wrong-password@${SERVER_URL.host}/${DST}`, dumps.get('ok') as Buffer).catch((e: unknown) => e);
       expect((restoreErr as Error).message).toBe('pg_restore failed: authentication failed');
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${role} WITH (FORCE)`);
@@ -161,11 +187,11 @@ describe('postgres backup and restore', () => {
       `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1/x?sslkey=/etc/ssl/private/key.pem`,
       `postgresql://postgres:${ENCODED_PASSWORD}@127.0.0.1/x?host=/var/run/postgresql`,
     ]) {
-      const err = await store.put('t/c/bad/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
+      const err = await backupAs('bad', url).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ComponentError);
       expect((err as Error).message).not.toContain('Sup3r');
     }
-    expect(await store.exists('t/c/bad/db.pgdump')).toBe(false);
+    expect(dumps.has('bad')).toBe(false);
   });
 
   it('passes credentials by environment only and redacts them from the tool output', async () => {
@@ -181,7 +207,7 @@ describe('postgres backup and restore', () => {
     process.env.DATABASE_URL = 'postgresql://service-own-secret@localhost/backups';
     try {
       const url = `postgresql://alice:${ENCODED_PASSWORD}@db.example.com:6543/app%20db?sslmode=require&application_name=x`;
-      const err = await store.put('t/c/fake/db.pgdump', postgresDriver.backup({ url }, ctx)).catch((e: unknown) => e);
+      const err = await backupAs('fake', url).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ComponentError);
       expect((err as Error).message).toBe('pg_dump failed: authentication failed');
       expect((err as ComponentError).detail).toBe(
@@ -189,7 +215,7 @@ describe('postgres backup and restore', () => {
       );
       const recorded = await readFile(record, 'utf8');
       const args = recorded.split('\n')[0];
-      expect(args).toBe("args: --format=custom --no-password --dbname=dbname='app db'");
+      expect(args).toBe("args: --format=custom --compress=0 --no-password --dbname=dbname='app db'");
       expect(recorded).toContain(`PGPASSWORD=${PASSWORD}\n`);
       expect(recorded).toContain('PGHOST=db.example.com\n');
       expect(recorded).toContain('PGPORT=6543\n');
@@ -202,21 +228,25 @@ describe('postgres backup and restore', () => {
     }
   });
 
-  it('leaves the database untouched when the artifact is garbage or breaks mid-stream', async () => {
+  it('leaves the database untouched when the dump is garbage or a chunk fails its check mid-stream', async () => {
     const before = await contents(DST);
-    const garbage = await postgresDriver.restore({ url: `${SERVER}/${DST}` }, Readable.from([randomBytes(10_000)]), ctx).catch((e: unknown) => e);
+    const junk = new MemoryRepo();
+    const garbageManifest = await collect(encodeStreamManifest(await junk.writeStream(fromArray([randomBytes(10_000)]))));
+    const garbage = await restoreFrom(`${SERVER}/${DST}`, garbageManifest, junk).catch((e: unknown) => e);
     expect(garbage).toBeInstanceOf(ComponentError);
     expect((garbage as Error).message).toMatch(/^pg_restore failed: /);
 
-    const dump = await readFile(path.join(base, 'artifacts/t/c/b/db.pgdump'));
-    const failure = new Error('checksum mismatch');
-    const broken = new Readable({
-      read() {
-        this.push(dump.subarray(0, Math.floor(dump.length * 0.6)));
-        setTimeout(() => this.destroy(failure), 50);
-      },
-    });
-    await expect(postgresDriver.restore({ url: `${SERVER}/${DST}` }, broken, ctx)).rejects.toBe(failure);
+    // The dump of the first test, with a chunk past its middle damaged: pg_restore has applied
+    // part of it when the read fails; nothing may be committed.
+    const manifest = dumps.get('b') as Buffer;
+    const ref = await decodeStreamManifest(fromArray([manifest]));
+    expect(ref.chunks.length).toBeGreaterThan(3);
+    const damaged = new MemoryRepo({ chunkSize: repo.chunkSize });
+    for (const [id, data] of repo.chunks) damaged.chunks.set(id, data);
+    damaged.readDelayMs = 5;
+    damaged.corrupt(ref.chunks[Math.floor(ref.chunks.length * 0.6)] as string);
+    const err = await restoreFrom(`${SERVER}/${DST}`, manifest, damaged).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IntegrityError);
     expect(await contents(DST)).toEqual(before);
   });
 });
