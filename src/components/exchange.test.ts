@@ -2,14 +2,14 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exchangePaths } from '../lib/exchange.js';
+import { MemoryRepo, fromArray } from '../repo/memory-repo.test-helper.js';
 import { directoryDriver } from './directory.js';
 import { makeRestoreTemp, swapIntoPlace } from './restore-swap.js';
 
-async function collect(stream: Readable): Promise<Buffer> {
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
@@ -107,9 +107,10 @@ describe('directory restore swap', () => {
     const tree = path.join(dataRoot, 'apps/site');
     mkdirSync(tree, { recursive: true });
     writeFileSync(path.join(tree, 'index.html'), 'v1\n');
-    const archive = await collect(directoryDriver.backup({ path: 'apps/site' }, { dataRoot }));
+    const repo = new MemoryRepo();
+    const manifest = await collect(directoryDriver.backup({ path: 'apps/site' }, { dataRoot, sink: repo, previous: null }).manifest);
     const watcher = watchTarget(tree);
-    for (let i = 0; i < 25; i++) await directoryDriver.restore({ path: 'apps/site' }, Readable.from([archive]), { dataRoot });
+    for (let i = 0; i < 25; i++) await directoryDriver.restore({ path: 'apps/site' }, { dataRoot, source: repo, manifest: fromArray([manifest]) });
     const seen = await watcher.stop();
     expect(seen.missing).toBe(0);
     expect(readFileSync(path.join(tree, 'index.html'), 'utf8')).toBe('v1\n');
