@@ -10,7 +10,8 @@ import { createRecentCredentials, registerRateLimit } from './http/rate-limit.js
 import { frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
 import type { App } from './http/types.js';
 import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
-import { backupRoutes } from './modules/backups/backups.routes.js';
+import { backupFileRoutes, backupRoutes } from './modules/backups/backups.routes.js';
+import { usageRoutes } from './modules/usage/usage.routes.js';
 import { clusterRoutes } from './modules/clusters/clusters.routes.js';
 import type { Metrics } from './modules/ops/metrics.js';
 import { opsRoutes, type ReadinessCheck } from './modules/ops/ops.routes.js';
@@ -75,7 +76,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         description: 'Multi-tenant backup-as-a-service: consistent cluster backups on schedules and on demand, retention, restore. Errors are RFC 9457 application/problem+json.',
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, or the platform ADMIN_TOKEN for /v1/tenants' } } },
-      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'restores', 'audit', 'ops'].map((name) => ({ name })),
+      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'restores', 'usage', 'audit', 'ops'].map((name) => ({ name })),
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
@@ -94,6 +95,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   policyRoutes(app, { guard, service: s.policies });
   clusterRoutes(app, { guard, service: s.clusters });
   backupRoutes(app, { guard, service: s.backups });
+  backupFileRoutes(app, { guard, service: s.files });
+  usageRoutes(app, { guard, service: s.usage });
   retentionRoutes(app, { guard, service: s.retention });
   restoreRoutes(app, { guard, service: s.restores });
   opsRoutes(app, { checks: deps.checks, metrics: deps.metrics });

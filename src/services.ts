@@ -13,6 +13,8 @@ import { createAuditService } from './modules/audit/audit.service.js';
 import { createTenantRepo } from './modules/tenants/tenants.repo.js';
 import { createTenantService } from './modules/tenants/tenants.service.js';
 import { tenantRootOf } from './modules/tenants/tenant-folder.js';
+import { createBackupFilesService } from './modules/backups/backups.files.js';
+import { createUsageService } from './modules/usage/usage.service.js';
 
 /** The composition root of the use cases: each service gets exactly the dependencies it names. */
 export function createServices(rt: Runtime) {
@@ -56,15 +58,19 @@ export function createServices(rt: Runtime) {
       },
     },
   });
+  // Reading backups' contents (browse, export, partial restore) goes through the tenant's repository.
+  const files = createBackupFilesService({ db, repo: rt.repo, backups: repos.backups, clusters: repos.clusters });
   return {
     repos,
     apiKeys,
+    files,
+    usage: createUsageService({ db }),
     policies,
     clusters,
     tenants: createTenantService({ db, repo: repos.tenants, apiKeys, policies, dataRoot: rt.config.dataRoot, now, log }),
     backups: createBackupService({ db, ledger: rt.ledger, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
-    restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log }),
+    restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log, files }),
     audit: createAuditService({ db, log }),
   };
 }

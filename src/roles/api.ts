@@ -1,21 +1,12 @@
 import { buildApp } from '../app.js';
 import type { Runtime } from '../runtime.js';
 import { createServices } from '../services.js';
-import { createGuard } from '../http/auth.js';
 import { createMetrics, type Metrics } from '../modules/ops/metrics.js';
-import { createBackupFilesService } from '../modules/backups/backups.files.js';
-import { backupFileRoutes } from '../modules/backups/backups.routes.js';
-import { createRestoreService } from '../modules/restores/restores.service.js';
-import { createUsageService } from '../modules/usage/usage.service.js';
-import { usageRoutes } from '../modules/usage/usage.routes.js';
 import type { App } from '../http/types.js';
 
 /** `metrics`: the process's registry, shared with the other roles it runs (one is made if omitted). */
 export async function createApiApp(rt: Runtime, opts: { logger?: boolean; metrics?: Metrics } = {}): Promise<App> {
   const services = createServices(rt);
-  // Reading backups' contents (browse, export, partial restore) goes through the tenant's repository.
-  const files = createBackupFilesService({ db: rt.db, repo: rt.repo, backups: services.repos.backups, clusters: services.repos.clusters });
-  services.restores = createRestoreService({ db: rt.db, ledger: rt.ledger, clusters: services.repos.clusters, queues: rt.queues, now: rt.now, log: rt.log, files });
   const app = await buildApp({
     services,
     adminToken: rt.config.adminToken,
@@ -29,9 +20,6 @@ export async function createApiApp(rt: Runtime, opts: { logger?: boolean; metric
     rateLimit: { ...rt.config.rateLimit, redis: rt.redis, prefix: rt.config.queuePrefix },
     logger: opts.logger === false ? false : rt.log,
   });
-  const guard = createGuard({ adminToken: rt.config.adminToken, apiKeys: services.repos.apiKeys, now: rt.now });
-  backupFileRoutes(app, { guard, service: files });
-  usageRoutes(app, { guard, service: createUsageService({ db: rt.db }) });
   return app;
 }
 
