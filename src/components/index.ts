@@ -11,7 +11,7 @@ export { createTargetGuard, DEFAULT_ALLOWED_HOSTS, type AllowedHosts, type Targe
 export { describePostgresFailure } from './postgres-errors.js';
 export { COMPONENT_TYPES, ComponentError } from './types.js';
 export type { BackupContext, ComponentDriver, ComponentType, RestoreContext } from './types.js';
-export { ArtifactChangedError, expectDigest, type ArtifactDigest, type VerifyArtifact } from './verify.js';
+export { ArtifactChangedError } from './verify.js';
 export { sweepRestoreLeftovers, type SweepReport } from './restore-swap.js';
 
 // `any`: each driver has its own config type; callers pick the driver by the component's `type`.

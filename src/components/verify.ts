@@ -10,29 +10,13 @@ export interface ArtifactDigest {
 
 /**
  * Told the digest of the whole artifact once the driver has consumed it, before the point of no
- * return (the directory swap, the postgres COMMIT). Throwing (or rejecting) refuses the restore:
- * the target is left exactly as it was and the driver rejects with that error.
+ * return (the postgres COMMIT). Throwing (or rejecting) refuses the restore.
  */
 export type VerifyArtifact = (got: ArtifactDigest) => void | Promise<void>;
 
 /** The bytes applied are not the bytes that were backed up (and checked earlier). */
 export class ArtifactChangedError extends ComponentError {
   override name = 'ArtifactChangedError';
-}
-
-/**
- * The usual `verify`: the digest must equal what was recorded at backup time. `what` names the
- * copy for the message, e.g. 'primary copy'.
- */
-export function expectDigest(expected: { sha256: string; bytes: number | bigint }, what = 'artifact'): VerifyArtifact {
-  return (got) => {
-    if (got.sha256 !== expected.sha256) {
-      throw new ArtifactChangedError(`the ${what} changed since it was verified (expected sha256 ${expected.sha256}, got ${got.sha256}); nothing was restored`);
-    }
-    if (got.bytes !== Number(expected.bytes)) {
-      throw new ArtifactChangedError(`the ${what} changed since it was verified (expected ${expected.bytes} bytes, got ${got.bytes}); nothing was restored`);
-    }
-  };
 }
 
 export interface HashedArtifact {
