@@ -153,16 +153,26 @@ export async function collectGarbage(o: GcOptions): Promise<GcReport> {
   return report;
 }
 
-/** Step 3: survivors of mostly-garbage packs are copied (sealed, as they are) into full new packs. */
+/**
+ * Step 3: survivors of mostly-garbage packs are copied (sealed, as they are) into full new packs.
+ * A pack qualifies only if some of its chunks really are garbage (fewer referenced chunks than it
+ * holds): its trailer and footer count in its bytes, so a small pack whose chunks are all
+ * referenced can look "mostly garbage" by bytes alone, and would be rewritten, identical, by
+ * every run.
+ */
 async function repack(o: GcOptions): Promise<number> {
   const { pool, tenantId } = o;
-  const sparse = await pool.query<{ id: string; bytes: string; live: string }>(
-    `SELECT p.id, p.bytes::text, COALESCE(sum(c.length) FILTER (WHERE EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)), 0)::text AS live
+  const sparse = await pool.query<{ id: string; bytes: string; live: string; live_chunks: number; chunk_count: number }>(
+    `SELECT p.id, p.bytes::text, p.chunk_count,
+       COALESCE(sum(c.length) FILTER (WHERE EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)), 0)::text AS live,
+       (count(c.id) FILTER (WHERE EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)))::int AS live_chunks
      FROM packs p LEFT JOIN chunks c ON c.pack_id = p.id
-     WHERE p.tenant_id = $1 AND p.status = 'live' GROUP BY p.id, p.bytes`,
+     WHERE p.tenant_id = $1 AND p.status = 'live' GROUP BY p.id, p.bytes, p.chunk_count`,
     [tenantId],
   );
-  const todo = sparse.rows.filter((r) => Number(r.live) > 0 && Number(r.live) < (1 - o.repackThreshold) * Number(r.bytes));
+  const todo = sparse.rows.filter(
+    (r) => Number(r.live) > 0 && r.live_chunks < r.chunk_count && Number(r.live) < (1 - o.repackThreshold) * Number(r.bytes),
+  );
   let repacked = 0;
   let group: typeof todo = [];
   let groupBytes = 0;
