@@ -12,6 +12,8 @@ import { adminUrl, createTestDatabase, withAdmin } from './helpers/db.js';
 import { keyFingerprint } from '../src/crypto/fingerprint.js';
 import { createSecretBox } from '../src/crypto/secrets.js';
 import { freePort, http, waitUntil } from './faults/procs.js';
+import { generateTenantKeys, masterKeyId, wrapTenantKeys } from '../src/repo/seal.js';
+import { readdir } from 'node:fs/promises';
 
 /** Runs the real program (src/main.ts) and collects its output. */
 function main(env: Record<string, string>, cwd: string) {
@@ -95,6 +97,52 @@ describe('npm start', () => {
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(pattern);
       expect(p.out().stderr + p.out().stdout).not.toContain(keyA.toString('base64'));
+    } finally {
+      await db.drop();
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start, writing nothing, when ENCRYPTION_KEY does not unwrap the keys of an existing repository', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'bk-start-'));
+    const db = await createTestDatabase();
+    const keyA = randomBytes(32);
+    try {
+      // A repository made under key A; no fingerprint recorded and no secret stored, so only the repository's keys can tell.
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const wrapped = wrapTenantKeys(generateTenantKeys(), keyA);
+      await c.query(`INSERT INTO tenants (id, name, data_dir) VALUES ('00000000-0000-4000-8000-000000000001', 'k', 'k')`);
+      await c.query(`INSERT INTO repositories (tenant_id, wrapped_keys, key_id) VALUES ('00000000-0000-4000-8000-000000000001', $1, $2)`, [wrapped, masterKeyId(keyA)]);
+      const state = async () => {
+        const counts = await c.query(
+          `SELECT (SELECT count(*) FROM service_settings)::int AS settings, (SELECT count(*) FROM packs)::int AS packs, (SELECT count(*) FROM clusters)::int AS clusters,
+                  (SELECT count(*) FROM api_keys)::int AS keys, (SELECT string_agg(tenant_id || ':' || wrapped_keys || ':' || key_id, ',') FROM repositories) AS repos`,
+        );
+        return counts.rows[0];
+      };
+      const before = await state();
+      const storage = path.join(cwd, 'store');
+      const p = main(
+        {
+          DATABASE_URL: db.url,
+          REDIS_URL: inject('redisUrl'),
+          PORT: String(await freePort()),
+          ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+          STORAGE_URL: pathToFileURL(storage).href,
+          QUEUE_PREFIX: `bkstart-${randomBytes(3).toString('hex')}`,
+        },
+        cwd,
+      );
+      expect(await p.exited).toBe(1);
+      const lines = p.out().stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^error: ENCRYPTION_KEY does not unwrap the tenant keys stored in the repositories/);
+      expect(p.out().stdout.trim()).toBe('');
+      // Nothing written: the database is as it was (no fingerprint recorded), the store empty.
+      expect(await state()).toEqual(before);
+      expect(await readdir(storage).catch(() => [])).toEqual([]);
+      await c.end();
     } finally {
       await db.drop();
       await rm(cwd, { recursive: true, force: true });
