@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ArtifactStore } from '../storage/types.js';
-import { packIdOf, packKey, packsPrefix, snapshotsPrefix } from './layout.js';
+import { packIdOf, packKey, packsPrefix, repoPrefix, snapshotsPrefix } from './layout.js';
 import { PackBuilder } from './pack.js';
 import type { SealPool } from './seal-pool.js';
 import type { TenantKeys } from './types.js';
@@ -64,8 +64,9 @@ async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise
  *  3. repack live packs that are mostly garbage: copy their referenced sealed chunks into new
  *     packs, then, under FOR UPDATE of the old packs, re-point the chunks and doom the old ones;
  *  4. delete doomed packs older than the grace period from every store, then their rows;
- *  5. delete orphan uploads (pack objects no row names, e.g. of a worker killed mid-backup) and
- *     snapshot records of backups that never completed, once older than the grace period.
+ *  5. delete orphan uploads (pack objects no row names, e.g. of a worker killed mid-backup; the
+ *     stores' temp files and incomplete multipart uploads of writes killed mid-way) and snapshot
+ *     records of backups that never completed, once older than the grace period.
  */
 export async function collectGarbage(o: GcOptions): Promise<GcReport> {
   const { pool, tenantId } = o;
@@ -115,6 +116,8 @@ export async function collectGarbage(o: GcOptions): Promise<GcReport> {
   // 5. orphans in the stores
   for (const store of [o.primary, o.secondary]) {
     if (!store) continue;
+    // temp files / incomplete multipart uploads of writes killed mid-way
+    report.orphans += await store.sweepTemps(repoPrefix(tenantId), cutoff);
     const batch: { key: string; id: string }[] = [];
     const sweep = async () => {
       const known = await pool.query<{ id: string }>('SELECT id FROM packs WHERE id = ANY($1::text[])', [batch.map((b) => b.id)]);

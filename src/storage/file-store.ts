@@ -18,6 +18,8 @@ import {
 import { fsyncDirectory } from '../lib/fsync.js';
 
 const MISSING = new Set(['ENOENT', 'ENOTDIR']);
+/** What `writeDurably` names its temp files: `.<base>.<16 hex>.partial`. */
+const TEMP_FILE = /^\..+\.[0-9a-f]{16}\.partial$/;
 
 function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
@@ -183,8 +185,43 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
     }
   }
 
+  /** The temp files of interrupted writes under `dir` older than `before`: removed; empty directories pruned. */
+  async function sweepTempsIn(dir: string, before: Date): Promise<number> {
+    let handle;
+    try {
+      handle = await opendir(dir, { bufferSize: 64 });
+    } catch (err) {
+      if (MISSING.has(errnoCode(err) ?? '')) return 0;
+      throw err;
+    }
+    let removed = 0;
+    for await (const entry of handle) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory() && !entry.name.startsWith('.')) {
+        removed += await sweepTempsIn(full, before);
+      } else if (entry.isFile() && TEMP_FILE.test(entry.name)) {
+        try {
+          if ((await lstat(full)).mtime < before) {
+            await rm(full, { force: true });
+            removed++;
+          }
+        } catch (err) {
+          if (!MISSING.has(errnoCode(err) ?? '')) throw err;
+        }
+      }
+    }
+    if (removed > 0) await pruneEmptyParents(dir);
+    return removed;
+  }
+
   return {
     url: pathToFileURL(root).href,
+
+    async sweepTemps(prefix: string, olderThan: Date): Promise<number> {
+      const problem = checkArtifactPrefix(prefix, true);
+      if (problem) throw new InvalidArtifactKeyError(prefix, problem);
+      return sweepTempsIn(prefix === '' ? root : path.join(root, ...prefix.slice(0, -1).split('/')), olderThan);
+    },
 
     async put(key: string, body: NodeJS.ReadableStream | Readable, opts: PutOptions = {}): Promise<PutResult> {
       const input = toReadable(body);

@@ -212,7 +212,8 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
    * deleting a prefix sweeps them too. Servers without the API, or credentials without the
    * permission, skip the sweep; a bucket lifecycle rule is the backstop there.
    */
-  async function abortUploadsUnder(base: string): Promise<void> {
+  async function abortUploadsUnder(base: string, olderThan?: Date): Promise<number> {
+    let aborted = 0;
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
     for (;;) {
@@ -221,13 +222,16 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
         page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: base, KeyMarker, UploadIdMarker }));
       } catch (err) {
         const name = errorName(err);
-        if (name === 'NotImplemented' || name === 'AccessDenied' || httpStatus(err) === 501) return;
+        if (name === 'NotImplemented' || name === 'AccessDenied' || httpStatus(err) === 501) return aborted;
         throw err;
       }
       for (const upload of page.Uploads ?? []) {
-        if (upload.Key !== undefined && upload.UploadId !== undefined) await abortMultipart(upload.Key, upload.UploadId);
+        if (upload.Key === undefined || upload.UploadId === undefined) continue;
+        if (olderThan && !(upload.Initiated && upload.Initiated < olderThan)) continue;
+        await abortMultipart(upload.Key, upload.UploadId);
+        aborted++;
       }
-      if (!page.IsTruncated) return;
+      if (!page.IsTruncated) return aborted;
       if (page.NextKeyMarker === undefined) throw new Error('S3 ListMultipartUploads was truncated without a next marker');
       KeyMarker = page.NextKeyMarker;
       UploadIdMarker = page.NextUploadIdMarker;
@@ -406,6 +410,13 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
       } catch (err) {
         if (!isMissingKey(err)) throw err;
       }
+    },
+
+    async sweepTemps(prefixToSweep: string, olderThan: Date): Promise<number> {
+      const problem = checkArtifactPrefix(prefixToSweep, true);
+      if (problem) throw new InvalidArtifactKeyError(prefixToSweep, problem);
+      const base = prefixToSweep === '' ? (prefix ? `${prefix}/` : '') : `${objectKey(prefixToSweep.slice(0, -1))}/`;
+      return abortUploadsUnder(base, olderThan);
     },
 
     async deletePrefix(prefixToDelete: string): Promise<void> {

@@ -47,6 +47,13 @@ export interface ArtifactStore {
    * whatever the size up to S3's 5 GiB single-PUT limit): for packs and small objects.
    */
   putBuffer(key: string, body: Buffer): Promise<PutResult>;
+  /**
+   * Removes what writes killed mid-way left under `prefix` ('' or ending with '/') and that has
+   * not changed since `olderThan`: the file store's `.*.partial` temp files, S3's incomplete
+   * multipart uploads. A write still in progress keeps touching its temp, so it is not taken;
+   * one stalled past the cutoff fails its rename instead of completing. Answers how many.
+   */
+  sweepTemps(prefix: string, olderThan: Date): Promise<number>;
 }
 
 export interface ListedArtifact {
