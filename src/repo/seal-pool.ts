@@ -31,7 +31,7 @@ export const INLINE_HASH_BYTES = 64 * 1024;
 /** seal/open calls carrying less than this in total run on the calling thread. */
 export const INLINE_BYTES = 64 * 1024;
 const MIN_BATCH_BYTES = 1024 * 1024;
-const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 type Op = 'hash' | 'seal' | 'open';
 interface TaskResult {

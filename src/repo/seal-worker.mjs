@@ -5,8 +5,36 @@
  * batch costs two messages and no per-chunk cloning. Errors are answered as data ({ error: {name,
  * message} }) because structured cloning keeps only standard error names.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { chunkId, openChunk, sealChunk } from './seal-core.mjs';
+
+/*
+ * Memory: a task's input, the compressed and encrypted intermediates and the output copy are all
+ * large external buffers, while the task allocates almost no JS objects, so V8 would only collect
+ * them under external-memory pressure, i.e. after each worker held tens of MiB of dead buffers
+ * (measured: a 2 GiB backup peaked at ~580 MB RSS, most of it outside the main isolate). A full
+ * collection of this worker's tiny heap costs ~1 ms, so one runs once the worker goes idle after a
+ * task (when every buffer of it is unreachable). `gc` is obtained the documented-by-V8 way
+ * (--expose-gc then a fresh context); without it nothing changes.
+ */
+let collect = null;
+try {
+  setFlagsFromString('--expose-gc');
+  collect = runInNewContext('gc');
+} catch {
+  collect = null;
+}
+let collectPending = false;
+function collectSoon() {
+  if (!collect || collectPending) return;
+  collectPending = true;
+  setImmediate(() => {
+    collectPending = false;
+    collect();
+  });
+}
 
 function split(input, lengths) {
   const out = [];
@@ -59,5 +87,7 @@ export default async function task({ op, dataKey, macKey, ids, input, lengths })
     }
   } catch (err) {
     return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
+  } finally {
+    collectSoon();
   }
 }

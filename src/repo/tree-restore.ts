@@ -27,7 +27,7 @@ import { IntegrityError, type ChunkSource, type DirEntry, type Progress } from '
  * written through a symlink (files are also opened O_EXCL|O_NOFOLLOW). Every symlink must lead
  * inside the tenant's folder, judged where the kernel would take it once the tree is in place:
  * inside the target through the restored tree's own links, outside through the disk
- * (symlinks.ts `linkResolver`, the rule of tar-extract.ts). Then the tree is made durable (fsync
+ * (symlinks.ts `linkResolver`). Then the tree is made durable (fsync
  * per file and directory; write-behind starts the file flushes early) and swapped in by
  * `swapIntoPlace`. Any failure (an IntegrityError, a refused link, an abort) removes the temp
  * directory and leaves the target untouched.
@@ -132,40 +132,144 @@ interface WriteContext {
   progress: Progressor;
 }
 
+/** A file's chunks are read this many at a time (the next slice fetched while one is written): bounds the plaintext in flight per file. */
+const SLICE_CHUNKS = 4;
+/** Small files are restored in batches of up to this many files and bytes, one `source.read` per batch ... */
+const BATCH_FILES = 256;
+const BATCH_BYTES = 4 * 1024 * 1024;
+/** ... a file larger than this is read on its own, slice by slice. */
+const BATCH_FILE_MAX = 1024 * 1024;
+
+/**
+ * The verified plaintext of `chunks` as one byte stream, read SLICE_CHUNKS chunks per
+ * `source.read` with the next slice started while one is consumed (so at most two slices of
+ * plaintext are in memory, whatever the file's size).
+ */
+async function* readSliced(source: ChunkSource, chunks: string[]): AsyncGenerator<Buffer> {
+  if (chunks.length <= SLICE_CHUNKS) {
+    if (chunks.length === 0) return;
+    const only = source.read(chunks);
+    try {
+      yield* only as AsyncIterable<Buffer>;
+    } finally {
+      only.destroy();
+    }
+    return;
+  }
+  const start = (at: number) => {
+    const r = source.read(chunks.slice(at, at + SLICE_CHUNKS));
+    r.on('error', () => {}); // surfaced when iterated
+    r.read(0); // start fetching now
+    return r;
+  };
+  let current = start(0);
+  try {
+    for (let at = 0; at < chunks.length; at += SLICE_CHUNKS) {
+      const next = at + SLICE_CHUNKS < chunks.length ? start(at + SLICE_CHUNKS) : null;
+      try {
+        yield* current as AsyncIterable<Buffer>;
+      } catch (err) {
+        next?.destroy();
+        throw err;
+      }
+      current.destroy();
+      if (!next) break;
+      current = next;
+    }
+  } finally {
+    current.destroy();
+  }
+}
+
+async function writeAll(handle: Awaited<ReturnType<typeof open>>, piece: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < piece.length) {
+    const { bytesWritten } = await handle.write(piece, off, piece.length - off, position + off);
+    off += bytesWritten;
+  }
+}
+
+async function finishFile(handle: Awaited<ReturnType<typeof open>>, e: DirEntry, opts: { sync: boolean }): Promise<void> {
+  if (AS_ROOT) await handle.chown(e.uid, e.gid);
+  await handle.chmod(e.mode);
+  await handle.utimes(nowSeconds(), seconds(e.mtime_ns));
+  if (opts.sync) await handle.sync();
+}
+
 /** Writes one file of the manifest at `abs` (which must not exist), data verified by the source. */
 async function writeFile(abs: string, e: DirEntry, ctx: WriteContext, opts: { sync: boolean }): Promise<void> {
   const handle = await open(abs, FILE_FLAGS, 0o600);
   try {
     let written = 0;
     if (e.size > 0) {
-      const stream = ctx.source.read(e.chunks ?? []);
-      try {
-        for await (const piece of stream as AsyncIterable<Buffer>) {
-          ctx.signal?.throwIfAborted();
-          if (written + piece.length > e.size) throw new IntegrityError(`file ${e.path}: the stored data is longer than its size (${e.size} bytes)`);
-          let off = 0;
-          while (off < piece.length) {
-            const { bytesWritten } = await handle.write(piece, off, piece.length - off, written + off);
-            off += bytesWritten;
-          }
-          written += piece.length;
-          ctx.progress.p.bytes_done += piece.length;
-          ctx.progress.tick();
-        }
-      } finally {
-        stream.destroy();
+      for await (const piece of readSliced(ctx.source, e.chunks ?? [])) {
+        ctx.signal?.throwIfAborted();
+        if (written + piece.length > e.size) throw new IntegrityError(`file ${e.path}: the stored data is longer than its size (${e.size} bytes)`);
+        await writeAll(handle, piece, written);
+        written += piece.length;
+        ctx.progress.p.bytes_done += piece.length;
+        ctx.progress.tick();
       }
     }
     if (written !== e.size) throw new IntegrityError(`file ${e.path}: the stored data holds ${written} bytes, its size is ${e.size}`);
-    if (AS_ROOT) await handle.chown(e.uid, e.gid);
-    await handle.chmod(e.mode);
-    await handle.utimes(nowSeconds(), seconds(e.mtime_ns));
-    if (opts.sync) await handle.sync();
+    await finishFile(handle, e, opts);
   } finally {
     await handle.close();
   }
   ctx.progress.p.files_done++;
   ctx.progress.tick();
+}
+
+/**
+ * Writes small files (each at `dest/rel`, none existing yet) from ONE read of all their chunks,
+ * in order: each file takes exactly its size in bytes from the stream. A stream that ends inside
+ * a file, or goes on past the last, is an IntegrityError naming the file, as in writeFile.
+ */
+async function writeBatch(dest: string, files: { rel: string; e: DirEntry }[], ctx: WriteContext, onFile?: (rel: string, size: number) => void): Promise<void> {
+  const chunks = files.flatMap((f) => f.e.chunks ?? []);
+  const stream = chunks.length > 0 ? ctx.source.read(chunks) : null;
+  const it = (stream as AsyncIterable<Buffer> | null)?.[Symbol.asyncIterator]();
+  let pending: Buffer | null = null;
+  /** The next `max` bytes or fewer (null at the end of the stream). */
+  const take = async (max: number): Promise<Buffer | null> => {
+    if (!pending || pending.length === 0) {
+      const n = it ? await it.next() : { done: true as const, value: undefined };
+      if (n.done) return null;
+      pending = n.value;
+    }
+    const piece: Buffer = pending!.length <= max ? pending! : pending!.subarray(0, max);
+    pending = pending!.length <= max ? null : pending!.subarray(max);
+    return piece;
+  };
+  try {
+    for (const { rel, e } of files) {
+      ctx.signal?.throwIfAborted();
+      const handle = await open(path.join(dest, rel), FILE_FLAGS, 0o600);
+      try {
+        let written = 0;
+        while (written < e.size) {
+          const piece = await take(e.size - written);
+          if (!piece) break;
+          await writeAll(handle, piece, written);
+          written += piece.length;
+          ctx.progress.p.bytes_done += piece.length;
+        }
+        if (written !== e.size) throw new IntegrityError(`file ${e.path}: the stored data holds ${written} bytes, its size is ${e.size}`);
+        await finishFile(handle, e, { sync: false });
+      } finally {
+        await handle.close();
+      }
+      ctx.progress.p.files_done++;
+      ctx.progress.tick();
+      onFile?.(rel, e.size);
+    }
+    if ((pending && (pending as Buffer).length > 0) || (it && !(await it.next()).done)) {
+      const lastFile = files[files.length - 1]!.e;
+      throw new IntegrityError(`file ${lastFile.path}: the stored data is longer than its size (${lastFile.size} bytes)`);
+    }
+  } finally {
+    stream?.destroy();
+  }
 }
 
 async function makeSymlink(abs: string, e: DirEntry): Promise<void> {
@@ -175,12 +279,19 @@ async function makeSymlink(abs: string, e: DirEntry): Promise<void> {
 }
 
 /**
- * Builds entries into the directory `dest` (which exists), a few files at a time; each
- * directory's metadata is applied once everything inside it is written.
+ * Builds entries into the directory `dest` (which exists), a few files at a time: small files in
+ * batches (one read of their chunks per batch), larger ones each on its own. A directory's
+ * metadata is applied once everything inside it is written, without holding up the entries that
+ * follow it.
  */
 class Materializer {
   private readonly dirs: { rel: string; entry: DirEntry }[] = [];
-  private readonly inflight = new Map<Promise<void>, string>();
+  /** Jobs under way: a file or a batch, with the paths they write. */
+  private readonly inflight = new Map<Promise<void>, string[]>();
+  /** Directories left behind, waiting for the jobs inside them before their metadata is applied. */
+  private readonly closing = new Set<Promise<void>>();
+  private batch: { rel: string; e: DirEntry }[] = [];
+  private batchBytes = 0;
   private failure: unknown;
 
   constructor(
@@ -200,18 +311,39 @@ class Materializer {
       this.dirs.push({ rel, entry: e });
     } else if (e.type === 'symlink') {
       await makeSymlink(abs, e);
+    } else if (e.size <= BATCH_FILE_MAX) {
+      if (this.batch.length >= BATCH_FILES || this.batchBytes + e.size > BATCH_BYTES) await this.dispatchBatch();
+      this.batch.push({ rel, e });
+      this.batchBytes += e.size;
     } else {
-      while (this.inflight.size >= WRITE_CONCURRENCY) await this.waitOne();
-      const job = writeFile(abs, e, this.ctx, { sync: false }).then(() => this.onFile?.(rel, e.size));
-      this.inflight.set(job, rel);
-      job.then(
-        () => this.inflight.delete(job),
-        (err: unknown) => {
-          this.inflight.delete(job);
-          this.failure ??= err;
-        },
+      await this.start(
+        writeFile(abs, e, this.ctx, { sync: false }).then(() => this.onFile?.(rel, e.size)),
+        [rel],
       );
     }
+  }
+
+  private async start(job: Promise<void>, rels: string[]): Promise<void> {
+    this.inflight.set(job, rels);
+    job.then(
+      () => this.inflight.delete(job),
+      (err: unknown) => {
+        this.inflight.delete(job);
+        this.failure ??= err;
+      },
+    );
+    while (this.inflight.size >= WRITE_CONCURRENCY) await this.waitOne();
+  }
+
+  private async dispatchBatch(): Promise<void> {
+    if (this.batch.length === 0) return;
+    const files = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    await this.start(
+      writeBatch(this.dest, files, this.ctx, this.onFile),
+      files.map((f) => f.rel),
+    );
   }
 
   private async waitOne(): Promise<void> {
@@ -219,33 +351,43 @@ class Materializer {
     if (this.failure) throw this.failure;
   }
 
-  private async drainInside(dirRel: string): Promise<void> {
-    for (;;) {
-      const inside = [...this.inflight].filter(([, rel]) => isSameOrInside(dirRel, rel)).map(([job]) => job);
-      if (inside.length === 0) break;
-      await Promise.allSettled(inside);
-    }
-    if (this.failure) throw this.failure;
+  /** The jobs writing inside `dirRel` now (a batch still being filled is started first). */
+  private async jobsInside(dirRel: string): Promise<Promise<void>[]> {
+    if (this.batch.some((f) => isSameOrInside(dirRel, f.rel))) await this.dispatchBatch();
+    return [...this.inflight].filter(([, rels]) => rels.some((rel) => isSameOrInside(dirRel, rel))).map(([job]) => job);
   }
 
   private async closeDirsNotContaining(rel: string | null): Promise<void> {
     for (let top = this.dirs[this.dirs.length - 1]; top && (rel === null || !isSameOrInside(top.rel, rel) || top.rel === rel); top = this.dirs[this.dirs.length - 1]) {
-      await this.drainInside(top.rel);
       this.dirs.pop();
-      await applyDirMeta(path.join(this.dest, top.rel), top.entry);
+      const dir = top;
+      // Jobs inside it, and the closing of directories inside it, all started before now.
+      const inside = [...(await this.jobsInside(dir.rel)), ...this.closing];
+      const closed: Promise<void> = Promise.allSettled(inside)
+        .then(() => {
+          if (this.failure) return;
+          return applyDirMeta(path.join(this.dest, dir.rel), dir.entry);
+        })
+        .catch((err: unknown) => {
+          this.failure ??= err;
+        })
+        .finally(() => this.closing.delete(closed));
+      this.closing.add(closed);
     }
   }
 
   /** Waits for every write and applies the metadata of the directories still open. */
   async finish(): Promise<void> {
+    await this.dispatchBatch();
     await this.closeDirsNotContaining(null);
-    await Promise.allSettled([...this.inflight.keys()]);
+    while (this.inflight.size > 0 || this.closing.size > 0) await Promise.allSettled([...this.inflight.keys(), ...this.closing]);
     if (this.failure) throw this.failure;
   }
 
   /** After a failure: waits until nothing writes into `dest` any more. */
   async settle(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.keys()]);
+    this.batch = [];
+    while (this.inflight.size > 0 || this.closing.size > 0) await Promise.allSettled([...this.inflight.keys(), ...this.closing]);
   }
 }
 
