@@ -1,52 +1,64 @@
 /**
- * Backup / restore throughput and memory benchmark (`npm run bench:backup`). Prints, measured in
- * this run on the same data, with baselines interleaved with ours:
- *  (1) directory backup of a ~1 GiB mixed tree: directoryDriver.backup -> file store, against
- *      `tar -czf - DIR | sha256sum` (target ratio >= 0.9) and against `restic backup` (informative);
- *  (2) directory restore: directoryDriver.restore from the store, against `tar -xzf ARCHIVE -C DIR`
- *      of the same archive (target >= 0.9); `tar -x` + syncfs (durable, like ours) and `restic restore` are informative;
- *  (3) postgres backup of a ~1 GB database: postgresDriver.backup -> file store, against
- *      `pg_dump -Fc > /dev/null` (target >= 0.9);
- *  (4) postgres restore: postgresDriver.restore into a fresh database, against
- *      `pg_restore -d fresh FILE` of the same dump (target >= 0.9);
- *  (5) peak RSS of this Node process while backing up and restoring a ~2 GiB tree (target < 300 MB).
+ * Repository benchmark (`npm run bench:backup`): the content-addressed repository (src/repo/)
+ * against restic, measured in this run on the same data, rounds interleaved (ours first in odd
+ * rounds, restic first in even ones), medians of BENCH_ROUNDS:
+ *  (a) first backup of a ~1 GiB mixed tree into a fresh repository: >= 1.0 of restic's throughput;
+ *  (b) second backup of the unchanged tree: >= 1.0 of restic's second backup;
+ *  (c) ten backups, ~2% of the files changed between each: our stored bytes <= 1.3 x our first
+ *      backup's, and <= 1.1 x restic's repository after the same ten;
+ *  (d) five backups of a pgbench database (~1% of rows updated between each): our stored bytes
+ *      <= 1.6 x the first's (restic `backup --stdin` of the same dump is shown for context);
+ *  (e) full restore of the tree (ours fsynced before the swap): >= 1.0 of `restic restore`;
+ *  (f) peak RSS (process.resourceUsage().maxRSS) of a Node child process that only backs up, and
+ *      of one that only restores, a ~2 GiB tree: < 300 MB each.
+ * Plus where our time goes: busy time of hashing / sealing / opening on the seal pool, pack
+ * uploads, range reads and SQL, event-loop utilization, and a CPU profile of one backup.
+ *
+ * Ours is the service's own code path: a fresh migrated PostgreSQL database for the repository
+ * index (bench/support.ts benchDatabase), the file store (createStore('file://...'): fsync +
+ * rename per pack), createRepoService, and directoryDriver / postgresDriver called with the
+ * context the worker gives them (backups.jobs.ts, restores.jobs.ts): a writer as the sink, the
+ * previous completed backup's manifest, then the manifest written through the same writer, the
+ * flush, the sealed snapshot record, and the artifact row.
+ *
  * Exit code is 0 even when a target is missed: read the PASS/FAIL lines.
  *
  * Environment: BENCH_DIR_MB (MiB, default 1024), BENCH_MEM_MB (MiB, default 2048), BENCH_PG_MB
- * (MB, default 1024), BENCH_ROUNDS (default 3), BENCH_ONLY (comma list of dir,pg,mem; default all),
- * BENCH_TMPDIR (default os.tmpdir()), DATABASE_URL (admin connection; default in support.ts).
+ * (MB, default 1024), BENCH_ROUNDS (default 3), BENCH_ONLY (comma list of dir,incr,pg,mem; default
+ * all), BENCH_PROFILE (1: CPU profile of one backup, default 1), BENCH_TMPDIR, DATABASE_URL,
+ * BENCH_PG_SERVER ('tenant' (default): the tests' second cluster, test/tenant-pg.sh; 'same': the
+ * service's own server).
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { directoryDriver, postgresDriver } from '../src/components/index.js';
+import { createDb, type Db } from '../src/db/client.js';
+import { createRepoService, type ComponentArtifact, type RepoService } from '../src/repo/service.js';
+import { createSealPool, type SealPool } from '../src/repo/seal-pool.js';
+import { writeSnapshot, type SnapshotRecord } from '../src/repo/snapshot.js';
+import type { ArtifactStore } from '../src/storage/types.js';
 import { createStore } from '../src/storage/index.js';
-import { DATABASE_URL, median, timeIt, verdict } from './support.js';
+import { benchDatabase, BusyTimer, DATABASE_URL, median, timeIt, verdict } from './support.js';
 
 const MiB = 1024 * 1024;
 const DIR_MB = Number(process.env.BENCH_DIR_MB ?? 1024);
 const MEM_MB = Number(process.env.BENCH_MEM_MB ?? 2048);
 const PG_MB = Number(process.env.BENCH_PG_MB ?? 1024);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dir,pg,mem').split(',').map((s) => s.trim()).filter(Boolean));
-const TARGET_RATIO = 0.9;
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dir,incr,pg,mem').split(',').map((s) => s.trim()).filter(Boolean));
+const PROFILE = process.env.BENCH_PROFILE !== '0';
+const PG_SERVER = process.env.BENCH_PG_SERVER ?? 'tenant';
 const RSS_LIMIT = 300 * 1e6;
+const INCR_BACKUPS = 10;
+const INCR_CHANGED = 0.02;
+const PG_BACKUPS = 5;
+const PACK_TARGET_BYTES = Number(process.env.BENCH_PACK_MB ?? 16) * MiB;
 
 // ---------------------------------------------------------------------------------------------
 // output helpers
@@ -63,11 +75,12 @@ const secs = (ms: number) => (ms / 1000).toFixed(2);
 const load = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 const runsText = (xs: number[]) => xs.map(secs).join(', ');
+const pct = (part: number, whole: number) => `${whole > 0 ? ((100 * part) / whole).toFixed(0) : '0'}%`;
 
 /** Runs `bash -c cmd`; rejects with the stderr tail on a non-zero exit. */
-function sh(cmd: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+function sh(cmd: string, env: NodeJS.ProcessEnv = process.env, cwd?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', cmd], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', cmd], { env, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd && { cwd }) });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -86,102 +99,7 @@ async function hasCommand(name: string): Promise<boolean> {
 
 /** Flushes dirty pages before a timed run, so no run pays for the previous one's writeback. */
 const settle = () => sh('sync');
-
-// ---------------------------------------------------------------------------------------------
-// memory sampling
-
-function descendants(pid: number): number[] {
-  const found: number[] = [];
-  const stack = [pid];
-  while (stack.length > 0) {
-    const p = stack.pop() as number;
-    let tasks: string[];
-    try {
-      tasks = readdirSync(`/proc/${p}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      try {
-        for (const k of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').split(' ')) {
-          if (k.trim()) {
-            found.push(Number(k));
-            stack.push(Number(k));
-          }
-        }
-      } catch {
-        // task gone or no CONFIG_PROC_CHILDREN
-      }
-    }
-  }
-  return found;
-}
-
-function statusField(pid: number | 'self', field: string): number {
-  try {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-interface MemoryReport {
-  peak: number;
-  /** Kernel high-water mark since the sampler started (catches spikes between samples); 0 if unavailable. */
-  hwm: number;
-  childPeak: number;
-  samples: number;
-  start: number;
-  /** V8 heap and Buffer memory at the sampled peak, to tell where the RSS went. */
-  heapTotal: number;
-  arrayBuffers: number;
-}
-
-/** Samples this process's RSS (and the summed RSS of its child processes) every 100 ms. */
-function startRssSampler(): { stop(): MemoryReport } {
-  let hwmReset = false;
-  try {
-    writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS
-    hwmReset = true;
-  } catch {
-    // not Linux, or not permitted
-  }
-  const start = process.memoryUsage().rss;
-  let peak = start;
-  let atPeak = process.memoryUsage();
-  let childPeak = 0;
-  let samples = 0;
-  const sample = () => {
-    samples++;
-    const m = process.memoryUsage();
-    if (m.rss > peak) {
-      peak = m.rss;
-      atPeak = m;
-    }
-    let children = 0;
-    for (const pid of descendants(process.pid)) {
-      if (commOf(pid) !== 'esbuild') children += statusField(pid, 'VmRSS'); // tsx's long-lived esbuild service is not ours
-    }
-    childPeak = Math.max(childPeak, children);
-  };
-  const timer = setInterval(sample, 100);
-  return {
-    stop() {
-      clearInterval(timer);
-      sample();
-      return { peak, hwm: hwmReset ? statusField('self', 'VmHWM') : 0, childPeak, samples, start, heapTotal: atPeak.heapTotal, arrayBuffers: atPeak.arrayBuffers };
-    },
-  };
-}
+const duBytes = async (p: string) => Number((await sh(`du -sb ${q(p)}`)).split(/\s/)[0]);
 
 // ---------------------------------------------------------------------------------------------
 // data generation: fixed-seed xorshift32, cheap and repeatable
@@ -367,423 +285,868 @@ const sameTree = (a: TreeStats, b: TreeStats) => a.files === b.files && a.bytes 
 const treeText = (s: TreeStats) => `${s.files} files, ${s.symlinks} symlinks, ${mb(s.bytes)} MB`;
 
 // ---------------------------------------------------------------------------------------------
-// setup and cleanup
+// ---------------------------------------------------------------------------------------------
+// the tree: files of a directory, their changes between backups
 
-const base = mkdtempSync(path.join(process.env.BENCH_TMPDIR ?? os.tmpdir(), 'bk-bench-backup-'));
-const dataRoot = path.join(base, 'data'); // DATA_ROOT of the directory driver
-const srcRel = 'src';
-const srcDir = path.join(dataRoot, srcRel);
-const storeRoot = path.join(base, 'store');
-mkdirSync(srcDir, { recursive: true });
-mkdirSync(storeRoot, { recursive: true });
-const store = createStore(pathToFileURL(storeRoot).href);
-const ctx = { dataRoot };
-const storePath = (key: string) => path.join(storeRoot, ...key.split('/'));
+interface FileInfo {
+  path: string;
+  size: number;
+}
 
-const admin = new URL(DATABASE_URL);
-admin.pathname = '/postgres';
-const pgTag = `bk_bench_backup_${randomBytes(4).toString('hex')}`;
-const createdDatabases = new Set<string>();
-const dbUrl = (name: string) => {
-  const u = new URL(DATABASE_URL);
-  u.pathname = `/${name}`;
-  return u.href;
-};
-async function adminQuery(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: admin.href });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
+/** Regular files of a tree, in a stable order. */
+function listFiles(root: string): FileInfo[] {
+  const out: FileInfo[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) stack.push(p);
+      else if (e.isFile()) out.push({ path: p, size: lstatSync(p).size });
+    }
   }
-}
-async function createDatabase(name: string): Promise<void> {
-  createdDatabases.add(name);
-  await adminQuery(`CREATE DATABASE ${name}`);
-}
-async function dropDatabase(name: string): Promise<void> {
-  await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  createdDatabases.delete(name);
-}
-/** libpq environment for the baselines (pg_dump / pg_restore / psql). */
-function pgEnv(): NodeJS.ProcessEnv {
-  const u = new URL(DATABASE_URL);
-  const env: NodeJS.ProcessEnv = { ...process.env, PGHOST: u.hostname, PGPORT: u.port || '5432', PGUSER: decodeURIComponent(u.username || 'postgres') };
-  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
-  return env;
+  return out;
 }
 
-let cleanedUp = false;
-async function cleanup(): Promise<void> {
-  if (cleanedUp) return;
-  cleanedUp = true;
-  for (const name of [...createdDatabases]) await dropDatabase(name).catch((err) => console.error(`could not drop ${name}: ${String(err)}`));
-  rmSync(base, { recursive: true, force: true, maxRetries: 3 });
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: cleaning up ${base} and ${createdDatabases.size} database(s)`);
-    void cleanup().finally(() => process.exit(130));
-  });
+/**
+ * Changes `fraction` of the files (by count, picked at random): a file under 64 KiB is rewritten
+ * whole with new text of the same size, a larger one gets 4 KiB of new random bytes at a random
+ * offset (an in-place edit). Returns how many files and bytes were written.
+ */
+function mutateTree(files: FileInfo[], fraction: number, rng: Rng, pool: Buffer): { files: number; bytes: number } {
+  const n = Math.max(1, Math.round(files.length * fraction));
+  const picked = new Set<number>();
+  while (picked.size < Math.min(n, files.length)) picked.add(rng.below(files.length));
+  const patch = Buffer.allocUnsafeSlow(4096);
+  let bytes = 0;
+  for (const i of picked) {
+    const f = files[i] as FileInfo;
+    if (f.size < 64 * 1024) {
+      const buf = Buffer.allocUnsafeSlow(Math.max(1, f.size));
+      fillText(buf, pool, rng);
+      writeFileSync(f.path, buf);
+      bytes += buf.length;
+    } else {
+      rng.fillRandom(patch);
+      const fd = openSync(f.path, 'r+');
+      try {
+        writeSync(fd, patch, 0, patch.length, rng.below(f.size - patch.length));
+      } finally {
+        closeSync(fd);
+      }
+      bytes += patch.length;
+    }
+  }
+  return { files: picked.size, bytes };
 }
 
 // ---------------------------------------------------------------------------------------------
-// phases
+// ours: the repository service with probes
 
-interface Comparison {
-  label: string;
-  ours: number[];
-  base: number[];
+interface Probes {
+  hash: BusyTimer;
+  seal: BusyTimer;
+  open: BusyTimer;
+  upload: BusyTimer;
+  range: BusyTimer;
+  sql: BusyTimer;
+}
+const newProbes = (): Probes => ({ hash: new BusyTimer(), seal: new BusyTimer(), open: new BusyTimer(), upload: new BusyTimer(), range: new BusyTimer(), sql: new BusyTimer() });
+
+function probedSeal(pool: SealPool, p: Probes): SealPool {
+  return {
+    hash: (k, c) => p.hash.track(pool.hash(k, c)),
+    seal: (k, items) => p.seal.track(pool.seal(k, items)),
+    open: (k, items) => p.open.track(pool.open(k, items)),
+    close: () => pool.close(),
+  };
 }
 
-function compare(label: string, bytes: number, oursName: string, ours: number[], baseName: string, baseRuns: number[], target: number | null): boolean {
+function probedStore(store: ArtifactStore, p: Probes): ArtifactStore {
+  return {
+    ...store,
+    putBuffer: (key: string, body: Buffer) => p.upload.track(store.putBuffer!(key, body)),
+    getRange: (key: string, start: number, end: number) => p.range.track(store.getRange(key, start, end)),
+  };
+}
+
+/** Every statement through the pool (and through clients checked out of it) counts as SQL time. */
+function probePool(pool: pg.Pool, p: Probes): void {
+  const query = pool.query.bind(pool) as (...a: unknown[]) => unknown;
+  (pool as unknown as { query: unknown }).query = (...a: unknown[]) => p.sql.track(query(...a));
+  const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+  const seen = new WeakSet<object>();
+  (pool as unknown as { connect: unknown }).connect = async (...a: unknown[]) => {
+    if (a.length > 0) return (connect as (...x: unknown[]) => unknown)(...a);
+    const c = await connect();
+    if (!seen.has(c)) {
+      seen.add(c);
+      const cq = c.query.bind(c) as (...x: unknown[]) => unknown;
+      (c as unknown as { query: unknown }).query = (...x: unknown[]) => p.sql.track(cq(...x));
+    }
+    return c;
+  };
+}
+
+interface Tenant {
+  id: string;
+  clusterId: string;
+  dataDir: string;
+  /** The last completed backup's artifact per component (what previousArtifact() finds). */
+  previous: Map<string, ComponentArtifact>;
+}
+
+interface Component {
+  name: string;
+  type: 'directory' | 'postgres';
+  config: { path: string } | { url: string };
+}
+
+interface BackupOutcome {
+  ms: number;
+  logical: number;
+  stored: number;
+  artifact: ComponentArtifact;
+  chunks: number;
+  newChunks: number;
+  packs: number;
+}
+
+interface Ours {
+  db: Db;
+  repo: RepoService;
+  store: ArtifactStore;
+  probes: Probes;
+  newTenant(label: string, component: Component): Promise<Tenant>;
+  backup(t: Tenant, c: Component): Promise<BackupOutcome>;
+  restoreDir(t: Tenant, artifact: ComponentArtifact, targetRel: string): Promise<number>;
+  repoBytes(t: Tenant): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function openOurs(opts: { dbUrl: string; storeRoot: string; dataRoot: string; masterKey: Buffer; probes?: boolean }): Promise<Ours> {
+  const probes = newProbes();
+  const db = createDb(opts.dbUrl, { poolSize: 10, connectTimeoutMs: 10_000 });
+  const rawStore = createStore(pathToFileURL(opts.storeRoot).href);
+  let seal: SealPool | undefined;
+  let store = rawStore;
+  if (opts.probes) {
+    probePool(db.$pool, probes);
+    seal = probedSeal(createSealPool(), probes);
+    store = probedStore(rawStore, probes);
+  }
+  const repo = createRepoService({ db, masterKey: opts.masterKey, primary: store, secondary: null, settings: { packTargetBytes: PACK_TARGET_BYTES }, ...(seal && { seal }) });
+  const sql = db.$pool;
+
+  async function tx(fn: (c: pg.PoolClient) => Promise<void>): Promise<void> {
+    const c = await sql.connect();
+    try {
+      await c.query('BEGIN');
+      await fn(c);
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  return {
+    db,
+    repo,
+    store,
+    probes,
+    async newTenant(label, component) {
+      const id = randomUUID();
+      const clusterId = randomUUID();
+      const dataDir = `bench-${id.slice(0, 8)}`;
+      await sql.query('INSERT INTO tenants (id, name, data_dir) VALUES ($1, $2, $3)', [id, `bench ${label}`, dataDir]);
+      await sql.query(
+        `INSERT INTO clusters (id, tenant_id, name, environment, region, backup_location, components) VALUES ($1, $2, $3, 'development', 'bench', 'same-region', $4)`,
+        [clusterId, id, label, JSON.stringify([component])],
+      );
+      return { id, clusterId, dataDir, previous: new Map() };
+    },
+
+    /** One backup of one component, as backups.jobs.ts runs it (less the queue and the lease). */
+    async backup(t, c) {
+      const backupId = randomUUID();
+      const started = new Date();
+      await tx(async (cl) => {
+        await cl.query(`UPDATE clusters SET active_job_id = $1, active_job_kind = 'backup' WHERE id = $2`, [backupId, t.clusterId]);
+        await cl.query(`INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, started_at, components) VALUES ($1, $2, $3, 'manual', 'running', $4, $5)`, [
+          backupId,
+          t.id,
+          t.clusterId,
+          started,
+          JSON.stringify([{ name: c.name, status: 'running' }]),
+        ]);
+      });
+      const t0 = performance.now();
+      const writer = await repo.writer({ tenantId: t.id, backupId, clusterId: t.clusterId });
+      const prev = c.type === 'directory' ? t.previous.get(c.name) : undefined;
+      const source = prev ? await repo.source(t.id) : null;
+      let lastProgress = 0;
+      const driver = c.type === 'directory' ? directoryDriver : postgresDriver;
+      const snap = (driver.backup as (cfg: unknown, ctx: unknown) => ReturnType<typeof directoryDriver.backup>)(c.config, {
+        dataRoot: benchDataRoot,
+        sink: writer,
+        previous: prev && source ? () => repo.manifestBytes(source, prev) : null,
+        onProgress: (p: { bytes_done: number }) => {
+          const now = Date.now();
+          if (now - lastProgress < 1000) return;
+          lastProgress = now;
+          sql.query(`UPDATE backups SET bytes_done = $2, progress = $3 WHERE id = $1 AND status = 'running'`, [backupId, p.bytes_done, JSON.stringify(p)]).catch(() => {});
+        },
+      });
+      const hash = createHash('sha256');
+      async function* hashing(): AsyncGenerator<Buffer> {
+        for await (const b of snap.manifest) {
+          hash.update(b);
+          yield b;
+        }
+      }
+      const ref = await writer.writeStream(hashing());
+      await writer.flush();
+      const sha256 = hash.digest('hex');
+      const logical = snap.logicalBytes();
+      const finish = new Date();
+      const record: SnapshotRecord = {
+        format: 'bk-snapshot/v1',
+        backup: { id: backupId, tenant_id: t.id, cluster_id: t.clusterId, trigger: 'manual', created_at: started.toISOString(), started_at: started.toISOString(), completed_at: finish.toISOString(), size_bytes: logical, stored_bytes: writer.storedBytes },
+        cluster: { id: t.clusterId, name: 'bench', environment: 'development', region: 'bench', backup_location: 'same-region', deletion_protection: false, components: [c], created_at: started.toISOString(), policy: null },
+        components: [{ name: c.name, type: c.type, bytes: logical, stored_bytes: writer.storedBytes, sha256, manifest: ref }],
+      };
+      const key = await writeSnapshot(repo.primary, await repo.repositories.keysOf(t.id), record);
+      await tx(async (cl) => {
+        await cl.query(`UPDATE backups SET status = 'completed', completed_at = $2, size_bytes = $3, stored_bytes = $4, bytes_done = $3 WHERE id = $1`, [backupId, finish, logical, writer.storedBytes]);
+        await cl.query(`UPDATE clusters SET active_job_id = NULL, active_job_kind = NULL, retention_dirty = true WHERE id = $1`, [t.clusterId]);
+        await cl.query(
+          `INSERT INTO backup_artifacts (id, backup_id, component, type, key, bytes, stored_bytes, sha256, manifest, locations) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [randomUUID(), backupId, c.name, c.type, key, logical, writer.storedBytes, sha256, JSON.stringify(ref), JSON.stringify([{ store: 'primary', url: repo.primary.locationOf(key), status: 'present' }])],
+        );
+      });
+      const ms = performance.now() - t0;
+      const artifact: ComponentArtifact = { component: c.name, type: c.type, sha256, manifest: ref };
+      t.previous.set(c.name, artifact);
+      return { ms, logical, stored: writer.storedBytes, artifact, chunks: writer.stats.chunks, newChunks: writer.stats.newChunks, packs: writer.stats.packs };
+    },
+
+    /** A whole restore of a directory component, as restores.jobs.ts runs it, into DATA_ROOT/targetRel. */
+    async restoreDir(t, artifact, targetRel) {
+      const t0 = performance.now();
+      const source = await repo.source(t.id);
+      await directoryDriver.restore({ path: targetRel }, { dataRoot: benchDataRoot, source, manifest: repo.manifestBytes(source, artifact) });
+      return performance.now() - t0;
+    },
+
+    repoBytes: (t) => duBytes(path.join(opts.storeRoot, 'repos', t.id)),
+    async close() {
+      await seal?.close();
+      await db.$disconnect();
+    },
+  };
+}
+
+/** What the probes saw during `ms` of wall time (busy time: at least one call under way). */
+function breakdown(p: Probes, ms: number, elu: number, cpuMs: number, what: 'backup' | 'restore'): string {
+  const part = (name: string, b: BusyTimer) => `${name} ${secs(b.busyMs)} s (${pct(b.busyMs, ms)}, ${b.calls} calls)`;
+  const parts =
+    what === 'backup'
+      ? [part('hash ids (pool)', p.hash), part('seal (pool: zstd + AES-GCM)', p.seal), part('pack upload (write + fsync + rename)', p.upload), part('SQL', p.sql)]
+      : [part('open (pool: AES-GCM + zstd + MAC)', p.open), part('range reads', p.range), part('SQL', p.sql)];
+  return `      where the ${secs(ms)} s went (busy time, overlapping): ${parts.join('; ')}; main thread busy ${(elu * 100).toFixed(0)}% (event-loop utilization); CPU ${secs(cpuMs)} s all threads = ${(cpuMs / ms).toFixed(2)} cores`;
+}
+
+/** Runs `fn` with the probes reset, and the event-loop utilization and CPU time measured. */
+async function measured<T>(p: Probes, fn: () => Promise<T>): Promise<{ value: T; elu: number; cpuMs: number; wallMs: number }> {
+  for (const b of Object.values(p)) b.reset();
+  const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const value = await fn();
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { value, elu: performance.eventLoopUtilization(elu0).utilization, cpuMs: (cpu.user + cpu.system) / 1000, wallMs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU profile of the main thread (node:inspector), summarized by where the code lives
+
+const CATEGORIES: [RegExp, string][] = [
+  [/src\/repo\/chunker\.ts/, 'chunking (FastCDC scan, chunker.ts)'],
+  [/src\/repo\/(seal|seal-core|seal-pool)\.|seal-core\.mjs/, 'seal pool client + inline hashing (seal*.ts)'],
+  [/src\/repo\/pack\.ts/, 'pack building (sha256 of the pack, trailer)'],
+  [/src\/repo\/writer\.ts/, 'writer (batching, dedup bookkeeping)'],
+  [/src\/repo\/reader\.ts/, 'reader'],
+  [/src\/repo\/manifest\.ts/, 'manifests (JSON lines)'],
+  [/src\/repo\/tree-(backup|restore)\.ts/, 'tree walk / materialize'],
+  [/src\/storage\//, 'file store (sha256 of each put, writes)'],
+  [/node_modules\/(pg|pg-protocol|pg-pool|pg-types)\//, 'pg driver'],
+  [/node_modules\/(@prisma|\.prisma)|src\/generated/, 'prisma'],
+  [/node_modules\/piscina/, 'piscina (thread pool messaging)'],
+  [/^node:/, 'node internals (fs, streams, crypto glue)'],
+];
+
+function categorize(fn: string, url: string): string {
+  if (fn === '(garbage collector)') return 'garbage collector';
+  if (fn === '(idle)') return 'idle (waiting on I/O or the pool)';
+  if (fn === '(program)') return 'native / V8 (program)';
+  for (const [re, name] of CATEGORIES) if (re.test(url)) return name;
+  if (url === '') return `native (${fn || 'anonymous'})`;
+  return 'other JS';
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }[];
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+function summarizeProfile(profile: CpuProfile): string[] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const selfMs = new Map<number, number>();
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  for (let i = 0; i < samples.length; i++) selfMs.set(samples[i]!, (selfMs.get(samples[i]!) ?? 0) + (deltas[i + 1] ?? deltas[i] ?? 0) / 1000);
+  const cats = new Map<string, number>();
+  const fns = new Map<string, number>();
+  let total = 0;
+  for (const [id, ms] of selfMs) {
+    const n = byId.get(id);
+    if (!n) continue;
+    const { functionName, url, lineNumber } = n.callFrame;
+    total += ms;
+    const cat = categorize(functionName, url);
+    cats.set(cat, (cats.get(cat) ?? 0) + ms);
+    if (!cat.startsWith('idle')) {
+      const key = `${functionName || '(anonymous)'} ${url ? `${url.replace(/^file:\/\/.*?\/(src|node_modules|bench)\//, '$1/')}:${lineNumber + 1}` : ''}`.trim();
+      fns.set(key, (fns.get(key) ?? 0) + ms);
+    }
+  }
+  const lines = [...cats].filter(([, ms]) => ms >= total / 100).sort((a, b) => b[1] - a[1]).map(([c, ms]) => `        ${pct(ms, total).padStart(4)}  ${secs(ms).padStart(6)} s  ${c}`);
+  const top = [...fns].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([f, ms]) => `        ${pct(ms, total).padStart(4)}  ${secs(ms).padStart(6)} s  ${f}`);
+  return [`      main thread by category (${secs(total)} s sampled):`, ...lines, '      hottest functions (self time):', ...top];
+}
+
+async function profiled<T>(fn: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  let value: T;
+  let profile: CpuProfile;
+  try {
+    value = await fn();
+  } finally {
+    profile = ((await session.post('Profiler.stop')) as unknown as { profile: CpuProfile }).profile;
+    session.disconnect();
+  }
+  return { value, lines: summarizeProfile(profile) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// restic
+
+const resticFlags = 'restic backup -q (defaults: repository format of `restic init`, compression auto, cache in RESTIC_CACHE_DIR)';
+let resticCache = '';
+const resticEnv = (repo: string): NodeJS.ProcessEnv => ({ ...process.env, RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: resticCache });
+const resticInit = (repo: string) => sh('restic init -q', resticEnv(repo));
+const resticBackup = (repo: string, dir: string) => sh(`restic backup -q ${q(dir)}`, resticEnv(repo));
+
+// ---------------------------------------------------------------------------------------------
+// comparisons
+
+const results: { name: string; ok: boolean }[] = [];
+
+function compareThroughput(label: string, bytes: number, oursName: string, ours: number[], baseName: string, baseRuns: number[], target: number | null): boolean {
   const o = median(ours);
   const b = median(baseRuns);
   const ratio = b / o;
   const ok = target === null || ratio >= target;
   note(`${label}  [load average now ${load()}]`);
-  note(`    ${baseName.padEnd(44)} runs ${runsText(baseRuns)} s -> median ${secs(b)} s, ${mbps(bytes, b)} MB/s`);
-  note(`    ${oursName.padEnd(44)} runs ${runsText(ours)} s -> median ${secs(o)} s, ${mbps(bytes, o)} MB/s`);
-  note(`    ratio ours/baseline throughput ${ratio.toFixed(3)}${target === null ? ' (informative, no target)' : `; target >= ${target} ${verdict(ok)}`}`);
+  note(`    ${baseName.padEnd(50)} runs ${runsText(baseRuns)} s -> median ${secs(b)} s, ${mbps(bytes, b)} MB/s`);
+  note(`    ${oursName.padEnd(50)} runs ${runsText(ours)} s -> median ${secs(o)} s, ${mbps(bytes, o)} MB/s`);
+  note(`    ratio ours/restic throughput ${ratio.toFixed(3)}${target === null ? ' (informative, no target)' : `; target >= ${target} ${verdict(ok)}`}`);
   return ok;
 }
 
-const results: { name: string; ok: boolean }[] = [];
-let restic = false;
+// ---------------------------------------------------------------------------------------------
+// setup shared by the phases
 
-async function directoryPhase(tree: TreeStats): Promise<void> {
-  log(`\n== directory backup: ${treeText(tree)}, ${ROUNDS} interleaved rounds (load ${load()})`);
-  const tarRuns: number[] = [];
-  const oursRuns: number[] = [];
-  const resticRuns: number[] = [];
-  let artifact = { key: '', bytes: 0 };
+let benchDataRoot = '';
+
+interface Env {
+  base: string;
+  dataRoot: string;
+  srcRel: string;
+  srcDir: string;
+  storeRoot: string;
+  dbUrl: string;
+  masterKey: Buffer;
+  ours: Ours;
+  restic: boolean;
+}
+
+const dirComponent = (rel: string): Component => ({ name: 'files', type: 'directory', config: { path: rel } });
+
+async function sameContents(a: string, b: string): Promise<boolean> {
+  return sh(`diff -r -q --no-dereference ${q(a)} ${q(b)} >/dev/null`).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** (a), (b), (e) and the profile. */
+async function directoryPhase(env: Env, tree: TreeStats): Promise<void> {
+  const { ours } = env;
+  log(`\n== (a) first and (b) second backup of ${treeText(tree)}, ${ROUNDS} interleaved rounds (load ${load()})`);
+  const first: number[] = [];
+  const second: number[] = [];
+  const rFirst: number[] = [];
+  const rSecond: number[] = [];
+  let last: { tenant: Tenant; artifact: ComponentArtifact; firstStored: number; firstRepo: number } | undefined;
   let resticRepo = '';
-  const resticEnv = (repo: string): NodeJS.ProcessEnv => ({ ...process.env, RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: path.join(base, 'restic-cache') });
+  const details: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    const runTar = async () => {
-      await settle();
-      const ms = await timeIt(() => sh(`set -o pipefail; tar -czf - -C ${q(srcDir)} . | sha256sum`));
-      tarRuns.push(ms);
-      log(`  round ${round + 1} tar -czf | sha256sum: ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
-    };
     const runOurs = async () => {
-      const key = `dir/round-${round}.tar.gz`;
+      const tenant = await ours.newTenant(`dir-${round}`, dirComponent(env.srcRel));
       await settle();
-      let put = { bytes: 0, sha256: '' };
-      const ms = await timeIt(async () => (put = await store.put(key, directoryDriver.backup({ path: srcRel }, ctx))));
-      oursRuns.push(ms);
-      if (artifact.key) await store.delete(artifact.key);
-      artifact = { key, bytes: put.bytes };
-      log(`  round ${round + 1} ours (driver -> file store): ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s), artifact ${mb(put.bytes)} MB`);
+      const m1 = await measured(ours.probes, () => ours.backup(tenant, dirComponent(env.srcRel)));
+      first.push(m1.value.ms);
+      const repo1 = await ours.repoBytes(tenant);
+      log(`  round ${round + 1} ours first backup:  ${secs(m1.value.ms)} s (${mbps(tree.bytes, m1.value.ms)} MB/s); stored ${mb(m1.value.stored)} MB (${m1.value.newChunks}/${m1.value.chunks} chunks new, ${m1.value.packs} packs); repo ${mb(repo1)} MB`);
+      const d1 = breakdown(ours.probes, m1.wallMs, m1.elu, m1.cpuMs, 'backup');
+      log(d1);
+      await settle();
+      const m2 = await measured(ours.probes, () => ours.backup(tenant, dirComponent(env.srcRel)));
+      second.push(m2.value.ms);
+      log(`  round ${round + 1} ours second backup: ${secs(m2.value.ms)} s (${mbps(tree.bytes, m2.value.ms)} MB/s); stored ${mb(m2.value.stored)} MB (${m2.value.newChunks}/${m2.value.chunks} chunks new)`);
+      const d2 = breakdown(ours.probes, m2.wallMs, m2.elu, m2.cpuMs, 'backup');
+      log(d2);
+      if (round === ROUNDS - 1) {
+        details.push(`    ours, last round, first backup:`, d1, `    ours, last round, second backup:`, d2);
+        last = { tenant, artifact: m2.value.artifact, firstStored: m1.value.stored, firstRepo: repo1 };
+      }
     };
-    if (round % 2 === 0) {
-      await runTar();
-      await runOurs();
-    } else {
-      await runOurs();
-      await runTar();
-    }
-    if (restic) {
-      const repo = path.join(base, `restic-repo-${round}`);
-      await sh('restic init -q', resticEnv(repo));
+    const runRestic = async () => {
+      if (!env.restic) return;
+      const repo = path.join(env.base, `restic-dir-${round}`);
+      await resticInit(repo);
       await settle();
-      const ms = await timeIt(() => sh(`restic backup -q ${q(srcDir)}`, resticEnv(repo)));
-      resticRuns.push(ms);
+      const ms1 = await timeIt(() => resticBackup(repo, env.srcDir));
+      rFirst.push(ms1);
+      const du = await duBytes(repo);
+      log(`  round ${round + 1} restic first backup:  ${secs(ms1)} s (${mbps(tree.bytes, ms1)} MB/s); repo ${mb(du)} MB`);
+      await settle();
+      const ms2 = await timeIt(() => resticBackup(repo, env.srcDir));
+      rSecond.push(ms2);
+      log(`  round ${round + 1} restic second backup: ${secs(ms2)} s (${mbps(tree.bytes, ms2)} MB/s)`);
       if (resticRepo) rmSync(resticRepo, { recursive: true, force: true });
       resticRepo = repo;
-      log(`  round ${round + 1} restic backup: ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
+    };
+    if (round % 2 === 0) {
+      await runOurs();
+      await runRestic();
+    } else {
+      await runRestic();
+      await runOurs();
     }
   }
-  note(`artifact: ${mb(artifact.bytes)} MB for ${mb(tree.bytes)} MB of source (${((artifact.bytes / tree.bytes) * 100).toFixed(1)}%)`);
-  results.push({ name: 'directory backup vs tar -cz | sha256sum', ok: compare('(1) directory backup', tree.bytes, 'ours: directoryDriver.backup -> store.put', oursRuns, 'baseline: tar -czf - DIR | sha256sum', tarRuns, TARGET_RATIO) });
-  if (restic) {
-    const du = Number((await sh(`du -sb ${q(resticRepo)}`)).split(/\s/)[0]);
-    note(`restic repository: ${mb(du)} MB`);
-    compare('(1b) directory backup vs restic', tree.bytes, 'ours: directoryDriver.backup -> store.put', oursRuns, 'restic backup DIR (fresh repo each run)', resticRuns, null);
+  if (last) note(`first backup stored ${mb(last.firstStored)} MB (repository on disk ${mb(last.firstRepo)} MB) for ${mb(tree.bytes)} MB of source${resticRepo ? `; restic repository after two backups ${mb(await duBytes(resticRepo))} MB` : ''}`);
+  if (env.restic) {
+    results.push({ name: '(a) first backup >= 1.0 x restic', ok: compareThroughput('(a) first backup, fresh repository (MB/s of source)', tree.bytes, 'ours: directoryDriver.backup -> repository', first, 'restic backup DIR (fresh repo)', rFirst, 1.0) });
+    results.push({ name: '(b) second backup (unchanged tree) >= 1.0 x restic', ok: compareThroughput('(b) second backup, tree unchanged (MB/s of source)', tree.bytes, 'ours: directoryDriver.backup, previous manifest', second, 'restic backup DIR (parent snapshot)', rSecond, 1.0) });
   } else {
-    note('(1b) restic not installed: skipped (apt-get install restic)');
+    note(`(a) ours first backup median ${secs(median(first))} s; (b) second ${secs(median(second))} s; restic not installed: FAIL (apt-get install restic)`);
+    results.push({ name: '(a)/(b) restic not installed', ok: false });
+  }
+  for (const d of details) note(d);
+
+  if (PROFILE && last) {
+    log(`\n== CPU profile of one more first backup (untimed, profiler attached)`);
+    const tenant = await ours.newTenant('profile', dirComponent(env.srcRel));
+    await settle();
+    const { value, lines } = await profiled(() => ours.backup(tenant, dirComponent(env.srcRel)));
+    note(`profile of a first backup (${secs(value.ms)} s with the profiler on; main thread only, the seal pool's threads and libuv's zstd are not in it):`);
+    for (const l of lines) note(l);
   }
 
-  log(`\n== directory restore of the same archive, ${ROUNDS} interleaved rounds (load ${load()})`);
-  const archive = storePath(artifact.key);
-  const tarTarget = path.join(base, 'restore-tar');
-  const oursTargetRel = 'restore-ours';
-  const oursTarget = path.join(dataRoot, oursTargetRel);
-  const tarX: number[] = [];
-  const tarXSync: number[] = [];
+  if (!last) return;
+  log(`\n== (e) full restore of the tree, ${ROUNDS} interleaved rounds (load ${load()})`);
+  const oursRel = 'restore-ours';
+  const oursTarget = path.join(env.dataRoot, oursRel);
+  const resticTarget = path.join(env.base, 'restore-restic');
   const oursR: number[] = [];
   const resticR: number[] = [];
-  let oursTree: TreeStats | undefined;
-  let tarTree: TreeStats | undefined;
+  const resticRSync: number[] = [];
+  let oursOk = false;
+  let resticOk = false;
+  let restoreDetail = '';
   const fresh = async (dir: string) => {
     rmSync(dir, { recursive: true, force: true });
     await settle();
   };
   for (let round = 0; round < ROUNDS; round++) {
-    const runTar = async () => {
-      await fresh(tarTarget);
-      mkdirSync(tarTarget);
-      const ms = await timeIt(() => sh(`tar -xzf ${q(archive)} -C ${q(tarTarget)}`));
-      tarX.push(ms);
-      log(`  round ${round + 1} tar -xzf: ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
-      if (round === ROUNDS - 1) tarTree = walk(tarTarget);
-    };
+    const lastRound = round === ROUNDS - 1;
     const runOurs = async () => {
       await fresh(oursTarget);
-      const ms = await timeIt(async () => directoryDriver.restore({ path: oursTargetRel }, await store.get(artifact.key), ctx));
-      oursR.push(ms);
-      log(`  round ${round + 1} ours (store.get -> directoryDriver.restore): ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
-      if (round === ROUNDS - 1) oursTree = walk(oursTarget);
+      const m = await measured(ours.probes, () => ours.restoreDir(last!.tenant, last!.artifact, oursRel));
+      oursR.push(m.value);
+      log(`  round ${round + 1} ours restore (fsynced, then swapped in): ${secs(m.value)} s (${mbps(tree.bytes, m.value)} MB/s)`);
+      restoreDetail = breakdown(ours.probes, m.wallMs, m.elu, m.cpuMs, 'restore');
+      log(restoreDetail);
+      if (lastRound) oursOk = sameTree(walk(oursTarget), tree) && (await sameContents(env.srcDir, oursTarget));
     };
-    if (round % 2 === 0) {
-      await runTar();
-      await runOurs();
-    } else {
-      await runOurs();
-      await runTar();
-    }
-    await fresh(tarTarget);
-    mkdirSync(tarTarget);
-    const msSync = await timeIt(() => sh(`tar -xzf ${q(archive)} -C ${q(tarTarget)} && sync --file-system ${q(tarTarget)}`));
-    tarXSync.push(msSync);
-    log(`  round ${round + 1} tar -xzf + sync --file-system: ${secs(msSync)} s (${mbps(tree.bytes, msSync)} MB/s)`);
-    if (restic) {
-      const target = path.join(base, 'restore-restic');
-      await fresh(target);
-      const ms = await timeIt(() => sh(`restic restore latest -q --target ${q(target)}`, resticEnv(resticRepo)));
+    const runRestic = async () => {
+      if (!env.restic) return;
+      await fresh(resticTarget);
+      const ms = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)}`, resticEnv(resticRepo)));
       resticR.push(ms);
       log(`  round ${round + 1} restic restore: ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
+      if (lastRound) resticOk = sameTree(walk(path.join(resticTarget, env.srcDir)), tree);
+      await fresh(resticTarget);
+      const msSync = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)} && sync --file-system ${q(resticTarget)}`, resticEnv(resticRepo)));
+      resticRSync.push(msSync);
+      log(`  round ${round + 1} restic restore + sync -f: ${secs(msSync)} s (${mbps(tree.bytes, msSync)} MB/s)`);
+    };
+    if (round % 2 === 0) {
+      await runOurs();
+      await runRestic();
+    } else {
+      await runRestic();
+      await runOurs();
     }
   }
-  const restoredOk = !!oursTree && !!tarTree && sameTree(oursTree, tree) && sameTree(tarTree, tree);
-  note(`restored trees: ours ${oursTree ? treeText(oursTree) : '?'}; tar ${tarTree ? treeText(tarTree) : '?'}; source ${treeText(tree)} -> ${restoredOk ? 'match' : 'MISMATCH'}`);
-  const ok = compare('(2) directory restore', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'baseline: tar -xzf ARCHIVE -C DIR', tarX, TARGET_RATIO);
-  results.push({ name: 'directory restore vs tar -xz', ok: ok && restoredOk });
-  compare('(2b) directory restore vs a durable tar -x (ours fsyncs the restored tree before the swap)', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'tar -xzf ARCHIVE -C DIR && sync -f DIR', tarXSync, null);
-  if (restic) compare('(2c) directory restore vs restic', tree.bytes, 'ours: store.get -> directoryDriver.restore', oursR, 'restic restore latest --target DIR', resticR, null);
-  else note('(2c) restic not installed: skipped (apt-get install restic)');
+  note(`restored trees (last round): ours ${oursOk ? 'identical to the source (diff -r)' : 'MISMATCH'}; restic ${env.restic ? (resticOk ? 'same files and bytes' : 'MISMATCH') : 'n/a'}`);
+  if (env.restic) {
+    const ok = compareThroughput('(e) full restore (MB/s of source)', tree.bytes, 'ours: directoryDriver.restore (durable, swapped)', oursR, 'restic restore latest --target DIR', resticR, 1.0);
+    results.push({ name: '(e) full restore >= 1.0 x restic restore', ok: ok && oursOk });
+    compareThroughput('(e2) full restore vs a durable restic restore', tree.bytes, 'ours: directoryDriver.restore (durable, swapped)', oursR, 'restic restore ... && sync --file-system DIR', resticRSync, null);
+  } else {
+    results.push({ name: '(e) restic not installed', ok: false });
+  }
+  note(`    ours, last round, restore:`);
+  note(restoreDetail);
+  if (PROFILE) {
+    await fresh(oursTarget);
+    const { value, lines } = await profiled(() => ours.restoreDir(last!.tenant, last!.artifact, oursRel));
+    note(`profile of a full restore (${secs(value)} s with the profiler on; main thread only):`);
+    for (const l of lines) note(l);
+  }
   rmSync(oursTarget, { recursive: true, force: true });
-  rmSync(tarTarget, { recursive: true, force: true });
-  rmSync(path.join(base, 'restore-restic'), { recursive: true, force: true });
+  rmSync(resticTarget, { recursive: true, force: true });
   if (resticRepo) rmSync(resticRepo, { recursive: true, force: true });
-  rmSync(path.join(base, 'restic-cache'), { recursive: true, force: true });
-  await store.delete(artifact.key);
 }
 
-async function memoryPhase(tree: TreeStats): Promise<void> {
-  const extraBytes = Math.max(0, Math.floor(MEM_MB * MiB) - tree.bytes);
-  log(`\n== memory: backup and restore of a ~${MEM_MB} MiB tree (load ${load()})`);
-  let memTree = tree;
-  if (extraBytes > 0) {
-    const t0 = performance.now();
-    const rng = new Rng(777);
-    mkdirSync(path.join(srcDir, 'extra'));
-    writeGenerated(path.join(srcDir, 'extra', 'big-mixed.bin'), extraBytes, 'mixed', makeTextPool(rng), rng, Buffer.allocUnsafeSlow(8 * MiB));
-    memTree = { ...tree, files: tree.files + 1, bytes: tree.bytes + extraBytes };
-    log(`  added extra/big-mixed.bin (${mb(extraBytes)} MB, alternating 8 MiB text / random) in ${secs(performance.now() - t0)} s`);
+/** (c): ten backups with ~2% of the files changed between each. */
+async function incrementalPhase(env: Env): Promise<void> {
+  const { ours } = env;
+  log(`\n== (c) ${INCR_BACKUPS} backups, ~${INCR_CHANGED * 100}% of the files changed between each (load ${load()})`);
+  const tenant = await ours.newTenant('incr', dirComponent(env.srcRel));
+  const repo = path.join(env.base, 'restic-incr');
+  if (env.restic) await resticInit(repo);
+  const files = listFiles(env.srcDir);
+  const rng = new Rng(4242);
+  const pool = makeTextPool(new Rng(99));
+  const oursMs: number[] = [];
+  const resticMs: number[] = [];
+  let oursFirst = 0;
+  let resticFirst = 0;
+  let oursAfter = 0;
+  let resticAfter = 0;
+  let storedSum = 0;
+  for (let i = 0; i < INCR_BACKUPS; i++) {
+    let change = '';
+    if (i > 0) {
+      const m = mutateTree(files, INCR_CHANGED, rng, pool);
+      for (const f of files) f.size = lstatSync(f.path).size;
+      change = `after changing ${m.files} files (${mb(m.bytes)} MB written)`;
+    }
+    const runOurs = async () => {
+      await settle();
+      const r = await ours.backup(tenant, dirComponent(env.srcRel));
+      oursMs.push(r.ms);
+      storedSum += r.stored;
+      oursAfter = await ours.repoBytes(tenant);
+      if (i === 0) oursFirst = oursAfter;
+      return `ours ${secs(r.ms)} s, +${mb(r.stored)} MB (${r.newChunks}/${r.chunks} chunks new), repo ${mb(oursAfter)} MB`;
+    };
+    const runRestic = async () => {
+      if (!env.restic) return 'restic n/a';
+      await settle();
+      const ms = await timeIt(() => resticBackup(repo, env.srcDir));
+      resticMs.push(ms);
+      resticAfter = await duBytes(repo);
+      if (i === 0) resticFirst = resticAfter;
+      return `restic ${secs(ms)} s, repo ${mb(resticAfter)} MB`;
+    };
+    const a = i % 2 === 0 ? [await runOurs(), await runRestic()] : [await runRestic(), await runOurs()].reverse();
+    log(`  backup ${i + 1}${change ? ` ${change}` : ''}: ${a.join('; ')}`);
   }
+  const growth = oursAfter / oursFirst;
+  note(`(c) ${INCR_BACKUPS} backups, ${INCR_CHANGED * 100}% of ${files.length} files changed between each:`);
+  note(`    ours: repository after the first ${mb(oursFirst)} MB, after ${INCR_BACKUPS} ${mb(oursAfter)} MB (sum of stored_bytes ${mb(storedSum)} MB); backups took ${runsText(oursMs)} s`);
+  if (env.restic) note(`    restic: repository after the first ${mb(resticFirst)} MB, after ${INCR_BACKUPS} ${mb(resticAfter)} MB (du -sb); backups took ${runsText(resticMs)} s`);
+  const ok1 = growth <= 1.3;
+  note(`    ours after ${INCR_BACKUPS} / ours after the first: ${growth.toFixed(3)}; target <= 1.3 ${verdict(ok1)}`);
+  results.push({ name: '(c) ten backups: stored <= 1.3 x first', ok: ok1 });
+  if (env.restic) {
+    const vs = oursAfter / resticAfter;
+    const ok2 = vs <= 1.1;
+    note(`    ours / restic repository after ${INCR_BACKUPS}: ${vs.toFixed(3)}; target <= 1.1 ${verdict(ok2)} (ours' index is in PostgreSQL, not counted; restic's index files are)`);
+    results.push({ name: '(c) ten backups: stored <= 1.1 x restic', ok: ok2 });
+  }
+  rmSync(repo, { recursive: true, force: true });
+}
+
+/** The tenants' PostgreSQL server for (d): the tests' second cluster when it starts, else the service's own. */
+async function sourceServer(): Promise<{ url: string; label: string }> {
+  if (PG_SERVER !== 'same') {
+    const script = fileURLToPath(new URL('../test/tenant-pg.sh', import.meta.url));
+    try {
+      const url = (await sh(`bash ${q(script)}`)).trim().split('\n').pop()!.trim();
+      if (/^postgres(ql)?:\/\//.test(url)) return { url: url.replace(/\/$/, ''), label: `a second cluster (test/tenant-pg.sh: ${url})` };
+    } catch (err) {
+      log(`  test/tenant-pg.sh did not start a second cluster (${String(err).slice(0, 200)}); using the service's own server`);
+    }
+  }
+  const u = new URL(DATABASE_URL);
+  u.pathname = '';
+  return { url: u.href.replace(/\/$/, ''), label: `the service's own server (${u.host})` };
+}
+
+/** (d): five backups of a pgbench database, ~1% of the rows updated between each. */
+async function postgresPhase(env: Env): Promise<void> {
+  const { ours } = env;
+  const server = await sourceServer();
+  const name = `bk_bench_pgbench_${randomBytes(4).toString('hex')}`;
+  const dbUrl = `${server.url}/${name}`;
+  const admin = new pg.Client({ connectionString: `${server.url}/postgres` });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  cleanups.push(async () => {
+    const c = new pg.Client({ connectionString: `${server.url}/postgres` });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.end();
+  });
+  await admin.end();
+  const scale = Math.max(1, Math.round(PG_MB / 15));
+  log(`\n== (d) pgbench -i -s ${scale} on ${server.label} (load ${load()})`);
+  const u = new URL(dbUrl);
+  const libpq: NodeJS.ProcessEnv = { ...process.env, PGHOST: u.hostname, PGPORT: u.port || '5432', PGUSER: decodeURIComponent(u.username || 'postgres'), PGDATABASE: name };
+  const t0 = performance.now();
+  await sh(`pgbench -i -q -s ${scale} ${q(name)}`, libpq);
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  const size = async () => Number((await c.query<{ s: string }>('SELECT pg_database_size(current_database()) AS s')).rows[0]!.s);
+  const dbBytes = await size();
+  note(`(d) pgbench database: scale ${scale}, ${mb(dbBytes)} MB (pg_database_size) on ${server.label}, built in ${secs(performance.now() - t0)} s`);
+  const component: Component = { name: 'db', type: 'postgres', config: { url: dbUrl } };
+  const tenant = await ours.newTenant('pgbench', component);
+  const repo = path.join(env.base, 'restic-pg');
+  if (env.restic) await resticInit(repo);
+  let oursFirst = 0;
+  let oursAfter = 0;
+  let resticFirst = 0;
+  let resticAfter = 0;
+  const rows: string[] = [];
+  for (let i = 0; i < PG_BACKUPS; i++) {
+    let change = '';
+    if (i > 0) {
+      const r = await c.query(`UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = ${i}`);
+      change = ` after updating ${r.rowCount} rows`;
+    }
+    await settle();
+    const r = await ours.backup(tenant, component);
+    oursAfter = await ours.repoBytes(tenant);
+    if (i === 0) oursFirst = oursAfter;
+    let rs = 'restic n/a';
+    if (env.restic) {
+      const ms = await timeIt(() => sh(`set -o pipefail; pg_dump -Fc -Z0 ${q(name)} | restic backup -q --stdin --stdin-filename ${name}.pgdump`, { ...libpq, ...resticEnv(repo) }));
+      resticAfter = await duBytes(repo);
+      if (i === 0) resticFirst = resticAfter;
+      rs = `restic --stdin of the same pg_dump -Fc -Z0 ${secs(ms)} s, repo ${mb(resticAfter)} MB`;
+    }
+    const line = `  backup ${i + 1}${change}: ours ${secs(r.ms)} s (${mbps(dbBytes, r.ms)} MB/s of the database), dump ${mb(r.logical)} MB, +${mb(r.stored)} MB (${r.newChunks}/${r.chunks} chunks new), repo ${mb(oursAfter)} MB; ${rs}`;
+    log(line);
+    rows.push(line);
+  }
+  await c.end();
+  const growth = oursAfter / oursFirst;
+  const ok = growth <= 1.6;
+  note(`    ours: repository after the first ${mb(oursFirst)} MB, after ${PG_BACKUPS} ${mb(oursAfter)} MB: ${growth.toFixed(3)} x; target <= 1.6 ${verdict(ok)}`);
+  if (env.restic) note(`    restic (context, no target): after the first ${mb(resticFirst)} MB, after ${PG_BACKUPS} ${mb(resticAfter)} MB: ${(resticAfter / resticFirst).toFixed(3)} x`);
+  results.push({ name: '(d) five pgbench backups: stored <= 1.6 x first', ok });
+  rmSync(repo, { recursive: true, force: true });
+}
+
+/** (f): a child process that only backs up, then one that only restores, a ~BENCH_MEM_MB tree. */
+async function memoryPhase(env: Env, tree: TreeStats): Promise<void> {
+  log(`\n== (f) memory: backup and restore of a ~${MEM_MB} MiB tree, each in a child process (load ${load()})`);
+  const current = walk(env.srcDir);
+  const extraBytes = Math.max(0, Math.floor(MEM_MB * MiB) - current.bytes);
+  let memTree = current;
+  if (extraBytes > 0) {
+    const rng = new Rng(777);
+    mkdirSync(path.join(env.srcDir, 'extra'), { recursive: true });
+    writeGenerated(path.join(env.srcDir, 'extra', 'big-mixed.bin'), extraBytes, 'mixed', makeTextPool(rng), rng, Buffer.allocUnsafeSlow(8 * MiB));
+    memTree = walk(env.srcDir);
+    log(`  added extra/big-mixed.bin (${mb(extraBytes)} MB, alternating 8 MiB text / random)`);
+  }
+  void tree;
+  const tenant = await env.ours.newTenant('mem', dirComponent(env.srcRel));
+  const config = { dbUrl: env.dbUrl, storeRoot: env.storeRoot, dataRoot: env.dataRoot, masterKey: env.masterKey.toString('hex'), tenantId: tenant.id, clusterId: tenant.clusterId, srcRel: env.srcRel };
   await settle();
-  const key = 'mem/tree.tar.gz';
-  let sampler = startRssSampler();
-  let put = { bytes: 0, sha256: '' };
-  const backupMs = await timeIt(async () => (put = await store.put(key, directoryDriver.backup({ path: srcRel }, ctx))));
-  const b = sampler.stop();
+  const b = await runChild('mem-backup', config);
   await settle();
-  sampler = startRssSampler();
-  const restoreMs = await timeIt(async () => directoryDriver.restore({ path: 'restore-mem' }, await store.get(key), ctx));
-  const r = sampler.stop();
-  const restored = walk(path.join(dataRoot, 'restore-mem'));
+  const r = await runChild('mem-restore', { ...config, artifact: b.artifact, targetRel: 'restore-mem' });
+  const restored = walk(path.join(env.dataRoot, 'restore-mem'));
   const match = sameTree(restored, memTree);
-  const line = (what: string, m: MemoryReport, ms: number) => {
-    const worst = Math.max(m.peak, m.hwm);
-    const ok = worst < RSS_LIMIT;
-    note(`    ${what.padEnd(8)} ${secs(ms)} s (${mbps(memTree.bytes, ms)} MB/s); node RSS at start ${mb(m.start)} MB, peak sampled ${mb(m.peak)} MB (${m.samples} samples; V8 heap ${mb(m.heapTotal)} MB + Buffers ${mb(m.arrayBuffers)} MB then), kernel VmHWM ${m.hwm ? `${mb(m.hwm)} MB` : 'n/a'}; child processes (tar, sync) peak ${mb(m.childPeak)} MB; target < ${mb(RSS_LIMIT)} MB ${verdict(ok)}`);
+  note(`(f) memory: ${treeText(memTree)}; restored tree ${match ? 'matches' : `MISMATCH (${treeText(restored)})`}`);
+  const line = (what: string, m: ChildResult) => {
+    const ok = m.maxRss < RSS_LIMIT;
+    note(`    ${what.padEnd(8)} ${secs(m.ms)} s (${mbps(memTree.bytes, m.ms)} MB/s); child maxRSS ${mb(m.maxRss)} MB (RSS after loading the service ${mb(m.startRss)} MB; at the sampled peak (50 ms) RSS ${mb(m.peakRss)} MB = V8 heap ${mb(m.heap)} MB + external ${mb(m.external)} MB (Buffers ${mb(m.arrayBuffers)} MB) + the rest (code, thread stacks and heaps, native allocations)); target < ${mb(RSS_LIMIT)} MB ${verdict(ok)}`);
     return ok;
   };
-  note(`(5) memory: ${treeText(memTree)} -> artifact ${mb(put.bytes)} MB; restored tree ${match ? 'matches' : `MISMATCH (${treeText(restored)})`}`);
-  const okB = line('backup', b, backupMs);
-  const okR = line('restore', r, restoreMs);
-  results.push({ name: 'memory: directory backup RSS < 300 MB', ok: okB });
-  results.push({ name: 'memory: directory restore RSS < 300 MB', ok: okR && match });
-  rmSync(path.join(dataRoot, 'restore-mem'), { recursive: true, force: true });
-  rmSync(path.join(srcDir, 'extra'), { recursive: true, force: true });
-  await store.delete(key);
+  results.push({ name: '(f) backup of 2 GiB: maxRSS < 300 MB', ok: line('backup', b) });
+  results.push({ name: '(f) restore of 2 GiB: maxRSS < 300 MB', ok: line('restore', r) && match });
+  rmSync(path.join(env.dataRoot, 'restore-mem'), { recursive: true, force: true });
+  rmSync(path.join(env.srcDir, 'extra'), { recursive: true, force: true });
 }
 
-async function generateDatabase(name: string, targetBytes: number): Promise<{ bytes: number; events: number; documents: number }> {
-  await createDatabase(name);
-  const c = new pg.Client({ connectionString: dbUrl(name) });
-  await c.connect();
-  try {
-    await c.query('SET synchronous_commit = off');
-    await c.query(`CREATE TABLE events (
-      id bigint NOT NULL, created_at timestamptz NOT NULL, account_id int NOT NULL, amount numeric(14,2) NOT NULL,
-      kind text NOT NULL, payload jsonb NOT NULL, note text)`);
-    await c.query(`CREATE TABLE documents (
-      id bigint NOT NULL, title text NOT NULL, body text NOT NULL, tags text[] NOT NULL, updated_at timestamptz NOT NULL)`);
-    const BATCH = 100_000;
-    const size = async () => Number((await c.query<{ s: string }>('SELECT pg_database_size(current_database()) AS s')).rows[0]?.s);
-    let n = 0;
-    // The primary keys and the index added at the end take roughly 8% more.
-    while ((await size()) < targetBytes * 0.92) {
-      const lo = n * BATCH + 1;
-      const hi = (n + 1) * BATCH;
-      await c.query(`INSERT INTO events
-        SELECT g, timestamptz '2024-01-01' + g * interval '1 second', (g * 7919) % 100000, ((g * 31) % 10000000) / 100.0,
-               (ARRAY['click','view','purchase','refund'])[1 + g % 4],
-               jsonb_build_object('ip', md5(g::text), 'agent', md5((g + 1)::text), 'n', g % 1000, 'ok', g % 3 = 0),
-               md5((g * 3)::text)
-        FROM generate_series(${lo}::bigint, ${hi}::bigint) g`);
-      await c.query(`INSERT INTO documents
-        SELECT g, 'doc ' || md5(g::text),
-               md5(g::text || 'a') || ' ' || md5(g::text || 'b') || ' ' || md5(g::text || 'c') || ' ' || md5(g::text || 'd') || ' ' ||
-               md5(g::text || 'e') || ' ' || md5(g::text || 'f') || ' ' || md5(g::text || 'g') || ' ' || md5(g::text || 'h'),
-               ARRAY['t' || (g % 17), 't' || (g % 31)], timestamptz '2024-01-01' + g * interval '1 minute'
-        FROM generate_series(${lo}::bigint, ${hi}::bigint) g`);
-      n++;
-    }
-    await c.query('ALTER TABLE events ADD PRIMARY KEY (id)');
-    await c.query('ALTER TABLE documents ADD PRIMARY KEY (id)');
-    await c.query('CREATE INDEX events_account_idx ON events (account_id)');
-    await c.query('VACUUM (FREEZE, ANALYZE)'); // sets hint bits now, not during the first timed dump
-    return { bytes: await size(), events: n * BATCH, documents: n * BATCH };
-  } finally {
-    await c.end();
-  }
+interface ChildResult {
+  ms: number;
+  maxRss: number;
+  startRss: number;
+  peakRss: number;
+  heap: number;
+  external: number;
+  arrayBuffers: number;
+  artifact?: ComponentArtifact;
 }
 
-async function rowCounts(name: string): Promise<string> {
-  const c = new pg.Client({ connectionString: dbUrl(name) });
-  await c.connect();
-  try {
-    const r = await c.query<{ e: string; d: string }>('SELECT (SELECT count(*) FROM events) AS e, (SELECT count(*) FROM documents) AS d');
-    return `${r.rows[0]?.e} events, ${r.rows[0]?.d} documents`;
-  } finally {
-    await c.end();
-  }
+function runChild(mode: string, config: Record<string, unknown>): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      env: { ...process.env, BENCH_CHILD: mode, BENCH_CHILD_CONFIG: JSON.stringify(config) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      const m = /BENCH_CHILD_RESULT (.*)/.exec(out);
+      if (code === 0 && m) resolve(JSON.parse(m[1]!) as ChildResult);
+      else reject(new Error(`child ${mode} exited ${code}: ${out.slice(-2000)}`));
+    });
+  });
 }
 
-async function postgresPhase(): Promise<void> {
-  log(`\n== postgres: generating a ~${PG_MB} MB database (load ${load()})`);
-  const src = `${pgTag}_src`;
-  const t0 = performance.now();
-  const db = await generateDatabase(src, PG_MB * 1e6);
-  note(`postgres source database: ${mb(db.bytes)} MB (pg_database_size), ${db.events} events + ${db.documents} documents, generated in ${secs(performance.now() - t0)} s`);
-  const expected = `${db.events} events, ${db.documents} documents`;
-
-  log(`\n== postgres backup, ${ROUNDS} interleaved rounds (load ${load()})`);
-  const env = pgEnv();
-  const dumpRuns: number[] = [];
-  const oursRuns: number[] = [];
-  let artifact = { key: '', bytes: 0 };
-  for (let round = 0; round < ROUNDS; round++) {
-    const runDump = async () => {
-      await settle();
-      const ms = await timeIt(() => sh(`pg_dump -Fc ${q(src)} > /dev/null`, env));
-      dumpRuns.push(ms);
-      log(`  round ${round + 1} pg_dump -Fc > /dev/null: ${secs(ms)} s (${mbps(db.bytes, ms)} MB/s)`);
-    };
-    const runOurs = async () => {
-      const key = `pg/round-${round}.pgdump`;
-      await settle();
-      let put = { bytes: 0, sha256: '' };
-      const ms = await timeIt(async () => (put = await store.put(key, postgresDriver.backup({ url: dbUrl(src) }, ctx))));
-      oursRuns.push(ms);
-      if (artifact.key) await store.delete(artifact.key);
-      artifact = { key, bytes: put.bytes };
-      log(`  round ${round + 1} ours (postgresDriver.backup -> store): ${secs(ms)} s (${mbps(db.bytes, ms)} MB/s), dump ${mb(put.bytes)} MB`);
-    };
-    if (round % 2 === 0) {
-      await runDump();
-      await runOurs();
-    } else {
-      await runOurs();
-      await runDump();
-    }
+/** The child's whole job: one backup or one restore, then its max RSS. */
+async function childMain(mode: string): Promise<void> {
+  const cfg = JSON.parse(process.env.BENCH_CHILD_CONFIG ?? '{}') as { dbUrl: string; storeRoot: string; dataRoot: string; masterKey: string; tenantId: string; clusterId: string; srcRel: string; artifact?: ComponentArtifact; targetRel?: string };
+  benchDataRoot = cfg.dataRoot;
+  const ours = await openOurs({ dbUrl: cfg.dbUrl, storeRoot: cfg.storeRoot, dataRoot: cfg.dataRoot, masterKey: Buffer.from(cfg.masterKey, 'hex') });
+  const startRss = process.memoryUsage().rss;
+  let atPeak = process.memoryUsage();
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    if (m.rss > atPeak.rss) atPeak = m;
+  }, 50);
+  const tenant: Tenant = { id: cfg.tenantId, clusterId: cfg.clusterId, dataDir: '', previous: new Map() };
+  let ms: number;
+  let artifact: ComponentArtifact | undefined;
+  if (mode === 'mem-backup') {
+    const r = await ours.backup(tenant, dirComponent(cfg.srcRel));
+    ms = r.ms;
+    artifact = r.artifact;
+  } else {
+    ms = await ours.restoreDir(tenant, cfg.artifact!, cfg.targetRel!);
   }
-  note(`dump artifact: ${mb(artifact.bytes)} MB`);
-  results.push({ name: 'postgres backup vs pg_dump -Fc', ok: compare('(3) postgres backup (MB/s of pg_database_size)', db.bytes, 'ours: postgresDriver.backup -> store.put', oursRuns, 'baseline: pg_dump -Fc DB > /dev/null', dumpRuns, TARGET_RATIO) });
-
-  log(`\n== postgres restore of the same dump into fresh databases, ${ROUNDS} interleaved rounds (load ${load()})`);
-  const file = storePath(artifact.key);
-  const restoreRuns: number[] = [];
-  const oursR: number[] = [];
-  let countsOk = true;
-  for (let round = 0; round < ROUNDS; round++) {
-    const last = round === ROUNDS - 1;
-    const runPgRestore = async () => {
-      const name = `${pgTag}_pgr${round}`;
-      await createDatabase(name);
-      await settle();
-      const ms = await timeIt(() => sh(`pg_restore --no-owner -d ${q(name)} ${q(file)}`, env));
-      restoreRuns.push(ms);
-      const counts = last ? await rowCounts(name) : '';
-      if (last && counts !== expected) countsOk = false;
-      log(`  round ${round + 1} pg_restore -d: ${secs(ms)} s (${mbps(db.bytes, ms)} MB/s)${last ? `; ${counts}` : ''}`);
-      await dropDatabase(name);
-    };
-    const runOurs = async () => {
-      const name = `${pgTag}_our${round}`;
-      await createDatabase(name);
-      await settle();
-      const ms = await timeIt(async () => postgresDriver.restore({ url: dbUrl(name) }, await store.get(artifact.key), ctx));
-      oursR.push(ms);
-      const counts = last ? await rowCounts(name) : '';
-      if (last && counts !== expected) countsOk = false;
-      log(`  round ${round + 1} ours (pg_restore -f - | psql --single-transaction): ${secs(ms)} s (${mbps(db.bytes, ms)} MB/s)${last ? `; ${counts}` : ''}`);
-      await dropDatabase(name);
-    };
-    if (round % 2 === 0) {
-      await runPgRestore();
-      await runOurs();
-    } else {
-      await runOurs();
-      await runPgRestore();
-    }
-  }
-  note(`restored row counts (last round, both): ${countsOk ? `match (${expected})` : 'MISMATCH'}`);
-  const ok = compare('(4) postgres restore (MB/s of source pg_database_size)', db.bytes, 'ours: postgresDriver.restore (one transaction)', oursR, 'baseline: pg_restore -d FRESH FILE', restoreRuns, TARGET_RATIO);
-  results.push({ name: 'postgres restore vs pg_restore -d', ok: ok && countsOk });
-  await store.delete(artifact.key);
-  await dropDatabase(src);
+  clearInterval(sampler);
+  const mem = atPeak;
+  const maxRss = process.resourceUsage().maxRSS * 1024;
+  await ours.close();
+  console.log(`BENCH_CHILD_RESULT ${JSON.stringify({ ms, maxRss, startRss, peakRss: mem.rss, heap: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers, artifact })}`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // main
 
-const started = performance.now();
-let crashed: unknown;
-try {
-  log(`bench:backup  ${os.cpus().length} cpus, ${mb(os.totalmem())} MB RAM, node ${process.version}, load average ${load()}`);
-  log(`BENCH_DIR_MB=${DIR_MB} BENCH_MEM_MB=${MEM_MB} BENCH_PG_MB=${PG_MB} BENCH_ROUNDS=${ROUNDS} BENCH_ONLY=${[...ONLY].join(',')}; temp dir ${base}`);
-  log('throughput is MB/s (10^6 bytes) of SOURCE data; ratio = ours / baseline throughput, from medians of runs interleaved in this process');
-  restic = await hasCommand('restic');
-  if (restic) log(`restic: ${(await sh('restic version')).trim()}`);
-  else log('restic not installed: skipped (apt-get install restic)');
+const cleanups: (() => Promise<void>)[] = [];
 
-  let tree: TreeStats | undefined;
-  if (ONLY.has('dir') || ONLY.has('mem')) {
+async function main(): Promise<void> {
+  const started = performance.now();
+  const base = mkdtempSync(path.join(process.env.BENCH_TMPDIR ?? os.tmpdir(), 'bk-bench-backup-'));
+  const dataRoot = path.join(base, 'data');
+  const srcRel = 'src';
+  const srcDir = path.join(dataRoot, srcRel);
+  const storeRoot = path.join(base, 'store');
+  benchDataRoot = dataRoot;
+  resticCache = path.join(base, 'restic-cache');
+  mkdirSync(srcDir, { recursive: true });
+  mkdirSync(storeRoot, { recursive: true });
+  let cleanedUp = false;
+  const cleanup = async () => {
+    if (cleanedUp) return;
+    cleanedUp = true;
+    for (const fn of cleanups.reverse()) await fn().catch((err) => console.error(`cleanup: ${String(err)}`));
+    rmSync(base, { recursive: true, force: true, maxRetries: 3 });
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      console.error(`\n${sig}: cleaning up ${base} and the bench databases`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  let crashed: unknown;
+  try {
+    log(`bench:backup  ${os.cpus().length} cpus, ${mb(os.totalmem())} MB RAM, node ${process.version}, load average ${load()}`);
+    log(`BENCH_DIR_MB=${DIR_MB} BENCH_MEM_MB=${MEM_MB} BENCH_PG_MB=${PG_MB} BENCH_ROUNDS=${ROUNDS} BENCH_ONLY=${[...ONLY].join(',')}; temp dir ${base}`);
+    log('throughput is MB/s (10^6 bytes) of SOURCE data; ratio = ours / restic throughput, medians of runs interleaved in this process');
+    const restic = await hasCommand('restic');
+    if (restic) note(`restic: ${(await sh('restic version')).trim()}; ${resticFlags}; RESTIC_PASSWORD set; a fresh repository (restic init, untimed) for every round`);
+    else note('restic not installed (apt-get install restic): every comparison with it FAILs');
+    const db = await benchDatabase('backup');
+    cleanups.push(() => db.drop());
+    const masterKey = randomBytes(32);
+    const ours = await openOurs({ dbUrl: db.url, storeRoot, dataRoot, masterKey, probes: true });
+    cleanups.push(() => ours.close());
+    note(`ours: service database ${db.name} (fresh, migrated), file store ${storeRoot}, packs of ${PACK_TARGET_BYTES / MiB} MiB, seal pool of ${os.availableParallelism()} threads, UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`);
+    const env: Env = { base, dataRoot, srcRel, srcDir, storeRoot, dbUrl: db.url, masterKey, ours, restic };
+
     const t0 = performance.now();
-    tree = generateTree(srcDir, DIR_MB);
+    const tree = generateTree(srcDir, DIR_MB);
     await settle();
     note(`source tree: ${treeText(tree)} in ${tree.dirs} directories, generated in ${secs(performance.now() - t0)} s`);
+    if (ONLY.has('dir')) await directoryPhase(env, tree);
+    if (ONLY.has('incr')) await incrementalPhase(env);
+    if (ONLY.has('pg')) await postgresPhase(env);
+    if (ONLY.has('mem')) await memoryPhase(env, tree);
+  } catch (err) {
+    crashed = err;
+    console.error('\nbench:backup failed:', err);
+  } finally {
+    await cleanup().catch((err) => console.error('cleanup failed:', err));
   }
-  if (ONLY.has('dir') && tree) await directoryPhase(tree);
-  if (ONLY.has('pg')) await postgresPhase();
-  if (ONLY.has('mem') && tree) await memoryPhase(tree);
-} catch (err) {
-  crashed = err;
-  console.error('\nbench:backup failed:', err);
-} finally {
-  await cleanup().catch((err) => console.error('cleanup failed:', err));
+  console.log(`\n==================== bench:backup summary ====================`);
+  console.log(`machine: ${os.cpus().length} cpus, node ${process.version}; load average at end ${load()}; total ${secs(performance.now() - started)} s`);
+  for (const line of summary) console.log(line);
+  console.log('--------------------------------------------------------------');
+  for (const r of results) console.log(`${verdict(r.ok)}  ${r.name}`);
+  if (crashed) console.log(`FAIL  the benchmark did not complete: ${crashed instanceof Error ? crashed.message : String(crashed)}`);
+  console.log('(exit code is 0 whatever the verdicts: this is a benchmark; temp files and databases were removed)');
 }
 
-console.log(`\n==================== bench:backup summary ====================`);
-console.log(`machine: ${os.cpus().length} cpus, node ${process.version}; load average at end ${load()}; total ${secs(performance.now() - started)} s`);
-for (const line of summary) console.log(line);
-console.log('--------------------------------------------------------------');
-for (const r of results) console.log(`${verdict(r.ok)}  ${r.name}`);
-if (crashed) console.log(`FAIL  the benchmark did not complete: ${crashed instanceof Error ? crashed.message : String(crashed)}`);
-console.log('(exit code is 0 whatever the verdicts: this is a benchmark; temp files and databases were removed)');
-process.exit(0);
+const childMode = process.env.BENCH_CHILD;
+if (childMode) {
+  await childMain(childMode);
+  process.exit(0);
+} else {
+  await main();
+  process.exit(0);
+}

@@ -60,3 +60,51 @@ export async function timeIt(fn: () => Promise<unknown> | unknown): Promise<numb
 export function verdict(ok: boolean): string {
   return ok ? 'PASS' : 'FAIL';
 }
+
+/**
+ * A throwaway, migrated service database for one benchmark run, without the runtime (no Redis):
+ * for benches that drive the repository and the drivers directly. `drop()` removes it.
+ */
+export async function benchDatabase(name: string): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const db = `bk_bench_${name}_${randomBytes(4).toString('hex')}`;
+  const admin = new URL(DATABASE_URL);
+  admin.pathname = '/postgres';
+  const run = async (sql: string) => {
+    const c = new pg.Client({ connectionString: admin.href });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await run(`CREATE DATABASE ${db}`);
+  const url = new URL(DATABASE_URL);
+  url.pathname = `/${db}`;
+  await migrate(url.href);
+  return { url: url.href, name: db, drop: () => run(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`) };
+}
+
+/** Tracks how long at least one of some concurrent operations was under way (busy time), and their count. */
+export class BusyTimer {
+  private active = 0;
+  private since = 0;
+  busyMs = 0;
+  calls = 0;
+  reset(): void {
+    this.busyMs = 0;
+    this.calls = 0;
+    if (this.active > 0) this.since = performance.now();
+  }
+  /** Counts `p` as under way until it settles; returns `p` itself. */
+  track<T>(p: T): T {
+    if (!p || typeof (p as { then?: unknown }).then !== 'function') return p;
+    this.calls++;
+    if (this.active++ === 0) this.since = performance.now();
+    const done = () => {
+      if (--this.active === 0) this.busyMs += performance.now() - this.since;
+    };
+    (p as unknown as Promise<unknown>).then(done, done);
+    return p;
+  }
+}
