@@ -5,6 +5,7 @@ import { packIdOf, packKey, packsPrefix, repoPrefix, snapshotsPrefix } from './l
 import { PackBuilder } from './pack.js';
 import type { SealPool } from './seal-pool.js';
 import type { TenantKeys } from './types.js';
+import { inTransaction } from '../db/transaction.js';
 
 export interface GcOptions {
   pool: pg.Pool;
@@ -36,21 +37,6 @@ export interface GcReport {
 const REFERENCED_OF_PACK = `
 SELECT c.id, c.pack_offset, c.length, c.raw_length FROM chunks c
 WHERE c.pack_id = $1 AND EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)`;
-
-async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
-}
 
 /**
  * Garbage collection of one tenant's repository, without a repository lock (docs/repository.md):

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { ChunkId } from './types.js';
+import { inTransaction } from '../db/transaction.js';
 
 /*
  * The reference protocol (docs/repository.md, "Why GC never takes a chunk a backup relies on"):
@@ -73,10 +74,8 @@ export async function registerPack(pool: pg.Pool, pack: PackRecord, backupId: st
   }
 }
 
-async function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
+  return inTransaction(pool, async (client) => {
     await client.query(
       `INSERT INTO packs (id, tenant_id, bytes, chunk_count, status, secondary_status) VALUES ($1, $2, $3, $4, 'live', $5) ON CONFLICT (id) DO NOTHING`,
       [pack.id, pack.tenantId, pack.bytes, pack.entries.length, pack.secondaryStatus],
@@ -93,11 +92,5 @@ async function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | 
       const found = await reuseChunks(client, pack.tenantId, backupId, todo.map((e) => e.id));
       todo = todo.filter((e) => !found.has(e.id));
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
