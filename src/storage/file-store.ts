@@ -92,11 +92,13 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
     }
   }
 
-  /** mkdir + exclusive create; retried because a concurrent delete may prune the directory in between. */
+  /** mkdir + exclusive create; retried because a concurrent delete may prune the directories in between. */
   async function createTemp(dir: string, temp: string): Promise<FileHandle> {
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dir, { recursive: true });
       try {
+        // Either step can meet a directory a concurrent delete just pruned (mkdir -p creates
+        // one level after the other): start again.
+        await mkdir(dir, { recursive: true });
         return await open(temp, 'wx', 0o600);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT' || attempt >= 4) throw err;
