@@ -21,10 +21,10 @@ import type { ChunkId, ChunkSink, DirEntry, Progress } from './types.js';
  *   replaced meanwhile (another inode), fails the backup ("file changed as we read it", as tar's
  *   exit 1 does today): a backup is a consistent copy or nothing.
  * - Symlinks are stored with their target as on disk (readlink); one that leads outside the
- *   tenant's folder once followed (judged as symlinks.ts `symlinkEscapes` does for tar today)
+ *   tenant's folder once followed (judged by symlinks.ts `symlinkEscapes`, where the kernel would take it)
  *   fails the backup.
  * - Sockets, FIFOs and devices are skipped (not in the manifest): they hold no data and restores
- *   never create them (tar-extract.ts drops them too).
+ *   never create them.
  * - Hard links are stored as separate files, each with its own data (deduplicated by the chunk
  *   store anyway); a restore gives them separate inodes.
  * - Names must be valid UTF-8 (manifests are JSON); any other name fails the backup, naming it.
