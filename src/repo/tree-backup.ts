@@ -18,8 +18,8 @@ import type { ChunkId, ChunkSink, DirEntry, Progress } from './types.js';
  *   files; a file whose chunks are no longer all there (answer false) is read after all.
  * - Other files are read through `sink.writeStream()`, READ_CONCURRENCY at a time, output order
  *   kept. A file whose size or mtime differs after reading from what lstat said before, or that is
- *   replaced meanwhile (another inode), fails the backup ("file changed as we read it", as tar's
- *   exit 1 does today): a backup is a consistent copy or nothing.
+ *   replaced meanwhile (another inode), fails the backup ("file changed as we read it"):
+ *   a backup is a consistent copy or nothing.
  * - Symlinks are stored with their target as on disk (readlink); one that leads outside the
  *   tenant's folder once followed (judged by symlinks.ts `symlinkEscapes`, where the kernel would take it)
  *   fails the backup.
