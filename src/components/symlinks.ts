@@ -12,7 +12,7 @@ const MAX_HOPS = 40;
 export type LinkResolution = { resolved: string; settled: boolean } | { loop: true };
 
 /** The symlink at `p` on disk (its target), or null for anything else, missing included. */
-type LinkLookup = (p: string) => string | null | Promise<string | null>;
+export type LinkLookup = (p: string) => string | null | Promise<string | null>;
 
 function diskLookup(): LinkLookup {
   const seen = new Map<string, Promise<string | null>>();
@@ -40,7 +40,7 @@ const split = (p: string) => p.split('/').filter((s) => s !== '' && s !== '.');
  * going up, which a lexical normalization gets wrong whenever `a` is a symlink. Missing components
  * are taken lexically (nothing there can redirect the lookup today).
  */
-async function follow(dir: string, target: string, linkAt: LinkLookup): Promise<{ resolved: string } | { loop: true }> {
+export async function follow(dir: string, target: string, linkAt: LinkLookup): Promise<{ resolved: string } | { loop: true }> {
   let current = target.startsWith('/') ? '/' : dir;
   const rest = split(target);
   let hops = 1;

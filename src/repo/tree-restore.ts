@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { checkRelativePath, errnoCode, isWithin, PathEscapeError } from '../components/paths.js';
 import { childEnv } from '../components/process.js';
 import { makeRestoreTemp, swapIntoPlace } from '../components/restore-swap.js';
-import { linkResolver } from '../components/symlinks.js';
+import { follow, linkResolver, type LinkLookup } from '../components/symlinks.js';
 import { ComponentError } from '../components/types.js';
 import { writeBehind } from '../components/write-behind.js';
 import { fsyncDirectory, fsyncTree } from '../lib/fsync.js';
@@ -483,33 +483,6 @@ interface Plan {
   swapped: boolean;
 }
 
-type LinkLookup = (p: string) => string | null | Promise<string | null>;
-const MAX_HOPS = 40;
-const splitLink = (p: string) => p.split('/').filter((s) => s !== '' && s !== '.');
-
-/** Where a link in real directory `dir` with content `target` leads, component by component (as symlinks.ts `follow`). */
-async function followLink(dir: string, target: string, linkAt: LinkLookup): Promise<{ resolved: string } | { loop: true }> {
-  let current = target.startsWith('/') ? '/' : dir;
-  const rest = splitLink(target);
-  let hops = 1;
-  for (let part = rest.shift(); part !== undefined; part = rest.shift()) {
-    if (part === '..') {
-      current = path.dirname(current);
-      continue;
-    }
-    const next = path.join(current, part);
-    const link = await linkAt(next);
-    if (link === null) {
-      current = next;
-      continue;
-    }
-    if (++hops > MAX_HOPS) return { loop: true };
-    rest.unshift(...splitLink(link));
-    if (link.startsWith('/')) current = '/';
-  }
-  return { resolved: current };
-}
-
 async function restorePaths(opts: RestoreTreeOptions, requested: string[]): Promise<void> {
   const { target, signal } = opts;
   const wanted = normalizePaths(requested);
@@ -617,7 +590,7 @@ async function restorePaths(opts: RestoreTreeOptions, requested: string[]): Prom
       return known;
     };
     for (const [rel, linkTarget] of links) {
-      const outcome = await followLink(path.dirname(path.join(target, rel)), linkTarget, linkAt);
+      const outcome = await follow(path.dirname(path.join(target, rel)), linkTarget, linkAt);
       if ('resolved' in outcome && !isWithin(tenantRootReal, outcome.resolved)) throw outside(rel);
     }
     signal?.throwIfAborted();
