@@ -27,8 +27,12 @@ interface Location {
   secondary: boolean;
 }
 
-/** Chunks are located and fetched this many at a time; the next window is fetched while one is consumed. */
-const WINDOW = 32;
+/** Chunk locations are looked up this many ids at a time ... */
+const LOCATE_BATCH = 1024;
+/** ... and fetched in windows of at most this many plaintext bytes (or one chunk), the next window while one is consumed. */
+const WINDOW_BYTES = 8 * 1024 * 1024;
+/** Packs of one window fetched at once. */
+const PACKS_IN_FLIGHT = 4;
 /** Adjacent ranges of one pack closer than this are fetched by one request. */
 const COALESCE_GAP = 256 * 1024;
 
@@ -96,33 +100,76 @@ export function createChunkSource(opts: ReaderOptions): ChunkSource & { locate(i
     }
   }
 
-  async function fetchWindow(ids: ChunkId[]): Promise<Buffer[]> {
+  /** The plaintext of a window of located chunks, in order; the packs of the window in parallel. */
+  async function fetchWindow(window: Location[]): Promise<Buffer[]> {
     opts.signal?.throwIfAborted();
-    const locs = await locate(ids);
-    const byPack = new Map<string, Location[]>();
-    for (const id of new Set(ids)) {
-      const l = locs.get(id);
-      if (!l) throw new IntegrityError(`chunk ${id.slice(0, 12)} is missing from the repository`);
-      const list = byPack.get(l.packId) ?? [];
-      list.push(l);
-      byPack.set(l.packId, list);
+    const byPack = new Map<string, Map<ChunkId, Location>>();
+    for (const l of window) {
+      const m = byPack.get(l.packId) ?? new Map<ChunkId, Location>();
+      m.set(l.id, l);
+      byPack.set(l.packId, m);
     }
     const plains = new Map<ChunkId, Buffer>();
-    for (const list of byPack.values()) for (const [id, p] of await fetchPack(list)) plains.set(id, p);
-    return ids.map((id) => plains.get(id)!);
+    const packs = [...byPack.values()];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(PACKS_IN_FLIGHT, packs.length) }, async () => {
+        for (let i = next++; i < packs.length; i = next++) for (const [id, p] of await fetchPack([...packs[i]!.values()])) plains.set(id, p);
+      }),
+    );
+    return window.map((l) => plains.get(l.id)!);
+  }
+
+  /** The locations of `chunks`, in order, looked up LOCATE_BATCH at a time; a missing chunk is an IntegrityError. */
+  async function* located(chunks: ChunkId[]): AsyncGenerator<Location> {
+    for (let at = 0; at < chunks.length; at += LOCATE_BATCH) {
+      const ids = chunks.slice(at, at + LOCATE_BATCH);
+      const locs = await locate(ids);
+      for (const id of ids) {
+        const l = locs.get(id);
+        if (!l) throw new IntegrityError(`chunk ${id.slice(0, 12)} is missing from the repository`);
+        yield l;
+      }
+    }
+  }
+
+  /** Windows of at most WINDOW_BYTES of plaintext (at least one chunk). */
+  async function* windows(chunks: ChunkId[]): AsyncGenerator<Location[]> {
+    let window: Location[] = [];
+    let bytes = 0;
+    for await (const l of located(chunks)) {
+      const size = l.rawLength >= 0 ? l.rawLength : l.length;
+      if (window.length > 0 && bytes + size > WINDOW_BYTES) {
+        yield window;
+        window = [];
+        bytes = 0;
+      }
+      window.push(l);
+      bytes += size;
+    }
+    if (window.length > 0) yield window;
   }
 
   return {
     locate,
     read(chunks: ChunkId[]): Readable {
       async function* generate(): AsyncGenerator<Buffer> {
-        let next: Promise<Buffer[]> | null = chunks.length > 0 ? fetchWindow(chunks.slice(0, WINDOW)) : null;
-        for (let at = 0; next; ) {
-          const current = next;
-          at += WINDOW;
-          next = at < chunks.length ? fetchWindow(chunks.slice(at, at + WINDOW)) : null;
-          next?.catch(() => {}); // surfaced when awaited
-          for (const b of await current) yield b;
+        const it = windows(chunks);
+        const fetchNext = async (): Promise<Buffer[] | null> => {
+          const w = await it.next();
+          return w.done ? null : fetchWindow(w.value);
+        };
+        let next: Promise<Buffer[] | null> | null = fetchNext();
+        try {
+          while (next) {
+            const current = await next;
+            if (current === null) break;
+            next = fetchNext();
+            next.catch(() => {}); // surfaced when awaited
+            for (const b of current) yield b;
+          }
+        } finally {
+          await it.return(undefined);
         }
       }
       return Readable.from(generate(), { objectMode: false, highWaterMark: 1 << 20 });

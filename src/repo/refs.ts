@@ -15,11 +15,18 @@ import { inTransaction } from '../db/transaction.js';
  * longer matches `status = 'live'`: the chunk reads as absent and the backup stores it again).
  */
 
-/** Locks the live packs of `ids` FOR SHARE and records this backup's references to the chunks in them, in one statement. Answers the ids found. */
+/**
+ * Locks the live packs of `ids` FOR SHARE and records this backup's references to the chunks in
+ * them, in one statement. Answers the ids found. Driven from the id list (an index probe per id),
+ * so the plan does not depend on table statistics: a young repository, never analyzed, got
+ * nested loops over whole tables from `= ANY(...)` (80-320 ms per 256 ids instead of ~2 ms).
+ */
 const REUSE_SQL = `
 WITH live AS (
-  SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack_id
-  WHERE c.tenant_id = $1 AND c.id = ANY($3::text[]) AND p.status = 'live'
+  SELECT c.id FROM unnest($3::text[]) AS u(id)
+  JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
+  JOIN packs p ON p.id = c.pack_id
+  WHERE p.status = 'live'
   ORDER BY p.id
   FOR SHARE OF p
 ), ins AS (
@@ -31,8 +38,10 @@ SELECT id FROM live`;
 
 /** Like REUSE_SQL without recording references: for repacking, which is not a backup. */
 const LOCATE_LIVE_SQL = `
-SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack_id
-WHERE c.tenant_id = $1 AND c.id = ANY($2::text[]) AND p.status = 'live'
+SELECT c.id FROM unnest($2::text[]) AS u(id)
+JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
+JOIN packs p ON p.id = c.pack_id
+WHERE p.status = 'live'
 ORDER BY p.id
 FOR SHARE OF p`;
 

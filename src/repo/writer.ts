@@ -39,7 +39,9 @@ export interface RepoWriter extends ChunkSink {
 /** Chunks are looked up in PostgreSQL in batches of at most this many ... */
 const LOOKUP_BATCH = 512;
 /** ... and a stream waits while the chunks queued for lookup and sealing hold this many bytes. */
-const QUEUE_BYTES = 32 * 1024 * 1024;
+const QUEUE_BYTES = 8 * 1024 * 1024;
+/** Chunks go to the seal pool in groups of about this many plaintext bytes. */
+const SEAL_GROUP_BYTES = 4 * 1024 * 1024;
 /** Hashing goes to the pool in batches of about this many bytes. */
 const HASH_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -53,7 +55,7 @@ interface Queued {
  * the chunks up in PostgreSQL in batches (recording this backup's references to those found, see
  * refs.ts), seals the rest on the pool's threads, fills packs of about `packTargetBytes` and
  * uploads them with bounded parallelism, registering each pack with its chunks and references
- * once it is durable. Memory stays bounded: the lookup queue (32 MiB), one pack being filled and
+ * once it is durable. Memory stays bounded: the lookup queue (8 MiB), one seal group (4 MiB), one pack being filled and
  * `uploads` packs in flight.
  */
 export function createRepoWriter(opts: WriterOptions): RepoWriter {
@@ -126,10 +128,10 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         fresh.push(q);
       }
       for (let i = 0; i < fresh.length; ) {
-        // seal in groups of about 16 MiB so a pack can be cut between them
+        // seal in groups of about 4 MiB so a pack can be cut between them and memory stays small
         let j = i;
         let bytes = 0;
-        while (j < fresh.length && bytes < target) bytes += fresh[j++]!.plain.length;
+        while (j < fresh.length && bytes < SEAL_GROUP_BYTES) bytes += fresh[j++]!.plain.length;
         const group = fresh.slice(i, j);
         const blobs = await opts.seal.seal(opts.keys, group.map((q) => ({ id: q.id, plain: q.plain })));
         group.forEach((q, k) => {
