@@ -27,7 +27,8 @@
  * (MB, default 1024), BENCH_ROUNDS (default 3), BENCH_ONLY (comma list of dir,incr,pg,mem; default
  * all), BENCH_PROFILE (1: CPU profile of one backup, default 1), BENCH_TMPDIR, DATABASE_URL,
  * BENCH_PG_SERVER ('tenant' (default): the tests' second cluster, test/tenant-pg.sh; 'same': the
- * service's own server).
+ * service's own server), BENCH_PG_PATTERN ('range' (default): 1% of rows in one aid range between
+ * backups; 'spread': every 100th row, which no chunk-level dedup keeps small).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
@@ -50,6 +51,7 @@ const MiB = 1024 * 1024;
 const DIR_MB = Number(process.env.BENCH_DIR_MB ?? 1024);
 const MEM_MB = Number(process.env.BENCH_MEM_MB ?? 2048);
 const PG_MB = Number(process.env.BENCH_PG_MB ?? 1024);
+const PG_PATTERN = process.env.BENCH_PG_PATTERN === 'spread' ? 'spread' : 'range';
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'dir,incr,pg,mem').split(',').map((s) => s.trim()).filter(Boolean));
 const PROFILE = process.env.BENCH_PROFILE !== '0';
@@ -940,7 +942,7 @@ async function postgresPhase(env: Env): Promise<void> {
   });
   await admin.end();
   const scale = Math.max(1, Math.round(PG_MB / 15));
-  log(`\n== (d) pgbench -i -s ${scale} on ${server.label} (load ${load()})`);
+  log(`\n== (d) pgbench -i -s ${scale} on ${server.label}, 1% of rows updated between backups (${PG_PATTERN}) (load ${load()})`);
   const u = new URL(dbUrl);
   const libpq: NodeJS.ProcessEnv = { ...process.env, PGHOST: u.hostname, PGPORT: u.port || '5432', PGUSER: decodeURIComponent(u.username || 'postgres'), PGDATABASE: name };
   const t0 = performance.now();
@@ -962,7 +964,15 @@ async function postgresPhase(env: Env): Promise<void> {
   for (let i = 0; i < PG_BACKUPS; i++) {
     let change = '';
     if (i > 0) {
-      const r = await c.query(`UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = ${i}`);
+      // BENCH_PG_PATTERN=range (default): 1% of the accounts, one aid range (the rows a workload
+      // keeps touching, e.g. recent ones); =spread: every 100th row, which changes every ~1 MiB
+      // chunk of the dump, so no chunk-level deduplication (restic's included) can keep it small.
+      const n = scale * 100_000;
+      const sql =
+        PG_PATTERN === 'spread'
+          ? `UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = ${i}`
+          : `UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > ${Math.floor((n * i) / 7)} AND aid <= ${Math.floor((n * i) / 7) + Math.floor(n / 100)}`;
+      const r = await c.query(sql);
       change = ` after updating ${r.rowCount} rows`;
     }
     await settle();
