@@ -4,6 +4,9 @@ FROM node:20-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# zstd and the seal threads allocate natively from several threads: fewer glibc arenas keep the
+# resident set of a backup ~120 MB smaller (bench:backup line (f)).
+ENV MALLOC_ARENA_MAX=2
 COPY package.json package-lock.json ./
 COPY prisma ./prisma
 COPY prisma.config.ts ./

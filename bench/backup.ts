@@ -1047,7 +1047,8 @@ interface ChildResult {
 function runChild(mode: string, config: Record<string, unknown>): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
-      env: { ...process.env, BENCH_CHILD: mode, BENCH_CHILD_CONFIG: JSON.stringify(config) },
+      // as `npm start` and the Dockerfile run the service
+      env: { MALLOC_ARENA_MAX: '2', ...process.env, BENCH_CHILD: mode, BENCH_CHILD_CONFIG: JSON.stringify(config) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
