@@ -134,6 +134,8 @@ interface WriteContext {
 
 /** A file's chunks are read this many at a time (the next slice fetched while one is written): bounds the plaintext in flight per file. */
 const SLICE_CHUNKS = 4;
+/** Files of one batch written at once (each is six file-system round trips). */
+const FILES_IN_FLIGHT = 8;
 /** Small files are restored in batches of up to this many files and bytes, one `source.read` per batch ... */
 const BATCH_FILES = 256;
 const BATCH_BYTES = 4 * 1024 * 1024;
@@ -241,33 +243,58 @@ async function writeBatch(dest: string, files: { rel: string; e: DirEntry }[], c
     pending = pending!.length <= max ? null : pending!.subarray(max);
     return piece;
   };
+  // Each file's bytes are taken from the stream in order; its writes (open, write, owner, mode,
+  // times, close: six round trips to the file system) then run alongside the next files'.
+  const jobs = new Set<Promise<void>>();
+  let failed: unknown = null;
+  const writeOne = async (rel: string, e: DirEntry, pieces: Buffer[]) => {
+    const handle = await open(path.join(dest, rel), FILE_FLAGS, 0o600);
+    try {
+      let written = 0;
+      for (const piece of pieces) {
+        await writeAll(handle, piece, written);
+        written += piece.length;
+      }
+      await finishFile(handle, e, { sync: false });
+    } finally {
+      await handle.close();
+    }
+    ctx.progress.p.bytes_done += e.size;
+    ctx.progress.p.files_done++;
+    ctx.progress.tick();
+    onFile?.(rel, e.size);
+  };
   try {
     for (const { rel, e } of files) {
       ctx.signal?.throwIfAborted();
-      const handle = await open(path.join(dest, rel), FILE_FLAGS, 0o600);
-      try {
-        let written = 0;
-        while (written < e.size) {
-          const piece = await take(e.size - written);
-          if (!piece) break;
-          await writeAll(handle, piece, written);
-          written += piece.length;
-          ctx.progress.p.bytes_done += piece.length;
-        }
-        if (written !== e.size) throw new IntegrityError(`file ${e.path}: the stored data holds ${written} bytes, its size is ${e.size}`);
-        await finishFile(handle, e, { sync: false });
-      } finally {
-        await handle.close();
+      if (failed) throw failed;
+      const pieces: Buffer[] = [];
+      let got = 0;
+      while (got < e.size) {
+        const piece = await take(e.size - got);
+        if (!piece) break;
+        pieces.push(piece);
+        got += piece.length;
       }
-      ctx.progress.p.files_done++;
-      ctx.progress.tick();
-      onFile?.(rel, e.size);
+      if (got !== e.size) throw new IntegrityError(`file ${e.path}: the stored data holds ${got} bytes, its size is ${e.size}`);
+      const job: Promise<void> = writeOne(rel, e, pieces).then(
+        () => void jobs.delete(job),
+        (err: unknown) => {
+          jobs.delete(job);
+          failed ??= err;
+        },
+      );
+      jobs.add(job);
+      while (jobs.size >= FILES_IN_FLIGHT) await Promise.race(jobs);
     }
+    await Promise.all(jobs);
+    if (failed) throw failed;
     if ((pending && (pending as Buffer).length > 0) || (it && !(await it.next()).done)) {
       const lastFile = files[files.length - 1]!.e;
       throw new IntegrityError(`file ${lastFile.path}: the stored data is longer than its size (${lastFile.size} bytes)`);
     }
   } finally {
+    await Promise.all(jobs); // nothing is left writing when the caller cleans up
     stream?.destroy();
   }
 }
