@@ -293,6 +293,9 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
             progress.bytes_done += bytesRead;
             report();
             yield buf.subarray(0, bytesRead);
+            // A short read of a regular file is its end (growth since is caught by the fstat after):
+            // no second read that would answer 0, for every small file.
+            if (bytesRead < want) return;
           }
         }
         const ref = await sink.writeStream(data());
