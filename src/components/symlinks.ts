@@ -14,7 +14,8 @@ export type LinkResolution = { resolved: string; settled: boolean } | { loop: tr
 /** The symlink at `p` on disk (its target), or null for anything else, missing included. */
 export type LinkLookup = (p: string) => string | null | Promise<string | null>;
 
-function diskLookup(): LinkLookup {
+/** Symlinks as they are on disk, each path looked up once. */
+export function diskLookup(): LinkLookup {
   const seen = new Map<string, Promise<string | null>>();
   return (p) => {
     let known = seen.get(p);

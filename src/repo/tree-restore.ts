@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, chown, lchown, lstat, lutimes, mkdir, open, readlink, realpath, rename, rmdir, symlink, utimes } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, open, realpath, rename, rmdir, symlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { checkRelativePath, errnoCode, isWithin, PathEscapeError } from '../components/paths.js';
 import { childEnv } from '../components/process.js';
 import { makeRestoreTemp, swapIntoPlace } from '../components/restore-swap.js';
-import { follow, linkResolver, type LinkLookup } from '../components/symlinks.js';
+import { diskLookup, follow, linkResolver, type LinkLookup } from '../components/symlinks.js';
 import { ComponentError } from '../components/types.js';
 import { writeBehind } from '../components/write-behind.js';
 import { fsyncDirectory, fsyncTree } from '../lib/fsync.js';
@@ -597,24 +597,13 @@ async function restorePaths(opts: RestoreTreeOptions, requested: string[]): Prom
 
     // Links judged where they will be after the swaps: the restored paths through their new
     // links, the rest of the tree (and beyond) through the disk.
-    const onDisk = new Map<string, Promise<string | null>>();
+    const onDisk = diskLookup();
     const linkAt: LinkLookup = (p) => {
       if (isWithin(target, p) && p !== target) {
         const rel = path.relative(target, p).split(path.sep).join('/');
         if (wanted.some((w) => isSameOrInside(w, rel))) return links.get(rel) ?? null;
       }
-      let known = onDisk.get(p);
-      if (!known) {
-        known = lstat(p).then(
-          (st) => (st.isSymbolicLink() ? readlink(p) : null),
-          (err: unknown) => {
-            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(err) ?? '')) return null;
-            throw err;
-          },
-        );
-        onDisk.set(p, known);
-      }
-      return known;
+      return onDisk(p);
     };
     for (const [rel, linkTarget] of links) {
       const outcome = await follow(path.dirname(path.join(target, rel)), linkTarget, linkAt);
