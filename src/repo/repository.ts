@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import type { Db } from '../db/client.js';
 import type { ArtifactStore } from '../storage/types.js';
 import { configKey } from './layout.js';
@@ -46,8 +45,7 @@ export function openTenantRecord(config: RepoConfig, keys: TenantKeys): TenantRe
 
 export async function writeRepoConfig(store: ArtifactStore, config: RepoConfig): Promise<void> {
   const body = Buffer.from(JSON.stringify(config, null, 2));
-  if (store.putBuffer) await store.putBuffer(configKey(config.tenant_id), body);
-  else await store.put(configKey(config.tenant_id), Readable.from([body]));
+  await store.putBuffer(configKey(config.tenant_id), body);
 }
 
 /**

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import type { Db } from '../db/client.js';
 import type { ArtifactStore } from '../storage/types.js';
 import { decodeManifest, decodeStreamManifest } from './manifest.js';
@@ -93,6 +92,3 @@ export function createRepoService(deps: { db: Db; masterKey: Buffer; primary: Ar
   };
 }
 export type RepoService = ReturnType<typeof createRepoService>;
-
-/** A readable of a whole buffer list (for putting small objects). */
-export const readableOf = (b: Buffer) => Readable.from([b]);
