@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/client.js';
 import type { ArtifactStore } from '../storage/types.js';
+import { readWhole } from '../storage/index.js';
 import { generateToken } from '../crypto/tokens.js';
 import { DEFAULT_POLICY } from '../modules/policies/policies.schemas.js';
 import { createSecretBox } from '../crypto/secrets.js';
@@ -36,8 +37,7 @@ export async function recoverFromStore(o: { db: Db; store: ArtifactStore; master
   const configs: string[] = [];
   for await (const obj of o.store.list(REPOS_PREFIX)) if (/^repos\/[0-9a-f-]{36}\/config$/.test(obj.key)) configs.push(obj.key);
   for (const key of configs.sort()) {
-    const size = await o.store.size(key);
-    const config = parseRepoConfig(await o.store.getRange(key, 0, size));
+    const config = parseRepoConfig(await readWhole(o.store, key));
     const keys = unwrapTenantKeys(config.wrapped_keys, o.masterKey); // WrongKeyError stops it all
     const tenant = openTenantRecord(config, keys);
     log(`tenant ${tenant.name} (${tenant.id})`);

@@ -31,3 +31,8 @@ export function createStore(url: string): ArtifactStore {
       throw new Error(`unsupported storage URL scheme: ${parsed.protocol.replace(/:$/, '')}`);
   }
 }
+
+/** The whole object under `key`, in memory (packs, snapshot records, configs: bounded sizes). ArtifactNotFoundError if missing. */
+export async function readWhole(store: ArtifactStore, key: string): Promise<Buffer> {
+  return store.getRange(key, 0, await store.size(key));
+}

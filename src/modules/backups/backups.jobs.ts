@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
-import type { ArtifactStore } from '../../storage/types.js';
 import type { RepoService } from '../../repo/service.js';
-import { IntegrityError, type Progress, type TenantKeys } from '../../repo/types.js';
+import { IntegrityError, type Progress } from '../../repo/types.js';
 import { writeSnapshot, type SnapshotRecord } from '../../repo/snapshot.js';
 import { packKey, snapshotKey } from '../../repo/layout.js';
-import { verifyPack } from '../../repo/pack.js';
+import { packIdOf } from '../../repo/pack.js';
+import { verifyPackCopies } from '../../repo/verify-packs.js';
+import { readWhole } from '../../storage/index.js';
 import type { Queues } from '../../queue/queues.js';
 import { RetryLater } from '../../queue/worker.js';
 import type { Ledger } from '../../jobs/ledger.js';
@@ -324,8 +325,8 @@ export function createReplicator(deps: { db: Db; repo: RepoService; log: Logger;
     for (const { id } of packs.rows) {
       const key = packKey(b.tenantId, id);
       try {
-        const body = await repo.primary.getRange(key, 0, await repo.primary.size(key));
-        if (createHash('sha256').update(body).digest('hex') !== id) throw new IntegrityError('the primary copy does not match its id');
+        const body = await readWhole(repo.primary, key);
+        if (packIdOf(body) !== id) throw new IntegrityError('the primary copy does not match its id');
         await secondary.putBuffer(key, body);
         await db.pack.updateMany({ where: { id }, data: { secondaryStatus: 'present' } });
       } catch (err) {
@@ -337,8 +338,7 @@ export function createReplicator(deps: { db: Db; repo: RepoService; log: Logger;
     const snap = snapshotKey(b.tenantId, b.id);
     try {
       await repo.repositories.keysOf(b.tenantId); // writes the config to the secondary if it is not there yet
-      const size = await repo.primary.size(snap);
-      await secondary.putBuffer(snap, await repo.primary.getRange(snap, 0, size));
+      await secondary.putBuffer(snap, await readWhole(repo.primary, snap));
     } catch (err) {
       problems.push(`snapshot record: ${errorMessage(err)}`);
     }
@@ -384,21 +384,18 @@ export function createVerifier(deps: { db: Db; repo: RepoService; now: () => Dat
         } else {
           for (const id of (await repo.streamOf(source, a)).chunks) ids.add(id);
         }
-        const packs = await db.$pool.query<{ id: string; secondary_status: string | null }>(
-          'SELECT DISTINCT p.id, p.secondary_status FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.tenant_id = $1 AND c.id = ANY($2::text[])',
+        // Every pack holding one of them, and how many of them are located at all (one statement).
+        const packs = await db.$pool.query<{ id: string; secondary_status: string | null; n: number }>(
+          `SELECT p.id, p.secondary_status, count(*)::int AS n FROM chunks c JOIN packs p ON p.id = c.pack_id
+           WHERE c.tenant_id = $1 AND c.id = ANY($2::text[]) GROUP BY p.id, p.secondary_status`,
           [b.tenantId, [...ids]],
         );
-        const located = await db.$pool.query<{ n: number }>('SELECT count(*)::int AS n FROM chunks WHERE tenant_id = $1 AND id = ANY($2::text[])', [b.tenantId, [...ids]]);
-        if (located.rows[0]!.n !== ids.size) problems.push(`${where}: integrity check failed: ${ids.size - located.rows[0]!.n} chunk(s) missing from the repository`);
+        const located = packs.rows.reduce((a, p) => a + p.n, 0);
+        if (located !== ids.size) problems.push(`${where}: integrity check failed: ${ids.size - located} chunk(s) missing from the repository`);
         for (const p of packs.rows) {
           let found = checked.get(p.id);
           if (!found) {
-            found = [];
-            const stores: [string, ArtifactStore][] = [['primary', repo.primary]];
-            if (repo.secondary && p.secondary_status === 'present') stores.push(['secondary', repo.secondary]);
-            for (const [name, store] of stores) {
-              found.push(...(await verifyPackAt(store, keys, b.tenantId, p.id)).map((m) => `${name} copy of pack ${p.id.slice(0, 12)}: ${m}`));
-            }
+            found = await verifyPackCopies(repo, keys, b.tenantId, { id: p.id, secondaryStatus: p.secondary_status });
             checked.set(p.id, found);
             packCount++;
           }
@@ -417,20 +414,4 @@ export function createVerifier(deps: { db: Db; repo: RepoService; now: () => Dat
       },
     });
   };
-}
-
-/** Problems of one stored copy of a pack: missing, not matching its id, or a chunk that does not open. */
-export async function verifyPackAt(store: ArtifactStore, keys: TenantKeys, tenantId: string, packId: string): Promise<string[]> {
-  const key = packKey(tenantId, packId);
-  let body: Buffer;
-  try {
-    body = await store.getRange(key, 0, await store.size(key));
-  } catch (err) {
-    return [err instanceof Error && err.name === 'ArtifactNotFoundError' ? 'the pack is missing' : `unreadable (${errorMessage(err)})`];
-  }
-  try {
-    return (await verifyPack(keys, body, packId)).map((p) => (p.id ? `chunk ${p.id.slice(0, 12)}: ${p.message}` : p.message));
-  } catch (err) {
-    return [errorMessage(err)];
-  }
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { RepoService } from '../../repo/service.js';
 import { collectGarbage } from '../../repo/gc.js';
-import { verifyPackAt } from '../backups/backups.jobs.js';
+import { verifyPackCopies } from '../../repo/verify-packs.js';
 
 export interface RepositoryJobSettings {
   gcGraceMs: number;
@@ -52,8 +52,7 @@ export function createSampleVerifier(deps: { db: Db; repo: RepoService; settings
     });
     const keys = await deps.repo.repositories.keysOf(payload.tenant_id);
     for (const p of packs) {
-      const problems = await verifyPackAt(deps.repo.primary, keys, p.tenantId, p.id);
-      if (deps.repo.secondary && p.secondaryStatus === 'present') problems.push(...(await verifyPackAt(deps.repo.secondary, keys, p.tenantId, p.id)).map((m) => `secondary: ${m}`));
+      const problems = await verifyPackCopies(deps.repo, keys, p.tenantId, p);
       if (problems.length) deps.log.error({ tenant_id: p.tenantId, pack: p.id, problems }, 'sampled verification found a damaged pack');
       await deps.db.pack.updateMany({ where: { id: p.id }, data: { verifiedAt: deps.now(), verifyError: problems.length ? problems.join('; ') : null } });
     }
