@@ -8,7 +8,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { expect } from 'vitest';
-import { createGcJob } from '../../src/modules/repository/repository.jobs.js';
+import { runGcOnce } from './repo.js';
 import { waitFor, waitForBackup, type Stack } from './stack.js';
 
 export const MiB = 1024 * 1024;
@@ -132,16 +132,7 @@ export async function deleteBackup(s: Stack, token: string, clusterId: string, b
 }
 
 /** One run of the `gc` maintenance job of a tenant, as the worker runs it (settings from the stack's config). */
-export async function runGc(s: Stack, tenantId: string): Promise<void> {
-  const gc = createGcJob({
-    db: s.rt.db,
-    repo: s.rt.repo,
-    settings: { gcGraceMs: s.rt.config.gcGraceMs, gcRepackThreshold: s.rt.config.gcRepackThreshold, verifySamplePercent: s.rt.config.verifySamplePercent },
-    now: () => new Date(),
-    log: s.rt.log,
-  });
-  await gc({ tenant_id: tenantId });
-}
+export const runGc = (s: Stack, tenantId: string): Promise<void> => runGcOnce(s, tenantId);
 
 /** Rows of a query on the stack's own database. */
 export async function q<T = any>(s: Stack, sql: string, params: unknown[] = []): Promise<T[]> {

@@ -130,15 +130,20 @@ export async function storedPacks(root: string, tenantId: string): Promise<strin
  * with no grace, a running backup's not yet registered upload is an orphan.
  */
 export async function runGc(s: Stack, tenantId: string): Promise<void> {
+  await runGcOnce(s, tenantId, 0);
+  await new Promise((r) => setTimeout(r, 20));
+  await runGcOnce(s, tenantId, 0);
+}
+
+/** One run of the tenant's `gc` job as the worker runs it, with `graceMs` (default: the stack's GC_GRACE_MS). */
+export async function runGcOnce(s: Stack, tenantId: string, graceMs = s.rt.config.gcGraceMs): Promise<void> {
   const gc = createGcJob({
     db: s.rt.db,
     repo: s.rt.repo,
-    settings: { gcGraceMs: 0, gcRepackThreshold: s.rt.config.gcRepackThreshold, verifySamplePercent: s.rt.config.verifySamplePercent },
+    settings: { gcGraceMs: graceMs, gcRepackThreshold: s.rt.config.gcRepackThreshold, verifySamplePercent: s.rt.config.verifySamplePercent },
     now: () => new Date(),
     log: s.rt.log,
   });
-  await gc({ tenant_id: tenantId });
-  await new Promise((r) => setTimeout(r, 20));
   await gc({ tenant_id: tenantId });
 }
 
