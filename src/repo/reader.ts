@@ -43,7 +43,7 @@ const COALESCE_GAP = 256 * 1024;
  * read from the secondary instead, if it has a copy there; otherwise the stream errors with an
  * IntegrityError that says which chunk and what went wrong.
  */
-export function createChunkSource(opts: ReaderOptions): ChunkSource & { locate(ids: readonly ChunkId[]): Promise<Map<ChunkId, Location>> } {
+export function createChunkSource(opts: ReaderOptions): ChunkSource {
   async function locate(ids: readonly ChunkId[]): Promise<Map<ChunkId, Location>> {
     const res = await opts.pool.query<{ id: string; pack_id: string; pack_offset: number; length: number; raw_length: number; secondary_status: string | null }>(
       `SELECT c.id, c.pack_id, c.pack_offset, c.length, c.raw_length, p.secondary_status
@@ -151,7 +151,6 @@ export function createChunkSource(opts: ReaderOptions): ChunkSource & { locate(i
   }
 
   return {
-    locate,
     read(chunks: ChunkId[]): Readable {
       async function* generate(): AsyncGenerator<Buffer> {
         const it = windows(chunks);

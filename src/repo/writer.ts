@@ -31,8 +31,6 @@ export interface RepoWriter extends ChunkSink {
   flush(): Promise<void>;
   /** Sealed bytes this writer added to the store (new chunks only). */
   readonly storedBytes: number;
-  /** Plaintext bytes handed in through writeStream. */
-  readonly logicalBytes: number;
   readonly stats: { chunks: number; newChunks: number; packs: number };
 }
 
@@ -73,7 +71,6 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   const waiters: (() => void)[] = [];
   const stats = { chunks: 0, newChunks: 0, packs: 0 };
   let storedBytes = 0;
-  let logicalBytes = 0;
 
   const check = () => {
     if (failure) throw failure;
@@ -180,9 +177,6 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     get storedBytes() {
       return storedBytes;
     },
-    get logicalBytes() {
-      return logicalBytes;
-    },
     stats,
     async writeStream(source: AsyncIterable<Buffer>): Promise<StreamRef> {
       check();
@@ -207,7 +201,6 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         if (batchBytes >= HASH_BATCH_BYTES) await flushBatch();
       }
       await flushBatch();
-      logicalBytes += bytes;
       return { chunks: ids, bytes };
     },
     async reuse(files: ChunkId[][]): Promise<boolean[]> {

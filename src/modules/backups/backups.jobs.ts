@@ -64,7 +64,7 @@ function hashing(source: AsyncIterable<Buffer>): { stream: AsyncGenerator<Buffer
 }
 
 /** A tenant-visible name for a failure: integrity problems say so. */
-function describeFailure(err: unknown): string {
+export function describeFailure(err: unknown): string {
   if (err instanceof IntegrityError) return `integrity check failed: ${errorMessage(err)}`;
   return errorMessage(err);
 }

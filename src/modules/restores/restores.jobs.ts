@@ -5,7 +5,7 @@ import { getDriver, type PostgresTargetPolicy } from '../../components/index.js'
 import { withLease } from '../../queue/lease.js';
 import type { RepoService } from '../../repo/service.js';
 import { IntegrityError } from '../../repo/types.js';
-import { errorMessage, HAND_BACK_DELAY_MS } from '../backups/backups.jobs.js';
+import { describeFailure, HAND_BACK_DELAY_MS } from '../backups/backups.jobs.js';
 import type { Ledger } from '../../jobs/ledger.js';
 import { RetryLater } from '../../queue/worker.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
@@ -98,7 +98,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         return;
       }
       log.warn({ err, restore_id: r.id, component: current }, 'restore failed');
-      const message = err instanceof IntegrityError ? `integrity check failed: ${errorMessage(err)}; nothing was restored` : errorMessage(err);
+      const message = describeFailure(err) + (err instanceof IntegrityError ? '; nothing was restored' : '');
       failure = { component: current, message: current ? `component "${current}": ${message}` : message };
     }
     const end = deps.now();

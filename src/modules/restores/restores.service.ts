@@ -35,8 +35,8 @@ export interface RestoreServiceDeps {
   queues: Pick<Queues, 'add'>;
   now: () => Date;
   log: { warn(o: object, m: string): void };
-  /** Reads backups' manifests: needed for partial restores (`paths`), refused without it. */
-  files?: Pick<BackupFilesService, 'checkPaths'>;
+  /** Reads backups' manifests: checks the `paths` of partial restores. */
+  files: Pick<BackupFilesService, 'checkPaths'>;
 }
 
 type CreateInput = { target_cluster_id?: string | undefined; components?: string[] | undefined; paths?: string[] | undefined };
@@ -62,7 +62,6 @@ export function createRestoreService(deps: RestoreServiceDeps) {
     if (artifact.type !== 'directory') {
       throw new Invalid('invalid restore', [{ path: 'body.paths', message: `component "${artifact.component}" is a ${artifact.type} component; only a directory component can be restored in part` }]);
     }
-    if (!deps.files) throw new Invalid('invalid restore', [{ path: 'body.paths', message: 'partial restores are not available here' }]);
     await deps.files.checkPaths(tenantId, artifact, paths);
   }
 
