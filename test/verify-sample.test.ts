@@ -26,6 +26,8 @@ describe('the periodic sampled check (VERIFY_SAMPLE_PERCENT)', () => {
     const backup = await backupNow(s, t.adminToken, clusterId);
     const packs = await s.rt.db.pack.findMany({ where: { tenantId: t.tenantId, status: 'live' }, orderBy: { id: 'asc' } });
     expect(packs.length).toBeGreaterThanOrEqual(3);
+    // Packs are cut at the chunk that reaches PACK_TARGET_BYTES: each holds at most one chunk (here < 1 MiB) more.
+    expect(packs.every((p) => Number(p.bytes) < 2 * MiB), JSON.stringify(packs.map((p) => Number(p.bytes)))).toBe(true);
 
     // Damage one chunk of one pack in the store.
     const chunk = (await chunksOfBackup(s, backup.id))[0]!;

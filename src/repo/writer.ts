@@ -128,16 +128,18 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         // seal in groups of about 4 MiB so a pack can be cut between them and memory stays small
         let j = i;
         let bytes = 0;
-        while (j < fresh.length && bytes < SEAL_GROUP_BYTES) bytes += fresh[j++]!.plain.length;
+        while (j < fresh.length && bytes < Math.min(SEAL_GROUP_BYTES, target)) bytes += fresh[j++]!.plain.length;
         const group = fresh.slice(i, j);
         const blobs = await opts.seal.seal(opts.keys, group.map((q) => ({ id: q.id, plain: q.plain })));
-        group.forEach((q, k) => {
+        for (let k = 0; k < group.length; k++) {
+          const q = group[k]!;
           const blob = blobs[k]!;
           builder.add(q.id, blob, q.plain.length);
           storedBytes += blob.length;
           stats.newChunks++;
-        });
-        if (builder.bytes >= target) await finishPack();
+          // cut at the chunk that fills the pack, not at the end of the group
+          if (builder.bytes >= target) await finishPack();
+        }
         i = j;
       }
       for (const q of batch) queuedBytes -= q.plain.length;
