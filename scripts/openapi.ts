@@ -1,16 +1,19 @@
 /**
- * Writes openapi/openapi.json from the zod route schemas, or with --check fails when the
- * committed document differs from what the code generates. Touches no database or Redis.
+ * Writes openapi/openapi.json from the zod route schemas and src/client/schema.d.ts (the typed
+ * client's types, by openapi-typescript) from that document; with --check fails when either
+ * committed file differs from what the code generates. Touches no database or Redis.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
+import openapiTS, { astToString } from 'openapi-typescript';
 import { loadConfig } from '../src/config.js';
 import { createRuntime } from '../src/runtime.js';
 import { createApiApp } from '../src/roles/api.js';
 
-const target = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));
+const documentPath = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));
+const typesPath = fileURLToPath(new URL('../src/client/schema.d.ts', import.meta.url));
 
 export async function generateOpenApi(): Promise<string> {
   const config = loadConfig({ ENCRYPTION_KEY: randomBytes(32).toString('base64'), STORAGE_URL: 'file:///tmp/openapi-unused', REDIS_URL: 'redis://127.0.0.1:1' }, '/tmp');
@@ -24,18 +27,35 @@ export async function generateOpenApi(): Promise<string> {
   return doc;
 }
 
+/** The TypeScript types of the document (paths, components, operations) for openapi-fetch. */
+export async function generateClientTypes(doc: string): Promise<string> {
+  const ast = await openapiTS(JSON.parse(doc) as Parameters<typeof openapiTS>[0], { silent: true });
+  return '// Generated from openapi/openapi.json by `npm run openapi` (openapi-typescript); do not edit.\n' + astToString(ast);
+}
+
 async function main() {
   const doc = await generateOpenApi();
+  const types = await generateClientTypes(doc);
+  const outputs = [
+    { path: documentPath, text: doc, name: 'openapi/openapi.json' },
+    { path: typesPath, text: types, name: 'src/client/schema.d.ts' },
+  ];
   if (process.argv.includes('--check')) {
-    const committed = await readFile(target, 'utf8').catch(() => '');
-    if (committed !== doc) {
-      console.error('openapi/openapi.json is stale: run `npm run openapi` and commit the result');
-      process.exit(1);
+    let stale = false;
+    for (const o of outputs) {
+      const committed = await readFile(o.path, 'utf8').catch(() => '');
+      if (committed !== o.text) {
+        console.error(`${o.name} is stale: run \`npm run openapi\` and commit the result`);
+        stale = true;
+      }
     }
-    console.log('openapi/openapi.json is up to date');
+    if (stale) process.exit(1);
+    console.log('openapi/openapi.json and src/client/schema.d.ts are up to date');
   } else {
-    await writeFile(target, doc);
-    console.log(`wrote ${target}`);
+    for (const o of outputs) {
+      await writeFile(o.path, o.text);
+      console.log(`wrote ${o.path}`);
+    }
   }
 }
 
