@@ -10,6 +10,7 @@ ENV MALLOC_ARENA_MAX=2
 COPY package.json package-lock.json ./
 COPY prisma ./prisma
 COPY prisma.config.ts ./
+COPY vendor ./vendor
 RUN npm ci --no-audit --no-fund
 COPY . .
 USER node
