@@ -10,6 +10,8 @@ import { createRecentCredentials, registerRateLimit } from './http/rate-limit.js
 import { frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
 import type { App } from './http/types.js';
 import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
+import { apiClientRoutes } from './modules/api-clients/api-clients.routes.js';
+import { oauthRoutes } from './modules/oauth/oauth.routes.js';
 import { backupFileRoutes, backupRoutes } from './modules/backups/backups.routes.js';
 import { usageRoutes } from './modules/usage/usage.routes.js';
 import { clusterRoutes } from './modules/clusters/clusters.routes.js';
@@ -75,8 +77,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         version: API_VERSION,
         description: 'Multi-tenant backup-as-a-service: consistent cluster backups on schedules and on demand, retention, restore. Errors are RFC 9457 application/problem+json.',
       },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, or the platform ADMIN_TOKEN for /v1/tenants' } } },
-      tags: ['tenants', 'api-keys', 'policies', 'clusters', 'backups', 'restores', 'usage', 'audit', 'ops'].map((name) => ({ name })),
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, an OAuth2 access token (see oauth2), or the platform ADMIN_TOKEN for /v1/tenants' },
+          basicAuth: { type: 'http', scheme: 'basic', description: 'an API client\'s client_id and client_secret, at POST /oauth/token only' },
+          oauth2: {
+            type: 'oauth2',
+            description: 'client credentials of an API client (POST /v1/api-clients); the access token is then sent as bearerAuth',
+            flows: { clientCredentials: { tokenUrl: '/oauth/token', scopes: { viewer: 'read', operator: 'viewer, plus create and delete backups, start restores', admin: 'everything in the tenant' } } },
+          },
+        },
+      },
+      tags: ['tenants', 'api-keys', 'api-clients', 'oauth', 'policies', 'clusters', 'backups', 'restores', 'usage', 'audit', 'ops'].map((name) => ({ name })),
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
@@ -87,11 +99,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const recent = createRecentCredentials();
   await registerRateLimit(app, { ...deps.rateLimit, recent });
 
-  const guard = createGuard({ adminToken: deps.adminToken, apiKeys: deps.services.repos.apiKeys, now: deps.now, recent });
+  const guard = createGuard({ adminToken: deps.adminToken, apiKeys: deps.services.repos.apiKeys, accessTokens: deps.services.oauth, now: deps.now, recent });
   const s = deps.services;
   auditRoutes(app, { guard, service: s.audit, now: deps.now });
   tenantRoutes(app, { guard, service: s.tenants });
   apiKeyRoutes(app, { guard, service: s.apiKeys });
+  apiClientRoutes(app, { guard, service: s.apiClients });
+  oauthRoutes(app, { service: s.oauth });
   policyRoutes(app, { guard, service: s.policies });
   clusterRoutes(app, { guard, service: s.clusters });
   backupRoutes(app, { guard, service: s.backups });

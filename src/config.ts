@@ -80,6 +80,7 @@ const envSchema = z.object({
   GC_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   VERIFY_SAMPLE_PERCENT: z.coerce.number().min(0).max(100).default(5),
   VERIFY_SWEEP_MS: z.coerce.number().int().min(1000).default(86_400_000),
+  OAUTH_TOKEN_TTL_S: z.coerce.number().int().min(1).max(86_400).default(300),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -120,6 +121,8 @@ export interface Config {
   /** Share of packs (percent) the periodic check re-reads per tenant, every VERIFY_SWEEP_MS. */
   verifySamplePercent: number;
   verifySweepMs: number;
+  /** Lifetime of an OAuth2 access token, in seconds. */
+  oauthTokenTtlS: number;
   /** A running job's lease; a worker that stops renewing it is declared lost after this. */
   leaseMs: number;
   /** How often schedulers reconcile PostgreSQL with Redis and reap expired leases. */
@@ -178,6 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     gcSweepMs: e.GC_SWEEP_MS,
     verifySamplePercent: e.VERIFY_SAMPLE_PERCENT,
     verifySweepMs: e.VERIFY_SWEEP_MS,
+    oauthTokenTtlS: e.OAUTH_TOKEN_TTL_S,
     leaseMs: e.WORKER_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -15,12 +15,17 @@ import { createTenantService } from './modules/tenants/tenants.service.js';
 import { tenantRootOf } from './modules/tenants/tenant-folder.js';
 import { createBackupFilesService } from './modules/backups/backups.files.js';
 import { createUsageService } from './modules/usage/usage.service.js';
+import { createApiClientRepo } from './modules/api-clients/api-clients.repo.js';
+import { createApiClientService } from './modules/api-clients/api-clients.service.js';
+import { createAccessTokens, deriveSigningKey } from './modules/oauth/access-tokens.js';
+import { createOAuthService } from './modules/oauth/oauth.service.js';
 
 /** The composition root of the use cases: each service gets exactly the dependencies it names. */
 export function createServices(rt: Runtime) {
   const { db, now, queues, log } = rt;
   const repos = {
     apiKeys: createApiKeyRepo(db),
+    apiClients: createApiClientRepo(db),
     policies: createPolicyRepo(db),
     clusters: createClusterRepo(db),
     backups: createBackupRepo(db),
@@ -60,9 +65,12 @@ export function createServices(rt: Runtime) {
   });
   // Reading backups' contents (browse, export, partial restore) goes through the tenant's repository.
   const files = createBackupFilesService({ db, repo: rt.repo, backups: repos.backups, clusters: repos.clusters });
+  const accessTokens = createAccessTokens({ key: deriveSigningKey(rt.config.encryptionKey), ttlSeconds: rt.config.oauthTokenTtlS, now });
   return {
     repos,
     apiKeys,
+    apiClients: createApiClientService({ repo: repos.apiClients, now }),
+    oauth: createOAuthService({ clients: repos.apiClients, tokens: accessTokens, now, log }),
     files,
     usage: createUsageService({ db }),
     policies,

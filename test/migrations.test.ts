@@ -113,6 +113,9 @@ describe('schema.prisma agrees with the migrations', () => {
       const key = await db.apiKey.create({
         data: { id: randomUUID(), tenantId: tenant.id, name: 'k', role: 'operator', prefix: 'bk_abc', tokenHash: 'h'.repeat(64), createdAt: now, expiresAt: now, lastUsedAt: now, revokedAt: now },
       });
+      const apiClient = await db.apiClient.create({
+        data: { id: randomUUID(), tenantId: tenant.id, name: 'c', role: 'viewer', secretHash: 's'.repeat(64), createdAt: now, lastUsedAt: now, deletedAt: now },
+      });
       const policy = await db.policy.create({
         data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
       });
@@ -165,6 +168,7 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.serviceSetting.findUniqueOrThrow({ where: { name: 'schema-check' } })).toEqual(setting);
       expect(await db.tenant.findUniqueOrThrow({ where: { id: tenant.id } })).toEqual(tenant);
       expect(await db.apiKey.findUniqueOrThrow({ where: { id: key.id } })).toEqual(key);
+      expect(await db.apiClient.findUniqueOrThrow({ where: { id: apiClient.id } })).toEqual(apiClient);
       expect(await db.policy.findUniqueOrThrow({ where: { id: policy.id } })).toEqual(policy);
       expect(await db.cluster.findUniqueOrThrow({ where: { id: cluster.id } })).toEqual(cluster);
       expect(await db.backup.findUniqueOrThrow({ where: { id: backup.id } })).toEqual(backup);
@@ -172,8 +176,9 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.restore.findUniqueOrThrow({ where: { id: restore.id } })).toEqual(restore);
       expect(await db.idempotencyRecord.findUniqueOrThrow({ where: { tenantId_key: { tenantId: tenant.id, key: 'k' } } })).toEqual(idem);
       // Relations and cascades declared in the schema exist in the database.
-      const withAll = await db.tenant.findUniqueOrThrow({ where: { id: tenant.id }, include: { apiKeys: true, policies: true, repository: true, packs: true, clusters: { include: { backups: { include: { artifacts: true, restores: true, chunkRefs: true } } } } } });
+      const withAll = await db.tenant.findUniqueOrThrow({ where: { id: tenant.id }, include: { apiKeys: true, apiClients: true, policies: true, repository: true, packs: true, clusters: { include: { backups: { include: { artifacts: true, restores: true, chunkRefs: true } } } } } });
       expect(withAll.repository).toEqual(repository);
+      expect(withAll.apiClients).toEqual([apiClient]);
       expect(withAll.packs).toEqual([pack]);
       expect(withAll.clusters[0]!.backups[0]!.chunkRefs).toEqual([ref]);
       expect(withAll.clusters[0]!.backups[0]!.artifacts).toHaveLength(1);
@@ -183,6 +188,7 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.backupChunk.count()).toBe(0);
       expect(await db.pack.count()).toBe(0);
       expect(await db.repository.count()).toBe(0);
+      expect(await db.apiClient.count()).toBe(0);
     } finally {
       await db.$disconnect();
     }

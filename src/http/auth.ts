@@ -4,11 +4,16 @@ import { Forbidden, Unauthorized } from '../errors.js';
 import type { ApiKeyRepo } from '../modules/api-keys/api-keys.repo.js';
 import { hashToken } from '../crypto/tokens.js';
 import type { RecentCredentials } from './rate-limit.js';
+import { looksLikeJwt } from '../modules/oauth/access-tokens.js';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 export const ROLE_RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
 
-export type Principal = { kind: 'platform' } | { kind: 'key'; tenantId: string; keyId: string; role: Role };
+/**
+ * A tenant credential is an API key or an OAuth2 access token of an API client (`credential`);
+ * both act alike everywhere, so routes only see `kind: 'key'`. For a client, `keyId` is its id.
+ */
+export type Principal = { kind: 'platform' } | { kind: 'key'; tenantId: string; keyId: string; role: Role; credential: 'api_key' | 'api_client' };
 export type Access = 'platform' | Role;
 
 declare module 'fastify' {
@@ -24,6 +29,8 @@ function sha(s: string): Buffer {
 export interface AuthDeps {
   adminToken: string | undefined;
   apiKeys: Pick<ApiKeyRepo, 'findActiveByHash' | 'touch'>;
+  /** Verifies an OAuth2 access token (a JWT) and that its client still exists; throws Unauthorized. */
+  accessTokens?: { resolve(token: string): Promise<{ tenantId: string; clientId: string; role: Role }> };
   now: () => Date;
   /** Told of every token that authenticates (and of every one that fails), for the rate limiter's buckets. */
   recent?: RecentCredentials;
@@ -44,6 +51,16 @@ export async function resolvePrincipal(req: FastifyRequest, deps: AuthDeps): Pro
     deps.recent?.remember(hashToken(token), 'platform');
     return { kind: 'platform' };
   }
+  // API keys are `bk_...`; a token of three dot-separated base64url segments is a JWT.
+  if (deps.accessTokens && looksLikeJwt(token)) {
+    const hash = hashToken(token);
+    const client = await deps.accessTokens.resolve(token).catch((err: unknown) => {
+      deps.recent?.forget(hash);
+      throw err;
+    });
+    deps.recent?.remember(hash, `client:${client.clientId}`);
+    return { kind: 'key', tenantId: client.tenantId, keyId: client.clientId, role: client.role, credential: 'api_client' };
+  }
   if (token.length > 200) throw new Unauthorized('invalid or expired token');
   const hash = hashToken(token);
   const key = await deps.apiKeys.findActiveByHash(hash, deps.now());
@@ -53,7 +70,7 @@ export async function resolvePrincipal(req: FastifyRequest, deps: AuthDeps): Pro
   }
   deps.recent?.remember(hash, `key:${key.id}`);
   deps.apiKeys.touch(key.id, deps.now()).catch((err: unknown) => req.log.warn({ err }, 'could not record key use'));
-  return { kind: 'key', tenantId: key.tenantId, keyId: key.id, role: key.role };
+  return { kind: 'key', tenantId: key.tenantId, keyId: key.id, role: key.role, credential: 'api_key' };
 }
 
 export function createGuard(deps: AuthDeps) {
@@ -67,7 +84,7 @@ export function createGuard(deps: AuthDeps) {
         return;
       }
       if (principal.kind !== 'key') throw new Forbidden('the platform token only manages tenants; use a tenant API key');
-      if (ROLE_RANK[principal.role] < ROLE_RANK[access]) throw new Forbidden(`this operation needs the ${access} role (key has ${principal.role})`);
+      if (ROLE_RANK[principal.role] < ROLE_RANK[access]) throw new Forbidden(`this operation needs the ${access} role (${principal.credential === 'api_client' ? 'the token' : 'the key'} has ${principal.role})`);
     };
   };
 }

@@ -3,6 +3,8 @@ export const AUDITED: Record<string, { action: string; target: string }> = {
   'POST /v1/tenants': { action: 'tenant.create', target: 'tenant' },
   'POST /v1/api-keys': { action: 'api_key.create', target: 'api_key' },
   'DELETE /v1/api-keys/:id': { action: 'api_key.revoke', target: 'api_key' },
+  'POST /v1/api-clients': { action: 'api_client.create', target: 'api_client' },
+  'DELETE /v1/api-clients/:id': { action: 'api_client.delete', target: 'api_client' },
   'POST /v1/policies': { action: 'policy.create', target: 'policy' },
   'PATCH /v1/policies/:id': { action: 'policy.update', target: 'policy' },
   'DELETE /v1/policies/:id': { action: 'policy.delete', target: 'policy' },

@@ -29,7 +29,7 @@ export function auditRoutes(app: App, deps: { guard: Guard; service: AuditServic
       .record({
         tenantId,
         keyId: p.kind === 'key' ? p.keyId : null,
-        actor: p.kind === 'key' ? 'api_key' : 'platform',
+        actor: p.kind === 'key' ? p.credential : 'platform',
         action: spec.action,
         targetType: spec.target,
         targetId,

@@ -13,7 +13,7 @@ export const auditEventSchema = z
   .object({
     id: z.uuid(),
     action: z.string(),
-    actor: z.object({ type: z.enum(['platform', 'api_key']), key_id: z.uuid().nullable() }),
+    actor: z.object({ type: z.enum(['platform', 'api_key', 'api_client']), key_id: z.uuid().nullable().describe('the API key, or the API client of the access token') }),
     target: z.object({ type: z.string().nullable(), id: z.string().nullable() }),
     outcome: z.enum(['success', 'failure']),
     status_code: z.number().int(),

@@ -6,7 +6,7 @@ import { afterCursor, newestFirst, page } from '../../lib/cursor.js';
 export interface AuditRecord {
   tenantId: string | null;
   keyId: string | null;
-  actor: 'platform' | 'api_key';
+  actor: 'platform' | 'api_key' | 'api_client';
   action: string;
   targetType: string | null;
   targetId: string | null;
@@ -22,7 +22,7 @@ type Row = NonNullable<Awaited<ReturnType<Db['auditEvent']['findFirst']>>>;
 const present = (e: Row) => ({
   id: e.id,
   action: e.action,
-  actor: { type: e.actor as 'platform' | 'api_key', key_id: e.keyId },
+  actor: { type: e.actor as AuditRecord['actor'], key_id: e.keyId },
   target: { type: e.targetType, id: e.targetId },
   outcome: e.outcome as 'success' | 'failure',
   status_code: e.statusCode,
