@@ -8,80 +8,112 @@ import { DEFAULT_ALLOWED_HOSTS, parseAllowedHosts, type AllowedHosts } from './c
 export const ROLE_NAMES = ['api', 'worker', 'scheduler'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
-const fileOrS3Url = z
-  .string()
-  .refine((v) => v.startsWith('file:///') || v.startsWith('s3://'), 'must be a file:///absolute/path or s3://bucket/prefix URL');
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const allowedHosts = z.string().transform((v, ctx) => {
+// Every error names the variable (zod puts its name in front) and the form it expects, and shows
+// what it got: `PORT: must be an integer port number 0-65535 (got "abc")`. Secrets show only
+// their length.
+const got = (v: string) => `got ${JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v)}`;
+const gotSecret = (v: string) => `got ${v.length} character${v.length === 1 ? '' : 's'}`;
+/** A URL's user:password part is not repeated in an error. */
+const gotUrl = (v: string) => got(v.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@'));
+
+function fail(ctx: z.RefinementCtx, message: string): never {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER as never;
+}
+
+/** A number read the way Number() reads it (as z.coerce did), within [min, max]. */
+function num(form: string, opts: { min: number; max?: number; integer?: boolean }) {
+  return z.string().transform((v, ctx): number => {
+    const n = Number(v);
+    const ok = Number.isFinite(n) && (!opts.integer || Number.isInteger(n)) && n >= opts.min && n <= (opts.max ?? Number.MAX_SAFE_INTEGER);
+    return ok ? n : fail(ctx, `must be ${form} (${got(v)})`);
+  });
+}
+const int = (form: string, min: number, max?: number) => num(form, { min, max, integer: true });
+const ms = (min: number) => int(`an integer number of milliseconds, at least ${min}`, min);
+
+const url = (form: string, test: (v: string) => boolean) =>
+  z.string().transform((v, ctx): string => (test(v) ? v : fail(ctx, `must be ${form} (${gotUrl(v)})`)));
+const fileOrS3Url = url('a file:///absolute/path or s3://bucket/prefix URL', (v) => v.startsWith('file:///') || v.startsWith('s3://'));
+
+const nonEmpty = (form: string) => z.string().transform((v, ctx): string => (v.trim() ? v : fail(ctx, `must be ${form} (${got(v)})`)));
+const secret = (form: string) => z.string().transform((v, ctx): string => (v.length >= 16 ? v : fail(ctx, `must be ${form} (${gotSecret(v)})`)));
+
+const HOSTS_FORM = 'a comma-separated list of public, host names, *.domain wildcards, IP addresses and CIDR ranges, e.g. "public,db.internal,10.0.0.0/8"';
+const allowedHosts = z.string().transform((v, ctx): AllowedHosts => {
   try {
     return parseAllowedHosts(v);
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
+    return fail(ctx, `${(err as Error).message}; expected ${HOSTS_FORM}`);
   }
 });
 
+const roles = z.string().transform((v, ctx): RoleName[] => {
+  const form = `a comma-separated subset of ${ROLE_NAMES.join(',')}`;
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = list.find((r) => !(ROLE_NAMES as readonly string[]).includes(r));
+  if (unknown !== undefined) return fail(ctx, `unknown role "${unknown}": must be ${form} (${got(v)})`);
+  if (list.length === 0) return fail(ctx, `at least one role is required: must be ${form} (${got(v)})`);
+  return [...new Set(list)] as RoleName[];
+});
+
 const envSchema = z.object({
-  DATABASE_URL: z
-    .string()
-    .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgresql:// URL')
-    .default('postgresql://postgres@127.0.0.1:5432/backups'),
-  REDIS_URL: z
-    .string()
-    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// URL')
-    .default('redis://127.0.0.1:6379'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  DATA_ROOT: z.string().min(1).default('./data/sources'),
+  DATABASE_URL: url('a postgresql:// URL, e.g. postgresql://postgres@127.0.0.1:5432/backups', (v) => /^postgres(ql)?:\/\//.test(v)).default(
+    'postgresql://postgres@127.0.0.1:5432/backups',
+  ),
+  REDIS_URL: url('a redis:// (or rediss://) URL, e.g. redis://127.0.0.1:6379', (v) => /^rediss?:\/\//.test(v)).default('redis://127.0.0.1:6379'),
+  PORT: int('an integer port number 0-65535 (0: any free port)', 0, 65535).default(3000),
+  HOST: nonEmpty('a host name or IP address to listen on, e.g. 127.0.0.1 or 0.0.0.0').default('127.0.0.1'),
+  ADMIN_TOKEN: secret('a platform operator token of at least 16 characters').optional(),
+  DATA_ROOT: nonEmpty('a directory path').default('./data/sources'),
   STORAGE_URL: fileOrS3Url.optional(),
   STORAGE_SECONDARY_URL: fileOrS3Url.optional(),
   ENCRYPTION_KEY: z
     .string()
-    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+    .transform((v, ctx): string => {
+      const bytes = Buffer.from(v, 'base64').length;
+      return bytes === 32 ? v : fail(ctx, `must be 32 bytes, base64-encoded (44 characters, e.g. from \`openssl rand -base64 32\`); got ${bytes} bytes`);
+    })
     .optional(),
-  ROLES: z
+  ROLES: roles.default([...ROLE_NAMES]),
+  LOG_LEVEL: z
     .string()
-    .default('api,worker,scheduler')
-    .transform((v, ctx) => {
-      const roles = v.split(',').map((s) => s.trim()).filter(Boolean);
-      for (const r of roles) {
-        if (!(ROLE_NAMES as readonly string[]).includes(r)) {
-          ctx.addIssue({ code: 'custom', message: `unknown role "${r}" (expected a subset of ${ROLE_NAMES.join(',')})` });
-          return z.NEVER;
-        }
-      }
-      if (roles.length === 0) {
-        ctx.addIssue({ code: 'custom', message: 'at least one role is required' });
-        return z.NEVER;
-      }
-      return [...new Set(roles)] as RoleName[];
-    }),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
-  DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
-  DB_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
-  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
-  QUEUE_PREFIX: z.string().min(1).default('bull'),
-  WORKER_LEASE_MS: z.coerce.number().int().min(1000).default(60_000),
-  RECONCILE_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
-  RETENTION_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
-  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(20_000),
+    .transform((v, ctx): (typeof LOG_LEVELS)[number] =>
+      (LOG_LEVELS as readonly string[]).includes(v) ? (v as (typeof LOG_LEVELS)[number]) : fail(ctx, `must be one of ${LOG_LEVELS.join(', ')} (${got(v)})`),
+    )
+    .default('info'),
+  WORKER_CONCURRENCY: int('an integer number of jobs 1-64', 1, 64).default(2),
+  DB_POOL_SIZE: int('an integer number of connections 1-200', 1, 200).default(10),
+  DB_CONNECT_TIMEOUT_MS: ms(100).default(5000),
+  BODY_LIMIT_BYTES: int('an integer number of bytes, at least 1024', 1024).default(1_048_576),
+  QUEUE_PREFIX: nonEmpty('a non-empty Redis key prefix').default('bull'),
+  WORKER_LEASE_MS: ms(1000).default(60_000),
+  RECONCILE_INTERVAL_MS: ms(500).default(30_000),
+  RETENTION_SWEEP_MS: ms(1000).default(3_600_000),
+  SHUTDOWN_GRACE_MS: ms(0).default(20_000),
   TARGET_ALLOWED_HOSTS: allowedHosts.optional(),
   /** Deprecated spelling of TARGET_ALLOWED_HOSTS. */
   POSTGRES_ALLOWED_HOSTS: allowedHosts.optional(),
-  TARGET_ALLOW_SERVICE_SERVER: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false').transform((v) => v === 'true'),
-  RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(1200),
-  RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
-  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  PACK_TARGET_BYTES: z.coerce.number().int().min(1024 * 1024).max(256 * 1024 * 1024).default(16 * 1024 * 1024),
-  GC_GRACE_MS: z.coerce.number().int().min(0).default(600_000),
-  GC_REPACK_THRESHOLD: z.coerce.number().min(0).max(1).default(0.5),
-  GC_SWEEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
-  VERIFY_SAMPLE_PERCENT: z.coerce.number().min(0).max(100).default(5),
-  VERIFY_SWEEP_MS: z.coerce.number().int().min(1000).default(86_400_000),
-  OAUTH_TOKEN_TTL_S: z.coerce.number().int().min(1).max(86_400).default(300),
+  TARGET_ALLOW_SERVICE_SERVER: z
+    .string()
+    .transform((v, ctx): boolean => (v === 'true' || v === 'false' ? v === 'true' : fail(ctx, `must be true or false (${got(v)})`)))
+    .default(false),
+  RATE_LIMIT_MAX: int('an integer number of requests, at least 1', 1).default(1200),
+  RATE_LIMIT_WINDOW_MS: ms(1000).default(60_000),
+  METRICS_TOKEN: secret('a bearer token of at least 16 characters').optional(),
+  PACK_TARGET_BYTES: int('an integer number of bytes 1048576-268435456 (1-256 MiB)', 1024 * 1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
+  GC_GRACE_MS: ms(0).default(600_000),
+  GC_REPACK_THRESHOLD: num('a fraction 0-1, e.g. 0.5', { min: 0, max: 1 }).default(0.5),
+  GC_SWEEP_MS: ms(1000).default(3_600_000),
+  VERIFY_SAMPLE_PERCENT: num('a percentage 0-100, e.g. 5', { min: 0, max: 100 }).default(5),
+  VERIFY_SWEEP_MS: ms(1000).default(86_400_000),
+  OAUTH_TOKEN_TTL_S: int('an integer number of seconds 1-86400', 1, 86_400).default(300),
 });
+
+/** The environment variables the service reads (docs and tests check they are all described). */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as (keyof typeof envSchema.shape)[];
 
 export type Env = z.infer<typeof envSchema>;
 
@@ -146,7 +178,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   // A key generated into ./data is one process's own: roles split across processes would each
   // generate another, and a worker could not decrypt what the API stored.
   if (!e.ENCRYPTION_KEY && e.ROLES.length < ROLE_NAMES.length)
-    throw new ConfigError(`invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of ${ROLE_NAMES.join(',')} (every process must share one key)`);
+    throw new ConfigError(
+      `invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of ${ROLE_NAMES.join(',')} (every process must share one key): 32 bytes, base64-encoded, e.g. from \`openssl rand -base64 32\``,
+    );
   if (e.POSTGRES_ALLOWED_HOSTS) {
     warn(e.TARGET_ALLOWED_HOSTS ? 'POSTGRES_ALLOWED_HOSTS is deprecated and ignored since TARGET_ALLOWED_HOSTS is set' : 'POSTGRES_ALLOWED_HOSTS is deprecated: rename it TARGET_ALLOWED_HOSTS');
   }
