@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import { createGuard } from './http/auth.js';
 import { createRecentCredentials, registerRateLimit } from './http/rate-limit.js';
 import { frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
+import { swaggerOptions } from './http/openapi.js';
 import type { App } from './http/types.js';
 import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
 import { apiClientRoutes } from './modules/api-clients/api-clients.routes.js';
@@ -36,7 +37,7 @@ export interface AppDeps {
   logger: Logger | false;
 }
 
-export const API_VERSION = '1.0.0';
+export { API_VERSION } from './http/openapi.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -69,30 +70,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   });
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'Backup service API',
-        version: API_VERSION,
-        description: 'Multi-tenant backup-as-a-service: consistent cluster backups on schedules and on demand, retention, restore. Errors are RFC 9457 application/problem+json.',
-      },
-      components: {
-        securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', description: 'a tenant API key, an OAuth2 access token (see oauth2), or the platform ADMIN_TOKEN for /v1/tenants' },
-          basicAuth: { type: 'http', scheme: 'basic', description: 'an API client\'s client_id and client_secret, at POST /oauth/token only' },
-          oauth2: {
-            type: 'oauth2',
-            description: 'client credentials of an API client (POST /v1/api-clients); the access token is then sent as bearerAuth',
-            flows: { clientCredentials: { tokenUrl: '/oauth/token', scopes: { viewer: 'read', operator: 'viewer, plus create and delete backups, start restores', admin: 'everything in the tenant' } } },
-          },
-        },
-      },
-      tags: ['tenants', 'api-keys', 'api-clients', 'oauth', 'policies', 'clusters', 'backups', 'restores', 'usage', 'audit', 'ops'].map((name) => ({ name })),
-    },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
-  });
+  await app.register(swagger, swaggerOptions);
   await app.register(swaggerUi, { routePrefix: '/docs' });
   // Before any guard: per credential once this process has seen it authenticate, else per
   // client address (see src/http/rate-limit.ts).

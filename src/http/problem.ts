@@ -61,6 +61,15 @@ function zodPath(prefix: string, path: readonly PropertyKey[]): string {
   return [prefix, ...path.map(String)].filter(Boolean).join('.');
 }
 
+/** What a 415 says: the type sent and the one the route reads (its `consumes`, else JSON). */
+function unsupportedMediaType(req: FastifyRequest): string {
+  const consumes = (req.routeOptions.schema as { consumes?: string[] } | undefined)?.consumes;
+  const expected = consumes?.length ? consumes.join(' or ') : 'application/json';
+  const sent = req.headers['content-type']?.split(';')[0]?.trim();
+  // Quoted with JSON.stringify: the header is the client's text, kept to a readable length.
+  return sent ? `unsupported content type ${JSON.stringify(sent.slice(0, 100))}; expected ${expected}` : `a body needs a content type; expected ${expected}`;
+}
+
 /** Maps any thrown error to a problem; logs only real faults. */
 export function toProblem(err: unknown, req: FastifyRequest): { problem: Problem; headers?: Record<string, string> } {
   if (err instanceof DomainError) {
@@ -95,7 +104,9 @@ export function toProblem(err: unknown, req: FastifyRequest): { problem: Problem
         ? 'request body is not valid JSON'
         : fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
           ? 'request body is too large'
-          : fe.message;
+          : fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+            ? unsupportedMediaType(req)
+            : fe.message;
     const headers: Record<string, string> = {};
     return { problem: problem(fe.statusCode, detail), headers };
   }

@@ -86,7 +86,7 @@ export interface RateLimitDeps {
 }
 
 /** Probes stay unlimited so an orchestrator never sees a 429. */
-const UNLIMITED = new Set(['/healthz', '/readyz']);
+export const UNLIMITED = new Set(['/healthz', '/readyz']);
 
 export function rateLimitKey(req: FastifyRequest, recent: RecentCredentials): string {
   const token = bearerToken(req);

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../http/types.js';
 import { tenantOf, type Guard } from '../../http/auth.js';
-import { bearer, commonErrors, listOf } from '../../http/schemas.js';
+import { json, listOf, securityFor } from '../../http/schemas.js';
 import { AUDITED } from './audit.actions.js';
 import { auditEventSchema, auditQuery } from './audit.schemas.js';
 import type { AuditService } from './audit.service.js';
@@ -45,11 +45,12 @@ export function auditRoutes(app: App, deps: { guard: Guard; service: AuditServic
   app.get('/v1/audit-events', {
     onRequest: deps.guard('admin'),
     schema: {
+      operationId: 'listAuditEvents',
       tags: ['audit'],
-      security: bearer,
+      security: securityFor('admin'),
       summary: 'Mutating requests made in this tenant, newest first',
       querystring: auditQuery,
-      response: { 200: listOf(auditEventSchema), ...commonErrors },
+      response: { 200: json(listOf(auditEventSchema), 'a page of audit events') },
     },
     handler: async (req) => deps.service.list(tenantOf(req).tenantId, req.query),
   });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { timestamp, uuid } from '../../http/schemas.js';
+import { HEADERS, timestamp, uuid } from '../../http/schemas.js';
 
 export const backupStatusSchema = z.enum(['queued', 'running', 'completed', 'failed', 'deleting']);
 export const triggerSchema = z.enum(['manual', 'scheduled']);
@@ -87,6 +87,7 @@ export type FileEntryView = z.infer<typeof fileEntrySchema>;
 /** The archive's bytes: a tar for a directory component, a pg_dump custom-format file for postgres. */
 export const archiveResponse = {
   description: 'the portable copy, streamed; every chunk is verified as it is sent, and a problem found once streaming has begun cuts the transfer off (never a complete-looking file)',
+  headers: { 'Content-Disposition': HEADERS['Content-Disposition'].schema },
   content: {
     'application/x-tar': { schema: z.string().meta({ format: 'binary' }).describe('a directory component: tar (pax) of the tree') },
     'application/octet-stream': { schema: z.string().meta({ format: 'binary' }).describe('a postgres component: pg_dump custom-format file (pg_restore reads it)') },

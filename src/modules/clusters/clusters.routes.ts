@@ -15,6 +15,11 @@ export function clusterRoutes(app: App, deps: { guard: Guard; service: ClusterSe
     guard: deps.guard,
     service: deps.service,
     summaries: { delete: 'Delete a cluster with all its backups and artifacts (409 with deletion protection)' },
+    conflicts: {
+      create: 'a cluster with this name already exists in the tenant',
+      update: 'another cluster has this name, or the cluster is being deleted',
+      delete: 'deletion protection is on (PATCH deletion_protection: false first)',
+    },
     asyncDelete: true,
   });
 }

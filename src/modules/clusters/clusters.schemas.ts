@@ -18,7 +18,7 @@ export const postgresComponentInput = z
     name: componentName,
     type: z.literal('postgres'),
     config: z
-      .object({ url: z.string().max(2048).describe('postgresql:// URL; stored encrypted, never returned') })
+      .object({ url: z.string().max(2048).describe('postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***`') })
       .strict(),
   })
   .strict();
@@ -56,11 +56,17 @@ export const patchClusterBody = z
   })
   .strict();
 
-export const componentSchema = z.object({
-  name: z.string(),
-  type: z.enum(['directory', 'postgres']),
-  config: z.record(z.string(), z.string()).describe('secrets are masked'),
-});
+export const componentSchema = z
+  .discriminatedUnion('type', [
+    z.object({ name: z.string(), type: z.literal('directory'), config: z.object({ path: z.string().describe("relative to the tenant's folder under DATA_ROOT") }) }),
+    z.object({
+      name: z.string(),
+      type: z.literal('postgres'),
+      config: z.object({ url: z.string().describe('the postgresql:// URL given, its password (and secret parameters) masked as `***`') }),
+    }),
+  ])
+  .meta({ id: 'Component', description: 'a component as answered: secrets are masked' });
+export type ComponentView = z.infer<typeof componentSchema>;
 
 export const clusterSchema = z
   .object({

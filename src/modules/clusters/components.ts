@@ -5,7 +5,7 @@ import { checkRelativePath, NO_SUCH_DIRECTORY, resolveInsideRoot } from '../../c
 import { parsePostgresUrl } from '../../components/postgres-connection.js';
 import { ComponentError } from '../../components/types.js';
 import type { PostgresTargetPolicy } from '../../components/postgres-targets.js';
-import type { ComponentInput } from './clusters.schemas.js';
+import type { ComponentInput, ComponentView } from './clusters.schemas.js';
 
 /** How a component is kept in the database: secrets encrypted, with a masked copy for display. */
 export type StoredComponent =
@@ -15,7 +15,7 @@ export type StoredComponent =
 /** A component as a driver needs it: secrets decrypted (worker only; never logged). */
 export type RuntimeComponent = { name: string; type: 'directory'; config: { path: string } } | { name: string; type: 'postgres'; config: { url: string } };
 
-export function presentComponent(c: StoredComponent): { name: string; type: 'directory' | 'postgres'; config: Record<string, string> } {
+export function presentComponent(c: StoredComponent): ComponentView {
   return c.type === 'postgres'
     ? { name: c.name, type: c.type, config: { url: c.config.url_masked } }
     : { name: c.name, type: c.type, config: { path: c.config.path } };

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { App } from '../../http/types.js';
 import { problem, sendProblem } from '../../http/problem.js';
-import { bearer, problemSchema } from '../../http/schemas.js';
+import { json, PROBLEM_MEDIA_TYPE, problemResponse, problemSchema, publicAccess } from '../../http/schemas.js';
 import type { Metrics } from './metrics.js';
 
 export interface ReadinessCheck {
@@ -56,25 +56,34 @@ function sha(s: string): Buffer {
 }
 
 const metricsResponses = {
-  200: z.string().describe('Prometheus text exposition format (text/plain)'),
-  401: problemSchema.describe('missing or wrong METRICS_TOKEN'),
-  404: problemSchema.describe('METRICS_TOKEN is not configured: /metrics is not served'),
+  200: { description: 'the metrics', content: { 'text/plain': { schema: z.string().describe('Prometheus text exposition format, version 0.0.4') } } },
+  401: problemResponse('missing or wrong METRICS_TOKEN', ['WWW-Authenticate']),
+  404: problemResponse('METRICS_TOKEN is not configured: /metrics is not served'),
 };
+const notReady = problemSchema.extend({ checks: checksSchema }).meta({ id: 'NotReady', description: 'a problem naming the checks that failed' });
 
 export function opsRoutes(app: App, deps: { checks: ReadinessCheck[]; metrics: Metrics }) {
   const tags = ['ops'];
   const readiness = createReadiness(deps.checks, app.log);
   app.get('/healthz', {
-    schema: { tags, summary: 'Liveness: the process answers', response: { 200: z.object({ status: z.literal('ok') }) } },
+    schema: {
+      operationId: 'getLiveness',
+      tags,
+      security: publicAccess,
+      summary: 'Liveness: the process answers',
+      response: { 200: json(z.object({ status: z.literal('ok') }), 'the process is alive') },
+    },
     handler: async () => ({ status: 'ok' as const }),
   });
   app.get('/readyz', {
     schema: {
+      operationId: 'getReadiness',
       tags,
+      security: publicAccess,
       summary: 'Readiness: PostgreSQL and Redis answer (503 otherwise)',
       response: {
-        200: z.object({ status: z.literal('ready'), checks: checksSchema }),
-        503: z.object({ type: z.string(), title: z.string(), status: z.number(), detail: z.string(), checks: checksSchema }),
+        200: json(z.object({ status: z.literal('ready'), checks: checksSchema }), 'every dependency answers'),
+        503: { description: 'a dependency does not answer (named in `checks`)', content: { [PROBLEM_MEDIA_TYPE]: { schema: notReady } } },
       },
     },
     handler: async (_req, reply) => {
@@ -90,9 +99,10 @@ export function opsRoutes(app: App, deps: { checks: ReadinessCheck[]; metrics: M
   const token = deps.metrics.token;
   app.get('/metrics', {
     schema: {
+      operationId: 'getMetrics',
       tags,
       summary: 'Prometheus metrics (text exposition format); needs Authorization: Bearer <METRICS_TOKEN>',
-      security: bearer,
+      security: [{ metricsToken: [] }],
       response: metricsResponses,
     },
     handler: async (req, reply) => {

@@ -15,6 +15,11 @@ export function policyRoutes(app: App, deps: { guard: Guard; service: PolicyServ
     guard: deps.guard,
     service: deps.service,
     summaries: { update: 'Change a policy (recomputes schedules and retention of its clusters)', delete: 'Delete a policy no cluster uses' },
+    conflicts: {
+      create: 'a policy with this name already exists in the tenant',
+      update: 'another policy has this name, or this is the default policy (which cannot change)',
+      delete: 'this is the default policy, or clusters still use it',
+    },
     asyncDelete: false,
   });
 }
