@@ -108,7 +108,6 @@ export interface WaitOptions<T> {
   deadline: number | null;
   /** What to say when the deadline passes, given the last state seen (the work goes on; how to look again). */
   onTimeout: (last: T) => string;
-  intervalMs?: number;
   write: (line: string) => void;
 }
 
@@ -118,7 +117,9 @@ export interface WaitOptions<T> {
  */
 export async function waitUntil<T>(opts: WaitOptions<T>): Promise<T> {
   const reporter = process.stderr.isTTY ? barReporter(opts.label) : lineReporter(opts.label, opts.write);
-  const interval = opts.intervalMs ?? 1000;
+  // Short work ends within the first polls; long work is polled every 2 s (the service updates
+  // progress at least that often).
+  let interval = 200;
   try {
     for (;;) {
       const v = await opts.get();
@@ -131,6 +132,7 @@ export async function waitUntil<T>(opts: WaitOptions<T>): Promise<T> {
         throw new CliError(EXIT.timeout, opts.onTimeout(last));
       }
       await sleep(interval);
+      interval = Math.min(2000, Math.round(interval * 1.5));
     }
   } finally {
     reporter.stop();
