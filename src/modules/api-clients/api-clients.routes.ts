@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import type { App } from '../../http/types.js';
 import { tenantOf, type Guard } from '../../http/auth.js';
-import { bearer, commonErrors, idParams, listOf, listQuery } from '../../http/schemas.js';
+import { idParams, json, listOf, listQuery, securityFor } from '../../http/schemas.js';
+import { noStore } from '../oauth/oauth.schemas.js';
 import { apiClientSchema, createApiClientBody, createdApiClientSchema } from './api-clients.schemas.js';
 import type { ApiClientService } from './api-clients.service.js';
 
@@ -14,11 +15,11 @@ export function apiClientRoutes(app: App, deps: { guard: Guard; service: ApiClie
     schema: {
       operationId: 'createApiClient',
       tags,
-      security: bearer,
+      security: securityFor('admin'),
       summary: 'Create an OAuth2 client (the client_secret is shown once)',
       description: 'The client exchanges its client_id and client_secret for access tokens at POST /oauth/token (client credentials grant).',
       body: createApiClientBody,
-      response: { 201: createdApiClientSchema, ...commonErrors },
+      response: { 201: noStore(json(createdApiClientSchema, 'the client with its client_secret (shown once)', ['Location'])) },
     },
     handler: async (req, reply) => {
       const client = await service.create(tenantOf(req).tenantId, req.body);
@@ -29,13 +30,13 @@ export function apiClientRoutes(app: App, deps: { guard: Guard; service: ApiClie
 
   app.get('/v1/api-clients', {
     onRequest: guard('admin'),
-    schema: { operationId: 'listApiClients', tags, security: bearer, summary: 'List OAuth2 clients (never their secrets)', querystring: listQuery, response: { 200: listOf(apiClientSchema), ...commonErrors } },
+    schema: { operationId: 'listApiClients', tags, security: securityFor('admin'), summary: 'List OAuth2 clients (never their secrets)', querystring: listQuery, response: { 200: json(listOf(apiClientSchema), 'a page of clients (never their secrets)') } },
     handler: async (req) => service.list(tenantOf(req).tenantId, req.query),
   });
 
   app.get('/v1/api-clients/:id', {
     onRequest: guard('admin'),
-    schema: { operationId: 'getApiClient', tags, security: bearer, summary: 'Get an OAuth2 client', params: idParams, response: { 200: apiClientSchema, ...commonErrors } },
+    schema: { operationId: 'getApiClient', tags, security: securityFor('admin'), summary: 'Get an OAuth2 client', params: idParams, response: { 200: json(apiClientSchema, 'the client (never its secret)') } },
     handler: async (req) => service.get(tenantOf(req).tenantId, req.params.id),
   });
 
@@ -44,10 +45,10 @@ export function apiClientRoutes(app: App, deps: { guard: Guard; service: ApiClie
     schema: {
       operationId: 'deleteApiClient',
       tags,
-      security: bearer,
+      security: securityFor('admin'),
       summary: 'Delete an OAuth2 client; its access tokens are refused at once',
       params: idParams,
-      response: { 204: z.null().describe('deleted'), ...commonErrors },
+      response: { 204: z.null().describe('deleted; its access tokens are refused from now on') },
     },
     handler: async (req, reply) => {
       await service.delete(tenantOf(req).tenantId, req.params.id);

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../http/types.js';
-import { problemSchema } from '../../http/schemas.js';
+import { json, problemResponse } from '../../http/schemas.js';
 import { OAuthError, type Credentials, type OAuthService } from './oauth.service.js';
-import { oauthErrorSchema, tokenRequestBody, tokenResponseSchema } from './oauth.schemas.js';
+import { noStore, oauthErrorSchema, tokenRequestBody, tokenResponseSchema } from './oauth.schemas.js';
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -30,10 +30,11 @@ function basicCredentials(req: FastifyRequest): Credentials | undefined {
   }
 }
 
-function sendOAuthError(reply: FastifyReply, err: OAuthError, basic: boolean) {
+function sendOAuthError(reply: FastifyReply, err: OAuthError) {
   const status = err.code === 'invalid_client' ? 401 : 400;
-  // RFC 6749 section 5.2: a client that tried Basic is told which scheme to use.
-  if (status === 401 && basic) void reply.header('www-authenticate', 'Basic realm="backups", charset="UTF-8"');
+  // RFC 6749 section 5.2: a client that tried Basic must be told the scheme; the others are told too
+  // (Basic is the method the RFC prefers), so that every 401 carries it.
+  if (status === 401) void reply.header('www-authenticate', 'Basic realm="backups", charset="UTF-8"');
   return reply.code(status).type('application/json').send({ error: err.code, error_description: err.message });
 }
 
@@ -53,17 +54,20 @@ export function oauthRoutes(app: App, deps: { service: OAuthService }) {
         description:
           'Credentials by HTTP Basic (client_id:client_secret) or as client_id and client_secret in the body, not both. Errors follow RFC 6749 section 5.2: invalid_client (401), invalid_request, invalid_scope, unsupported_grant_type (400).',
         consumes: [FORM],
-        security: [{}, { basicAuth: [] }],
+        security: [{ basicAuth: [] }, {}],
         body: tokenRequestBody,
-        response: { 200: tokenResponseSchema, 400: oauthErrorSchema, 401: oauthErrorSchema, 503: problemSchema },
+        response: {
+          200: noStore(json(tokenResponseSchema, 'the access token'), { pragma: true }),
+          400: noStore(json(oauthErrorSchema, 'invalid_request, invalid_scope or unsupported_grant_type (RFC 6749 section 5.2)'), { pragma: true }),
+          401: noStore(json(oauthErrorSchema, 'invalid_client: unknown client, wrong secret or no client authentication', ['WWW-Authenticate']), { pragma: true }),
+          503: problemResponse('the database is unavailable; try again after Retry-After', ['Retry-After']),
+        },
       },
       handler: async (req, reply) => {
         // Token responses, errors included, are never cached (RFC 6749 section 5.1).
         void reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
-        let basic = false;
         try {
           const fromHeader = basicCredentials(req);
-          basic = fromHeader !== undefined;
           const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
           if (type !== FORM) throw new OAuthError('invalid_request', `the token request must be ${FORM}`);
           if (req.validationError) throw new OAuthError('invalid_request', `invalid parameters: ${req.validationError.message.slice(0, 200)}`);
@@ -73,7 +77,7 @@ export function oauthRoutes(app: App, deps: { service: OAuthService }) {
           const credentials = fromHeader ?? (inBody ? { clientId: body.client_id ?? '', clientSecret: body.client_secret ?? '' } : null);
           return await deps.service.issue({ grantType: body.grant_type, scope: body.scope, credentials });
         } catch (err) {
-          if (err instanceof OAuthError) return sendOAuthError(reply, err, basic);
+          if (err instanceof OAuthError) return sendOAuthError(reply, err);
           throw err;
         }
       },

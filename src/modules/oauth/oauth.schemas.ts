@@ -8,8 +8,7 @@ export const tokenRequestBody = z
     client_id: z.string().max(200).optional().describe('with client_secret, instead of HTTP Basic'),
     client_secret: z.string().max(200).optional(),
     scope: z.string().max(200).optional().describe('a role name (viewer, operator, admin) not above the client\'s role; omitted: the client\'s role'),
-  })
-  .meta({ id: 'TokenRequest' });
+  });
 
 export const tokenResponseSchema = z
   .object({
@@ -26,3 +25,13 @@ export const oauthErrorSchema = z
     error_description: z.string(),
   })
   .meta({ id: 'OAuthError', description: 'RFC 6749 section 5.2 error response (application/json)' });
+
+/** Answers carrying a secret or a token are never stored by a cache (RFC 6749 section 5.1). */
+const NO_STORE_HEADERS = {
+  'Cache-Control': { type: 'string', enum: ['no-store'], description: 'the answer carries a credential: never cache it' },
+};
+const PRAGMA = { Pragma: { type: 'string', enum: ['no-cache'], description: 'for HTTP/1.0 caches (RFC 6749 section 5.1)' } };
+
+export function noStore<R extends { headers?: object }>(r: R, opts: { pragma?: boolean } = {}) {
+  return { ...r, headers: { ...r.headers, ...NO_STORE_HEADERS, ...(opts.pragma && PRAGMA) } };
+}
