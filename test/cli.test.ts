@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCliOnce, closedPort, CONTROL_CHARS, listenOn, responseChecker, runCli, type CliRun } from './helpers/cli.js';
 import { plantBackup } from './helpers/jobs.js';
-import { createKey, createTenant, startStack, type Stack } from './helpers/stack.js';
+import { createKey, createTenant, startStack, waitForBackup, type Stack } from './helpers/stack.js';
 
 /*
  * backupctl as a cron host runs it: the single bundled file, started with node and no TTY,
@@ -62,7 +62,57 @@ async function ctl(args: string[], env: Record<string, string> = {}, opts: Param
 const backupsOf = (id: string) => s.rt.db.backup.findMany({ where: { clusterId: id }, orderBy: { createdAt: 'asc' } });
 
 describe('backupctl: exit codes', () => {
-  it('0: backup create --wait completes; --json answers match the document', async () => {
+  // First and alone: it moves the service's clock. Every other case has its own cluster and runs
+  // concurrently with the rest.
+  it('4: rate limited (429) says when to retry; --retry-after-limit waits out Retry-After once', async () => {
+    const id = await cluster('hourly', { rate: '1h' });
+    expect((await ctl(['backup', 'create', 'hourly', '--wait'])).code).toBe(0);
+    const limited = await ctl(['backup', 'create', 'hourly']);
+    expect(limited.code).toBe(4);
+    expect(limited.stderr).toMatch(/429 .*retry after (59|60) min \(at \d{4}-\d\d-\d\dT/);
+    // A Retry-After longer than --timeout is not waited for.
+    const impatient = await ctl(['backup', 'create', 'hourly', '--retry-after-limit', '--timeout', '5s']);
+    expect(impatient.code).toBe(4);
+    expect(impatient.stderr).toMatch(/not waiting: that is past --timeout/);
+    expect(impatient.ms).toBeLessThan(4000);
+
+    // The service's clock moved on: the slot frees 2 s from now (the cluster given by id: one request less before the POST). The CLI waits it out, then succeeds.
+    const freeIn = async (ms: number) => {
+      const [last] = await s.rt.db.backup.findMany({ where: { clusterId: id }, orderBy: { createdAt: 'desc' }, take: 1 });
+      shiftMs = last!.createdAt.getTime() + 3600_000 - ms - Date.now();
+    };
+    try {
+      await freeIn(2000);
+      const patient = await ctl(['backup', 'create', id, '--retry-after-limit', '--wait']);
+      expect(patient.code, patient.stderr).toBe(0);
+      expect(patient.stderr).toMatch(/429 .*waiting [12](\.\d)? s \(--retry-after-limit\)/);
+      expect(patient.ms).toBeGreaterThanOrEqual(1000);
+      expect((await backupsOf(id)).map((b) => b.status)).toEqual(['completed', 'completed']);
+
+      // Once only: when the second try is refused again (here: the clock went back a minute while
+      // the CLI waited), it exits 4 instead of waiting again.
+      await freeIn(2000);
+      let moved = false;
+      const once = await ctl(['backup', 'create', id, '--retry-after-limit'], {}, {
+        onStderr: (err) => {
+          if (!moved && /waiting/.test(err)) {
+            moved = true;
+            shiftMs -= 60_000;
+          }
+        },
+      });
+      expect(moved).toBe(true);
+      expect(once.code, once.stderr).toBe(4);
+      expect(once.stderr.match(/waiting/g)).toHaveLength(1);
+      expect(once.stderr).toMatch(/429 .*retry after/);
+      expect(once.ms).toBeLessThan(10_000);
+      expect(await backupsOf(id)).toHaveLength(2);
+    } finally {
+      shiftMs = 0;
+    }
+  });
+
+  it.concurrent('0: backup create --wait completes; --json answers match the document', async () => {
     const id = await cluster('web');
     const r = await ctl(['backup', 'create', 'web', '--wait']);
     expect(r.code, r.stderr).toBe(0);
@@ -97,7 +147,7 @@ describe('backupctl: exit codes', () => {
     expect(table.stdout).toContain(b!.id);
   });
 
-  it('0: verify, download and restore --wait do their work', async () => {
+  it.concurrent('0: verify, download and restore --wait do their work', async () => {
     const id = await cluster('shop');
     await mkdir(path.join(home, 'copy'), { recursive: true });
     const target = await cluster('shop-copy', { dir: 'copy' });
@@ -122,7 +172,7 @@ describe('backupctl: exit codes', () => {
     expect(JSON.parse(restores.stdout).items.map((x: { id: string }) => x.id)).toEqual([restore.id]);
   });
 
-  it('1: a backup that ends failed (its directory was removed before the backup)', async () => {
+  it.concurrent('1: a backup that ends failed (its directory was removed before the backup)', async () => {
     await mkdir(path.join(home, 'doomed'), { recursive: true });
     const id = await cluster('doomed', { dir: 'doomed' });
     await rm(path.join(home, 'doomed'), { recursive: true });
@@ -133,7 +183,7 @@ describe('backupctl: exit codes', () => {
     expect((await backupsOf(id)).map((b) => b.status)).toEqual(['failed']);
   });
 
-  it('0 and 5 with an API client: BACKUP_CLIENT_ID/SECRET are exchanged at POST /oauth/token', async () => {
+  it.concurrent('0 and 5 with an API client: BACKUP_CLIENT_ID/SECRET are exchanged at POST /oauth/token', async () => {
     const id = await cluster('oauth');
     const c = await s.request('POST', '/v1/api-clients', { token: admin, body: { name: 'cron', role: 'operator' } });
     expect(c.status, c.text).toBe(201);
@@ -173,7 +223,7 @@ describe('backupctl: exit codes', () => {
     expect((await ctl(['--help'])).code).toBe(0);
   });
 
-  it('3: --timeout passes while the backup is still running (the work goes on)', async () => {
+  it.concurrent('3: --timeout passes while the backup is still running (the work goes on)', async () => {
     const id = await cluster('slow');
     // A backup some worker is running right now and will not finish while we watch.
     const planted = await plantBackup(s.rt, { id: randomUUID(), tenantId, clusterId: id, trigger: 'manual', status: 'running', startedAt: new Date(), components: [] });
@@ -194,62 +244,16 @@ describe('backupctl: exit codes', () => {
     await s.rt.ledger.fail('backup', planted.id, { component: null, message: 'test' }, { now: new Date() });
   });
 
-  it('4: rate limited (429) says when to retry; --retry-after-limit waits out Retry-After once', async () => {
-    const id = await cluster('hourly', { rate: '1h' });
-    expect((await ctl(['backup', 'create', 'hourly', '--wait'])).code).toBe(0);
-    const limited = await ctl(['backup', 'create', 'hourly']);
-    expect(limited.code).toBe(4);
-    expect(limited.stderr).toMatch(/429 .*retry after (59|60) min \(at \d{4}-\d\d-\d\dT/);
-    // A Retry-After longer than --timeout is not waited for.
-    const impatient = await ctl(['backup', 'create', 'hourly', '--retry-after-limit', '--timeout', '5s']);
-    expect(impatient.code).toBe(4);
-    expect(impatient.stderr).toMatch(/not waiting: that is past --timeout/);
-    expect(impatient.ms).toBeLessThan(4000);
-
-    // The service's clock moved on: the slot frees 1.5 s from now. The CLI waits it out, then succeeds.
-    const freeIn = async (ms: number) => {
-      const [last] = await s.rt.db.backup.findMany({ where: { clusterId: id }, orderBy: { createdAt: 'desc' }, take: 1 });
-      shiftMs = last!.createdAt.getTime() + 3600_000 - ms - Date.now();
-    };
-    try {
-      await freeIn(1500);
-      const patient = await ctl(['backup', 'create', 'hourly', '--retry-after-limit', '--wait']);
-      expect(patient.code, patient.stderr).toBe(0);
-      expect(patient.stderr).toMatch(/429 .*waiting [12](\.\d)? s \(--retry-after-limit\)/);
-      expect(patient.ms).toBeGreaterThanOrEqual(1000);
-      expect((await backupsOf(id)).map((b) => b.status)).toEqual(['completed', 'completed']);
-
-      // Once only: when the second try is refused again (here: the clock went back a minute while
-      // the CLI waited), it exits 4 instead of waiting again.
-      await freeIn(1500);
-      let moved = false;
-      const once = await ctl(['backup', 'create', 'hourly', '--retry-after-limit'], {}, {
-        onStderr: (err) => {
-          if (!moved && /waiting/.test(err)) {
-            moved = true;
-            shiftMs -= 60_000;
-          }
-        },
-      });
-      expect(moved).toBe(true);
-      expect(once.code, once.stderr).toBe(4);
-      expect(once.stderr.match(/waiting/g)).toHaveLength(1);
-      expect(once.stderr).toMatch(/429 .*retry after/);
-      expect(once.ms).toBeLessThan(10_000);
-      expect(await backupsOf(id)).toHaveLength(2);
-    } finally {
-      shiftMs = 0;
-    }
-  });
-
   it.concurrent('5: a bad token, and a token without the permission', async () => {
+    const id = await cluster('five');
     const bad = await ctl(['clusters', 'list'], { BACKUP_TOKEN: 'bk_not-a-real-key' });
     expect(bad.code).toBe(5);
     expect(bad.stderr).toMatch(/401/);
     const viewer = await createKey(s, admin, 'viewer');
-    const refused = await ctl(['backup', 'create', 'web'], { BACKUP_TOKEN: viewer });
+    const refused = await ctl(['backup', 'create', 'five'], { BACKUP_TOKEN: viewer });
     expect(refused.code).toBe(5);
     expect(refused.stderr).toMatch(/403/);
+    expect(await backupsOf(id)).toEqual([]);
     // A flag overrides the environment.
     expect((await ctl(['clusters', 'list', '--token', operator], { BACKUP_TOKEN: 'bk_not-a-real-key' })).code).toBe(0);
   });
@@ -263,12 +267,22 @@ describe('backupctl: exit codes', () => {
   });
 
   it.concurrent('7: an unknown cluster name, backup or component', async () => {
-    const r = await ctl(['backups', 'list', 'no-such-cluster']);
-    expect(r.code).toBe(7);
-    expect(r.stderr).toMatch(/no cluster named "no-such-cluster"/);
-    expect((await ctl(['backup', 'get', 'web', randomUUID()])).code).toBe(7);
-    expect((await ctl(['backup', 'get', randomUUID(), randomUUID()])).code).toBe(7);
-    const out = path.join(home, '..', `x-${randomUUID()}`);
-    expect((await ctl(['download', 'web', 'latest', 'nope', '-o', out])).code).toBe(7);
+    const id = await cluster('seven');
+    const taken = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
+    expect((await waitForBackup(s, operator, id, taken.body.id)).status).toBe('completed');
+    const [name, backup, clusterId, component] = await Promise.all([
+      ctl(['backups', 'list', 'no-such-cluster']),
+      ctl(['backup', 'get', 'seven', randomUUID()]),
+      ctl(['backup', 'get', randomUUID(), randomUUID()]),
+      ctl(['download', 'seven', 'latest', 'nope', '-o', path.join(home, '..', `x-${randomUUID()}`)]),
+    ]);
+    expect(name.code).toBe(7);
+    expect(name.stderr).toMatch(/no cluster named "no-such-cluster"/);
+    expect(backup.code).toBe(7);
+    expect(backup.stderr).toMatch(/404 .*backup/);
+    expect(clusterId.code).toBe(7);
+    expect(clusterId.stderr).toMatch(/404/);
+    expect(component.code).toBe(7);
+    expect(component.stderr).toMatch(/404 .*component "nope"/);
   });
 });

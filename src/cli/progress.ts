@@ -123,8 +123,8 @@ export async function waitUntil<T>(opts: WaitOptions<T>): Promise<T> {
   try {
     for (;;) {
       const v = await opts.get();
-      if (opts.done(v)) return v;
       reporter.update(opts.observe(v));
+      if (opts.done(v)) return v;
       if (opts.deadline !== null && Date.now() + interval > opts.deadline) {
         await sleep(Math.max(0, opts.deadline - Date.now()));
         const last = await opts.get();
