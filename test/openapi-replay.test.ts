@@ -25,7 +25,7 @@ const METRICS_TOKEN = 'replay-metrics-token-0123456789';
 const documentPath = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));
 const doc = JSON.parse(readFileSync(documentPath, 'utf8')) as { paths: Record<string, Record<string, { operationId?: string }>> };
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 
 interface Exchange {
   method: string;
@@ -358,6 +358,13 @@ const cases: Case[] = [
     status: 401,
     run: (c) =>
       raw('POST', '/oauth/token', { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&client_id=${c.clientId}&client_secret=wrong` }),
+  },
+  {
+    name: 'a token for an unsupported grant',
+    op: 'issueToken',
+    status: 400,
+    run: (c) => raw('POST', '/oauth/token', { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=password&client_id=${c.clientId}&client_secret=${c.clientSecret}` }),
+    then: (x) => expect((x.body as { error: string }).error).toBe('unsupported_grant_type'),
   },
   { name: 'clusters with an access token', op: 'listClusters', status: 200, run: (c) => client(c.accessToken).GET('/v1/clusters') },
   { name: 'api client deletion', op: 'deleteApiClient', status: 204, run: (c) => c.admin.DELETE('/v1/api-clients/{id}', { params: { path: { id: c.clientId } } }) },

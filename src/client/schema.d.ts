@@ -935,7 +935,7 @@ export interface components {
         "Idempotent-Replayed": "true";
         /** @description `attachment; filename="..."`: the suggested file name */
         "Content-Disposition": string;
-        /** @description the authentication scheme to use: `Bearer realm="..."` */
+        /** @description the authentication scheme to use, e.g. `Bearer realm="backups"` */
         "WWW-Authenticate": string;
         /** @description seconds to wait before trying again */
         "Retry-After": number;

@@ -18,7 +18,7 @@ import { HEADERS, PROBLEM_MEDIA_TYPE, type HeaderName } from './schemas.js';
 
 export const API_VERSION = '1.0.0';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- the document is plain JSON here */
+// The document is plain JSON here.
 type Json = Record<string, any>;
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const;

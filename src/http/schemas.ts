@@ -39,7 +39,7 @@ export const HEADERS = {
     schema: { type: 'string', enum: ['true'] },
   },
   'Content-Disposition': { description: '`attachment; filename="..."`: the suggested file name', required: true, schema: { type: 'string' } },
-  'WWW-Authenticate': { description: 'the authentication scheme to use: `Bearer realm="..."`', required: true, schema: { type: 'string' } },
+  'WWW-Authenticate': { description: 'the authentication scheme to use, e.g. `Bearer realm="backups"`', required: true, schema: { type: 'string' } },
   'Retry-After': { description: 'seconds to wait before trying again', required: true, schema: { type: 'integer', minimum: 0 } },
   'RateLimit-Limit': { description: 'requests allowed per window for this credential (or, before it authenticated here, this client address)', required: true, schema: { type: 'integer', minimum: 0 } },
   'RateLimit-Remaining': { description: 'requests left in the current window', required: true, schema: { type: 'integer', minimum: 0 } },
@@ -56,7 +56,10 @@ export function json<S extends z.ZodType>(schema: S, description: string, header
   return { description, content: { 'application/json': { schema } }, ...(headers.length > 0 && { headers: pickHeaders(headers) }) };
 }
 
-/** A problem+json answer a route gives besides the standard ones (which src/http/openapi.ts adds). */
+/**
+ * A problem+json answer a route gives besides the standard ones: src/http/openapi.ts adds those
+ * (400, 401, 403, 404, 413, 415, 422, 429, 503) to every operation they apply to.
+ */
 export function problemResponse(description: string, headers: HeaderName[] = []) {
   return { description, content: { [PROBLEM_MEDIA_TYPE]: { schema: problemSchema } }, ...(headers.length > 0 && { headers: pickHeaders(headers) }) };
 }
@@ -65,14 +68,6 @@ export function problemResponse(description: string, headers: HeaderName[] = [])
 function pickHeaders(names: HeaderName[]): Record<string, object> {
   return Object.fromEntries(names.map((n) => [n, HEADERS[n].schema]));
 }
-
-/**
- * Error responses of authenticated routes. The document gets every standard error of an
- * operation (400, 401, 403, 404, 413, 415, 422, 429, 503, by what the operation has) from
- * src/http/openapi.ts, so routes need not list these; kept for routes that do.
- */
-export const authErrors = { 401: problemSchema, 403: problemSchema } as const;
-export const commonErrors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 422: problemSchema, 503: problemSchema } as const;
 
 /**
  * Routes behind a tenant or platform credential: an API key, an OAuth2 access token, or the
