@@ -170,6 +170,12 @@ describe('backupctl: exit codes', () => {
     const restores = await ctl(['restores', 'list', 'shop', '--json']);
     expect(check('get', '/v1/clusters/{id}/restores', 200, JSON.parse(restores.stdout))).toBeNull();
     expect(JSON.parse(restores.stdout).items.map((x: { id: string }) => x.id)).toEqual([restore.id]);
+
+    // delete --wait returns once the backup is gone.
+    const gone = await ctl(['backup', 'delete', 'shop', restore.backup_id, '--wait']);
+    expect(gone.code, gone.stderr).toBe(0);
+    expect(gone.stdout).toContain(`backup ${restore.backup_id} deleted`);
+    expect(await backupsOf(id)).toEqual([]);
   });
 
   it.concurrent('1: a backup that ends failed (its directory was removed before the backup)', async () => {

@@ -77,7 +77,7 @@ function barReporter(label: string): Reporter {
 }
 
 /** Without a terminal: one plain line when waiting starts, then one per 10 s (cron logs). */
-function lineReporter(label: string, write: (line: string) => void, everyMs = 10_000): Reporter {
+export function lineReporter(label: string, write: (line: string) => void, everyMs = 10_000): Reporter {
   const meter = rateMeter();
   let lastAt = 0;
   return {
