@@ -101,7 +101,9 @@ describe('README walkthrough, pasted into bash', () => {
   const env = serviceEnv(serviceLine[0] ?? '');
 
   beforeAll(async () => {
-    stack = await startStack({ env });
+    // The stack's own default (loopback allowed) gives way to the service's: the README's line
+    // must itself say what a fresh service needs.
+    stack = await startStack({ env: { TARGET_ALLOWED_HOSTS: 'public', ...env } });
     await stack.app.listen({ port: 0, host: '127.0.0.1' });
     const address = stack.app.server.address();
     if (!address || typeof address === 'string') throw new Error('no port');
