@@ -137,7 +137,7 @@ function asProblem(code: number, res: Json): Json {
   return { ...res, content: { [PROBLEM_MEDIA_TYPE]: { schema } } };
 }
 
-export function finishDocument(doc: Json): void {
+function finishDocument(doc: Json): void {
   const components = (doc.components ??= {});
   components.headers = Object.fromEntries(Object.entries(HEADERS).map(([name, h]) => [name, { ...h, schema: { ...h.schema } }]));
   components.responses = Object.fromEntries(
