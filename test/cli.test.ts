@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -276,11 +276,12 @@ describe('backupctl: exit codes', () => {
     const id = await cluster('seven');
     const taken = await s.request('POST', `/v1/clusters/${id}/backups`, { token: operator });
     expect((await waitForBackup(s, operator, id, taken.body.id)).status).toBe('completed');
+    const out = path.join(home, '..', `x-${randomUUID()}`);
     const [name, backup, clusterId, component] = await Promise.all([
       ctl(['backups', 'list', 'no-such-cluster']),
       ctl(['backup', 'get', 'seven', randomUUID()]),
       ctl(['backup', 'get', randomUUID(), randomUUID()]),
-      ctl(['download', 'seven', 'latest', 'nope', '-o', path.join(home, '..', `x-${randomUUID()}`)]),
+      ctl(['download', 'seven', 'latest', 'nope', '-o', out]),
     ]);
     expect(name.code).toBe(7);
     expect(name.stderr).toMatch(/no cluster named "no-such-cluster"/);
@@ -290,5 +291,7 @@ describe('backupctl: exit codes', () => {
     expect(clusterId.stderr).toMatch(/404/);
     expect(component.code).toBe(7);
     expect(component.stderr).toMatch(/404 .*component "nope"/);
+    // Neither the file nor its partial copy is left behind.
+    expect(await readdir(path.dirname(out))).not.toContainEqual(expect.stringContaining(path.basename(out)));
   });
 });

@@ -142,7 +142,8 @@ export async function deleteBackup(ctx: Ctx, clusterArg: string, backupArg: stri
     onTimeout: (b) => `--timeout passed: backup ${id} is still ${b?.status ?? 'deleting'}; the deletion goes on in the service`,
     write: ctx.note,
   });
-  if (ctx.json) printJson(ctx, { ...data, status: 'deleted' });
+  // --json: the API's answer to the DELETE (status deleting); exit 0 says it is gone since.
+  if (ctx.json) printJson(ctx, data);
   else ctx.out(`backup ${id} deleted`);
   return EXIT.ok;
 }

@@ -135,8 +135,6 @@ export function apiError(res: Response, body: unknown, what: string): ApiError {
         : '; retry later';
   } else if (status === 409) {
     message += '; retry once the work in progress has ended';
-  } else if (status >= 500) {
-    message += ` (after ${DEFAULT_RETRY.attempts} attempts)`;
   }
   return new ApiError(code, message, status, retryAfter);
 }
