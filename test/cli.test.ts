@@ -215,6 +215,7 @@ describe('backupctl: exit codes', () => {
       [['backup', 'create', 'web', '--live', '--consistent'], {}, /cannot be used with/],
       [['backups', 'list', 'web', '--status', 'sleeping'], {}, /Allowed choices/],
       [['frobnicate'], {}, /unknown command/],
+      [['backup'], {}, /Usage: backupctl backup/],
       [['clusters', 'list'], { BACKUP_URL: '' }, /BACKUP_URL/],
       [['clusters', 'list'], { BACKUP_TOKEN: '' }, /BACKUP_TOKEN/],
     ];
@@ -225,8 +226,12 @@ describe('backupctl: exit codes', () => {
       expect(r.stderr, args.join(' ')).toMatch(message);
       expect(r.stdout).toBe('');
     });
-    // --help is not an error.
-    expect((await ctl(['--help'])).code).toBe(0);
+    // Help asked for is not an error.
+    for (const args of [['--help'], ['help', 'backup'], ['backup', 'create', '--help']]) {
+      const r = await ctl(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: backupctl/);
+    }
   });
 
   it.concurrent('3: --timeout passes while the backup is still running (the work goes on)', async () => {

@@ -171,8 +171,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<ExitC
     return code;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version end well; everything else commander refuses is a usage error.
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.ok : EXIT.usage;
+      // Help asked for and --version end well (commander's 0); everything it refuses is a usage error.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     if (err instanceof CliError) {
       write(process.stderr, `backupctl: ${err.message}`);
