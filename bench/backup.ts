@@ -346,6 +346,7 @@ function mutateTree(files: FileInfo[], fraction: number, rng: Rng, pool: Buffer)
 // ours: the repository service with probes
 
 interface Probes {
+  files: BusyTimer;
   hash: BusyTimer;
   seal: BusyTimer;
   open: BusyTimer;
@@ -353,13 +354,14 @@ interface Probes {
   range: BusyTimer;
   sql: BusyTimer;
 }
-const newProbes = (): Probes => ({ hash: new BusyTimer(), seal: new BusyTimer(), open: new BusyTimer(), upload: new BusyTimer(), range: new BusyTimer(), sql: new BusyTimer() });
+const newProbes = (): Probes => ({ files: new BusyTimer(), hash: new BusyTimer(), seal: new BusyTimer(), open: new BusyTimer(), upload: new BusyTimer(), range: new BusyTimer(), sql: new BusyTimer() });
 
 function probedSeal(pool: SealPool, p: Probes): SealPool {
   return {
     hash: (k, c) => p.hash.track(pool.hash(k, c)),
     seal: (k, items) => p.seal.track(pool.seal(k, items)),
     open: (k, items) => p.open.track(pool.open(k, items)),
+    files: (k, jobs, o) => p.files.track(pool.files(k, jobs, o)),
     close: () => pool.close(),
   };
 }
@@ -561,7 +563,7 @@ function breakdown(p: Probes, ms: number, elu: number, cpuMs: number, what: 'bac
   const part = (name: string, b: BusyTimer) => `${name} ${secs(b.busyMs)} s (${pct(b.busyMs, ms)}, ${b.calls} calls)`;
   const parts =
     what === 'backup'
-      ? [part('hash ids (pool)', p.hash), part('seal (pool: zstd + AES-GCM)', p.seal), part('pack upload (write + fsync + rename)', p.upload), part('SQL', p.sql)]
+      ? [part('files: read + chunk + hash + seal (pool)', p.files), part('hash ids (pool)', p.hash), part('seal (pool: zstd + AES-GCM)', p.seal), part('pack upload (write + fsync + rename)', p.upload), part('SQL', p.sql)]
       : [part('open (pool: AES-GCM + zstd + MAC)', p.open), part('range reads', p.range), part('SQL', p.sql)];
   return `      where the ${secs(ms)} s went (busy time, overlapping): ${parts.join('; ')}; main thread busy ${(elu * 100).toFixed(0)}% (event-loop utilization); CPU ${secs(cpuMs)} s all threads = ${(cpuMs / ms).toFixed(2)} cores`;
 }

@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { IntegrityError, type ChunkId, type ChunkSink, type ChunkSource, type StreamRef } from './types.js';
+import type { ChunkerOptions } from './chunker.js';
+import { processFiles } from './file-core.mjs';
+import { IntegrityError, type ChunkId, type ChunkSink, type ChunkSource, type FileJob, type StoredFile, type StreamRef } from './types.js';
+
+/** MemoryRepo with storeFiles: file-core.mjs run on this thread, with these sizes. */
+export interface MemoryFilesOptions {
+  chunking: ChunkerOptions;
+  segmentBytes: number;
+  budgetBytes: number;
+}
 
 /**
  * An in-memory ChunkSink + ChunkSource for tests: chunk ids are sha256 hex of the plaintext,
@@ -22,8 +31,35 @@ export class MemoryRepo implements ChunkSink, ChunkSource {
   /** Delay (ms) before each chunk a read pushes, to let tests abort or race. */
   readDelayMs = 0;
 
-  constructor(opts: { chunkSize?: number } = {}) {
+  /** Calls of storeFiles, and the files it read (a 'data' answer from the start of a file). */
+  storeFilesCalls = 0;
+  filesRead = 0;
+  /** Only with `files`: the sink's optional fast path (tree-backup.ts uses it when present). */
+  readonly storeFiles?: (jobs: FileJob[]) => Promise<StoredFile[]>;
+
+  constructor(opts: { chunkSize?: number; files?: MemoryFilesOptions } = {}) {
     this.chunkSize = opts.chunkSize ?? 64 * 1024;
+    const files = opts.files;
+    if (files) this.storeFiles = (jobs) => this.storeFilesInThread(jobs, files);
+  }
+
+  private async storeFilesInThread(jobs: FileJob[], o: MemoryFilesOptions): Promise<StoredFile[]> {
+    this.storeFilesCalls++;
+    const results = await processFiles(jobs, { hash: (b) => MemoryRepo.id(b), seal: null, chunking: o.chunking, segmentBytes: o.segmentBytes, budgetBytes: o.budgetBytes });
+    return results.map((r, i): StoredFile => {
+      if (r.kind !== 'data') return r;
+      if ((jobs[i]?.start ?? 0) === 0 && r.stat.size > 0) this.filesRead++;
+      let missing = false;
+      let bytes = 0;
+      for (const c of r.chunks) {
+        bytes += c.length;
+        if (c.plain) {
+          if (!this.chunks.has(c.id)) this.chunks.set(c.id, Buffer.from(c.plain));
+        } else if (!this.chunks.has(c.id)) missing = true; // a hint we do not hold
+      }
+      this.bytesWritten += bytes;
+      return { kind: 'data', stat: r.stat, chunks: r.chunks.map((c) => c.id), bytes, next: r.next, missing };
+    });
   }
 
   static id(data: Buffer): ChunkId {
@@ -103,6 +139,8 @@ export class MemoryRepo implements ChunkSink, ChunkSource {
     this.reusedFiles = 0;
     this.readCalls = 0;
     this.bytesWritten = 0;
+    this.storeFilesCalls = 0;
+    this.filesRead = 0;
   }
 }
 

@@ -55,6 +55,27 @@ export async function reuseChunks(db: Queryable, tenantId: string, backupId: str
   return new Set(res.rows.map((r) => r.id));
 }
 
+/*
+ * Commits of the writer's statements (references, pack registrations) are asynchronous
+ * (synchronous_commit off, per transaction): they are visible at once, which is all the protocol
+ * above needs, and a crash can lose only a tail of them. WAL is one sequence: the backup's
+ * completion, a synchronous commit, flushes every one before it, and a GC decision committed after
+ * them flushes them too. So what a crash can lose belongs to a backup that did not complete (its
+ * packs become orphans that GC sweeps past the grace period). Measured: a WAL flush per statement
+ * was most of the time of an unchanged tree's backup (one per 256 files).
+ */
+const ASYNC_COMMIT = 'SET LOCAL synchronous_commit TO OFF';
+
+/** reuseChunks for the writer: in a transaction of its own, committed asynchronously (see above). */
+export async function lookupChunks(pool: pg.Pool, tenantId: string, backupId: string | null, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
+  if (ids.length === 0) return new Set();
+  if (backupId === null) return reuseChunks(pool, tenantId, null, ids); // a read and row locks: nothing to commit
+  return inTransaction(pool, async (client) => {
+    await client.query(ASYNC_COMMIT);
+    return reuseChunks(client, tenantId, backupId, ids);
+  });
+}
+
 export interface PackRecord {
   id: string;
   tenantId: string;
@@ -85,6 +106,7 @@ export async function registerPack(pool: pg.Pool, pack: PackRecord, backupId: st
 
 function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
   return inTransaction(pool, async (client) => {
+    await client.query(ASYNC_COMMIT);
     await client.query(
       `INSERT INTO packs (id, tenant_id, bytes, chunk_count, status, secondary_status) VALUES ($1, $2, $3, $4, 'live', $5) ON CONFLICT (id) DO NOTHING`,
       [pack.id, pack.tenantId, pack.bytes, pack.entries.length, pack.secondaryStatus],

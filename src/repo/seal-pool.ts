@@ -14,6 +14,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
+import type { ChunkerOptions } from './chunker.js';
+import type { FileJob, FileResult } from './file-core.mjs';
 import { chunkId, openChunk, sealChunk } from './seal.js';
 import { IntegrityError, type ChunkId, type TenantKeys } from './types.js';
 
@@ -23,6 +25,8 @@ export interface SealPool {
   seal(keys: TenantKeys, items: { id: ChunkId; plain: Buffer }[]): Promise<Buffer[]>;
   /** Verified plaintexts; the first damaged chunk rejects the call with an IntegrityError. */
   open(keys: TenantKeys, items: { id: ChunkId; blob: Buffer }[]): Promise<Buffer[]>;
+  /** Reads, chunks, hashes and seals files on a worker thread (file-core.mjs: one batch of jobs). */
+  files(keys: TenantKeys, jobs: FileJob[], opts: FileBatchOptions): Promise<FileResult[]>;
   close(): Promise<void>;
 }
 
@@ -33,8 +37,17 @@ export const INLINE_BYTES = 64 * 1024;
 const MIN_BATCH_BYTES = 1024 * 1024;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
+export interface FileBatchOptions {
+  chunking: ChunkerOptions;
+  segmentBytes: number;
+  budgetBytes: number;
+}
+
 type Op = 'hash' | 'seal' | 'open';
+type WireFileResult = Exclude<FileResult, { kind: 'data' }> | (Omit<Extract<FileResult, { kind: 'data' }>, 'chunks'> & { chunks: { id: string; length: number; blobLength: number }[] });
 interface TaskResult {
+  /** Op 'files': each chunk's blob is `blobLength` bytes of `output` (-1: none). */
+  results?: WireFileResult[];
   ids?: ChunkId[];
   output?: ArrayBuffer;
   lengths?: number[];
@@ -126,6 +139,12 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
       dataKey: keys.dataKey ? ownCopy(keys.dataKey) : undefined,
       macKey: keys.macKey ? ownCopy(keys.macKey) : undefined,
     };
+    return submit(task, [input]);
+  }
+
+  async function submit(task: object, transferList: ArrayBuffer[]): Promise<TaskResult> {
+    if (closed) throw new Error('seal pool closed');
+    if (broken) throw broken;
     const abort = new AbortController();
     const result = await new Promise<TaskResult>((resolve, reject) => {
       const fail = (err: Error) => {
@@ -133,7 +152,7 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
         reject(err);
       };
       inFlight.add(fail);
-      (piscina.run(task, { transferList: [input], signal: abort.signal }) as Promise<TaskResult>)
+      (piscina.run(task, { transferList, signal: abort.signal }) as Promise<TaskResult>)
         .then(resolve, reject)
         .finally(() => inFlight.delete(fail));
     });
@@ -188,6 +207,24 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
           return views(r.output!, r.lengths!);
         },
       );
+    },
+
+    async files(keys, jobs, opts) {
+      const r = await submit({ op: 'files', jobs, ...opts, dataKey: ownCopy(keys.dataKey), macKey: ownCopy(keys.macKey) }, []);
+      const output = r.output!;
+      let at = 0;
+      return r.results!.map((res): FileResult => {
+        if (res.kind !== 'data') return res;
+        const chunks = res.chunks.map((c) => {
+          let blob: Buffer | null = null;
+          if (c.blobLength >= 0) {
+            blob = Buffer.from(output, at, c.blobLength);
+            at += c.blobLength;
+          }
+          return { id: c.id, length: c.length, blob, plain: null };
+        });
+        return { ...res, chunks };
+      });
     },
 
     async close() {

@@ -8,6 +8,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { processFiles } from './file-core.mjs';
 import { chunkId, openChunk, sealChunk } from './seal-core.mjs';
 
 /*
@@ -71,7 +72,48 @@ function packed(buffers) {
   return move({ [transferableSymbol]: [out.buffer], [valueSymbol]: value });
 }
 
-export default async function task({ op, dataKey, macKey, ids, input, lengths }) {
+/**
+ * Op 'files' (file-core.mjs): the results as data, every sealed blob in one moved ArrayBuffer in
+ * result order (a chunk's `blob` becomes `blobLength`, -1 for none).
+ */
+async function files({ dataKey, macKey, jobs, chunking, segmentBytes, budgetBytes }) {
+  const keys = { dataKey: key(dataKey) };
+  const mac = key(macKey);
+  const results = await processFiles(jobs, {
+    hash: (plain) => chunkId(mac, plain),
+    seal: (id, plain) => sealChunk(keys, id, plain),
+    chunking,
+    segmentBytes,
+    budgetBytes,
+  });
+  const blobs = [];
+  let read = 0;
+  for (const r of results) {
+    if (r.kind !== 'data') continue;
+    r.chunks = r.chunks.map((c) => {
+      read += c.length;
+      if (c.blob) blobs.push(c.blob);
+      return { id: c.id, length: c.length, blobLength: c.blob ? c.blob.length : -1 };
+    });
+  }
+  collectSoon(read);
+  let total = 0;
+  for (const b of blobs) total += b.length;
+  const out = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (const b of blobs) at += b.copy(out, at);
+  return move({ [transferableSymbol]: [out.buffer], [valueSymbol]: { results, output: out.buffer } });
+}
+
+export default async function task(message) {
+  if (message.op === 'files') {
+    try {
+      return await files(message);
+    } catch (err) {
+      return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
+    }
+  }
+  const { op, dataKey, macKey, ids, input, lengths } = message;
   try {
     const chunks = split(input, lengths);
     switch (op) {

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ComponentError } from '../components/types.js';
 import { comparePaths } from './manifest.js';
 import { collectAll, fromArray, MemoryRepo } from './memory-repo.test-helper.js';
-import { backupTree } from './tree-backup.js';
+import { backupTree, REUSE_BATCH } from './tree-backup.js';
 import type { ChunkSink, DirEntry, Progress, StreamRef } from './types.js';
 
 let tmp: string;
@@ -106,10 +106,10 @@ describe('backupTree', () => {
     expect(repo.writeStreamCalls).toBe(1);
   });
 
-  it('batches reuse (at most 256 files a call) and bounds the reads in flight', async () => {
+  it('batches reuse (at most REUSE_BATCH files a call) and bounds the reads in flight', async () => {
     for (let d = 0; d < 3; d++) {
       await mkdir(path.join(root, `d${d}`));
-      for (let i = 0; i < 200; i++) writeFileSync(path.join(root, `d${d}`, `f${i}`), `file ${d} ${i}`);
+      for (let i = 0; i < 400; i++) writeFileSync(path.join(root, `d${d}`, `f${i}`), `file ${d} ${i}`);
     }
     const repo = new MemoryRepo();
     let inFlight = 0;
@@ -128,7 +128,7 @@ describe('backupTree', () => {
       reuse: (files) => repo.reuse(files),
     };
     const first = await collectAll(backupTree({ root, tenantRoot: tenant, sink }));
-    expect(first).toHaveLength(603);
+    expect(first).toHaveLength(1203);
     expect(maxInFlight).toBeGreaterThan(1);
     expect(maxInFlight).toBeLessThanOrEqual(4);
     repo.resetCounters();
@@ -137,8 +137,9 @@ describe('backupTree', () => {
     const second = await collectAll(backupTree({ root, tenantRoot: tenant, sink: counting, previous: fromArray(first) }));
     expect(second).toEqual(first);
     expect(repo.writeStreamCalls).toBe(0);
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(600);
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(256);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(1200);
+    expect(sizes.length).toBeGreaterThan(1);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(REUSE_BATCH);
   });
 
   it('refuses a symlink that leads outside the tenant folder, naming it', async () => {
@@ -234,5 +235,121 @@ describe('backupTree', () => {
       reuse: async (f) => f.map(() => true),
     };
     await expect(collectAll(backupTree({ root, tenantRoot: tenant, sink }))).rejects.toThrow('store down');
+  });
+});
+
+describe('backupTree through sink.storeFiles (files read, chunked and stored by the sink)', () => {
+  // small sizes so that big.bin (300 KiB) takes several chunks and several segments
+  const files = { chunking: { minSize: 4096, avgSize: 16384, maxSize: 65536 }, segmentBytes: 128 * 1024, budgetBytes: 64 * 1024 };
+  const withoutChunks = (es: DirEntry[]) => es.map(({ chunks: _c, ...rest }) => rest);
+
+  it('gives the same entries as the stream path, and chunks identical to one pass over each file', async () => {
+    await sampleTree();
+    const fast = new MemoryRepo({ files });
+    const entries = await collectAll(backupTree({ root, tenantRoot: tenant, sink: fast }));
+    const slow = await collectAll(backupTree({ root, tenantRoot: tenant, sink: new MemoryRepo() }));
+    expect(withoutChunks(entries)).toEqual(withoutChunks(slow));
+    expect(fast.writeStreamCalls).toBe(0);
+    expect(fast.filesRead).toBe(4); // files with data, once each; the empty file is not read
+    const big = entries.find((e) => e.path === 'big.bin') as DirEntry;
+    const whole = (await import('node:fs')).readFileSync(path.join(root, 'big.bin'));
+    const { chunkLengths } = await import('./chunker.js');
+    const lengths = chunkLengths(whole, files.chunking);
+    let at = 0;
+    expect(big.chunks).toEqual(lengths.map((n) => MemoryRepo.id(whole.subarray(at, (at += n)))));
+    expect(lengths.length).toBeGreaterThan(4);
+  });
+
+  it('a second backup with `previous` reads no file; a touched file is read again, its old chunks not stored again', async () => {
+    await sampleTree();
+    const repo = new MemoryRepo({ files });
+    const first = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo }));
+    repo.resetCounters();
+    const second = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo, previous: fromArray(first) }));
+    expect(second).toEqual(first);
+    expect(repo.filesRead).toBe(0);
+    expect(repo.reusedFiles).toBe(4);
+
+    await utimes(path.join(root, 'big.bin'), new Date(), new Date(Date.now() + 5000));
+    repo.resetCounters();
+    const held = repo.chunks.size;
+    const third = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo, previous: fromArray(second) }));
+    expect(repo.filesRead).toBe(1);
+    expect(repo.reusedFiles).toBe(3);
+    expect(repo.chunks.size).toBe(held);
+    expect(third.find((e) => e.path === 'big.bin')?.chunks).toEqual(first.find((e) => e.path === 'big.bin')?.chunks);
+  });
+
+  it('a hinted chunk the repository lost makes the file be read again whole, without hints', async () => {
+    await sampleTree();
+    const repo = new MemoryRepo({ files });
+    const first = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo }));
+    const big = first.find((e) => e.path === 'big.bin') as DirEntry;
+    repo.delete((big.chunks as string[])[2] as string);
+    await utimes(path.join(root, 'big.bin'), new Date(), new Date(Date.now() + 5000));
+    repo.resetCounters();
+    const second = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo, previous: fromArray(first) }));
+    expect(second.find((e) => e.path === 'big.bin')?.chunks).toEqual(big.chunks);
+    expect(repo.filesRead).toBe(2); // once with hints, once without
+    const all = await collectAll(repo.read(big.chunks as string[]));
+    expect(Buffer.concat(all as Buffer[]).equals((await import('node:fs')).readFileSync(path.join(root, 'big.bin')))).toBe(true);
+  });
+
+  it('reuse answering false makes the file be read', async () => {
+    await sampleTree();
+    const repo = new MemoryRepo({ files });
+    const first = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo }));
+    repo.resetCounters();
+    repo.reuseAnswer = (fs) => fs.map((_, i) => i !== 0);
+    const second = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo, previous: fromArray(first) }));
+    expect(second).toEqual(first);
+    expect(repo.filesRead).toBe(1);
+  });
+
+  it('many small files go in few calls; progress totals are exact at the end', async () => {
+    for (let i = 0; i < 300; i++) writeFileSync(path.join(root, `f${String(i).padStart(3, '0')}`), `file ${i}`);
+    const repo = new MemoryRepo({ files });
+    const reports: Progress[] = [];
+    const entries = await collectAll(backupTree({ root, tenantRoot: tenant, sink: repo, onProgress: (p) => reports.push(p) }));
+    expect(entries).toHaveLength(300);
+    expect(repo.storeFilesCalls).toBeLessThanOrEqual(3);
+    const bytes = entries.reduce((a, e) => a + e.size, 0);
+    expect(reports[reports.length - 1]).toEqual({ bytes_done: bytes, bytes_total: bytes, files_done: 300, files_total: 300 });
+  });
+
+  it('a file replaced by a directory after the listing, or removed, fails the backup naming it', async () => {
+    await writeFile(path.join(root, 'x'), 'x');
+    const repo = new MemoryRepo({ files });
+    const sink: ChunkSink = {
+      writeStream: (s) => repo.writeStream(s),
+      reuse: (f) => repo.reuse(f),
+      storeFiles: async (jobs) => {
+        await rm(path.join(root, 'x'));
+        await mkdir(path.join(root, 'x'));
+        return repo.storeFiles!(jobs);
+      },
+    };
+    const err = await collectAll(backupTree({ root, tenantRoot: tenant, sink })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComponentError);
+    expect((err as Error).message).toMatch(/changed as we read it: "x"/);
+  });
+
+  it('a failing storeFiles fails the backup and leaves no call running', async () => {
+    await sampleTree();
+    let running = 0;
+    const sink: ChunkSink = {
+      writeStream: async () => {
+        throw new Error('not used');
+      },
+      reuse: async (f) => f.map(() => true),
+      storeFiles: async () => {
+        running++;
+        await new Promise((r) => setTimeout(r, 5));
+        running--;
+        throw new Error('store down');
+      },
+    };
+    await expect(collectAll(backupTree({ root, tenantRoot: tenant, sink }))).rejects.toThrow('store down');
+    expect(running).toBe(0);
   });
 });

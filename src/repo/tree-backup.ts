@@ -1,11 +1,12 @@
-import { constants, type BigIntStats } from 'node:fs';
+import { constants, type BigIntStats, type Dirent } from 'node:fs';
 import { lstat, open, readdir, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode } from '../components/paths.js';
 import { symlinkEscapes } from '../components/symlinks.js';
+import { Semaphore } from '../lib/semaphore.js';
 import { ComponentError } from '../components/types.js';
 import { comparePaths, compareSegments, entryProblem } from './manifest.js';
-import type { ChunkId, ChunkSink, DirEntry, Progress } from './types.js';
+import type { ChunkId, ChunkSink, DirEntry, FileJob, FileStat, Progress, StoredFile } from './types.js';
 
 /*
  * A directory tree -> the entries of its manifest, in path order, storing file data through the
@@ -47,7 +48,7 @@ export interface BackupTreeOptions {
   onProgress?: (p: Progress) => void;
 }
 
-export const REUSE_BATCH = 256;
+export const REUSE_BATCH = 1024;
 export const READ_CONCURRENCY = 4;
 const QUEUE_LIMIT = 1024;
 const PROGRESS_INTERVAL_MS = 500;
@@ -89,22 +90,29 @@ function utf8Name(raw: Buffer, where: string): string {
   }
 }
 
-/** A directory's names, sorted by compareSegments (so a depth-first walk is in path order). */
-async function listDir(abs: string, rel: string): Promise<string[]> {
-  let raw: Buffer[];
+/** A directory's names, sorted by compareSegments (so a depth-first walk is in path order), with whether the directory entry says "regular file". */
+async function listDir(abs: string, rel: string): Promise<{ names: string[]; files: Set<string> }> {
+  let raw: Dirent<Buffer>[];
   try {
-    raw = await readdir(abs, { encoding: 'buffer' });
+    raw = await readdir(abs, { encoding: 'buffer', withFileTypes: true });
   } catch (err) {
     throw fsError(err, rel);
   }
-  return raw.map((name) => utf8Name(name, rel)).sort(compareSegments);
+  const files = new Set<string>();
+  const names = raw.map((d) => {
+    const name = utf8Name(d.name, rel);
+    if (d.isFile()) files.add(name);
+    return name;
+  });
+  return { names: names.sort(compareSegments), files };
 }
 
-type Walked = { rel: string; abs: string; st: BigIntStats };
+/** `st` is absent for a regular file (by its directory entry) when the walk is asked not to lstat those: the sink's storeFiles does. */
+type Walked = { rel: string; abs: string; st?: BigIntStats };
 
 /** Depth-first, each directory's names sorted: yields every entry below `root` in path order. */
-async function* walk(root: string, signal: AbortSignal): AsyncGenerator<Walked> {
-  const stack: { rel: string; names: string[]; i: number }[] = [{ rel: '', names: await listDir(root, ''), i: 0 }];
+async function* walk(root: string, signal: AbortSignal, statFiles: boolean): AsyncGenerator<Walked> {
+  const stack: { rel: string; names: string[]; files: Set<string>; i: number }[] = [{ rel: '', ...(await listDir(root, '')), i: 0 }];
   while (stack.length > 0) {
     signal.throwIfAborted();
     const top = stack[stack.length - 1] as (typeof stack)[number];
@@ -116,6 +124,10 @@ async function* walk(root: string, signal: AbortSignal): AsyncGenerator<Walked> 
     top.names[top.i - 1] = ''; // let the name go
     const rel = top.rel === '' ? name : `${top.rel}/${name}`;
     const abs = path.join(root, rel);
+    if (!statFiles && top.files.has(name)) {
+      yield { rel, abs };
+      continue;
+    }
     let st: BigIntStats;
     try {
       st = await lstat(abs, { bigint: true });
@@ -123,27 +135,7 @@ async function* walk(root: string, signal: AbortSignal): AsyncGenerator<Walked> 
       throw fsError(err, rel);
     }
     yield { rel, abs, st };
-    if (st.isDirectory()) stack.push({ rel, names: await listDir(abs, rel), i: 0 });
-  }
-}
-
-class Semaphore {
-  private free: number;
-  private readonly waiting: (() => void)[] = [];
-  constructor(n: number) {
-    this.free = n;
-  }
-  async acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
+    if (st.isDirectory()) stack.push({ rel, ...(await listDir(abs, rel)), i: 0 });
   }
 }
 
@@ -226,7 +218,40 @@ interface Slot {
   promise: Promise<DirEntry>;
   settled: boolean;
   batch?: ReuseBatch;
+  /** A file read through sink.storeFiles. */
+  work?: FileWork;
 }
+
+/** A regular file read through sink.storeFiles: where its next segment starts, its chunks so far. */
+interface FileWork {
+  rel: string;
+  abs: string;
+  /** The previous manifest's entry, when it is a valid file entry with chunks. */
+  prev: DirEntry | undefined;
+  /** Ask for 'unchanged' against `prev`, and hint its chunks. Off after the repository lost some of them. */
+  usePrev: boolean;
+  start: number;
+  stat?: FileStat;
+  chunks: ChunkId[];
+  counted: number;
+  /** Waiting in the batch not yet handed to storeFiles. */
+  inBatch: boolean;
+  resolve: (e: DirEntry) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Files per storeFiles call (a call also stops reading after a few MiB: file-core.mjs). */
+const FILE_JOBS_PER_CALL = 1024;
+/** storeFiles calls under way at once (the sink limits those on its pool; the others wait for lookups). */
+const STORE_CONCURRENCY = 8;
+/** Files with more chunks than this are read without hints (the list would be sent with every segment). */
+const MAX_HINTS = 4096;
+
+function entryOfStat(rel: string, st: FileStat, chunks: ChunkId[]): DirEntry {
+  return { path: rel, type: 'file', mode: st.mode, uid: st.uid, gid: st.gid, mtime_ns: st.mtime_ns, ctime_ns: st.ctime_ns, ino: st.ino, size: st.size, chunks };
+}
+
+const withCode = (code: string) => Object.assign(new Error(code), { code });
 
 /**
  * Backs up the tree at `opts.root`: yields its manifest entries in path order (see the notes at
@@ -315,6 +340,146 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
     }
   };
 
+  // ---- regular files through sink.storeFiles (when the sink has it) ----
+  const storeFiles = sink.storeFiles?.bind(sink);
+  const calls = new Semaphore(STORE_CONCURRENCY);
+  let fileBatch: FileWork[] = [];
+  /** Works handed out and not settled: rejected if the backup stops. */
+  const works = new Set<FileWork>();
+  /** storeFiles calls under way (and their follow-ups): awaited before the generator ends. */
+  const inflight = new Set<Promise<void>>();
+
+  const jobOf = (w: FileWork): FileJob => {
+    const job: FileJob = { abs: w.abs };
+    if (w.start > 0) {
+      job.start = w.start;
+      job.expect = w.stat as FileStat;
+    }
+    const p = w.usePrev ? w.prev : undefined;
+    if (p) {
+      if (w.start === 0) job.prev = { size: p.size, mtime_ns: p.mtime_ns, ctime_ns: p.ctime_ns, ino: p.ino };
+      const hints = p.chunks as ChunkId[];
+      if (hints.length <= MAX_HINTS) job.hints = hints;
+    }
+    return job;
+  };
+
+  const finishWork = (w: FileWork, settle: () => void) => {
+    works.delete(w);
+    settle();
+  };
+
+  const settleWork = (w: FileWork, answer: StoredFile, again: FileWork[], unchanged: { w: FileWork; stat: FileStat }[]) => {
+    switch (answer.kind) {
+      case 'error':
+        return finishWork(w, () => w.reject(fsError(withCode(answer.code), w.rel)));
+      case 'changed':
+      case 'other': // no longer a regular file since the directory was listed
+        return finishWork(w, () => w.reject(changed(w.rel)));
+      case 'deferred':
+        again.push(w);
+        return;
+      case 'unchanged':
+        unchanged.push({ w, stat: answer.stat });
+        return;
+      case 'data': {
+        if (answer.missing) {
+          // the repository no longer holds some of the previous version's chunks: read it all again
+          progress.bytes_done -= w.counted;
+          Object.assign(w, { start: 0, chunks: [], counted: 0, usePrev: false, stat: undefined });
+          again.push(w);
+          return;
+        }
+        if (w.start === 0) w.stat = answer.stat;
+        for (const id of answer.chunks) w.chunks.push(id);
+        w.counted += answer.bytes;
+        progress.bytes_done += answer.bytes;
+        if (answer.next !== null) {
+          w.start = answer.next;
+          dispatch([w]); // the next segment, on its own
+          return;
+        }
+        const st = w.stat as FileStat;
+        if (w.counted !== st.size) return finishWork(w, () => w.reject(changed(w.rel)));
+        bytesSeen += st.size;
+        progress.files_done++;
+        report();
+        return finishWork(w, () => w.resolve(entryOfStat(w.rel, st, w.chunks)));
+      }
+    }
+  };
+
+  const reuseUnchanged = async (list: { w: FileWork; stat: FileStat }[]): Promise<void> => {
+    if (list.length === 0) return;
+    await sink.reuse(list.map(({ w }) => w.prev!.chunks as ChunkId[])).then(
+      (answers) => {
+        const again: FileWork[] = [];
+        list.forEach(({ w, stat }, i) => {
+          if (answers[i] !== true) {
+            w.usePrev = false; // some chunk is gone: read the file
+            again.push(w);
+            return;
+          }
+          bytesSeen += stat.size;
+          progress.files_done++;
+          progress.bytes_done += stat.size;
+          finishWork(w, () => w.resolve(entryOfStat(w.rel, stat, [...(w.prev!.chunks as ChunkId[])])));
+        });
+        report();
+        dispatch(again);
+      },
+      (err: unknown) => {
+        for (const { w } of list) finishWork(w, () => w.reject(err));
+      },
+    );
+  };
+
+  function dispatch(list: FileWork[]): void {
+    if (list.length === 0) return;
+    for (const w of list) w.inBatch = false;
+    const call = (async () => {
+      let answers: StoredFile[];
+      await calls.acquire();
+      try {
+        signal.throwIfAborted();
+        answers = await (storeFiles as NonNullable<typeof storeFiles>)(list.map(jobOf));
+        if (!Array.isArray(answers) || answers.length !== list.length) throw new Error(`sink.storeFiles answered ${Array.isArray(answers) ? answers.length : typeof answers} results for ${list.length} files`);
+      } catch (err) {
+        for (const w of list) finishWork(w, () => w.reject(err));
+        return;
+      } finally {
+        calls.release();
+      }
+      const again: FileWork[] = [];
+      const unchanged: { w: FileWork; stat: FileStat }[] = [];
+      list.forEach((w, i) => settleWork(w, answers[i]!, again, unchanged));
+      dispatch(again);
+      await reuseUnchanged(unchanged);
+    })();
+    inflight.add(call);
+    void call.finally(() => inflight.delete(call));
+  }
+
+  const flushFiles = () => {
+    const list = fileBatch;
+    fileBatch = [];
+    dispatch(list);
+  };
+
+  const fileSlot = async (rel: string, abs: string): Promise<Slot> => {
+    filesSeen++;
+    const prev = await previous.find(rel);
+    const usable = prev && prev.type === 'file' && entryProblem(prev) === null && (prev.chunks as ChunkId[]).length > 0 ? prev : undefined;
+    let work!: FileWork;
+    const promise = new Promise<DirEntry>((resolve, reject) => {
+      work = { rel, abs, prev: usable, usePrev: usable !== undefined, start: 0, chunks: [], counted: 0, inBatch: true, resolve, reject };
+    });
+    works.add(work);
+    fileBatch.push(work);
+    if (fileBatch.length >= FILE_JOBS_PER_CALL) flushFiles();
+    return track(promise, { work });
+  };
+
   const track = (promise: Promise<DirEntry>, extra: Partial<Slot> = {}): Slot => {
     const slot: Slot = { promise, settled: false, ...extra };
     promise.then(
@@ -332,6 +497,7 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
 
   const slotFor = async (item: Walked): Promise<Slot | null> => {
     const { rel, abs, st } = item;
+    if (!st) return fileSlot(rel, abs);
     if (st.isDirectory()) return track(Promise.resolve(baseEntry(rel, 'directory', st)));
     if (st.isSymbolicLink()) {
       let target: string;
@@ -389,6 +555,7 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
 
   const takeHead = async (): Promise<DirEntry> => {
     const slot = queue.shift() as Slot;
+    if (slot.work?.inBatch) flushFiles();
     if (slot.batch && !slot.batch.flushed) {
       slot.batch.flush();
       if (slot.batch === batch) batch = new ReuseBatch(sink);
@@ -401,7 +568,7 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
   };
 
   try {
-    for await (const item of walk(root, signal)) {
+    for await (const item of walk(root, signal, !storeFiles)) {
       if (firstError) throw firstError;
       const slot = await slotFor(item);
       if (slot) queue.push(slot);
@@ -409,10 +576,13 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
       while (queue.length >= QUEUE_LIMIT) yield await takeHead();
     }
     batch.flush();
+    flushFiles();
     progress.files_total = filesSeen;
-    progress.bytes_total = bytesSeen;
+    // With storeFiles, a file's size is known once it is read: the total comes at the end.
+    if (!storeFiles) progress.bytes_total = bytesSeen;
     report(true);
     while (queue.length > 0) yield await takeHead();
+    progress.bytes_total = bytesSeen;
     report(true);
   } catch (err) {
     throw firstError ?? err;
@@ -421,6 +591,10 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
       const stopped = new ComponentError('directory backup stopped');
       stop.abort(stopped);
       for (const slot of queue) slot.batch?.cancel(stopped);
+      for (const w of works) w.reject(stopped);
+      works.clear();
+      fileBatch = [];
+      while (inflight.size > 0) await Promise.allSettled([...inflight]);
       await Promise.allSettled(queue.map((s) => s.promise));
     }
     await previous.close();

@@ -1,4 +1,7 @@
 import type { Readable } from 'node:stream';
+import type { FileJob, FileResult, FileStat } from './file-core.mjs';
+
+export type { FileJob, FileStat };
 
 /*
  * The contracts between the parts of the repository (see docs/repository.md):
@@ -47,7 +50,18 @@ export interface ChunkSink {
    * Reuse is recorded in PostgreSQL before this resolves, so GC cannot take the chunks after it.
    */
   reuse(files: ChunkId[][]): Promise<boolean[]>;
+  /**
+   * Optional, faster: reads, chunks and stores whole regular files off the calling thread, one
+   * batch of jobs at a time (file-core.mjs says what a job does). A 'data' answer's chunks are
+   * stored or held (as writeStream's) unless `missing`: a hinted chunk is not held, and the file
+   * must be read again from its start without hints.
+   */
+  storeFiles?(jobs: FileJob[]): Promise<StoredFile[]>;
 }
+
+export type StoredFile =
+  | { kind: 'data'; stat: FileStat; chunks: ChunkId[]; bytes: number; next: number | null; missing: boolean }
+  | Exclude<FileResult, { kind: 'data' }>;
 
 /** What a restore, a browse or an export reads data through (see reader.ts). */
 export interface ChunkSource {

@@ -3,9 +3,11 @@ import type { ArtifactStore } from '../storage/types.js';
 import { chunkStream, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js';
 import { packKey } from './layout.js';
 import { PackBuilder } from './pack.js';
-import { registerPack, reuseChunks } from './refs.js';
+import { Semaphore } from '../lib/semaphore.js';
+import { lookupChunks, registerPack } from './refs.js';
 import type { SealPool } from './seal-pool.js';
-import type { ChunkId, ChunkSink, StreamRef, TenantKeys } from './types.js';
+import type { FileJob } from './file-core.mjs';
+import type { ChunkId, ChunkSink, StoredFile, StreamRef, TenantKeys } from './types.js';
 
 export const DEFAULT_PACK_TARGET_BYTES = 16 * 1024 * 1024;
 
@@ -22,6 +24,8 @@ export interface WriterOptions {
   packTargetBytes?: number;
   /** Packs uploading at once. */
   uploads?: number;
+  /** storeFiles calls on the seal pool at once (default FILE_CALLS). */
+  fileCalls?: number;
   chunking?: ChunkerOptions;
   signal?: AbortSignal;
 }
@@ -35,7 +39,7 @@ export interface RepoWriter extends ChunkSink {
 }
 
 /** Chunks are looked up in PostgreSQL in batches of at most this many ... */
-const LOOKUP_BATCH = 512;
+const LOOKUP_BATCH = 2048;
 /** ... and a stream waits while the chunks queued for lookup and sealing hold this many bytes. */
 const QUEUE_BYTES = 8 * 1024 * 1024;
 /** Chunks go to the seal pool in groups of about this many plaintext bytes. */
@@ -43,10 +47,32 @@ const SEAL_GROUP_BYTES = 4 * 1024 * 1024;
 /** Hashing goes to the pool in batches of about this many bytes. */
 const HASH_BATCH_BYTES = 4 * 1024 * 1024;
 
+/** A chunk waiting for its lookup: its plaintext (to seal if new), or its blob already sealed, or neither (a hint: it must be held already). */
 interface Queued {
   id: ChunkId;
-  plain: Buffer;
+  plain: Buffer | null;
+  blob: Buffer | null;
+  rawLength: number;
+  /** Set by storeFiles: told once this chunk's lookup is done. */
+  ticket?: Ticket;
 }
+
+/** The chunks of one storeFiles call: resolves, once each has been looked up, with the hinted ids the repository did not hold. */
+interface Ticket {
+  remaining: number;
+  missing: Set<ChunkId>;
+  resolve: (missing: Set<ChunkId>) => void;
+  reject: (err: unknown) => void;
+}
+
+const queuedSize = (q: Queued) => q.plain?.length ?? q.blob?.length ?? 0;
+
+/** A middle segment of a file read by the pool; at least twice the largest chunk (file-core.mjs). */
+const FILE_SEGMENT_BYTES = 8 * 1024 * 1024;
+/** storeFiles calls on the pool at once: two per thread of a two-core machine keeps each busy while the other answer is unpacked. */
+const FILE_CALLS = 4;
+/** A batch of files read by one pool task stops taking new files after this many bytes. */
+const FILE_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
  * The write side of a tenant's repository for one backup (or one repack): chunks streams, looks
@@ -76,11 +102,16 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     if (failure) throw failure;
     opts.signal?.throwIfAborted();
   };
+  const fileCalls = new Semaphore(opts.fileCalls ?? FILE_CALLS);
+  /** Tickets of storeFiles calls waiting for their lookups: rejected if the writer fails. */
+  const tickets = new Set<Ticket>();
   const wake = () => {
     for (const w of waiters.splice(0)) w();
   };
   const fail = (err: unknown) => {
     failure ??= err;
+    for (const t of tickets) t.reject(failure);
+    tickets.clear();
     wake();
   };
 
@@ -117,10 +148,14 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   async function drain(): Promise<void> {
     while (queued.length > 0 && !failure) {
       const batch = queued.splice(0, LOOKUP_BATCH);
-      const found = await reuseChunks(opts.pool, opts.tenantId, opts.backupId, batch.map((q) => q.id));
+      const found = await lookupChunks(opts.pool, opts.tenantId, opts.backupId, batch.map((q) => q.id));
       const fresh: Queued[] = [];
       for (const q of batch) {
         if (found.has(q.id) || pending.has(q.id)) continue;
+        if (!q.plain && !q.blob) {
+          q.ticket?.missing.add(q.id); // a hint the repository does not hold (any more)
+          continue;
+        }
         pending.add(q.id);
         fresh.push(q);
       }
@@ -128,13 +163,14 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         // seal in groups of about 4 MiB so a pack can be cut between them and memory stays small
         let j = i;
         let bytes = 0;
-        while (j < fresh.length && bytes < Math.min(SEAL_GROUP_BYTES, target)) bytes += fresh[j++]!.plain.length;
+        while (j < fresh.length && bytes < Math.min(SEAL_GROUP_BYTES, target)) bytes += queuedSize(fresh[j++]!);
         const group = fresh.slice(i, j);
-        const blobs = await opts.seal.seal(opts.keys, group.map((q) => ({ id: q.id, plain: q.plain })));
-        for (let k = 0; k < group.length; k++) {
-          const q = group[k]!;
-          const blob = blobs[k]!;
-          builder.add(q.id, blob, q.plain.length);
+        const toSeal = group.filter((q) => !q.blob);
+        const sealed = toSeal.length > 0 ? await opts.seal.seal(opts.keys, toSeal.map((q) => ({ id: q.id, plain: q.plain! }))) : [];
+        let k = 0;
+        for (const q of group) {
+          const blob = q.blob ?? sealed[k++]!;
+          builder.add(q.id, blob, q.rawLength);
           storedBytes += blob.length;
           stats.newChunks++;
           // cut at the chunk that fills the pack, not at the end of the group
@@ -142,7 +178,14 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         }
         i = j;
       }
-      for (const q of batch) queuedBytes -= q.plain.length;
+      for (const q of batch) {
+        queuedBytes -= queuedSize(q);
+        const t = q.ticket;
+        if (t && --t.remaining === 0) {
+          tickets.delete(t);
+          t.resolve(t.missing);
+        }
+      }
       wake();
     }
   }
@@ -158,12 +201,12 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       });
   }
 
-  async function enqueue(items: Queued[]): Promise<void> {
+  async function enqueue(items: Queued[], now = false): Promise<void> {
     for (const q of items) {
       queued.push(q);
-      queuedBytes += q.plain.length;
+      queuedBytes += queuedSize(q);
     }
-    if (queued.length >= LOOKUP_BATCH || queuedBytes >= QUEUE_BYTES / 4) kick();
+    if (now || queued.length >= LOOKUP_BATCH || queuedBytes >= QUEUE_BYTES / 4) kick();
     while (queuedBytes >= QUEUE_BYTES && !failure) {
       kick();
       await new Promise<void>((resolve) => waiters.push(resolve));
@@ -190,7 +233,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         if (batch.length === 0) return;
         const got = await hashAll(batch);
         ids.push(...got);
-        await enqueue(batch.map((plain, i) => ({ id: got[i]!, plain })));
+        await enqueue(batch.map((plain, i) => ({ id: got[i]!, plain, blob: null, rawLength: plain.length })));
         batch = [];
         batchBytes = 0;
       };
@@ -205,10 +248,44 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       await flushBatch();
       return { chunks: ids, bytes };
     },
+    async storeFiles(jobs: FileJob[]): Promise<StoredFile[]> {
+      check();
+      // Only the pool's part is limited here: a call waiting for its lookups holds no thread.
+      await fileCalls.acquire();
+      let results;
+      try {
+        results = await opts.seal.files(opts.keys, jobs, { chunking, segmentBytes: Math.max(FILE_SEGMENT_BYTES, 2 * chunking.maxSize), budgetBytes: FILE_BATCH_BYTES });
+      } finally {
+        fileCalls.release();
+      }
+      check();
+      const items: Queued[] = [];
+      for (const r of results) {
+        if (r.kind !== 'data') continue;
+        for (const c of r.chunks) items.push({ id: c.id, plain: c.plain, blob: c.blob, rawLength: c.length });
+        stats.chunks += r.chunks.length;
+      }
+      let missing = new Set<ChunkId>();
+      if (items.length > 0) {
+        const done = new Promise<Set<ChunkId>>((resolve, reject) => {
+          const ticket: Ticket = { remaining: items.length, missing, resolve, reject };
+          tickets.add(ticket);
+          for (const q of items) q.ticket = ticket;
+        });
+        done.catch(() => {}); // a failure is thrown by enqueue or awaited below
+        await enqueue(items, true);
+        missing = await done;
+      }
+      return results.map((r): StoredFile => {
+        if (r.kind !== 'data') return r;
+        const chunks = r.chunks.map((c) => c.id);
+        return { kind: 'data', stat: r.stat, chunks, bytes: r.chunks.reduce((a, c) => a + c.length, 0), next: r.next, missing: chunks.some((id) => missing.has(id)) };
+      });
+    },
     async reuse(files: ChunkId[][]): Promise<boolean[]> {
       check();
       const all = files.flat();
-      const found = await reuseChunks(opts.pool, opts.tenantId, opts.backupId, all);
+      const found = await lookupChunks(opts.pool, opts.tenantId, opts.backupId, all);
       return files.map((f) => f.every((id) => found.has(id) || pending.has(id)));
     },
     async flush(): Promise<void> {

@@ -1,0 +1,56 @@
+/** Types of file-core.mjs (see there for what a job does). */
+import type { ChunkerOptions } from './chunker-core.mjs';
+
+/** lstat of a file, as manifests keep it (bigints as decimal strings). */
+export interface FileStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime_ns: string;
+  ctime_ns: string;
+  ino: string;
+  dev: string;
+  size: number;
+}
+
+export interface FileJob {
+  abs: string;
+  /** Where to read from: 0, or a continuation's `next`. */
+  start?: number;
+  /** The previous manifest's entry of this path (start 0 only): equal -> 'unchanged'. */
+  prev?: { size: number; mtime_ns: string; ctime_ns: string; ino: string };
+  /** A continuation: the stat of the first segment, which must still hold. */
+  expect?: FileStat;
+  /** Chunk ids not to seal (the repository is expected to hold them). */
+  hints?: string[];
+}
+
+export interface FileChunk {
+  id: string;
+  /** Plaintext length. */
+  length: number;
+  /** The sealed blob; null when the id was a hint (or when sealing was not asked for). */
+  blob: Buffer | null;
+  /** The plaintext, only when no sealing was asked for and the id was no hint. */
+  plain: Buffer | null;
+}
+
+export type FileResult =
+  | { kind: 'data'; stat: FileStat; chunks: FileChunk[]; next: number | null }
+  | { kind: 'unchanged'; stat: FileStat }
+  | { kind: 'other' }
+  | { kind: 'changed' }
+  | { kind: 'deferred' }
+  | { kind: 'error'; code: string };
+
+export interface ProcessOptions {
+  hash(plain: Buffer): string;
+  /** null: keep the plaintext (tests' in-memory sink). */
+  seal: ((id: string, plain: Buffer) => Promise<Buffer>) | null;
+  chunking: ChunkerOptions;
+  /** At least 2 x chunking.maxSize. */
+  segmentBytes: number;
+  budgetBytes: number;
+}
+
+export declare function processFiles(jobs: FileJob[], opts: ProcessOptions): Promise<FileResult[]>;
