@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { resolveSettings } from '../src/cli/config.js';
 import { EXIT } from '../src/cli/exit.js';
 import { parseDuration } from '../src/cli/format.js';
-import { retryingFetch } from '../src/cli/http.js';
+import { retryingFetch, tokenSource } from '../src/cli/http.js';
 import { lineReporter } from '../src/cli/progress.js';
 
 /* The parts of backupctl whose timing or failure the end-to-end tests cannot reach cheaply. */
@@ -94,5 +94,37 @@ describe('configuration', () => {
   it('parses durations for --timeout', () => {
     expect([parseDuration('90'), parseDuration('90s'), parseDuration('5m'), parseDuration('1.5h'), parseDuration('250ms')]).toEqual([90_000, 90_000, 300_000, 5_400_000, 250]);
     for (const bad of ['', 'soon', '-1s', '0', '5 parsecs']) expect(() => parseDuration(bad)).toThrow(/duration/);
+  });
+});
+
+describe('API client credentials', () => {
+  it('asks POST /oauth/token once (HTTP Basic, client_credentials) and again shortly before the token expires', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-12-02T10:00:00Z'));
+    const asked: { auth: string | null; type: string | null; body: string; url: string }[] = [];
+    const fetcher = async (req: Request) => {
+      asked.push({ auth: req.headers.get('authorization'), type: req.headers.get('content-type'), body: await req.text(), url: req.url });
+      return Response.json({ access_token: `jwt-${asked.length}`, token_type: 'Bearer', expires_in: 300, scope: 'operator' });
+    };
+    const token = tokenSource('https://svc.test', { kind: 'client', clientId: 'cli:ent', clientSecret: 's3cr=t' }, fetcher);
+    expect(await token()).toBe('jwt-1');
+    vi.setSystemTime(new Date('2026-12-02T10:04:00Z'));
+    expect(await token()).toBe('jwt-1');
+    vi.setSystemTime(new Date('2026-12-02T10:04:40Z')); // within 30 s of expiry
+    expect(await token()).toBe('jwt-2');
+    expect(asked).toHaveLength(2);
+    expect(asked[0]).toEqual({
+      url: 'https://svc.test/oauth/token',
+      // RFC 6749 2.3.1: id and secret form-encoded, then Basic.
+      auth: `Basic ${Buffer.from('cli%3Aent:s3cr%3Dt').toString('base64')}`,
+      type: 'application/x-www-form-urlencoded',
+      body: 'grant_type=client_credentials',
+    });
+  });
+
+  it('a refused client is exit 5 with the RFC 6749 error', async () => {
+    const fetcher = async () => Response.json({ error: 'invalid_client', error_description: 'unknown client or wrong secret' }, { status: 401 });
+    const token = tokenSource('https://svc.test', { kind: 'client', clientId: 'a', clientSecret: 'b' }, fetcher);
+    await expect(token()).rejects.toMatchObject({ code: EXIT.auth, message: expect.stringMatching(/401 invalid_client: unknown client or wrong secret/) });
   });
 });
