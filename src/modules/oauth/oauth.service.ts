@@ -58,7 +58,8 @@ export function createOAuthService(deps: { clients: ApiClientRepo; tokens: Acces
       if (!client || !secretMatches(clientSecret, client.secretHash)) throw new OAuthError('invalid_client', 'unknown client or wrong secret');
       const scope = grantedScope(req.scope, client.role);
       const accessToken = await tokens.sign({ clientId: client.id, tenantId: client.tenantId, scope });
-      clients.touch(client.id, now()).catch((err: unknown) => deps.log?.warn({ err }, 'could not record client use'));
+      // Awaited (one UPDATE per token, rare next to requests) so last_used_at is there on the next read; a failure is only logged.
+      await clients.touch(client.id, now()).catch((err: unknown) => deps.log?.warn({ err }, 'could not record client use'));
       return { access_token: accessToken, token_type: 'Bearer' as const, expires_in: tokens.ttlSeconds, scope };
     },
     /**
