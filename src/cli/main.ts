@@ -183,6 +183,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<ExitC
   }
 }
 
+// `backupctl ... | head` closes stdout early: that ends the output, it is not a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(Number(process.exitCode ?? 0));
+  throw err;
+});
 const code = await run(process.argv.slice(2), process.env);
+process.exitCode = code;
 // Exit once stdout has taken everything (a pipe may still hold the last table).
 process.stdout.write('', () => process.exit(code));
