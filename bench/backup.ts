@@ -347,6 +347,7 @@ function mutateTree(files: FileInfo[], fraction: number, rng: Rng, pool: Buffer)
 
 interface Probes {
   files: BusyTimer;
+  restoreFiles: BusyTimer;
   hash: BusyTimer;
   seal: BusyTimer;
   open: BusyTimer;
@@ -354,7 +355,7 @@ interface Probes {
   range: BusyTimer;
   sql: BusyTimer;
 }
-const newProbes = (): Probes => ({ files: new BusyTimer(), hash: new BusyTimer(), seal: new BusyTimer(), open: new BusyTimer(), upload: new BusyTimer(), range: new BusyTimer(), sql: new BusyTimer() });
+const newProbes = (): Probes => ({ files: new BusyTimer(), restoreFiles: new BusyTimer(), hash: new BusyTimer(), seal: new BusyTimer(), open: new BusyTimer(), upload: new BusyTimer(), range: new BusyTimer(), sql: new BusyTimer() });
 
 function probedSeal(pool: SealPool, p: Probes): SealPool {
   return {
@@ -362,6 +363,7 @@ function probedSeal(pool: SealPool, p: Probes): SealPool {
     seal: (k, items) => p.seal.track(pool.seal(k, items)),
     open: (k, items) => p.open.track(pool.open(k, items)),
     files: (k, jobs, o) => p.files.track(pool.files(k, jobs, o)),
+    restore: (k, jobs, o) => p.restoreFiles.track(pool.restore(k, jobs, o)),
     close: () => pool.close(),
   };
 }
@@ -564,7 +566,7 @@ function breakdown(p: Probes, ms: number, elu: number, cpuMs: number, what: 'bac
   const parts =
     what === 'backup'
       ? [part('files: read + chunk + hash + seal (pool)', p.files), part('hash ids (pool)', p.hash), part('seal (pool: zstd + AES-GCM)', p.seal), part('pack upload (write + fsync + rename)', p.upload), part('SQL', p.sql)]
-      : [part('open (pool: AES-GCM + zstd + MAC)', p.open), part('range reads', p.range), part('SQL', p.sql)];
+      : [part('restore files: read packs + open + write (pool)', p.restoreFiles), part('open (pool: AES-GCM + zstd + MAC)', p.open), part('range reads', p.range), part('SQL', p.sql)];
   return `      where the ${secs(ms)} s went (busy time, overlapping): ${parts.join('; ')}; main thread busy ${(elu * 100).toFixed(0)}% (event-loop utilization); CPU ${secs(cpuMs)} s all threads = ${(cpuMs / ms).toFixed(2)} cores`;
 }
 

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { ArtifactStore } from '../storage/types.js';
 import { packKey } from './layout.js';
 import type { SealPool } from './seal-pool.js';
-import { IntegrityError, type ChunkId, type ChunkSource, type TenantKeys } from './types.js';
+import { IntegrityError, type ChunkId, type ChunkSource, type TenantKeys, type WriteFileJob } from './types.js';
 
 export interface ReaderOptions {
   pool: pg.Pool;
@@ -150,7 +150,33 @@ export function createChunkSource(opts: ReaderOptions): ChunkSource {
     if (window.length > 0) yield window;
   }
 
+  const localPath = opts.primary.localPath?.bind(opts.primary);
+  const writeFiles = localPath
+    ? async (jobs: WriteFileJob[]): Promise<number> => {
+        opts.signal?.throwIfAborted();
+        const ids = jobs.flatMap((j) => j.chunks);
+        const locs = new Map<ChunkId, Location>();
+        for (let at = 0; at < ids.length; at += LOCATE_BATCH) for (const [id, l] of await locate(ids.slice(at, at + LOCATE_BATCH))) locs.set(id, l);
+        const packFiles = new Map<string, string>();
+        const packFile = (packId: string) => {
+          let f = packFiles.get(packId);
+          if (f === undefined) packFiles.set(packId, (f = localPath(packKey(opts.tenantId, packId))));
+          return f;
+        };
+        const located = jobs.map((j) => ({
+          ...j,
+          chunks: j.chunks.map((id) => {
+            const l = locs.get(id);
+            if (!l) throw new IntegrityError(`chunk ${id.slice(0, 12)} is missing from the repository`);
+            return { id, pack: packFile(l.packId), offset: l.offset, length: l.length, rawLength: l.rawLength };
+          }),
+        }));
+        return opts.seal.restore(opts.keys, located, { asRoot: process.getuid?.() === 0, now: Date.now() / 1000 });
+      }
+    : undefined;
+
   return {
+    ...(writeFiles && { writeFiles }),
     read(chunks: ChunkId[]): Readable {
       async function* generate(): AsyncGenerator<Buffer> {
         const it = windows(chunks);

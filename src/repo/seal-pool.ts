@@ -16,6 +16,7 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { ChunkerOptions } from './chunker.js';
 import type { FileJob, FileResult } from './file-core.mjs';
+import type { RestoreJob } from './restore-core.mjs';
 import { chunkId, openChunk, sealChunk } from './seal.js';
 import { IntegrityError, type ChunkId, type TenantKeys } from './types.js';
 
@@ -27,6 +28,8 @@ export interface SealPool {
   open(keys: TenantKeys, items: { id: ChunkId; blob: Buffer }[]): Promise<Buffer[]>;
   /** Reads, chunks, hashes and seals files on a worker thread (file-core.mjs: one batch of jobs). */
   files(keys: TenantKeys, jobs: FileJob[], opts: FileBatchOptions): Promise<FileResult[]>;
+  /** Writes restored files from chunks in local pack files on a worker thread (restore-core.mjs); answers the bytes written. */
+  restore(keys: TenantKeys, jobs: RestoreJob[], opts: { asRoot: boolean; now: number }): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -49,6 +52,7 @@ interface TaskResult {
   /** Op 'files': each chunk's blob is `blobLength` bytes of `output` (-1: none). */
   results?: WireFileResult[];
   ids?: ChunkId[];
+  written?: number;
   output?: ArrayBuffer;
   lengths?: number[];
   error?: { name: string; message: string };
@@ -225,6 +229,11 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
         });
         return { ...res, chunks };
       });
+    },
+
+    async restore(keys, jobs, opts) {
+      const r = await submit({ op: 'restore', jobs, opts, dataKey: ownCopy(keys.dataKey), macKey: ownCopy(keys.macKey) }, []);
+      return r.written!;
     },
 
     async close() {

@@ -9,6 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { processFiles } from './file-core.mjs';
+import { restoreFiles } from './restore-core.mjs';
 import { chunkId, openChunk, sealChunk } from './seal-core.mjs';
 
 /*
@@ -106,9 +107,12 @@ async function files({ dataKey, macKey, jobs, chunking, segmentBytes, budgetByte
 }
 
 export default async function task(message) {
-  if (message.op === 'files') {
+  if (message.op === 'files' || message.op === 'restore') {
     try {
-      return await files(message);
+      if (message.op === 'files') return await files(message);
+      const written = await restoreFiles(message.jobs, { dataKey: key(message.dataKey), macKey: key(message.macKey) }, message.opts);
+      collectSoon(written);
+      return { written };
     } catch (err) {
       return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
     }

@@ -78,6 +78,25 @@ describe('restoreTree (whole)', () => {
     expect(await leftovers(tenant)).toEqual([]);
   });
 
+  it('a source whose writeFiles fails mid-way: what it wrote is removed and the files are written the read way', async () => {
+    await sampleTree(source);
+    const repo = new MemoryRepo();
+    const entries = await backup(source, repo);
+    const calls: number[] = [];
+    const flaky = {
+      read: (ids: string[]) => repo.read(ids),
+      // writes junk into the first file of each call, then fails: the fallback must not keep it
+      writeFiles: async (jobs: { abs: string; create: boolean }[]) => {
+        calls.push(jobs.length);
+        if (jobs[0]?.create) await writeFile(jobs[0].abs, 'junk');
+        throw new Error('fast path down');
+      },
+    };
+    await restoreTree({ entries: fromArray(entries), source: flaky, target, tenantRoot: tenant });
+    expectSameTree(await snapshotTree(target), await snapshotTree(source));
+    expect(calls.length).toBeGreaterThan(1); // the small files' batch and big.bin on its own
+  });
+
   it('replaces an existing tree entirely', async () => {
     await sampleTree(source);
     const repo = new MemoryRepo();

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { FileJob, FileResult, FileStat } from './file-core.mjs';
+import type { RestoreJob } from './restore-core.mjs';
 
 export type { FileJob, FileStat };
 
@@ -70,6 +71,18 @@ export interface ChunkSource {
    * checked before its bytes are pushed; any problem errors the stream with an IntegrityError.
    */
   read(chunks: ChunkId[]): Readable;
+  /**
+   * Optional, faster (stores on a local file system): writes files, or ranges of one, from their
+   * chunks off the calling thread (restore-core.mjs says what a job does). Any failure rejects;
+   * the caller then removes what it wrote and goes the `read` way, which reports precisely and
+   * reads a pack's secondary copy where the primary fails. Answers the bytes written.
+   */
+  writeFiles?(jobs: WriteFileJob[]): Promise<number>;
+}
+
+/** A restore-core.mjs job before its chunks are located. */
+export interface WriteFileJob extends Omit<RestoreJob, 'chunks'> {
+  chunks: ChunkId[];
 }
 
 /** Data in the store is not what was written (bit flip, truncation, missing pack, wrong key). */

@@ -328,6 +328,9 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
     locationOf(key: string): string {
       return pathToFileURL(fileOf(key)).href;
     },
+    localPath(key: string): string {
+      return fileOf(key);
+    },
   };
 }
 

@@ -26,6 +26,8 @@ export interface ArtifactStore {
   deletePrefix(prefix: string): Promise<void>;
   /** URL shown in the API, e.g. `file:///abs/path/key`. */
   locationOf(key: string): string;
+  /** Stores on a local file system only: the file of `key` (which may not exist), for readers on other threads. */
+  localPath?(key: string): string;
 
   /**
    * Bytes [start, end) of the object, all of them: `end - start` bytes or an error, never fewer.
