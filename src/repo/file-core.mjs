@@ -67,18 +67,22 @@ function readFully(fd, buf, length, position) {
 export async function processFiles(jobs, opts) {
   const { hash, seal, chunking, segmentBytes, budgetBytes } = opts;
   const results = [];
+  // Seals of the whole batch run together: one small file's zstd call (~115 us on libuv's pool,
+  // mostly its set-up) then overlaps with the others' (~37 us each when several are under way).
+  const sealing = [];
   let spent = 0;
   for (const job of jobs) {
     if (spent >= budgetBytes) {
       results.push({ kind: 'deferred' });
       continue;
     }
-    results.push(await processOne(job, { hash, seal, chunking, segmentBytes }, (n) => (spent += n)));
+    results.push(processOne(job, { hash, seal, chunking, segmentBytes }, (n) => (spent += n), sealing));
   }
+  await Promise.all(sealing);
   return results;
 }
 
-async function processOne(job, opts, spend) {
+function processOne(job, opts, spend, sealing) {
   const start = job.start ?? 0;
   let stat;
   if (start === 0) {
@@ -122,7 +126,6 @@ async function processOne(job, opts, spend) {
     const data = buf.subarray(0, got);
     const hints = job.hints && job.hints.length > 0 ? new Set(job.hints) : null;
     const chunks = [];
-    const pending = [];
     let pos = 0;
     const max = opts.chunking.maxSize;
     // In a middle segment, a chunk is cut only where at least maxSize bytes follow (or the cut
@@ -133,13 +136,12 @@ async function processOne(job, opts, spend) {
       const id = opts.hash(plain);
       const chunk = { id, length: plain.length, blob: null, plain: null };
       if (!hints || !hints.has(id)) {
-        if (opts.seal) pending.push(opts.seal(id, plain).then((b) => (chunk.blob = b)));
+        if (opts.seal) sealing.push(opts.seal(id, plain).then((b) => (chunk.blob = b)));
         else chunk.plain = Buffer.from(plain);
       }
       chunks.push(chunk);
       pos = cut;
     }
-    await Promise.all(pending);
     if (last && !sameFile(fstatSync(fd, { bigint: true }), stat)) return { kind: 'changed' };
     return { kind: 'data', stat, chunks, next: last ? null : start + pos };
   } finally {

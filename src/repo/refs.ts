@@ -57,23 +57,39 @@ export async function reuseChunks(db: Queryable, tenantId: string, backupId: str
 
 /*
  * Commits of the writer's statements (references, pack registrations) are asynchronous
- * (synchronous_commit off, per transaction): they are visible at once, which is all the protocol
- * above needs, and a crash can lose only a tail of them. WAL is one sequence: the backup's
- * completion, a synchronous commit, flushes every one before it, and a GC decision committed after
- * them flushes them too. So what a crash can lose belongs to a backup that did not complete (its
- * packs become orphans that GC sweeps past the grace period). Measured: a WAL flush per statement
- * was most of the time of an unchanged tree's backup (one per 256 files).
+ * (synchronous_commit off for their transaction only): they are visible at once, which is all the
+ * protocol above needs, and a crash can lose only a tail of them. WAL is one sequence: the
+ * backup's completion, a synchronous commit, flushes every one before it, and a GC decision
+ * committed after them flushes them too. So what a crash can lose belongs to a backup that did
+ * not complete (its packs become orphans that GC sweeps past the grace period). Measured: a WAL
+ * flush per statement was most of the time of an unchanged tree's backup. The lookup sets it
+ * inside its one statement (set_config(..., true) lasts until that statement's commit, which
+ * reads it), so it stays one round trip.
  */
 const ASYNC_COMMIT = 'SET LOCAL synchronous_commit TO OFF';
 
-/** reuseChunks for the writer: in a transaction of its own, committed asynchronously (see above). */
+const LOOKUP_SQL = `
+WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
+live AS (
+  SELECT c.id FROM unnest($3::text[]) AS u(id)
+  JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
+  JOIN packs p ON p.id = c.pack_id
+  WHERE p.status = 'live'
+  ORDER BY p.id
+  FOR SHARE OF p
+), ins AS (
+  INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
+  SELECT $2, $1, live.id FROM live, async_commit
+  ON CONFLICT DO NOTHING
+)
+SELECT id FROM live`;
+
+/** reuseChunks for the writer, outside any transaction: its commit is asynchronous (see above). */
 export async function lookupChunks(pool: pg.Pool, tenantId: string, backupId: string | null, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
   if (ids.length === 0) return new Set();
   if (backupId === null) return reuseChunks(pool, tenantId, null, ids); // a read and row locks: nothing to commit
-  return inTransaction(pool, async (client) => {
-    await client.query(ASYNC_COMMIT);
-    return reuseChunks(client, tenantId, backupId, ids);
-  });
+  const res = await pool.query<{ id: string }>(LOOKUP_SQL, [tenantId, backupId, [...new Set(ids)]]);
+  return new Set(res.rows.map((r) => r.id));
 }
 
 export interface PackRecord {

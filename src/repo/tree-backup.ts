@@ -50,7 +50,7 @@ export interface BackupTreeOptions {
 
 export const REUSE_BATCH = 1024;
 export const READ_CONCURRENCY = 4;
-const QUEUE_LIMIT = 1024;
+const QUEUE_LIMIT = 4096;
 const PROGRESS_INTERVAL_MS = 500;
 const READ_CHUNK = 1024 * 1024;
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -236,12 +236,14 @@ interface FileWork {
   counted: number;
   /** Waiting in the batch not yet handed to storeFiles. */
   inBatch: boolean;
+  /** Unchanged, waiting in the batch not yet handed to sink.reuse. */
+  inReuse?: boolean;
   resolve: (e: DirEntry) => void;
   reject: (err: unknown) => void;
 }
 
 /** Files per storeFiles call (a call also stops reading after a few MiB: file-core.mjs). */
-const FILE_JOBS_PER_CALL = 1024;
+const FILE_JOBS_PER_CALL = 256;
 /** storeFiles calls under way at once (the sink limits those on its pool; the others wait for lookups). */
 const STORE_CONCURRENCY = 8;
 /** Files with more chunks than this are read without hints (the list would be sent with every segment). */
@@ -434,9 +436,27 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
     );
   };
 
+  /**
+   * Unchanged files of every answer, reused together (REUSE_BATCH a statement): flushed when full,
+   * when the last storeFiles call under way ends (nothing else would), or when the consumer waits
+   * for one of them.
+   */
+  let unchangedBatch: { w: FileWork; stat: FileStat }[] = [];
+  let callsUnderWay = 0;
+  const flushUnchanged = () => {
+    if (unchangedBatch.length === 0) return;
+    const list = unchangedBatch;
+    unchangedBatch = [];
+    for (const u of list) u.w.inReuse = false;
+    const p = reuseUnchanged(list);
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+  };
+
   function dispatch(list: FileWork[]): void {
     if (list.length === 0) return;
     for (const w of list) w.inBatch = false;
+    callsUnderWay++;
     const call = (async () => {
       let answers: StoredFile[];
       await calls.acquire();
@@ -454,8 +474,12 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
       const unchanged: { w: FileWork; stat: FileStat }[] = [];
       list.forEach((w, i) => settleWork(w, answers[i]!, again, unchanged));
       dispatch(again);
-      await reuseUnchanged(unchanged);
-    })();
+      for (const u of unchanged) {
+        u.w.inReuse = true;
+        unchangedBatch.push(u);
+      }
+      if (unchangedBatch.length >= REUSE_BATCH || callsUnderWay === 1) flushUnchanged();
+    })().finally(() => callsUnderWay--);
     inflight.add(call);
     void call.finally(() => inflight.delete(call));
   }
@@ -556,6 +580,7 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
   const takeHead = async (): Promise<DirEntry> => {
     const slot = queue.shift() as Slot;
     if (slot.work?.inBatch) flushFiles();
+    if (slot.work?.inReuse) flushUnchanged();
     if (slot.batch && !slot.batch.flushed) {
       slot.batch.flush();
       if (slot.batch === batch) batch = new ReuseBatch(sink);
