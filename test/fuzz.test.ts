@@ -2,7 +2,8 @@
  * Fuzzing driven by the served OpenAPI document: ~1,500 generated requests, mostly malformed
  * (wrong types, missing and extra fields, huge strings, deep nesting, odd ids and query values,
  * malformed JSON, wrong content types, missing or wrong credentials), spread over every operation.
- * No answer may be a 5xx; every error is problem+json; nothing internal leaks; the service is
+ * No answer may be a 5xx; every error is problem+json (on POST /oauth/token only, an RFC 6749
+ * section 5.2 error is accepted instead: SPEC section 9); nothing internal leaks; the service is
  * still healthy and usable afterwards.
  *
  * Reproducible: FUZZ_SEED (default below) fixes the generated requests; FUZZ_RUNS sets the total,
@@ -85,6 +86,11 @@ beforeAll(async () => {
   const revokedKey = await ok('POST', '/v1/api-keys', admin, { name: 'revoked', role: 'admin' });
   await ok('DELETE', `/v1/api-keys/${revokedKey.id}`, admin, undefined, [200, 202, 204]);
   const spareKeys = await Promise.all([1, 2, 3].map((i) => ok('POST', '/v1/api-keys', admin, { name: `spare ${i}`, role: 'viewer' })));
+  // OAuth2 API clients: two whose credentials the token requests use (an admin and a viewer, so
+  // that scopes above the role are tried too), two that DELETE may consume.
+  const client = (token: string, name: string, role: string) => ok<{ id: string; client_secret: string }>('POST', '/v1/api-clients', token, { name, role });
+  const [mainClient, viewerClient] = await Promise.all([client(admin, 'fuzz main', 'admin'), client(admin, 'fuzz viewer', 'viewer')]);
+  const spareClients = await Promise.all([1, 2].map((i) => client(admin, `spare ${i}`, 'operator')));
 
   const mainPolicy = await ok('POST', '/v1/policies', admin, { name: 'fuzz main', schedule: [{ interval: '1d', count: 7 }, { interval: '1w', count: 4 }] });
   const victimPolicy = await ok('POST', '/v1/policies', admin, { name: 'fuzz victims', manual_rate_limit: null });
@@ -96,6 +102,7 @@ beforeAll(async () => {
   await symlink(path.join(b.dir, 'app'), path.join(a.dir, 'into-foreign'));
   const foreignDir = path.basename(b.dir);
   const foreignPolicy = await ok('POST', '/v1/policies', b.adminToken, { name: 'foreign' });
+  const foreignClient = await client(b.adminToken, 'foreign', 'admin');
 
   const [main, v1, v2, v3, foreign] = await Promise.all([
     clusterWithBackup(admin, 'fuzz main', mainPolicy.id, true),
@@ -134,7 +141,7 @@ beforeAll(async () => {
 
   // Real cursors, so that valid pagination requests are generated too.
   const cursors: string[] = [];
-  for (const url of ['/v1/policies?limit=1', '/v1/clusters?limit=1', '/v1/api-keys?limit=1', `/v1/clusters/${main.clusterId}/backups?limit=1`]) {
+  for (const url of ['/v1/policies?limit=1', '/v1/clusters?limit=1', '/v1/api-keys?limit=1', '/v1/api-clients?limit=1', `/v1/clusters/${main.clusterId}/backups?limit=1`]) {
     const page = await ok('GET', url, admin);
     if (page.next_cursor) cursors.push(page.next_cursor);
   }
@@ -149,12 +156,13 @@ beforeAll(async () => {
       backups: [main.backupId, v1.backupId, v2.backupId, v3.backupId],
       policies: [mainPolicy.id, victimPolicy.id, ...sparePolicies.map((p) => p.id)],
       'api-keys': spareKeys.map((k) => k.id),
+      'api-clients': [mainClient.id, viewerClient.id, ...spareClients.map((c) => c.id)],
       tenants: [a.tenantId],
       restores: restoreIds,
     },
-    foreignIds: { clusters: [foreign.clusterId], backups: [foreign.backupId], policies: [foreignPolicy.id], tenants: [b.tenantId] },
+    foreignIds: { clusters: [foreign.clusterId], backups: [foreign.backupId], policies: [foreignPolicy.id], 'api-clients': [foreignClient.id], tenants: [b.tenantId] },
     // `components`: a component's name in the path (the archive of a backup's component).
-    mainBinding: { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, tenants: a.tenantId, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+    mainBinding: { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, 'api-clients': mainClient.id, tenants: a.tenantId, ...(restoreIds[0] && { restores: restoreIds[0] }) },
     deleteBindings: [
       { clusters: v1.clusterId, backups: v1.backupId },
       { clusters: v2.clusterId, backups: v2.backupId },
@@ -163,14 +171,15 @@ beforeAll(async () => {
       { policies: victimPolicy.id }, // in use by the victims: 409 until they are gone
       ...sparePolicies.map((p) => ({ policies: p.id as string })),
       ...spareKeys.map((k) => ({ 'api-keys': k.id as string })),
+      ...spareClients.map((c) => ({ 'api-clients': c.id })),
     ],
     ownBindings: [
-      { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
-      { clusters: v1.clusterId, backups: v1.backupId, components: 'files', policies: victimPolicy.id, 'api-keys': spareKeys[1]!.id },
+      { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, 'api-clients': mainClient.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+      { clusters: v1.clusterId, backups: v1.backupId, components: 'files', policies: victimPolicy.id, 'api-keys': spareKeys[1]!.id, 'api-clients': viewerClient.id },
       { clusters: v2.clusterId, backups: v2.backupId, components: 'files', policies: sparePolicies[0]!.id },
       { clusters: guarded.id },
     ],
-    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, components: 'files', policies: foreignPolicy.id }],
+    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, components: 'files', policies: foreignPolicy.id, 'api-clients': foreignClient.id }],
     componentNames: ['files'],
     dirPaths: ['app', 'app/nested', 'empty'],
     oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(a.dir, 'app'), `../${foreignDir}/app`, 'only-theirs', 'into-foreign', 'into-foreign/nested', '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
@@ -186,6 +195,8 @@ beforeAll(async () => {
       'x'.repeat(2049),
     ],
     cursors,
+    apiClients: [mainClient, viewerClient].map((c) => ({ id: c.id, secret: c.client_secret })),
+    foreignApiClients: [{ id: foreignClient.id, secret: foreignClient.client_secret }],
   };
 }, 120_000);
 
@@ -229,7 +240,7 @@ async function send(op: Operation, spec: ReqSpec): Promise<Outcome> {
       new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS))),
     ]);
     const requestId = String(res.headers['x-request-id'] ?? '');
-    return { spec, summary, status: res.statusCode, problems: answerProblems(op.path, { status: res.statusCode, headers: res.headers, text: res.body }), body: res.body, requestId };
+    return { spec, summary, status: res.statusCode, problems: answerProblems(op.path, { status: res.statusCode, headers: res.headers, text: res.body }, req), body: res.body, requestId };
   } catch (err) {
     return { spec, summary, status: -1, problems: [`request failed: ${(err as Error).message}`], body: '', requestId: '' };
   } finally {

@@ -67,6 +67,7 @@ export interface Operation {
   path: string;
   params: Param[];
   body?: { schema: JsonSchema; required: boolean; contentType: string };
+  /** A credential is required: security is declared and has no empty (anonymous) alternative. */
   secured: boolean;
 }
 
@@ -106,7 +107,8 @@ export function operationsOf(doc: OpenApiDoc): Operation[] {
         method: m.toUpperCase(),
         path,
         params,
-        secured: Array.isArray(raw.security) && raw.security.length > 0,
+        // `[{ basicAuth: [] }, {}]` (the token endpoint: client credentials by Basic or in the body) is optional, not secured.
+        secured: Array.isArray(raw.security) && raw.security.length > 0 && raw.security.every((r) => isObj(r) && Object.keys(r).length > 0),
       };
       if (contentType) op.body = { schema: deref(doc, content[contentType]?.schema ?? {}), required: !!raw.requestBody?.required, contentType };
       ops.push(op);
@@ -156,6 +158,9 @@ export interface FuzzContext {
   oddPgUrls: string[];
   /** Cursors really returned by the API. */
   cursors: string[];
+  /** OAuth2 API clients of the fuzzed tenant (their credentials, for POST /oauth/token), and one of the other tenant's. */
+  apiClients?: { id: string; secret: string }[];
+  foreignApiClients?: { id: string; secret: string }[];
   /** For the auth oracle: consistent sets of the fuzzed tenant's ids (a backup with its cluster), and the other tenant's. */
   ownBindings?: Record<string, string>[];
   foreignBindings?: Record<string, string>[];
@@ -221,6 +226,34 @@ export function toJson(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
+const FORM = 'application/x-www-form-urlencoded';
+
+/** encodeURIComponent, or for a string with lone surrogates encodeAny (the invalid UTF-8 bytes). */
+function encodeFormPart(s: string): string {
+  try {
+    return encodeURIComponent(s);
+  } catch {
+    return encodeAny(s);
+  }
+}
+
+/**
+ * A body as application/x-www-form-urlencoded (for operations that consume it): an object's
+ * fields as pairs (an array as the same name repeated, a non-string as its JSON text); anything
+ * else as its JSON text, which the server has to refuse as a form.
+ */
+export function toForm(v: unknown): string {
+  if (!isObj(v) || isMarker(v)) return toJson(v);
+  const text = (x: unknown): string => (typeof x === 'string' ? x : isMarker(x) ? ('$raw' in x ? x.$raw : materialise(x)) : x === null ? '' : toJson(x));
+  const pairs: [string, string][] = [];
+  for (const k of Object.keys(v)) {
+    const x = v[k];
+    if (x === undefined) continue;
+    for (const item of Array.isArray(x) ? x : [x]) pairs.push([k, text(item)]);
+  }
+  return pairs.map(([k, x]) => `${encodeFormPart(k)}=${encodeFormPart(x)}`).join('&');
+}
+
 export interface BuiltRequest {
   method: string;
   url: string;
@@ -236,9 +269,11 @@ export function buildRequest(op: Operation, spec: ReqSpec): BuiltRequest {
   for (const [k, v] of Object.entries(spec.headers)) headers[k] = materialise(v);
   const out: BuiltRequest = { method: spec.method, url, headers };
   const b = spec.body;
-  if (b.kind === 'json') out.payload = toJson(b.value);
+  // The operation's own media type, unless a mutation chose another (then the value goes as JSON).
+  const form = op.body?.contentType === FORM && b.contentType === undefined;
+  if (b.kind === 'json') out.payload = form ? toForm(b.value) : toJson(b.value);
   else if (b.kind === 'raw') out.payload = materialise(b.text);
-  if (b.kind !== 'none' && b.contentType === undefined) headers['content-type'] = 'application/json';
+  if (b.kind !== 'none' && b.contentType === undefined) headers['content-type'] = form ? FORM : 'application/json';
   if (b.contentType !== undefined && b.contentType !== '') headers['content-type'] = b.contentType;
   return out;
 }
@@ -267,8 +302,54 @@ export interface Answer {
 
 const STACK_TRACE = /\bat (?:async )?(?:[^()\n]{1,200} \()?(?:file:\/\/)?(?:\/|[A-Za-z]:\\|node:)[^\s)]*:\d+/;
 
-/** Everything wrong with an answer ([] when it is acceptable). */
-export function answerProblems(path: string, a: Answer): string[] {
+/** The RFC 6749 section 5.2 error codes. */
+export const OAUTH_ERROR_CODES = ['invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'];
+
+/**
+ * Whether a request reaches the token endpoint, the one route whose errors are RFC 6749 section
+ * 5.2 JSON rather than problem+json (SPEC section 9): POST /oauth/token, its path as the router
+ * sees it (dot segments resolved, one trailing slash ignored, no query).
+ */
+export function isTokenEndpoint(req: { method: string; url: string }): boolean {
+  if (req.method.toUpperCase() !== 'POST') return false;
+  let pathname: string;
+  try {
+    pathname = new URL(req.url, 'http://fuzz.invalid').pathname;
+  } catch {
+    return false;
+  }
+  return pathname.replace(/(.)\/$/, '$1') === '/oauth/token';
+}
+
+/** What is wrong with an error answer as an RFC 6749 section 5.2 error ([] when it is one). */
+function oauthErrorProblems(a: Answer, ct: string): string[] {
+  const out: string[] = [];
+  if (a.status !== 400 && a.status !== 401) out.push(`OAuth error with HTTP ${a.status} (RFC 6749 section 5.2: 400 or 401)`);
+  if (!/^application\/json\s*(;|$)/i.test(ct)) out.push(`OAuth error with content-type "${ct}" (not application/json)`);
+  let body: unknown;
+  try {
+    body = JSON.parse(a.text);
+  } catch {
+    out.push('OAuth error body is not JSON');
+    return out;
+  }
+  if (!isObj(body)) return [...out, 'OAuth error body is not an object'];
+  if (typeof body.error !== 'string' || !OAUTH_ERROR_CODES.includes(body.error)) out.push(`OAuth error.error ${JSON.stringify(body.error)} is not an RFC 6749 code`);
+  if (typeof body.error_description !== 'string') out.push('OAuth error.error_description is not a string');
+  const extra = Object.keys(body).filter((k) => !['error', 'error_description', 'error_uri'].includes(k));
+  if (extra.length) out.push(`OAuth error has other fields: ${extra.join(', ')}`);
+  if (a.status === 401) {
+    if (body.error !== 'invalid_client') out.push(`OAuth 401 with error ${JSON.stringify(body.error)} (only invalid_client is a 401)`);
+    if (!String(a.headers['www-authenticate'] ?? '')) out.push('OAuth 401 without WWW-Authenticate');
+  }
+  return out;
+}
+
+/**
+ * Everything wrong with an answer ([] when it is acceptable). `req` is the request as sent: on
+ * the token endpoint (only there) an error may be an RFC 6749 error instead of a problem.
+ */
+export function answerProblems(path: string, a: Answer, req?: { method: string; url: string }): string[] {
   const out: string[] = [];
   if (a.status >= 500) out.push(`server error ${a.status}`);
   if (STACK_TRACE.test(a.text)) out.push('body contains a stack trace');
@@ -277,6 +358,12 @@ export function answerProblems(path: string, a: Answer): string[] {
   // Success bodies of /metrics (text) and /docs (HTML) are not JSON; errors everywhere are problems.
   if (a.status >= 400 && !path.startsWith('/docs')) {
     const ct = String(a.headers['content-type'] ?? '');
+    // The token endpoint answers its own errors (RFC 6749 section 5.2) as application/json; what
+    // the framework refuses before its handler (413, 404 of a wrong path, 429) stays problem+json.
+    if (req && path === '/oauth/token' && isTokenEndpoint(req) && !/^application\/problem\+json\b/.test(ct)) {
+      out.push(...oauthErrorProblems(a, ct));
+      return out;
+    }
     if (!/^application\/problem\+json\b/.test(ct)) out.push(`error answer with content-type "${ct}" (not application/problem+json)`);
     let body: unknown;
     try {
@@ -480,7 +567,16 @@ export function validValue(schema: JsonSchema, name: string, ctx: FuzzContext, d
       if (!keys.length || depth > 6) return fc.constant({});
       const model: Record<string, fc.Arbitrary<unknown>> = {};
       for (const k of keys) model[k] = validValue(props[k] as JsonSchema, k, ctx, depth + 1, odd);
-      return fc.record(model, { requiredKeys: (schema.required ?? []).filter((k) => keys.includes(k)) });
+      const record = fc.record(model, { requiredKeys: (schema.required ?? []).filter((k) => keys.includes(k)) });
+      // Client credentials in a body (the token request): mostly one client's matching pair, so that the grant is reached.
+      const clients = ctx.apiClients ?? [];
+      if (!odd && keys.includes('client_id') && keys.includes('client_secret') && clients.length) {
+        const paired = fc
+          .tuple(record, fc.constantFrom(...clients))
+          .map(([r, c]) => ({ ...(r as Record<string, unknown>), client_id: c.id, client_secret: c.secret }));
+        return fc.oneof({ weight: 3, arbitrary: paired }, { weight: 1, arbitrary: record });
+      }
+      return record;
     }
     default:
       return fc.constant(null);
@@ -515,6 +611,21 @@ export function uuidFor(resource: string | undefined, ctx: FuzzContext, odd = fa
 
 function validString(schema: JsonSchema, name: string, ctx: FuzzContext, odd: boolean): fc.Arbitrary<unknown> {
   if (schema.format === 'uuid') return uuidFor(resourceOfField(name), ctx, odd);
+  // The token request (RFC 6749 section 4.4): the fixture clients' credentials, so that requests reach the grant.
+  if (name === 'grant_type')
+    return odd ? fc.constantFrom('password', 'authorization_code', 'refresh_token', 'CLIENT_CREDENTIALS', 'client_credentials ', 'urn:ietf:params:oauth:grant-type:jwt-bearer') : fc.constant('client_credentials');
+  if (name === 'scope')
+    return odd ? fc.constantFrom('root', 'Admin', 'admin admin', 'viewer  operator', ' viewer', 'tenant:admin', 'viewer,operator', 'x'.repeat(200), 'x'.repeat(201)) : fc.constantFrom('viewer', 'operator', 'admin', 'viewer operator');
+  const clients = ctx.apiClients ?? [];
+  if (name === 'client_id' && clients.length) {
+    const ids = clients.map((c) => c.id);
+    const foreign = (ctx.foreignApiClients ?? []).map((c) => c.id);
+    return odd ? fc.constantFrom(...ids.map((id) => id.toUpperCase()), ...foreign, '00000000-0000-0000-0000-000000000000', `${ids[0]} `, 'x', '') : fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...ids) }, { weight: 1, arbitrary: fc.uuid() });
+  }
+  if (name === 'client_secret' && clients.length) {
+    const secrets = clients.map((c) => c.secret);
+    return odd ? fc.constantFrom(...secrets.flatMap((x) => [`${x}x`, x.slice(0, -1), x.toUpperCase(), ` ${x}`]), ...(ctx.foreignApiClients ?? []).map((c) => c.secret), '') : fc.constantFrom(...secrets);
+  }
   if (schema.format === 'date-time')
     return odd
       ? fc.constantFrom(...DATE_TIMES)
