@@ -371,7 +371,7 @@ function probedSeal(pool: SealPool, p: Probes): SealPool {
 function probedStore(store: ArtifactStore, p: Probes): ArtifactStore {
   return {
     ...store,
-    putBuffer: (key: string, body: Buffer) => p.upload.track(store.putBuffer!(key, body)),
+    putBuffer: (key: string, body: Buffer, o?: { sha256?: string }) => p.upload.track(store.putBuffer!(key, body, o)),
     getRange: (key: string, start: number, end: number) => p.range.track(store.getRange(key, start, end)),
   };
 }

@@ -198,12 +198,12 @@ async function repackGroup(o: GcOptions, oldPacks: string[]): Promise<number> {
   }
   if (builder.count === 0) return 0;
   const packed = builder.finish(o.keys.dataKey);
-  await o.primary.putBuffer(packKey(tenantId, packed.packId), packed.body);
+  await o.primary.putBuffer(packKey(tenantId, packed.packId), packed.body, { sha256: packed.packId });
   // Survivors that had a copy in the secondary keep one.
   const onSecondary = await pool.query(`SELECT 1 FROM packs WHERE id = ANY($1::text[]) AND secondary_status = 'present' LIMIT 1`, [oldPacks]);
   let secondaryStatus: string | null = null;
   if (o.secondary && (onSecondary.rowCount ?? 0) > 0) {
-    await o.secondary.putBuffer(packKey(tenantId, packed.packId), packed.body);
+    await o.secondary.putBuffer(packKey(tenantId, packed.packId), packed.body, { sha256: packed.packId });
     secondaryStatus = 'present';
   }
   return inTransaction(pool, async (c) => {

@@ -116,7 +116,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   };
 
   async function upload(packed: ReturnType<PackBuilder['finish']>): Promise<void> {
-    await opts.store.putBuffer(packKey(opts.tenantId, packed.packId), packed.body);
+    await opts.store.putBuffer(packKey(opts.tenantId, packed.packId), packed.body, { sha256: packed.packId });
     await registerPack(
       opts.pool,
       {

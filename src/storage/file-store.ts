@@ -247,12 +247,12 @@ export function createFileStore(rootAbsPath: string): ArtifactStore {
       }
     },
 
-    async putBuffer(key: string, body: Buffer): Promise<PutResult> {
+    async putBuffer(key: string, body: Buffer, opts?: { sha256?: string }): Promise<PutResult> {
       const file = fileOf(key);
       if (!Buffer.isBuffer(body)) throw new TypeError('putBuffer takes a Buffer');
       return writeDurably(file, async (handle) => {
         await writeAll(handle, body);
-        return { bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+        return { bytes: body.length, sha256: opts?.sha256 ?? createHash('sha256').update(body).digest('hex') };
       });
     },
 

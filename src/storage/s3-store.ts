@@ -329,13 +329,13 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
       return out.Body;
     },
 
-    async putBuffer(key: string, body: Buffer): Promise<PutResult> {
+    async putBuffer(key: string, body: Buffer, opts?: { sha256?: string }): Promise<PutResult> {
       const Key = objectKey(key);
       if (!Buffer.isBuffer(body)) throw new TypeError('putBuffer takes a Buffer');
       // One PutObject whatever the size (S3 takes up to 5 GiB in one): the object appears whole or
       // not at all, and no multipart upload can be left behind. The SDK may retry it (a Buffer replays).
       await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: body, ContentLength: body.length }));
-      return { bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+      return { bytes: body.length, sha256: opts?.sha256 ?? createHash('sha256').update(body).digest('hex') };
     },
 
     async getRange(key: string, start: number, end: number): Promise<Buffer> {

@@ -12,6 +12,11 @@ export interface PutOptions {
   signal?: AbortSignal;
 }
 
+export interface PutBufferOptions {
+  /** The body's sha256 (hex), when the caller has it already (a pack's id is its sha256): not computed again. */
+  sha256?: string;
+}
+
 export interface ArtifactStore {
   /** e.g. `file:///abs/path` */
   readonly url: string;
@@ -48,7 +53,7 @@ export interface ArtifactStore {
    * Stores `body` under `key` with the durability of `put`, in one request on S3 (no multipart,
    * whatever the size up to S3's 5 GiB single-PUT limit): for packs and small objects.
    */
-  putBuffer(key: string, body: Buffer): Promise<PutResult>;
+  putBuffer(key: string, body: Buffer, opts?: PutBufferOptions): Promise<PutResult>;
   /**
    * Removes what writes killed mid-way left under `prefix` ('' or ending with '/') and that has
    * not changed since `olderThan`: the file store's `.*.partial` temp files, S3's incomplete
