@@ -53,4 +53,5 @@ export interface ProcessOptions {
   budgetBytes: number;
 }
 
+export declare function statOf(st: import('node:fs').BigIntStats): FileStat;
 export declare function processFiles(jobs: FileJob[], opts: ProcessOptions): Promise<FileResult[]>;

@@ -28,7 +28,8 @@ import { cutPoint } from './chunker-core.mjs';
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
-function statOf(st) {
+/** The manifest's view of an lstat/fstat with bigint fields (tree-backup.ts uses it too). */
+export function statOf(st) {
   return {
     mode: Number(st.mode & 0o7777n),
     uid: Number(st.uid),

@@ -21,15 +21,18 @@ import { inTransaction } from '../db/transaction.js';
  * so the plan does not depend on table statistics: a young repository, never analyzed, got
  * nested loops over whole tables from `= ANY(...)` (80-320 ms per 256 ids instead of ~2 ms).
  */
-const REUSE_SQL = `
-WITH live AS (
+/** The ids of $3 in live packs of tenant $1, those packs' rows held FOR SHARE. */
+const LIVE_CTE = `live AS (
   SELECT c.id FROM unnest($3::text[]) AS u(id)
   JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
   JOIN packs p ON p.id = c.pack_id
   WHERE p.status = 'live'
   ORDER BY p.id
   FOR SHARE OF p
-), ins AS (
+)`;
+
+const REUSE_SQL = `
+WITH ${LIVE_CTE}, ins AS (
   INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
   SELECT $2, $1, id FROM live
   ON CONFLICT DO NOTHING
@@ -70,14 +73,7 @@ const ASYNC_COMMIT = 'SET LOCAL synchronous_commit TO OFF';
 
 const LOOKUP_SQL = `
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
-live AS (
-  SELECT c.id FROM unnest($3::text[]) AS u(id)
-  JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
-  JOIN packs p ON p.id = c.pack_id
-  WHERE p.status = 'live'
-  ORDER BY p.id
-  FOR SHARE OF p
-), ins AS (
+${LIVE_CTE}, ins AS (
   INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
   SELECT $2, $1, live.id FROM live, async_commit
   ON CONFLICT DO NOTHING

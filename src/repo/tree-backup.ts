@@ -4,6 +4,7 @@ import path from 'node:path';
 import { errnoCode } from '../components/paths.js';
 import { symlinkEscapes } from '../components/symlinks.js';
 import { Semaphore } from '../lib/semaphore.js';
+import { statOf } from './file-core.mjs';
 import { ComponentError } from '../components/types.js';
 import { comparePaths, compareSegments, entryProblem } from './manifest.js';
 import type { ChunkId, ChunkSink, DirEntry, FileJob, FileStat, Progress, StoredFile } from './types.js';
@@ -67,17 +68,8 @@ function fsError(err: unknown, rel: string): Error {
 const changed = (rel: string) => new ComponentError(`directory backup failed: file changed as we read it: ${shown(rel)}`);
 
 function baseEntry(rel: string, type: DirEntry['type'], st: BigIntStats): DirEntry {
-  return {
-    path: rel,
-    type,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    mtime_ns: st.mtimeNs.toString(),
-    ctime_ns: st.ctimeNs.toString(),
-    ino: st.ino.toString(),
-    size: 0,
-  };
+  const { dev: _dev, size: _size, ...meta } = statOf(st);
+  return { path: rel, type, ...meta, size: 0 };
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
