@@ -1,17 +1,9 @@
 /** Types of file-core.mjs (see there for what a job does). */
 import type { ChunkerOptions } from './chunker-core.mjs';
+import type { DirEntry } from './types.js';
 
-/** lstat of a file, as manifests keep it (bigints as decimal strings). */
-export interface FileStat {
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime_ns: string;
-  ctime_ns: string;
-  ino: string;
-  dev: string;
-  size: number;
-}
+/** lstat of a file, as manifests keep it (DirEntry's metadata fields), and its device. */
+export type FileStat = Pick<DirEntry, 'mode' | 'uid' | 'gid' | 'mtime_ns' | 'ctime_ns' | 'ino' | 'size'> & { dev: string };
 
 export interface FileJob {
   abs: string;

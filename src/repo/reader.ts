@@ -27,6 +27,9 @@ interface Location {
   secondary: boolean;
 }
 
+/** Restored files get their owners only when the service runs as root (as tree-restore.ts). */
+const AS_ROOT = process.getuid?.() === 0;
+
 /** Chunk locations are looked up this many ids at a time ... */
 const LOCATE_BATCH = 1024;
 /** ... and fetched in windows of at most this many plaintext bytes (or one chunk), the next window while one is consumed. */
@@ -171,7 +174,7 @@ export function createChunkSource(opts: ReaderOptions): ChunkSource {
             return { id, pack: packFile(l.packId), offset: l.offset, length: l.length, rawLength: l.rawLength };
           }),
         }));
-        return opts.seal.restore(opts.keys, located, { asRoot: process.getuid?.() === 0, now: Date.now() / 1000 });
+        return opts.seal.restore(opts.keys, located, { asRoot: AS_ROOT, now: Date.now() / 1000 });
       }
     : undefined;
 

@@ -67,10 +67,12 @@ function fsError(err: unknown, rel: string): Error {
 
 const changed = (rel: string) => new ComponentError(`directory backup failed: file changed as we read it: ${shown(rel)}`);
 
-function baseEntry(rel: string, type: DirEntry['type'], st: BigIntStats): DirEntry {
-  const { dev: _dev, size: _size, ...meta } = statOf(st);
-  return { path: rel, type, ...meta, size: 0 };
+/** A manifest entry from file metadata (statOf's form); `size` only where the type has data. */
+function entryOf(rel: string, type: DirEntry['type'], st: FileStat, size = 0): DirEntry {
+  return { path: rel, type, mode: st.mode, uid: st.uid, gid: st.gid, mtime_ns: st.mtime_ns, ctime_ns: st.ctime_ns, ino: st.ino, size };
 }
+
+const baseEntry = (rel: string, type: DirEntry['type'], st: BigIntStats): DirEntry => entryOf(rel, type, statOf(st));
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -241,9 +243,6 @@ const STORE_CONCURRENCY = 8;
 /** Files with more chunks than this are read without hints (the list would be sent with every segment). */
 const MAX_HINTS = 4096;
 
-function entryOfStat(rel: string, st: FileStat, chunks: ChunkId[]): DirEntry {
-  return { path: rel, type: 'file', mode: st.mode, uid: st.uid, gid: st.gid, mtime_ns: st.mtime_ns, ctime_ns: st.ctime_ns, ino: st.ino, size: st.size, chunks };
-}
 
 const withCode = (code: string) => Object.assign(new Error(code), { code });
 
@@ -398,7 +397,7 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
         bytesSeen += st.size;
         progress.files_done++;
         report();
-        return finishWork(w, () => w.resolve(entryOfStat(w.rel, st, w.chunks)));
+        return finishWork(w, () => w.resolve({ ...entryOf(w.rel, 'file', st, st.size), chunks: w.chunks }));
       }
     }
   };
@@ -417,7 +416,7 @@ export async function* backupTree(opts: BackupTreeOptions): AsyncGenerator<DirEn
           bytesSeen += stat.size;
           progress.files_done++;
           progress.bytes_done += stat.size;
-          finishWork(w, () => w.resolve(entryOfStat(w.rel, stat, [...(w.prev!.chunks as ChunkId[])])));
+          finishWork(w, () => w.resolve({ ...entryOf(w.rel, 'file', stat, stat.size), chunks: [...(w.prev!.chunks as ChunkId[])] }));
         });
         report();
         dispatch(again);
