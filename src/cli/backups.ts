@@ -11,8 +11,10 @@ export interface WaitFlags {
   timeout?: number;
 }
 
-const waits = (f: WaitFlags) => f.wait === true || f.timeout !== undefined;
-const deadlineOf = (f: WaitFlags, startedAt: number) => (f.timeout === undefined ? null : startedAt + f.timeout);
+/** --wait, or --timeout (which implies it). */
+export const waits = (f: WaitFlags) => f.wait === true || f.timeout !== undefined;
+/** Epoch ms at which --timeout ends the wait, or null. */
+export const deadlineOf = (f: WaitFlags, startedAt: number) => (f.timeout === undefined ? null : startedAt + f.timeout);
 
 export function showBackup(ctx: Ctx, b: Backup, cluster: ClusterRef): void {
   if (ctx.json) return printJson(ctx, b);

@@ -3,7 +3,7 @@ import { EXIT, type ExitCode } from './exit.js';
 import { fields, humanTime, table } from './format.js';
 import { ok } from './http.js';
 import { waitUntil } from './progress.js';
-import type { WaitFlags } from './backups.js';
+import { deadlineOf, waits, type WaitFlags } from './backups.js';
 
 function showRestore(ctx: Ctx, r: Restore): void {
   if (ctx.json) return printJson(ctx, r);
@@ -48,7 +48,7 @@ export async function restoreCommand(ctx: Ctx, clusterArg: string, backupArg: st
     }),
     `restore of backup ${backupId}`,
   );
-  if (!flags.wait && flags.timeout === undefined) {
+  if (!waits(flags)) {
     if (ctx.json) printJson(ctx, data);
     else ctx.out(`restore ${data.id} of backup ${backupId} into cluster ${target?.label ?? cluster.label} is ${data.status}`);
     return EXIT.ok;
@@ -59,7 +59,7 @@ export async function restoreCommand(ctx: Ctx, clusterArg: string, backupArg: st
       (await ok(ctx.client.GET('/v1/clusters/{id}/restores/{restore_id}', { params: { path: { id: cluster.id, restore_id: data.id } } }), `restore ${data.id}`)).data,
     observe: (r) => ({ status: r.status }),
     done: (r) => r.status === 'completed' || r.status === 'failed',
-    deadline: flags.timeout === undefined ? null : startedAt + flags.timeout,
+    deadline: deadlineOf(flags, startedAt),
     onTimeout: (r) => `--timeout passed: restore ${r.id} is still ${r.status}; it goes on in the service (backupctl restores list ${cluster.label})`,
     write: ctx.note,
   });
