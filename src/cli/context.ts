@@ -27,16 +27,21 @@ export function printJson(ctx: Ctx, value: unknown): void {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Every cluster of the tenant (all pages). */
-export async function allClusters(ctx: Ctx): Promise<Cluster[]> {
-  const items: Cluster[] = [];
+/** Every item of a cursor-paginated listing: `page` fetches one page from a cursor (undefined: the first). */
+export async function allPages<T>(page: (cursor: string | undefined) => Promise<{ items: T[]; next_cursor: string | null }>): Promise<T[]> {
+  const items: T[] = [];
   let cursor: string | undefined;
   do {
-    const { data } = await ok(ctx.client.GET('/v1/clusters', { params: { query: { limit: 100, ...(cursor && { cursor }) } } }), 'GET /v1/clusters');
+    const data = await page(cursor);
     items.push(...data.items);
     cursor = data.next_cursor ?? undefined;
   } while (cursor);
   return items;
+}
+
+/** Every cluster of the tenant (all pages). */
+export async function allClusters(ctx: Ctx): Promise<Cluster[]> {
+  return allPages(async (cursor) => (await ok(ctx.client.GET('/v1/clusters', { params: { query: { limit: 100, ...(cursor && { cursor }) } } }), 'GET /v1/clusters')).data);
 }
 
 export interface ClusterRef {

@@ -1,5 +1,4 @@
-import type { Schemas } from '../client/index.js';
-import { allClusters, printJson, resolveCluster, type Ctx } from './context.js';
+import { allClusters, allPages, printJson, resolveCluster, type Ctx } from './context.js';
 import { EXIT, type ExitCode } from './exit.js';
 import { humanTime, table } from './format.js';
 import { ok } from './http.js';
@@ -34,13 +33,7 @@ export async function showRetention(ctx: Ctx, clusterArg: string): Promise<ExitC
 }
 
 export async function listPolicies(ctx: Ctx): Promise<ExitCode> {
-  const items: Schemas['Policy'][] = [];
-  let cursor: string | undefined;
-  do {
-    const { data } = await ok(ctx.client.GET('/v1/policies', { params: { query: { limit: 100, ...(cursor && { cursor }) } } }), 'GET /v1/policies');
-    items.push(...data.items);
-    cursor = data.next_cursor ?? undefined;
-  } while (cursor);
+  const items = await allPages(async (cursor) => (await ok(ctx.client.GET('/v1/policies', { params: { query: { limit: 100, ...(cursor && { cursor }) } } }), 'GET /v1/policies')).data);
   if (ctx.json) printJson(ctx, { items, next_cursor: null });
   else
     ctx.out(
