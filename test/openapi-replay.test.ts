@@ -12,18 +12,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenAPIBackend, type Operation } from 'openapi-backend';
-import Ajv2020 from 'ajv/dist/2020.js';
-import addFormats from 'ajv-formats';
 import { createApiClient, type ApiClient } from '../src/client/index.js';
+import { DOCUMENT_PATH, documentAjv } from './helpers/openapi.js';
 import { ADMIN_TOKEN, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 const METRICS_TOKEN = 'replay-metrics-token-0123456789';
-const documentPath = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));
-const doc = JSON.parse(readFileSync(documentPath, 'utf8')) as { paths: Record<string, Record<string, { operationId?: string }>> };
+const doc = JSON.parse(readFileSync(DOCUMENT_PATH, 'utf8')) as { paths: Record<string, Record<string, { operationId?: string }>> };
 
 type Json = Record<string, any>;
 
@@ -45,9 +42,9 @@ interface Exchange {
 const api = new OpenAPIBackend({
   definition: structuredClone(doc) as never,
   quick: true,
-  customizeAjv: (_original, ajvOpts) => addFormats.default(new Ajv2020.default({ ...(ajvOpts as object), strict: false, allErrors: true })),
+  customizeAjv: (_original, ajvOpts) => documentAjv(ajvOpts),
 });
-const ajv = addFormats.default(new Ajv2020.default({ strict: false, allErrors: true }));
+const ajv = documentAjv();
 const compiled = new WeakMap<object, ReturnType<typeof ajv.compile>>();
 function schemaErrors(schema: object, value: unknown): string[] {
   let validate = compiled.get(schema);

@@ -3,9 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormats from 'ajv-formats';
 import { buildCli } from '../../src/cli/build.js';
+import { DOCUMENT_PATH, documentAjv } from './openapi.js';
 import type { Stack } from './stack.js';
 
 /** The single bundled file, built once per test file into a temp directory (what a cron host runs). */
@@ -122,9 +121,8 @@ type Doc = { paths: Record<string, Record<string, { responses: Record<string, { 
  * operation (its $refs resolved against the document's components). Answers the errors, or null.
  */
 export async function responseChecker(): Promise<(method: string, route: string, status: number, value: unknown) => string | null> {
-  const doc = JSON.parse(await readFile(path.join(import.meta.dirname, '..', '..', 'openapi', 'openapi.json'), 'utf8')) as Doc;
-  const ajv = new Ajv2020({ strict: false, allErrors: true, logger: false });
-  addFormats.default(ajv);
+  const doc = JSON.parse(await readFile(DOCUMENT_PATH, 'utf8')) as Doc;
+  const ajv = documentAjv({ logger: false });
   const cache = new Map<string, ReturnType<typeof ajv.compile>>();
   return (method, route, status, value) => {
     const key = `${method} ${route} ${status}`;
