@@ -128,15 +128,6 @@ function standardCodes(path: string, op: Json): number[] {
   return codes;
 }
 
-/** An error answer declared the plain way (problemSchema as application/json): the wrong media type. */
-function asProblem(code: number, res: Json): Json {
-  const schema = res.content?.['application/json']?.schema;
-  if (code < 400 || schema?.$ref !== '#/components/schemas/Problem') return res;
-  const standard = STANDARD[code];
-  if (standard && res.description === 'Default Response') return responseRef(code);
-  return { ...res, content: { [PROBLEM_MEDIA_TYPE]: { schema } } };
-}
-
 function finishDocument(doc: Json): void {
   const components = (doc.components ??= {});
   components.headers = Object.fromEntries(Object.entries(HEADERS).map(([name, h]) => [name, { ...h, schema: { ...h.schema } }]));
@@ -152,8 +143,7 @@ function finishDocument(doc: Json): void {
         if (op.requestBody) op.requestBody.required = false;
         delete op[BODY_OPTIONAL];
       }
-      const responses: Json = {};
-      for (const [code, res] of Object.entries<Json>(op.responses ?? {})) responses[code] = asProblem(Number(code), res);
+      const responses: Json = { ...op.responses };
       for (const code of standardCodes(path, op)) {
         if (responses[code]) continue;
         // The shared components carry the rate-limit headers; an unlimited operation's answers do not.
