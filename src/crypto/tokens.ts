@@ -4,8 +4,9 @@ import { createHash, randomBytes } from 'node:crypto';
 // sha256 is stored, and the visible prefix lets operators recognise a key in lists and logs.
 const TOKEN_PREFIX = 'bk_';
 
-export function generateToken(): { token: string; prefix: string; hash: string } {
-  const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+/** A new random token (API keys' `bk_` unless told another visible prefix), its display prefix and its sha256. */
+export function generateToken(tokenPrefix = TOKEN_PREFIX): { token: string; prefix: string; hash: string } {
+  const token = tokenPrefix + randomBytes(32).toString('base64url');
   return { token, prefix: token.slice(0, 10), hash: hashToken(token) };
 }
 
