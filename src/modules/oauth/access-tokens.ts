@@ -3,6 +3,7 @@ import { SignJWT, errors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { Unauthorized } from '../../errors.js';
 import type { Role } from '../../http/auth.js';
+import { roleSchema } from '../api-keys/api-keys.schemas.js';
 
 export const ISSUER = 'backup-service';
 export const AUDIENCE = 'backup-service-api';
@@ -32,7 +33,7 @@ export interface AccessTokenClaims {
 const claimsSchema = z.object({
   sub: z.uuid(),
   tenant: z.uuid(),
-  scope: z.enum(['viewer', 'operator', 'admin']),
+  scope: roleSchema,
 });
 
 /** Tells a JWT (three base64url segments) from an API key (`bk_...`) by its shape alone. */
