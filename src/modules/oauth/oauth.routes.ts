@@ -23,8 +23,9 @@ function basicCredentials(req: FastifyRequest): Credentials | undefined {
   const decoded = Buffer.from(h.replace(/^Basic\s+/i, '').trim(), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 0) throw new OAuthError('invalid_client', 'malformed HTTP Basic credentials');
+  const formDecode = (part: string) => decodeURIComponent(part.replace(/\+/g, ' '));
   try {
-    return { clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')), clientSecret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')) };
+    return { clientId: formDecode(decoded.slice(0, colon)), clientSecret: formDecode(decoded.slice(colon + 1)) };
   } catch {
     throw new OAuthError('invalid_client', 'malformed HTTP Basic credentials');
   }
