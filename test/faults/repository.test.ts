@@ -269,13 +269,16 @@ describe('repository GC under faults', () => {
     for (const id of expected.keys()) expect(await verify(t, src, id), id).toMatchObject({ status: 'passed' });
     phase('verified');
 
-    // The check below is of a quiet repository: every backup of the tenant has ended (a job the
-    // killed worker held may still be retried or reconciled by the new one), then the worker stops.
+    // The check below is of a quiet repository: every backup of the tenant has ended and every
+    // deletion asked for (b3's, whose job the killed worker may have held) has finished: a job the
+    // killed worker held is retried or reconciled by the new one. Then the worker stops.
     await waitUntil(
-      async () => (await sql(`SELECT id FROM backups WHERE tenant_id = $1 AND status IN ('queued', 'running')`, [t.id])).length === 0,
+      async () => (await sql(`SELECT id FROM backups WHERE tenant_id = $1 AND status IN ('queued', 'running', 'deleting')`, [t.id])).length === 0,
       90_000,
-      'every backup of the tenant ended',
+      'every backup of the tenant ended and every deletion finished',
     );
+    expect(await sql('SELECT 1 FROM backups WHERE id = $1', [b3])).toEqual([]);
+    phase('every backup ended, every deletion done');
     // Nothing else runs GC now (the worker stopped): two runs, each past the grace period.
     await kill(w, 'SIGTERM');
     await sleep(GRACE_MS + 200);
