@@ -23,6 +23,8 @@ import { retentionRoutes } from './modules/retention/retention.routes.js';
 import { restoreRoutes } from './modules/restores/restores.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
 import { tenantRoutes } from './modules/tenants/tenants.routes.js';
+import { eventRoutes } from './modules/events/events.routes.js';
+import { webhookRoutes } from './modules/webhooks/webhooks.routes.js';
 import type { Services } from './services.js';
 
 export interface AppDeps {
@@ -91,6 +93,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   usageRoutes(app, { guard, service: s.usage });
   retentionRoutes(app, { guard, service: s.retention });
   restoreRoutes(app, { guard, service: s.restores });
+  eventRoutes(app, { guard, service: s.events });
+  webhookRoutes(app, { guard, service: s.webhooks });
   opsRoutes(app, { checks: deps.checks, metrics: deps.metrics });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -52,6 +52,13 @@ const cases: Record<(typeof CONFIG_VARIABLES)[number], { bad: string; form: stri
   VERIFY_SAMPLE_PERCENT: { bad: '101', form: 'must be a percentage 0-100' },
   VERIFY_SWEEP_MS: { bad: '1d', form: 'must be an integer number of milliseconds, at least 1000' },
   OAUTH_TOKEN_TTL_S: { bad: '0', form: 'must be an integer number of seconds 1-86400' },
+  WEBHOOK_ALLOWED_HOSTS: { bad: 'hooks.example.com,http://x', form: 'expected a comma-separated list of public, host names', shows: '"http://x" is neither' },
+  WEBHOOK_ALLOW_HTTP: { bad: '1', form: 'must be true or false' },
+  WEBHOOK_TIMEOUT_MS: { bad: '10s', form: 'must be an integer number of milliseconds 100-60000' },
+  WEBHOOK_RETRY_BASE_MS: { bad: '5', form: 'must be an integer number of milliseconds, at least 10' },
+  WEBHOOK_RETRY_MAX_MS: { bad: '1h', form: 'must be an integer number of milliseconds, at least 10' },
+  WEBHOOK_RETRY_WINDOW_MS: { bad: '24h', form: 'must be an integer number of milliseconds, at least 0' },
+  WEBHOOK_DISABLE_AFTER_MS: { bad: '5d', form: 'must be an integer number of milliseconds, at least 0' },
 };
 
 describe('configuration errors', () => {

@@ -110,6 +110,21 @@ const envSchema = z.object({
   VERIFY_SAMPLE_PERCENT: num('a percentage 0-100, e.g. 5', { min: 0, max: 100 }).default(5),
   VERIFY_SWEEP_MS: ms(1000).default(86_400_000),
   OAUTH_TOKEN_TTL_S: int('an integer number of seconds 1-86400', 1, 86_400).default(300),
+  /** Exceptions to the SSRF guard for webhook (and hook) URLs: hosts, *.domains, IPs, CIDRs. */
+  WEBHOOK_ALLOWED_HOSTS: allowedHosts.optional(),
+  WEBHOOK_ALLOW_HTTP: z
+    .string()
+    .transform((v, ctx): boolean => (v === 'true' || v === 'false' ? v === 'true' : fail(ctx, `must be true or false (${got(v)})`)))
+    .default(false),
+  /** A delivery attempt that has no 2xx answer within this fails (SPEC section 10: 10 s). */
+  WEBHOOK_TIMEOUT_MS: int('an integer number of milliseconds 100-60000', 100, 60_000).default(10_000),
+  /** The first retry waits this long; each later one twice as long as the one before, up to WEBHOOK_RETRY_MAX_MS. */
+  WEBHOOK_RETRY_BASE_MS: ms(10).default(5_000),
+  WEBHOOK_RETRY_MAX_MS: ms(10).default(3_600_000),
+  /** A delivery is retried for this long after its first attempt, then recorded failed (at least 24 h by default). */
+  WEBHOOK_RETRY_WINDOW_MS: ms(0).default(86_400_000),
+  /** A webhook whose every attempt has failed for this long is disabled (5 days). */
+  WEBHOOK_DISABLE_AFTER_MS: ms(0).default(5 * 86_400_000),
 });
 
 /** The environment variables the service reads (docs and tests check they are all described). */
@@ -155,6 +170,17 @@ export interface Config {
   verifySweepMs: number;
   /** Lifetime of an OAuth2 access token, in seconds. */
   oauthTokenTtlS: number;
+  /** Webhook delivery (SPEC section 10): the SSRF guard's exceptions, the timeout and the retry schedule. */
+  webhooks: {
+    /** Hosts webhook URLs may name besides public addresses (never the service's own servers). */
+    allowedHosts: AllowedHosts;
+    allowHttp: boolean;
+    timeoutMs: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    retryWindowMs: number;
+    disableAfterMs: number;
+  };
   /** A running job's lease; a worker that stops renewing it is declared lost after this. */
   leaseMs: number;
   /** How often schedulers reconcile PostgreSQL with Redis and reap expired leases. */
@@ -216,6 +242,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     verifySamplePercent: e.VERIFY_SAMPLE_PERCENT,
     verifySweepMs: e.VERIFY_SWEEP_MS,
     oauthTokenTtlS: e.OAUTH_TOKEN_TTL_S,
+    webhooks: {
+      allowedHosts: e.WEBHOOK_ALLOWED_HOSTS ?? parseAllowedHosts(DEFAULT_ALLOWED_HOSTS),
+      allowHttp: e.WEBHOOK_ALLOW_HTTP,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+      retryWindowMs: e.WEBHOOK_RETRY_WINDOW_MS,
+      disableAfterMs: e.WEBHOOK_DISABLE_AFTER_MS,
+    },
     leaseMs: e.WORKER_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

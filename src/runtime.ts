@@ -10,6 +10,7 @@ import { createQueues, type Queues } from './queue/queues.js';
 import { createStore } from './storage/index.js';
 import type { ArtifactStore } from './storage/types.js';
 import { createRepoService, type RepoService } from './repo/service.js';
+import { createUrlGuard, ownServers, type UrlGuard } from './net/url-guard.js';
 
 /** The infrastructure every role shares: one database pool, one producer connection, the stores. */
 export interface Runtime {
@@ -27,6 +28,8 @@ export interface Runtime {
   box: SecretBox;
   /** Which PostgreSQL servers tenants' components may reach (not the service's own server unless TARGET_ALLOW_SERVICE_SERVER; never its own database). */
   postgresTargets: PostgresTargetPolicy;
+  /** The SSRF guard for webhook (and hook) URLs: checked at creation and before every call. */
+  webhookUrls: UrlGuard;
   now: () => Date;
   close(): Promise<void>;
 }
@@ -54,6 +57,11 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
       ownDatabaseUrl: config.databaseUrl,
       ownRedisUrl: config.redisUrl,
       allowServiceServer: config.targetAllowServiceServer,
+    }),
+    webhookUrls: createUrlGuard({
+      allowedHosts: config.webhooks.allowedHosts,
+      allowHttp: config.webhooks.allowHttp,
+      protectedServers: ownServers(config.databaseUrl, config.redisUrl),
     }),
     now: opts.now ?? (() => new Date()),
     async close() {

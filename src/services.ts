@@ -19,6 +19,9 @@ import { createApiClientRepo } from './modules/api-clients/api-clients.repo.js';
 import { createApiClientService } from './modules/api-clients/api-clients.service.js';
 import { createAccessTokens, deriveSigningKey } from './modules/oauth/access-tokens.js';
 import { createOAuthService } from './modules/oauth/oauth.service.js';
+import { createEventService } from './modules/events/events.service.js';
+import { createWebhookService } from './modules/webhooks/webhooks.service.js';
+import { createWebhookSender } from './modules/webhooks/sender.js';
 
 /** The composition root of the use cases: each service gets exactly the dependencies it names. */
 export function createServices(rt: Runtime) {
@@ -80,6 +83,8 @@ export function createServices(rt: Runtime) {
     retention: createRetentionService({ db }),
     restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log, files }),
     audit: createAuditService({ db, log }),
+    events: createEventService({ db }),
+    webhooks: createWebhookService({ db, box: rt.box, urlGuard: rt.webhookUrls, sender: createWebhookSender({ urlGuard: rt.webhookUrls, timeoutMs: rt.config.webhooks.timeoutMs }), queues, settings: rt.config.webhooks, now, log }),
   };
 }
 export type Services = ReturnType<typeof createServices>;

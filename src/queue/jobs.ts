@@ -22,6 +22,10 @@ export const jobRegistry = {
     /** The periodic sampled check of a tenant's packs (VERIFY_SAMPLE_PERCENT). */
     'verify-sample': z.object({ tenant_id: z.uuid() }),
   },
+  webhooks: {
+    /** One attempt of one delivery (job id deliver-<delivery id>); its row says when and whether. */
+    deliver: z.object({ tenant_id: z.uuid(), delivery_id: z.uuid() }),
+  },
 } as const;
 
 export type QueueName = keyof typeof jobRegistry;

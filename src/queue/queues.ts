@@ -7,6 +7,9 @@ const DEFAULTS: Record<QueueName, JobsOptions> = {
   backups: { attempts: 1, removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 1000 } },
   restores: { attempts: 1, removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 1000 } },
   maintenance: { attempts: 8, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } },
+  // One job per attempt: the delivery row in PostgreSQL schedules the next one (and the reconciler
+  // re-enqueues what Redis lost), so BullMQ itself never retries.
+  webhooks: { attempts: 1, removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 1000 } },
 };
 
 export interface Queues {

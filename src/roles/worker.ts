@@ -8,6 +8,8 @@ import { createRestoreRunner } from '../modules/restores/restores.jobs.js';
 import { createClusterDeleter } from '../modules/clusters/clusters.jobs.js';
 import { createGcJob, createSampleVerifier } from '../modules/repository/repository.jobs.js';
 import { createPruneJob } from '../modules/retention/retention.jobs.js';
+import { createDeliverJob } from '../modules/webhooks/delivery.jobs.js';
+import { createWebhookSender } from '../modules/webhooks/sender.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
 import { tenantRootOf } from '../modules/tenants/tenant-folder.js';
 import { sweepRestoreLeftovers } from '../components/index.js';
@@ -50,6 +52,7 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
         gc: createGcJob({ db, repo: rt.repo, settings: repoSettings, now, log, signal: shutdown.signal }),
         'verify-sample': createSampleVerifier({ db, repo: rt.repo, settings: repoSettings, now, log }),
       },
+      webhooks: { deliver: createDeliverJob({ db, box, queues, sender: createWebhookSender({ urlGuard: rt.webhookUrls, timeoutMs: rt.config.webhooks.timeoutMs }), settings: rt.config.webhooks, now, log }) },
     },
   });
   void sweepLeftovers(db, dataRootOf, log);
