@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { createTargetGuard, DEFAULT_ALLOWED_HOSTS, isPublicAddress, parseAllowedHosts, serverOf } from './targets.js';
+import { createTargetGuard, DEFAULT_ALLOWED_HOSTS, isLocalAddress, isPublicAddress, normalizeAddress, parseAllowedHosts, serverOf } from './targets.js';
 
 const DNS: Record<string, string[]> = {
   localhost: ['::1', '127.0.0.1'],
@@ -29,6 +29,8 @@ describe('the default allow-list: public addresses only', () => {
     '240.0.0.1', '192.0.2.1', '198.51.100.1', '203.0.113.9', '198.18.0.1',
     '::1', '::', 'fd00:ec2::254', 'fc00::1', 'fd12:3456::1', 'fe80::1', 'ff02::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1',
     '::ffff:169.254.169.254', '64:ff9b::a00:1', '2002:a00:1::1', '2001:db8::1', 'fec0::1',
+    // the same IPv4-mapped addresses as the WHATWG URL parser writes them ([::ffff:127.0.0.1] -> [::ffff:7f00:1])
+    '::ffff:7f00:1', '::ffff:a00:1', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:7f00:1', '::FFFF:7F00:1',
   ])('refuses %s', async (ip) => {
     expect(await check(ip)).toEqual(notAllowed(ip));
     expect(isPublicAddress(ip)).toBe(false);
@@ -121,6 +123,40 @@ describe("the service's own servers", () => {
     expect(await g.check({ host: '127.0.0.1', port: 5432 })).toEqual({ addresses: ['127.0.0.1'], ownServer: "the backup service's own database server" });
     expect(await g.check({ host: '127.0.0.1', port: 6379 })).toMatchObject({ problem: "that is the backup service's own Redis server" });
     expect(await g.check({ host: '127.0.0.1', port: 55432 })).toEqual(notAllowed('127.0.0.1'));
+  });
+});
+
+describe('normalizeAddress', () => {
+  it.each([
+    ['::ffff:127.0.0.1', '127.0.0.1'],
+    ['::ffff:7f00:1', '127.0.0.1'],
+    ['::FFFF:7F00:0001', '127.0.0.1'],
+    ['0:0:0:0:0:ffff:7f00:1', '127.0.0.1'],
+    ['0000:0000:0000:0000:0000:ffff:a9fe:a9fe', '169.254.169.254'],
+    ['::ffff:a00:1', '10.0.0.1'],
+    ['::ffff:0:0', '0.0.0.0'],
+    ['::ffff:5db8:d822', '93.184.216.34'],
+  ])('maps %s to %s', (ip, v4) => {
+    expect(normalizeAddress(ip)).toBe(v4);
+  });
+
+  it.each(['::1', '::', '::7f00:1', '::ffff:0:7f00:1', '1::ffff:7f00:1', '64:ff9b::7f00:1', '2606:4700::6810:85e5', 'fe80::1%eth0', '10.0.0.1'])('leaves %s alone', (ip) => {
+    expect(normalizeAddress(ip)).toBe(ip);
+  });
+
+  it('lower-cases other IPv6 addresses', () => {
+    expect(normalizeAddress('2606:4700::6810:85E5')).toBe('2606:4700::6810:85e5');
+  });
+
+  it('a mapped loopback address, however spelled, is this machine and is pinned as IPv4', async () => {
+    expect(isLocalAddress('::ffff:7f00:1')).toBe(true);
+    expect(isLocalAddress('0:0:0:0:0:ffff:7f00:2')).toBe(true);
+    expect(await check('::ffff:7f00:1', '127.0.0.1')).toEqual({ addresses: ['127.0.0.1'] });
+    const own = [{ ...serverOf('postgresql://postgres@127.0.0.1:5432/backups', 5432), what: "the backup service's own database server" }];
+    const g = guard('127.0.0.0/8, ::ffff:0:0/96, public', { protectedServers: own });
+    for (const host of ['::ffff:7f00:1', '0:0:0:0:0:ffff:7f00:1', '::ffff:7f00:2']) {
+      expect(await g.check({ host, port: 5432 })).toMatchObject({ problem: "that is the backup service's own database server" });
+    }
   });
 });
 

@@ -108,11 +108,37 @@ const NOT_PUBLIC = blockList(
   ],
 );
 
-/** `::ffff:10.0.0.1` is 10.0.0.1: judged (and pinned) as the IPv4 address it is. */
+/**
+ * An IPv4-mapped IPv6 address is the IPv4 address it maps, judged (and pinned) as such, however it
+ * is spelled: `::ffff:10.0.0.1`, `::ffff:a00:1` (the WHATWG URL parser turns `[::ffff:127.0.0.1]`
+ * into `[::ffff:7f00:1]`), `0:0:0:0:0:ffff:a00:1`. Otherwise the address, lower-cased.
+ */
 export function normalizeAddress(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1] as string;
-  return ip.toLowerCase();
+  const a = ip.toLowerCase();
+  if (isIP(a) !== 6) return a;
+  const g = ipv6Groups(a);
+  if (g && g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    const [hi, lo] = [g[6] as number, g[7] as number];
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return a;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (null with a zone index, which no mapped address has). */
+function ipv6Groups(a: string): number[] | null {
+  if (a.includes('%')) return null;
+  let text = a;
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [b0, b1, b2, b3] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, v4.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const parts = text.split('::');
+  const groups = (s: string | undefined) => (s ? s.split(':').map((h) => parseInt(h, 16)) : []);
+  const head = groups(parts[0]);
+  if (parts.length === 1) return head.length === 8 ? head : null;
+  const tail = groups(parts[1]);
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }
 
 const familyOf = (ip: string) => (isIP(ip) === 6 ? 'ipv6' : 'ipv4');
