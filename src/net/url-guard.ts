@@ -1,4 +1,5 @@
-import { createTargetGuard, serverOf, type AllowedHosts, type ProtectedServer } from '../components/targets.js';
+import { BlockList, isIP } from 'node:net';
+import { createTargetGuard, normalizeAddress, resolveHost, serverOf, type AllowedHosts, type ProtectedServer } from '../components/targets.js';
 
 /**
  * The SSRF guard for URLs the service calls on a tenant's behalf (webhooks; cluster hooks): the
@@ -11,8 +12,10 @@ import { createTargetGuard, serverOf, type AllowedHosts, type ProtectedServer } 
  * names of cloud metadata services, and any host that is or resolves to a loopback, private,
  * link-local, metadata or otherwise non-public address, unless WEBHOOK_ALLOWED_HOSTS lists it.
  * The WHATWG URL parser has already turned every spelling of an IPv4 address (`127.1`,
- * `0x7f000001`, `2130706433`) into its dotted form, and `[::ffff:127.0.0.1]` is judged as the
- * IPv4 address it maps.
+ * `0x7f000001`, `2130706433`) into its dotted form; `[::ffff:127.0.0.1]`, which it writes
+ * `[::ffff:7f00:1]`, is judged as the IPv4 address it maps (normalizeAddress), and the IPv6 forms
+ * that embed an IPv4 address otherwise (`[::127.0.0.1]`) are refused. A refusal says what the
+ * address is (loopback, private, link-local, metadata) without naming what a name resolved to.
  */
 export type UrlVerdict =
   | { ok: true; url: URL; host: string; port: number; addresses: string[] }
@@ -21,6 +24,44 @@ export type UrlVerdict =
 
 export interface UrlGuard {
   check(url: string): Promise<UrlVerdict>;
+}
+
+/** What a refused address is, for the tenant's 422 (first match wins; IPv4 rules also match IPv4-mapped IPv6). */
+const KINDS: [string, BlockList][] = [
+  ['a loopback address', ranges(['127.0.0.0/8'], ['::1/128'])],
+  ['a cloud metadata address', ranges(['169.254.169.254/32', '169.254.170.2/32', '100.100.100.200/32', '192.0.0.192/32'], ['fd00:ec2::254/128', 'fd00:ec2::23/128', 'fd20:ce::254/128'])],
+  ['a link-local address', ranges(['169.254.0.0/16'], ['fe80::/10'])],
+  ['a private address', ranges(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'], ['fc00::/7', 'fec0::/10'])],
+  ['an unspecified address', ranges(['0.0.0.0/8'], ['::/128'])],
+];
+
+/**
+ * IPv6 forms that embed an IPv4 address the target guard would judge as IPv6: the deprecated
+ * IPv4-compatible `::a.b.c.d` (the URL parser writes `[::127.0.0.1]` as `[::7f00:1]`) and the
+ * IPv4-translated `::ffff:0:a.b.c.d`. No receiver needs them; refused unless listed.
+ */
+const EMBEDDED_V4 = ranges([], ['::/96', '::ffff:0:0:0/96']);
+
+function ranges(v4: string[], v6: string[]): BlockList {
+  const list = new BlockList();
+  for (const [family, rs] of [['ipv4', v4], ['ipv6', v6]] as const) {
+    for (const r of rs) {
+      const [a, p] = r.split('/');
+      list.addSubnet(a as string, Number(p), family);
+    }
+  }
+  return list;
+}
+
+const familyOf = (ip: string) => (isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+
+/** The kind of the first non-public address among `addresses`, or null when every one is public. */
+function kindOf(addresses: string[]): string | null {
+  for (const ip of addresses.map(normalizeAddress)) {
+    const kind = KINDS.find(([, list]) => list.check(ip, familyOf(ip)));
+    if (kind) return kind[0];
+  }
+  return null;
 }
 
 /** Names of metadata services, refused whatever they resolve to (a listed name does not lift it). */
@@ -37,6 +78,16 @@ export function createUrlGuard(opts: {
   setting?: string;
 }): UrlGuard {
   const setting = opts.setting ?? 'WEBHOOK_ALLOWED_HOSTS';
+  const resolve = opts.resolve ?? resolveHost;
+  const listed = (ip: string) => opts.allowedHosts.addresses.check(ip, familyOf(ip));
+  /** Why a refused host is refused, in words a tenant can act on (the guard's own words otherwise). */
+  const explain = async (host: string, problem: string): Promise<string> => {
+    const literal = isIP(host) !== 0;
+    const addresses = literal ? [host] : await resolve(host).catch(() => []);
+    const kind = kindOf(addresses);
+    if (!kind) return problem;
+    return `${literal ? `host ${host} is` : `host ${host} resolves to`} ${kind}, which webhooks may not call unless the operator allows it (${setting})`;
+  };
   const guard = createTargetGuard({
     allowedHosts: opts.allowedHosts,
     setting,
@@ -59,8 +110,13 @@ export function createUrlGuard(opts: {
       if (METADATA_NAMES.has(host)) return { ok: false, problem: `host ${host} is a cloud metadata service` };
       const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
       const verdict = await guard.check({ host, port });
-      if ('problem' in verdict) return verdict.unresolved ? { ok: false, problem: verdict.problem, unresolved: true } : { ok: false, problem: verdict.problem };
-      return { ok: true, url, host, port, addresses: verdict.addresses };
+      if ('problem' in verdict) {
+        if (verdict.unresolved) return { ok: false, problem: verdict.problem, unresolved: true };
+        return { ok: false, problem: verdict.ownServer ? verdict.problem : await explain(host, verdict.problem) };
+      }
+      const addresses = verdict.addresses.filter((ip) => listed(ip) || !EMBEDDED_V4.check(ip, familyOf(ip)));
+      if (addresses.length === 0) return { ok: false, problem: `host ${host} ${isIP(host) ? 'is' : 'resolves to'} an IPv6 address that embeds an IPv4 address (IPv4-compatible or -translated), which webhooks may not call` };
+      return { ok: true, url, host, port, addresses };
     },
   };
 }
