@@ -15,5 +15,9 @@ export const AUDITED: Record<string, { action: string; target: string }> = {
   'DELETE /v1/clusters/:id/backups/:backup_id': { action: 'backup.delete', target: 'backup' },
   'POST /v1/clusters/:id/backups/:backup_id/verify': { action: 'backup.verify', target: 'backup' },
   'POST /v1/clusters/:id/backups/:backup_id/restore': { action: 'restore.create', target: 'restore' },
+  'POST /v1/webhooks': { action: 'webhook.create', target: 'webhook' },
+  'PATCH /v1/webhooks/:id': { action: 'webhook.update', target: 'webhook' },
+  'DELETE /v1/webhooks/:id': { action: 'webhook.delete', target: 'webhook' },
+  'POST /v1/webhooks/:id/test': { action: 'webhook.test', target: 'webhook' },
 };
 export const AUDIT_ACTIONS = [...new Set(Object.values(AUDITED).map((a) => a.action))].sort();
