@@ -164,6 +164,55 @@ describe('schema.prisma agrees with the migrations', () => {
         data: { id: randomUUID(), tenantId: tenant.id, keyId: key.id, actor: 'api_key', action: 'backup.create', targetType: 'backup', targetId: backup.id, outcome: 'success', statusCode: 202, method: 'POST', path: '/x', requestId: 'r', createdAt: now },
       });
       expect(await db.auditEvent.findUniqueOrThrow({ where: { id: audit.id } })).toEqual(audit);
+      const event = await db.event.create({ data: { id: randomUUID(), tenantId: tenant.id, type: 'backup.completed', occurredAt: now, clusterId: cluster.id, data: { backup: { id: backup.id } }, dispatchedAt: now } });
+      expect(event.seq).toBeTypeOf('bigint');
+      const webhook = await db.webhook.create({
+        data: {
+          id: randomUUID(), tenantId: tenant.id, url: 'https://hooks.example.com/in', events: ['backup.completed', 'backup.failed'], description: 'd', secretEnc: 'enc',
+          enabled: false, disabledAt: now, disabledReason: 'r', failingSince: now, createdAt: now, updatedAt: now,
+        },
+      });
+      const delivery = await db.webhookDelivery.create({
+        data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook.id, eventId: event.id, status: 'failed', attempts: 2, nextAttemptAt: now, lastAttemptAt: now, createdAt: now, deliveredAt: now },
+      });
+      const attempt = await db.webhookAttempt.create({
+        data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook.id, deliveryId: delivery.id, eventId: event.id, attempt: 2, startedAt: now, durationMs: 12, statusCode: 503, outcome: 'failed', error: 'e' },
+      });
+      expect(await db.event.findUniqueOrThrow({ where: { id: event.id } })).toEqual(event);
+      expect(await db.webhook.findUniqueOrThrow({ where: { id: webhook.id } })).toEqual(webhook);
+      expect(await db.webhookDelivery.findUniqueOrThrow({ where: { webhookId_eventId: { webhookId: webhook.id, eventId: event.id } } })).toEqual(delivery);
+      expect(await db.webhookAttempt.findUniqueOrThrow({ where: { id: attempt.id } })).toEqual(attempt);
+      expect(
+        await db.webhook.findUniqueOrThrow({ where: { id: webhook.id }, include: { deliveries: { include: { event: true, attemptRows: true } }, attempts: { include: { delivery: true } } } }),
+      ).toEqual({ ...webhook, deliveries: [{ ...delivery, event, attemptRows: [attempt] }], attempts: [{ ...attempt, delivery }] });
+      expect(await db.event.findUniqueOrThrow({ where: { id: event.id }, include: { deliveries: true } })).toEqual({ ...event, deliveries: [delivery] });
+      // one delivery per (webhook, event); the checks on status and outcome hold
+      await expect(db.webhookDelivery.create({ data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook.id, eventId: event.id } })).rejects.toThrow();
+      await expect(db.webhookDelivery.update({ where: { id: delivery.id }, data: { status: 'lost' } })).rejects.toThrow();
+      await expect(db.webhookAttempt.update({ where: { id: attempt.id }, data: { outcome: 'maybe' } })).rejects.toThrow();
+      // deleting an event deletes its deliveries and their attempts; deleting a webhook, its own
+      const event2 = await db.event.create({ data: { id: randomUUID(), tenantId: tenant.id, type: 'cluster.deleted', clusterId: null, data: {} } });
+      const delivery2 = await db.webhookDelivery.create({ data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook.id, eventId: event2.id } });
+      expect(delivery2).toMatchObject({ status: 'pending', attempts: 0, lastAttemptAt: null, deliveredAt: null });
+      expect(event2.seq).toBeGreaterThan(event.seq);
+      await db.webhookAttempt.create({
+        data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook.id, deliveryId: delivery2.id, eventId: event2.id, attempt: 1, startedAt: now, durationMs: 1, outcome: 'delivered' },
+      });
+      await db.event.delete({ where: { id: event2.id } });
+      expect(await db.webhookDelivery.count({ where: { id: delivery2.id } })).toBe(0);
+      expect(await db.webhookAttempt.count({ where: { deliveryId: delivery2.id } })).toBe(0);
+      const webhook2 = await db.webhook.create({ data: { id: randomUUID(), tenantId: tenant.id, url: 'https://x.example.com/', events: ['hook.failed'], secretEnc: 'enc' } });
+      expect(webhook2).toMatchObject({ enabled: true, description: null, disabledAt: null, failingSince: null });
+      const delivery3 = await db.webhookDelivery.create({ data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook2.id, eventId: event.id } });
+      await db.webhookAttempt.create({
+        data: { id: randomUUID(), tenantId: tenant.id, webhookId: webhook2.id, deliveryId: delivery3.id, eventId: event.id, attempt: 1, startedAt: now, durationMs: 1, outcome: 'delivered' },
+      });
+      await db.webhook.delete({ where: { id: webhook2.id } });
+      expect(await db.webhookDelivery.count({ where: { webhookId: webhook2.id } })).toBe(0);
+      expect(await db.webhookAttempt.count({ where: { webhookId: webhook2.id } })).toBe(0);
+      // an event outlives its cluster (no foreign key on cluster_id)
+      const gone = await db.event.create({ data: { id: randomUUID(), tenantId: tenant.id, type: 'cluster.deleted', clusterId: randomUUID(), data: {} } });
+      expect(await db.event.findUniqueOrThrow({ where: { id: gone.id } })).toEqual(gone);
       const setting = await db.serviceSetting.create({ data: { name: 'schema-check', value: 'v', createdAt: now } });
       expect(await db.serviceSetting.findUniqueOrThrow({ where: { name: 'schema-check' } })).toEqual(setting);
       expect(await db.tenant.findUniqueOrThrow({ where: { id: tenant.id } })).toEqual(tenant);
@@ -176,7 +225,17 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.restore.findUniqueOrThrow({ where: { id: restore.id } })).toEqual(restore);
       expect(await db.idempotencyRecord.findUniqueOrThrow({ where: { tenantId_key: { tenantId: tenant.id, key: 'k' } } })).toEqual(idem);
       // Relations and cascades declared in the schema exist in the database.
-      const withAll = await db.tenant.findUniqueOrThrow({ where: { id: tenant.id }, include: { apiKeys: true, apiClients: true, policies: true, repository: true, packs: true, clusters: { include: { backups: { include: { artifacts: true, restores: true, chunkRefs: true } } } } } });
+      const withAll = await db.tenant.findUniqueOrThrow({
+        where: { id: tenant.id },
+        include: {
+          apiKeys: true, apiClients: true, policies: true, repository: true, packs: true, events: true, webhooks: true, webhookDeliveries: true, webhookAttempts: true,
+          clusters: { include: { backups: { include: { artifacts: true, restores: true, chunkRefs: true } } } },
+        },
+      });
+      expect(withAll.events.map((e) => e.id).sort()).toEqual([event.id, gone.id].sort());
+      expect(withAll.webhooks).toEqual([webhook]);
+      expect(withAll.webhookDeliveries).toEqual([delivery]);
+      expect(withAll.webhookAttempts).toEqual([attempt]);
       expect(withAll.repository).toEqual(repository);
       expect(withAll.apiClients).toEqual([apiClient]);
       expect(withAll.packs).toEqual([pack]);
@@ -189,6 +248,10 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.pack.count()).toBe(0);
       expect(await db.repository.count()).toBe(0);
       expect(await db.apiClient.count()).toBe(0);
+      expect(await db.event.count()).toBe(0);
+      expect(await db.webhook.count()).toBe(0);
+      expect(await db.webhookDelivery.count()).toBe(0);
+      expect(await db.webhookAttempt.count()).toBe(0);
     } finally {
       await db.$disconnect();
     }
