@@ -10,6 +10,7 @@ import { createGcJob, createSampleVerifier } from '../modules/repository/reposit
 import { createPruneJob } from '../modules/retention/retention.jobs.js';
 import { createDeliverJob } from '../modules/webhooks/delivery.jobs.js';
 import { createWebhookSender } from '../modules/webhooks/sender.js';
+import { startDispatcher } from '../modules/webhooks/dispatcher.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
 import { tenantRootOf } from '../modules/tenants/tenant-folder.js';
 import { sweepRestoreLeftovers } from '../components/index.js';
@@ -56,11 +57,14 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
     },
   });
   void sweepLeftovers(db, dataRootOf, log);
+  // Workers turn committed events into deliveries as they are notified (any number may: the fan-out is idempotent).
+  const dispatcher = startDispatcher({ db, databaseUrl: rt.config.databaseUrl, queues, now, log });
   return {
     id,
     workers,
     /** Takes no new jobs; lets running ones finish within the grace period, then aborts them: each is cleaned up and handed back (`queued`) for another worker. */
     async close() {
+      await dispatcher.close();
       const closing = workers.close();
       let timer: NodeJS.Timeout | undefined;
       const late = await Promise.race([

@@ -1,6 +1,8 @@
 import type { Runtime } from '../../runtime.js';
 import { jobId, type JobName, type JobPayload, type QueueName } from '../../queue/jobs.js';
 import { snapshotKey } from '../../repo/layout.js';
+import { dispatchPending } from '../webhooks/dispatcher.js';
+import { duePending, failDisabledPending } from '../webhooks/deliveries.repo.js';
 
 // Safe to run on every scheduler instance at once: each transition is a conditional update
 // and job ids are derived from rows, so concurrent runs only repeat a little work.
@@ -97,6 +99,17 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
     take: BATCH,
   });
   if (rt.config.verifySamplePercent > 0) await requeueMissing('maintenance', 'verify-sample', verifyDue.map((r) => ({ id: r.tenantId, payload: { tenant_id: r.tenantId } })));
+  // Webhooks: events the dispatchers have not fanned out (a worker killed between commit and
+  // fan-out, none running) are dispatched; pending deliveries that are due (or whose attempt's
+  // lease has passed: its worker died mid-attempt) and whose attempt's job will not run are
+  // enqueued again (FLUSHALL, an enqueue lost after commit); deliveries of disabled webhooks end.
+  await failDisabledPending(db);
+  await dispatchPending({ db, queues, now, log: rt.log });
+  await requeueMissing(
+    'webhooks',
+    'deliver',
+    (await duePending(db, staleBefore, BATCH)).map((d) => ({ id: `${d.id}-${d.attempts + 1}`, payload: { tenant_id: d.tenantId, delivery_id: d.id } })),
+  );
   const freed = await ledger.repairSlots(BATCH);
   await db.idempotencyRecord.deleteMany({ where: { createdAt: { lt: new Date(t.getTime() - 24 * 3600 * 1000) } } });
   return { requeued, lost, freed };

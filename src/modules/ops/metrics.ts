@@ -68,6 +68,36 @@ export function createStoredBytes(db: Db, opts: { ttlMs?: number; now?: () => nu
   };
 }
 
+type Outcome = { outcome: string; n: number };
+
+/**
+ * Webhook deliveries by outcome, read from PostgreSQL (every API instance reports the same
+ * numbers, whichever worker made the attempts): delivered and failed deliveries, and retried
+ * attempts (failed ones that another attempt followed or will follow). Re-read at most once per
+ * ttl; concurrent scrapes share one query.
+ */
+export function createDeliveryCounts(db: Db, opts: { ttlMs?: number; now?: () => number } = {}) {
+  const ttlMs = opts.ttlMs ?? FINISHED_COUNTS_TTL_MS;
+  const now = opts.now ?? Date.now;
+  let cached: { at: number; rows: Promise<Outcome[]> } | null = null;
+  const query = () =>
+    db.$queryRaw<Outcome[]>`
+      SELECT status AS outcome, count(*)::int AS n FROM webhook_deliveries WHERE status IN ('delivered', 'failed') GROUP BY status
+      UNION ALL
+      SELECT 'retried', count(*)::int FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+      WHERE a.outcome = 'failed' AND (d.status = 'pending' OR a.attempt < d.attempts)`;
+  return {
+    read(): Promise<Outcome[]> {
+      if (!cached || now() - cached.at >= ttlMs) {
+        const rows = query();
+        cached = { at: now(), rows };
+        rows.catch(() => (cached = null));
+      }
+      return cached.rows;
+    },
+  };
+}
+
 /** One registry per process. `token`: the bearer token /metrics requires (unset: not served). */
 export function createMetrics(deps: { db: Db; queues: Queues; token?: string | undefined; finishedTtlMs?: number; storedTtlMs?: number }) {
   const registry = new Registry();
@@ -129,6 +159,32 @@ export function createMetrics(deps: { db: Db; queues: Queues; token?: string | u
       const rows = await stored.read();
       this.reset();
       for (const r of rows) this.set({ tenant_id: r.tenant_id }, r.bytes);
+    },
+  });
+  const deliveries = createDeliveryCounts(deps.db, deps.finishedTtlMs === undefined ? {} : { ttlMs: deps.finishedTtlMs });
+  new Counter({
+    name: 'webhook_deliveries_total',
+    help: 'Webhook deliveries by outcome: delivered, failed (given up after the retry window, or the webhook was disabled), retried (failed attempts followed by another); read from PostgreSQL, refreshed at most once a minute',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await deliveries.read();
+      this.reset();
+      for (const outcome of ['delivered', 'failed', 'retried']) this.inc({ outcome }, rows.find((r) => r.outcome === outcome)?.n ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'webhook_oldest_undelivered_event_age_seconds',
+    help: 'Age of the oldest event not yet delivered: not dispatched to its webhooks, or with a delivery still pending (0 when none)',
+    registers: [registry],
+    async collect() {
+      // Both sets are small and indexed (events_undispatched_idx, webhook_deliveries_pending_idx).
+      const [row] = await deps.db.$queryRaw<{ age: number | null }[]>`
+        SELECT extract(epoch FROM now() - least(
+          (SELECT occurred_at FROM events WHERE dispatched_at IS NULL ORDER BY seq LIMIT 1),
+          (SELECT min(e.occurred_at) FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.status = 'pending')
+        ))::float8 AS age`;
+      this.set(Math.max(0, row?.age ?? 0));
     },
   });
   const schedulerSkipped = new Counter({

@@ -3,7 +3,11 @@ import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import type { Queues } from '../../queue/queues.js';
 import type { Config } from '../../config.js';
+import { RetryLater } from '../../queue/worker.js';
 import type { WebhookSender } from './sender.js';
+import { nextAttempt } from './backoff.js';
+import { claimAttempt, eventBody, failPending, loadDelivery, recordAttempt } from './deliveries.repo.js';
+import { attemptOfJob } from './dispatcher.js';
 
 export interface DeliverJobDeps {
   db: Db;
@@ -15,9 +19,64 @@ export interface DeliverJobDeps {
   log: Logger;
 }
 
-/** One attempt of one webhook delivery (queue `webhooks`, job `deliver`). */
-export function createDeliverJob(_deps: DeliverJobDeps) {
-  return async (_payload: { tenant_id: string; delivery_id: string }): Promise<void> => {
-    throw new Error('webhook delivery is not built yet');
+/** How long past the timeout a claimed attempt is held before the reconciler may take it as lost. */
+const LEASE_MARGIN_MS = 5_000;
+
+/**
+ * One attempt of one webhook delivery (queue `webhooks`, job `deliver`, id
+ * `deliver-<delivery id>-<attempt>`). The row decides: a delivery that is no longer pending, whose
+ * attempt this job names was already made, or whose webhook is gone, ends the job; one that is
+ * not yet due waits; otherwise the attempt is claimed (one claimer wins), sent, recorded, and the
+ * next attempt's job enqueued after the commit, delayed by the backoff (a lost enqueue is the
+ * reconciler's to mend).
+ */
+export function createDeliverJob(deps: DeliverJobDeps) {
+  const { db, settings, log } = deps;
+  return async (payload: { tenant_id: string; delivery_id: string }, job?: { id?: string | undefined }): Promise<void> => {
+    const d = await loadDelivery(db, payload.tenant_id, payload.delivery_id);
+    if (!d || d.status !== 'pending') return;
+    if (!d.enabled) {
+      await failPending(db, d.tenantId, d.id);
+      return;
+    }
+    const attempt = attemptOfJob(job?.id) ?? d.attempts + 1;
+    if (d.attempts >= attempt) return; // made already (a job run again after its worker died)
+    if (d.attempts < attempt - 1) return; // cannot happen: jobs are only enqueued for the next attempt
+    const now = deps.now();
+    const early = d.nextAttemptAt.getTime() - now.getTime();
+    if (early > 0) throw new RetryLater(early, 'the attempt is not due yet');
+    if (!(await claimAttempt(db, { tenantId: d.tenantId, id: d.id, attempt }, now, new Date(now.getTime() + settings.timeoutMs + LEASE_MARGIN_MS)))) return;
+
+    let result;
+    try {
+      result = await deps.sender.send({ url: d.url, secret: deps.box.decrypt(d.secretEnc) }, { id: d.event.id, timestamp: now, body: eventBody(d.event) });
+    } catch (err) {
+      result = { outcome: 'failed' as const, statusCode: null, durationMs: Date.now() - now.getTime(), error: 'the attempt could not be made' };
+      log.error({ err, delivery_id: d.id }, 'webhook attempt threw');
+    }
+    const ended = deps.now();
+    const next = result.outcome === 'delivered' ? null : nextAttempt({ attempts: attempt, firstAttemptAt: d.firstAttemptAt ?? now, startedAt: now, now: ended }, settings);
+    const retryAt = next && 'retryAt' in next ? next.retryAt : null;
+    const outcome = await recordAttempt(db, {
+      tenantId: d.tenantId,
+      deliveryId: d.id,
+      webhookId: d.webhookId,
+      eventId: d.event.id,
+      attempt,
+      startedAt: now,
+      result,
+      retryAt,
+      now: ended,
+      disableAfterMs: settings.disableAfterMs,
+    });
+    log.info(
+      { delivery_id: d.id, webhook_id: d.webhookId, event_id: d.event.id, attempt, outcome: result.outcome, status_code: result.statusCode, duration_ms: result.durationMs, delivery_status: outcome.status },
+      outcome.disabled ? 'webhook attempt failed; the webhook is disabled' : `webhook attempt ${result.outcome}`,
+    );
+    if (outcome.status === 'pending' && retryAt) {
+      await deps.queues
+        .add('webhooks', 'deliver', { tenant_id: d.tenantId, delivery_id: d.id }, `${d.id}-${attempt + 1}`, { delay: Math.max(0, retryAt.getTime() - ended.getTime()) })
+        .catch((err: unknown) => log.warn({ err, delivery_id: d.id }, 'could not enqueue the next webhook attempt; the reconciler will'));
+    }
   };
 }
