@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, type Stack } from './helpers/stack.js';
 import { EVENT_TYPES } from '../src/modules/events/outbox.js';
+import { createWebhookService } from '../src/modules/webhooks/webhooks.service.js';
+import type { WebhookMessage } from '../src/modules/webhooks/sender.js';
 
 const VIEW_FIELDS = ['created_at', 'description', 'disabled_at', 'disabled_reason', 'enabled', 'events', 'id', 'updated_at', 'url'];
 const SECRET = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
@@ -269,6 +271,37 @@ describe('webhooks API', () => {
     expect(await db.webhookAttempt.count({ where: { webhookId: w2.id } })).toBe(1);
     expect(await db.event.count({ where: { id: { in: [e1, e2] } } })).toBe(2);
     await s.request('DELETE', `/v1/webhooks/${w2.id}`, { token: admin });
+  });
+
+  it('test sends one synthetic webhook.test event with the stored secret and answers its result', async () => {
+    // The service over the real database, with a sender that records what it is asked to send
+    // (the real sender, and its signature, are tested with it).
+    const sent: { target: { url: string; secret: string }; message: WebhookMessage }[] = [];
+    const at = new Date('2026-12-02T10:00:00.000Z');
+    const service = createWebhookService({
+      db: s.rt.db, box: s.rt.box, urlGuard: s.rt.webhookUrls, queues: s.rt.queues, settings: s.rt.config.webhooks, now: () => at, log: s.app.log as never,
+      sender: { send: async (target, message) => (sent.push({ target, message }), { outcome: 'failed', statusCode: 401, durationMs: 7, error: 'the receiver answered 401' }) },
+    });
+    const created = (await create(admin, { url, events: ['backup.failed'] })).body;
+    await s.request('PATCH', `/v1/webhooks/${created.id}`, { token: admin, body: { enabled: false } }); // a disabled webhook can be tested
+    const events = await s.rt.db.event.count({ where: { tenantId } });
+    const result = await service.test(tenantId, created.id);
+    expect(sent).toHaveLength(1);
+    const [{ target, message }] = sent as [(typeof sent)[number]];
+    expect(target).toEqual({ url, secret: created.secret });
+    expect(message.timestamp).toEqual(at);
+    const body = JSON.parse(message.body);
+    const { secret: _, ...view } = created;
+    expect(body).toEqual({ id: message.id, type: 'webhook.test', occurred_at: at.toISOString(), cluster_id: null, data: { webhook: { ...view, enabled: false, disabled_at: expect.any(String), disabled_reason: 'disabled through the API', updated_at: expect.any(String) } } });
+    expect(JSON.stringify(body)).not.toContain(created.secret.slice(6));
+    expect(result).toEqual({ event_id: message.id, outcome: 'failed', status_code: 401, duration_ms: 7, error: 'the receiver answered 401' });
+    // nothing recorded: a test is no event of the tenant's
+    expect(await s.rt.db.event.count({ where: { tenantId } })).toBe(events);
+    expect(await s.rt.db.webhookAttempt.count({ where: { webhookId: created.id } })).toBe(0);
+    const other = await createTenant(s);
+    await expect(service.test(other.tenantId, created.id)).rejects.toThrow('webhook not found');
+    expect(sent).toHaveLength(1);
+    await s.request('DELETE', `/v1/webhooks/${created.id}`, { token: admin });
   });
 
   it('audits create, update, delete and test', async () => {

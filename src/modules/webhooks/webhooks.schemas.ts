@@ -6,10 +6,9 @@ import { EVENT_TYPES } from '../events/outbox.js';
 export const MAX_URL_LENGTH = 2048;
 
 // The type of each entry is checked here (so the document lists the types), with a message that
-// names the unknown one; emptiness and duplicates are the service's (validateEvents), so one 422
-// lists every duplicate.
+// names the unknown one; duplicates are the service's (eventProblems), so that one 422 lists each.
 const eventType = z.enum(EVENT_TYPES, { error: (iss) => `unknown event type ${JSON.stringify(iss.input)?.slice(0, 100)} (known: ${EVENT_TYPES.join(', ')})` });
-const events = z.array(eventType).max(EVENT_TYPES.length * 2).describe('the event types to deliver: at least one, each once');
+const events = z.array(eventType).min(1, { error: 'must list at least one event type' }).max(EVENT_TYPES.length * 2).describe('the event types to deliver: at least one, each once');
 const url = z
   .string()
   .max(MAX_URL_LENGTH)
