@@ -77,6 +77,7 @@ describe('the webhook URL guard, by default (public https only)', () => {
     ['https://[::ffff:169.254.169.254]/', 'host ::ffff:a9fe:a9fe is a cloud metadata address'],
     ['https://imds.example.com/', 'host imds.example.com resolves to a cloud metadata address'],
     ['https://0.0.0.0/', 'host 0.0.0.0 is an unspecified address'],
+    ['https://0/', 'host 0.0.0.0 is an unspecified address'],
     ['https://zero.example.com/', 'host zero.example.com resolves to an unspecified address'],
   ])('refuses %s: %s', async (url, problem) => {
     expect(await problemOf(url)).toBe(`${problem}, which webhooks may not call unless the operator allows it (WEBHOOK_ALLOWED_HOSTS)`);
@@ -140,6 +141,13 @@ describe('WEBHOOK_ALLOWED_HOSTS and WEBHOOK_ALLOW_HTTP', () => {
     }
     expect(await problemOf('http://127.0.0.1:6379/', all)).toBe("that is the backup service's own Redis server");
     expect(await problemOf('http://[::ffff:7f00:1]:6379/', all)).toBe("that is the backup service's own Redis server");
+  });
+
+  it('with names only in the list, an unlisted name is refused without a lookup', async () => {
+    lookups.length = 0;
+    expect(await problemOf('https://loop.example.com/', { allowed: 'hooks.internal' })).toBe('host loop.example.com is not among the hosts the operator allows (WEBHOOK_ALLOWED_HOSTS)');
+    expect(lookups).toEqual([]);
+    expect(await problemOf('https://127.0.0.1/', { allowed: 'hooks.internal' })).toMatch(/^host 127.0.0.1 is a loopback address/);
   });
 
   it('a listed name or range lifts the refusal for what it matches, never for metadata by name', async () => {
