@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import { startReceiver, verified, type Receiver } from './helpers/webhook-receiver.js';
 import { recordEvent, type EventType } from '../src/modules/events/outbox.js';
-import { generateWebhookSecret } from '../src/modules/webhooks/signing.js';
+import { generateWebhookSecret } from '../src/modules/webhooks/webhooks.service.js';
 import { createWebhookSender } from '../src/modules/webhooks/sender.js';
 import { startDispatcher } from '../src/modules/webhooks/dispatcher.js';
 import { createUrlGuard } from '../src/net/url-guard.js';

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../db/client.js';
 import { iso } from '../../http/schemas.js';
 import { recordEvent } from '../events/outbox.js';
+import { presentWebhook } from './webhooks.service.js';
 import type { SendResult } from './sender.js';
 
 /**
@@ -192,33 +193,6 @@ export async function recordAttempt(db: Db, a: AttemptRecord): Promise<AttemptOu
   });
 }
 
-type WebhookRow = {
-  id: string;
-  url: string;
-  events: string[];
-  description: string | null;
-  enabled: boolean;
-  disabled_at: Date | null;
-  disabled_reason: string | null;
-  created_at: Date;
-  updated_at: Date;
-};
-
-/** The webhook as the API shows it (never its secret), for the webhook.disabled event's data. */
-function presentWebhook(w: WebhookRow) {
-  return {
-    id: w.id,
-    url: w.url,
-    events: w.events,
-    description: w.description,
-    enabled: w.enabled,
-    disabled_at: w.disabled_at ? iso(w.disabled_at) : null,
-    disabled_reason: w.disabled_reason,
-    created_at: iso(w.created_at),
-    updated_at: iso(w.updated_at),
-  };
-}
-
 /**
  * Turns a failing webhook off (if still on): its pending deliveries end failed, a
  * webhook.disabled event is recorded and an audit entry written, all in `tx`. The audit entry's
@@ -227,11 +201,11 @@ function presentWebhook(w: WebhookRow) {
  * delivery whose failure tipped it over.
  */
 async function disableWebhook(tx: Tx, d: { tenantId: string; webhookId: string; deliveryId: string; now: Date; reason: string }): Promise<boolean> {
-  const [w] = await tx.$queryRaw<WebhookRow[]>`
+  const turnedOff = await tx.$executeRaw`
     UPDATE webhooks SET enabled = false, disabled_at = ${d.now}, disabled_reason = ${d.reason}, updated_at = ${d.now}
-    WHERE id = ${d.webhookId}::uuid AND tenant_id = ${d.tenantId}::uuid AND enabled
-    RETURNING id::text, url, events, description, enabled, disabled_at, disabled_reason, created_at, updated_at`;
-  if (!w) return false;
+    WHERE id = ${d.webhookId}::uuid AND tenant_id = ${d.tenantId}::uuid AND enabled`;
+  if (turnedOff === 0) return false;
+  const w = await tx.webhook.findUniqueOrThrow({ where: { id: d.webhookId } });
   await tx.$executeRaw`UPDATE webhook_deliveries SET status = 'failed' WHERE webhook_id = ${d.webhookId}::uuid AND status = 'pending'`;
   await recordEvent(tx, { tenantId: d.tenantId, type: 'webhook.disabled', clusterId: null, data: { webhook: presentWebhook(w) }, occurredAt: d.now });
   await tx.$executeRaw`

@@ -1,12 +1,7 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 
-/** Standard Webhooks secrets: `whsec_` then the base64 of the key bytes. */
+/** Standard Webhooks secrets: `whsec_` then the base64 of the key bytes (made by webhooks.service's generateWebhookSecret). */
 export const SECRET_PREFIX = 'whsec_';
-
-/** A new signing secret (24 random bytes, as Standard Webhooks libraries make them). */
-export function generateWebhookSecret(): string {
-  return SECRET_PREFIX + randomBytes(24).toString('base64');
-}
 
 /** The HMAC key of a secret: the base64-decoded part after `whsec_`. */
 export function secretKey(secret: string): Buffer {
