@@ -4,6 +4,7 @@ import { createKey, createTenant, startStack, type Stack } from './helpers/stack
 import { EVENT_TYPES } from '../src/modules/events/outbox.js';
 import { createWebhookService } from '../src/modules/webhooks/webhooks.service.js';
 import type { WebhookMessage } from '../src/modules/webhooks/sender.js';
+import { startReceiver, verified } from './helpers/webhook-receiver.js';
 
 const VIEW_FIELDS = ['created_at', 'description', 'disabled_at', 'disabled_reason', 'enabled', 'events', 'id', 'updated_at', 'url'];
 const SECRET = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
@@ -302,6 +303,34 @@ describe('webhooks API', () => {
     await expect(service.test(other.tenantId, created.id)).rejects.toThrow('webhook not found');
     expect(sent).toHaveLength(1);
     await s.request('DELETE', `/v1/webhooks/${created.id}`, { token: admin });
+  });
+
+  it('POST /test delivers one signed webhook.test event to the receiver and answers the outcome', async () => {
+    const receiver = await startReceiver();
+    try {
+      const created = (await create(admin, { url: receiver.url('/t'), events: ['backup.failed'] })).body;
+      const ok = await s.request('POST', `/v1/webhooks/${created.id}/test`, { token: admin });
+      expect(ok.status).toBe(200);
+      expect(ok.body).toEqual({ event_id: expect.any(String), outcome: 'delivered', status_code: 200, duration_ms: expect.any(Number), error: null });
+      expect(receiver.at('/t')).toHaveLength(1);
+      const [got] = receiver.at('/t');
+      expect(got!.headers['webhook-id']).toBe(ok.body.event_id);
+      const body = verified(created.secret, got!); // the Standard Webhooks reference library
+      expect(body).toMatchObject({ id: ok.body.event_id, type: 'webhook.test', cluster_id: null, data: { webhook: { id: created.id, url: receiver.url('/t') } } });
+
+      receiver.reply('/t', () => 401);
+      const refused = await s.request('POST', `/v1/webhooks/${created.id}/test`, { token: admin });
+      expect(refused.status).toBe(200);
+      expect(refused.body).toMatchObject({ outcome: 'failed', status_code: 401, error: expect.stringContaining('401') });
+
+      const other = await createTenant(s);
+      expect((await s.request('POST', `/v1/webhooks/${created.id}/test`, { token: other.adminToken })).status).toBe(404);
+      expect(receiver.at('/t')).toHaveLength(2);
+      expect(await s.rt.db.webhookAttempt.count({ where: { webhookId: created.id } })).toBe(0); // a test is not a delivery
+      await s.request('DELETE', `/v1/webhooks/${created.id}`, { token: admin });
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('audits create, update, delete and test', async () => {
