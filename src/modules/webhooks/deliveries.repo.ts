@@ -62,26 +62,40 @@ export interface DeliveryRow {
   event: { id: string; type: string; occurred_at: Date; cluster_id: string | null; data: unknown };
 }
 
+type Joined = {
+  id: string;
+  status: DeliveryRow['status'];
+  attempts: number;
+  next_attempt_at: Date;
+  first_attempt_at: Date | null;
+  webhook_id: string;
+  url: string;
+  secret_enc: string;
+  enabled: boolean;
+  event_id: string;
+  type: string;
+  occurred_at: Date;
+  cluster_id: string | null;
+  data: unknown;
+};
+
+const toRow = (tenantId: string, r: Joined): DeliveryRow => ({
+  id: r.id,
+  tenantId,
+  status: r.status,
+  attempts: r.attempts,
+  nextAttemptAt: r.next_attempt_at,
+  firstAttemptAt: r.first_attempt_at,
+  webhookId: r.webhook_id,
+  url: r.url,
+  secretEnc: r.secret_enc,
+  enabled: r.enabled,
+  event: { id: r.event_id, type: r.type, occurred_at: r.occurred_at, cluster_id: r.cluster_id, data: r.data },
+});
+
 /** One delivery with its webhook and event, in its tenant (null: gone, e.g. its webhook was deleted). */
 export async function loadDelivery(db: Db, tenantId: string, id: string): Promise<DeliveryRow | null> {
-  const [r] = await db.$queryRaw<
-    {
-      id: string;
-      status: DeliveryRow['status'];
-      attempts: number;
-      next_attempt_at: Date;
-      first_attempt_at: Date | null;
-      webhook_id: string;
-      url: string;
-      secret_enc: string;
-      enabled: boolean;
-      event_id: string;
-      type: string;
-      occurred_at: Date;
-      cluster_id: string | null;
-      data: unknown;
-    }[]
-  >`
+  const [r] = await db.$queryRaw<Joined[]>`
     SELECT d.id::text, d.status, d.attempts, d.next_attempt_at,
            (SELECT min(a.started_at) FROM webhook_attempts a WHERE a.delivery_id = d.id) AS first_attempt_at,
            w.id::text AS webhook_id, w.url, w.secret_enc, w.enabled,
@@ -90,20 +104,26 @@ export async function loadDelivery(db: Db, tenantId: string, id: string): Promis
     JOIN webhooks w ON w.id = d.webhook_id
     JOIN events e ON e.id = d.event_id
     WHERE d.id = ${id}::uuid AND d.tenant_id = ${tenantId}::uuid`;
-  if (!r) return null;
-  return {
-    id: r.id,
-    tenantId,
-    status: r.status,
-    attempts: r.attempts,
-    nextAttemptAt: r.next_attempt_at,
-    firstAttemptAt: r.first_attempt_at,
-    webhookId: r.webhook_id,
-    url: r.url,
-    secretEnc: r.secret_enc,
-    enabled: r.enabled,
-    event: { id: r.event_id, type: r.type, occurred_at: r.occurred_at, cluster_id: r.cluster_id, data: r.data },
-  };
+  return r ? toRow(tenantId, r) : null;
+}
+
+/**
+ * The common case in one statement: takes attempt `attempt` of a pending, due delivery of an
+ * enabled webhook whose previous attempt was `attempt - 1` (as claimAttempt) and answers the
+ * delivery with its webhook and event as they stand after the claim; null when any of that does
+ * not hold (the caller then loads the row to see why).
+ */
+export async function claimDue(db: Db, d: { tenantId: string; id: string; attempt: number }, now: Date, leaseUntil: Date): Promise<DeliveryRow | null> {
+  const [r] = await db.$queryRaw<Joined[]>`
+    UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = ${now}, next_attempt_at = ${leaseUntil}
+    FROM webhooks w, events e
+    WHERE d.id = ${d.id}::uuid AND d.tenant_id = ${d.tenantId}::uuid AND d.status = 'pending' AND d.attempts = ${d.attempt - 1} AND d.next_attempt_at <= ${now}
+      AND w.id = d.webhook_id AND w.enabled AND e.id = d.event_id
+    RETURNING d.id::text, d.status, d.attempts, d.next_attempt_at,
+           (SELECT min(a.started_at) FROM webhook_attempts a WHERE a.delivery_id = d.id) AS first_attempt_at,
+           w.id::text AS webhook_id, w.url, w.secret_enc, w.enabled,
+           e.id::text AS event_id, e.type, e.occurred_at, e.cluster_id::text AS cluster_id, e.data`;
+  return r ? toRow(d.tenantId, r) : null;
 }
 
 /** The delivery's body: the event as GET /v1/events shows it. */
@@ -161,20 +181,29 @@ const DISABLED_REASON = (ms: number) =>
  * entry and its pending deliveries failed.
  */
 export async function recordAttempt(db: Db, a: AttemptRecord): Promise<AttemptOutcome> {
+  const r = a.result;
+  const attemptId = randomUUID();
+  const error = r.error === null ? null : r.error.slice(0, 1000);
+  if (r.outcome === 'delivered') {
+    // The common case, one statement (atomic on its own): the attempt, the delivery, the webhook's run of failures ended.
+    await db.$executeRaw`
+      WITH attempt AS (
+        INSERT INTO webhook_attempts (id, tenant_id, webhook_id, delivery_id, event_id, attempt, started_at, duration_ms, status_code, outcome, error)
+        VALUES (${attemptId}::uuid, ${a.tenantId}::uuid, ${a.webhookId}::uuid, ${a.deliveryId}::uuid, ${a.eventId}::uuid, ${a.attempt}, ${a.startedAt},
+                ${r.durationMs}, ${r.statusCode}, 'delivered', NULL)
+      ), delivery AS (
+        UPDATE webhook_deliveries SET status = 'delivered', delivered_at = ${a.now}
+        WHERE id = ${a.deliveryId}::uuid AND status = 'pending' AND attempts = ${a.attempt}
+      )
+      UPDATE webhooks SET failing_since = NULL WHERE id = ${a.webhookId}::uuid AND failing_since IS NOT NULL`;
+    return { status: 'delivered', disabled: false };
+  }
   return db.$transaction(async (tx) => {
-    const r = a.result;
     await tx.$executeRaw`
       INSERT INTO webhook_attempts (id, tenant_id, webhook_id, delivery_id, event_id, attempt, started_at, duration_ms, status_code, outcome, error)
-      VALUES (${randomUUID()}::uuid, ${a.tenantId}::uuid, ${a.webhookId}::uuid, ${a.deliveryId}::uuid, ${a.eventId}::uuid, ${a.attempt}, ${a.startedAt},
-              ${r.durationMs}, ${r.statusCode}, ${r.outcome}, ${r.error === null ? null : r.error.slice(0, 1000)})`;
+      VALUES (${attemptId}::uuid, ${a.tenantId}::uuid, ${a.webhookId}::uuid, ${a.deliveryId}::uuid, ${a.eventId}::uuid, ${a.attempt}, ${a.startedAt},
+              ${r.durationMs}, ${r.statusCode}, 'failed', ${error})`;
     const latest = { id: a.deliveryId, attempt: a.attempt };
-    if (r.outcome === 'delivered') {
-      await tx.$executeRaw`
-        UPDATE webhook_deliveries SET status = 'delivered', delivered_at = ${a.now}
-        WHERE id = ${latest.id}::uuid AND status = 'pending' AND attempts = ${latest.attempt}`;
-      await tx.$executeRaw`UPDATE webhooks SET failing_since = NULL WHERE id = ${a.webhookId}::uuid AND failing_since IS NOT NULL`;
-      return { status: 'delivered', disabled: false };
-    }
     const status = a.retryAt ? 'pending' : 'failed';
     if (a.retryAt)
       await tx.$executeRaw`

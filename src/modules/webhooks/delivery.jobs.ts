@@ -6,7 +6,7 @@ import type { Config } from '../../config.js';
 import { RetryLater } from '../../queue/worker.js';
 import type { WebhookSender } from './sender.js';
 import { nextAttempt } from './backoff.js';
-import { claimAttempt, eventBody, failPending, loadDelivery, recordAttempt } from './deliveries.repo.js';
+import { claimAttempt, claimDue, eventBody, failPending, loadDelivery, recordAttempt } from './deliveries.repo.js';
 import { attemptOfJob } from './dispatcher.js';
 
 export interface DeliverJobDeps {
@@ -33,19 +33,29 @@ const LEASE_MARGIN_MS = 5_000;
 export function createDeliverJob(deps: DeliverJobDeps) {
   const { db, settings, log } = deps;
   return async (payload: { tenant_id: string; delivery_id: string }, job?: { id?: string | undefined }): Promise<void> => {
-    const d = await loadDelivery(db, payload.tenant_id, payload.delivery_id);
-    if (!d || d.status !== 'pending') return;
-    if (!d.enabled) {
-      await failPending(db, d.tenantId, d.id);
-      return;
-    }
-    const attempt = attemptOfJob(job?.id) ?? d.attempts + 1;
-    if (d.attempts >= attempt) return; // made already (a job run again after its worker died)
-    if (d.attempts < attempt - 1) return; // cannot happen: jobs are only enqueued for the next attempt
     const now = deps.now();
-    const early = d.nextAttemptAt.getTime() - now.getTime();
-    if (early > 0) throw new RetryLater(early, 'the attempt is not due yet');
-    if (!(await claimAttempt(db, { tenantId: d.tenantId, id: d.id, attempt }, now, new Date(now.getTime() + settings.timeoutMs + LEASE_MARGIN_MS)))) return;
+    const lease = new Date(now.getTime() + settings.timeoutMs + LEASE_MARGIN_MS);
+    const named = attemptOfJob(job?.id);
+    const claim = { tenantId: payload.tenant_id, id: payload.delivery_id };
+    // The common case, one statement: the attempt this job names is due, and claimed.
+    let d = named === null ? null : await claimDue(db, { ...claim, attempt: named }, now, lease);
+    let attempt = named ?? 0;
+    if (!d) {
+      // Not claimed: find out why.
+      const row = await loadDelivery(db, claim.tenantId, claim.id);
+      if (!row || row.status !== 'pending') return;
+      if (!row.enabled) {
+        await failPending(db, row.tenantId, row.id);
+        return;
+      }
+      attempt = named ?? row.attempts + 1;
+      if (row.attempts >= attempt) return; // made already (a job run again after its worker died)
+      if (row.attempts < attempt - 1) return; // cannot happen: jobs are only enqueued for the next attempt
+      const early = row.nextAttemptAt.getTime() - now.getTime();
+      if (early > 0) throw new RetryLater(early, 'the attempt is not due yet');
+      if (!(await claimAttempt(db, { ...claim, attempt }, now, lease))) return;
+      d = row;
+    }
 
     let result;
     try {
