@@ -192,8 +192,8 @@ try {
   const policy = randomUUID();
   await c.query(`INSERT INTO tenants (id, name, data_dir) VALUES ($1::uuid, 'bench', $1::text)`, [tenant]);
   await c.query(
-    `INSERT INTO policies (id, tenant_id, name, is_default, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
-     VALUES ($1, $2, 'default', true, 'Europe/Berlin', '[{"interval":"1d","count":7},{"interval":"1w","count":4}]', 20, 3, '1h', 3)`,
+    `INSERT INTO policies (id, tenant_id, name, is_default, default_for, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
+     VALUES ($1, $2, 'default', true, 'production', 'Europe/Berlin', '[{"interval":"1d","count":7},{"interval":"1w","count":4}]', 20, 3, '1h', 3)`,
     [policy, tenant],
   );
   console.log(`seeding ${CLUSTERS} clusters...`);

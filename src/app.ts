@@ -18,7 +18,7 @@ import { usageRoutes } from './modules/usage/usage.routes.js';
 import { clusterRoutes } from './modules/clusters/clusters.routes.js';
 import type { Metrics } from './modules/ops/metrics.js';
 import { opsRoutes, type ReadinessCheck } from './modules/ops/ops.routes.js';
-import { policyRoutes } from './modules/policies/policies.routes.js';
+import { dataRetentionRoutes, policyRoutes } from './modules/policies/policies.routes.js';
 import { retentionRoutes } from './modules/retention/retention.routes.js';
 import { restoreRoutes } from './modules/restores/restores.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
@@ -87,6 +87,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   apiClientRoutes(app, { guard, service: s.apiClients });
   oauthRoutes(app, { service: s.oauth });
   policyRoutes(app, { guard, service: s.policies });
+  dataRetentionRoutes(app, { guard, service: s.policies });
   clusterRoutes(app, { guard, service: s.clusters });
   backupRoutes(app, { guard, service: s.backups });
   backupFileRoutes(app, { guard, service: s.files });

@@ -24,19 +24,16 @@ describe('platform token and tenants', () => {
     expect(stored.tokenHash).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('gives each tenant a default policy with the spec values', async () => {
+  it('gives each tenant a default policy per environment type with the spec values', async () => {
     const { adminToken } = await createTenant(s);
     const res = await s.request('GET', '/v1/policies', { token: adminToken });
-    expect(res.body.items).toHaveLength(1);
-    expect(res.body.items[0]).toMatchObject({
-      is_default: true,
-      timezone: 'UTC',
-      schedule: [{ interval: '1d', count: 2 }],
-      max_backups: 10,
-      manual_count: 3,
-      manual_rate_limit: '1h',
-      failed_count: 3,
-    });
+    expect(res.body.items).toHaveLength(3);
+    const of = (env: string) => res.body.items.find((p: { environment: string }) => p.environment === env);
+    const rest = { is_default: true, timezone: 'UTC', max_backups: 10, manual_count: 3, manual_rate_limit: '1h', failed_count: 3 };
+    // SPEC section 11: production backs up daily (Upsun's default), staging and development are manual only.
+    expect(of('production')).toMatchObject({ ...rest, schedule: [{ interval: '1d', count: 2 }] });
+    expect(of('staging')).toMatchObject({ ...rest, schedule: [] });
+    expect(of('development')).toMatchObject({ ...rest, schedule: [] });
   });
 
   it('refuses a duplicate tenant name with 409', async () => {

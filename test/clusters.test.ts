@@ -34,7 +34,7 @@ describe('clusters', () => {
       backup_location: 'same-region',
       deletion_protection: false,
       status: 'active',
-      policy_id: policies.body.items.find((p: { is_default: boolean }) => p.is_default).id,
+      policy_id: policies.body.items.find((p: { environment: string | null }) => p.environment === 'production').id,
     });
     expect(Date.parse(res.body.next_backup_at)).toBeGreaterThan(Date.now());
     expect((await s.request('GET', `/v1/clusters/${res.body.id}`, { token })).body).toEqual(res.body);

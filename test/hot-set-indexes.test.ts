@@ -18,8 +18,8 @@ beforeAll(async () => {
   const policy = '00000000-0000-4000-8000-000000000002';
   await c.query(`INSERT INTO tenants (id, name, data_dir) VALUES ($1::uuid, 'indexes', $1::text)`, [tenant]);
   await c.query(
-    `INSERT INTO policies (id, tenant_id, name, is_default, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
-     VALUES ($1, $2, 'default', true, 'UTC', '[]', 10, 3, null, 3)`,
+    `INSERT INTO policies (id, tenant_id, name, is_default, default_for, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
+     VALUES ($1, $2, 'default', true, 'production', 'UTC', '[]', 10, 3, null, 3)`,
     [policy, tenant],
   );
   await c.query(

@@ -75,11 +75,19 @@ describe('policies', () => {
     expect((await s.request('GET', `/v1/policies/${p.body.id}`, { token })).body).toEqual(ok.body);
   });
 
-  it('keeps the default policy as it is', async () => {
+  it('lets the environment defaults be changed but never deleted (SPEC section 11)', async () => {
     const list = await s.request('GET', '/v1/policies?limit=100', { token });
-    const def = list.body.items.find((p: { is_default: boolean }) => p.is_default);
-    expect((await s.request('PATCH', `/v1/policies/${def.id}`, { token, body: { max_backups: 99 } })).status).toBe(409);
-    expect((await s.request('DELETE', `/v1/policies/${def.id}`, { token })).status).toBe(409);
+    const defaults = list.body.items.filter((p: { is_default: boolean }) => p.is_default);
+    expect(defaults.map((p: { environment: string }) => p.environment).sort()).toEqual(['development', 'production', 'staging']);
+    for (const def of defaults) {
+      const changed = await s.request('PATCH', `/v1/policies/${def.id}`, { token, body: { max_backups: 99 } });
+      expect(changed.status).toBe(200);
+      expect(changed.body).toMatchObject({ id: def.id, is_default: true, environment: def.environment, max_backups: 99 });
+      const del = await s.request('DELETE', `/v1/policies/${def.id}`, { token });
+      expect(del.status).toBe(409);
+      expect(del.body.detail).toContain(`${def.environment} environment's default policy`);
+      expect((await s.request('GET', `/v1/policies/${def.id}`, { token })).status).toBe(200);
+    }
   });
 
   it('refuses a duplicate name (409) and deletes an unused policy', async () => {

@@ -3,7 +3,7 @@ import type { Db } from '../db/client.js';
 import type { ArtifactStore } from '../storage/types.js';
 import { readWhole } from '../storage/index.js';
 import { generateToken } from '../crypto/tokens.js';
-import { DEFAULT_POLICY } from '../modules/policies/policies.schemas.js';
+import { ENVIRONMENT_DEFAULTS, ENVIRONMENTS, type EnvironmentName } from '../modules/policies/policies.schemas.js';
 import { createSecretBox } from '../crypto/secrets.js';
 import { encryptComponent, type RuntimeComponent } from '../modules/clusters/components.js';
 import { createPolicyRepo } from '../modules/policies/policies.repo.js';
@@ -46,12 +46,9 @@ export async function recoverFromStore(o: { db: Db; store: ArtifactStore; master
     await o.db.repository.createMany({ data: [{ tenantId: tenant.id, wrappedKeys: config.wrapped_keys, keyId: config.key_id }], skipDuplicates: true });
     const packs = await recoverPacks(o, tenant.id, keys);
     const { backups, clusters } = await recoverSnapshots(o, tenant.id, keys, now());
+    await ensureEnvironmentDefaults(o.db, tenant.id, now());
     let token: string | null = null;
     if (!existing) {
-      if (!(await o.db.policy.findFirst({ where: { tenantId: tenant.id, isDefault: true } }))) {
-        const named = await o.db.policy.findFirst({ where: { tenantId: tenant.id, name: 'default' } });
-        await createPolicyRepo(o.db).create(o.db, tenant.id, { name: named ? 'default (recovered)' : 'default', isDefault: true, ...structuredClone(DEFAULT_POLICY), now: now() });
-      }
       const t = generateToken();
       await o.db.apiKey.create({ data: { id: randomUUID(), tenantId: tenant.id, name: 'recovered admin key', role: 'admin', prefix: t.prefix, tokenHash: t.hash } });
       token = t.token;
@@ -111,7 +108,7 @@ async function recoverSnapshots(o: { db: Db; store: ArtifactStore; seal: SealPoo
             id: p.id,
             tenantId,
             name: clash ? `${p.name} (recovered ${p.id.slice(0, 8)})` : p.name,
-            isDefault: p.is_default && !(await o.db.policy.findFirst({ where: { tenantId, isDefault: true } })),
+            ...(await recoveredDefault(o.db, tenantId, p, c.environment)),
             timezone: p.timezone,
             schedule: p.schedule as never,
             maxBackups: p.max_backups,
@@ -132,6 +129,7 @@ async function recoverSnapshots(o: { db: Db; store: ArtifactStore; seal: SealPoo
       deletionProtection: c.deletion_protection,
       components: (c.components as RuntimeComponent[]).map((x) => encryptComponent(x, box)) as never,
       policyId,
+      policyFollowsEnvironment: policy !== null && policy.defaultFor === c.environment,
       nextBackupAt: policy ? scheduleFor(policy, c.id, now) : null,
     };
     const had = await o.db.cluster.findUnique({ where: { id: c.id } });
@@ -192,4 +190,31 @@ async function recoverSnapshots(o: { db: Db; store: ArtifactStore; seal: SealPoo
       WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id ORDER BY b.created_at LIMIT 1)
     WHERE c.tenant_id = ${tenantId}::uuid AND c.cluster_id IS NULL`;
   return { backups: records.length, clusters: clusters.size };
+}
+
+/**
+ * A recovered default policy is its environment's default again, unless that environment has one
+ * already (records older than environment types name none: the cluster's environment is taken).
+ */
+async function recoveredDefault(db: Db, tenantId: string, p: { is_default: boolean; environment?: string | null }, clusterEnvironment: string) {
+  if (!p.is_default) return { isDefault: false, defaultFor: null };
+  const env = (ENVIRONMENTS as readonly string[]).includes(p.environment ?? '') ? (p.environment as EnvironmentName) : (clusterEnvironment as EnvironmentName);
+  if (!(ENVIRONMENTS as readonly string[]).includes(env) || (await db.policy.findFirst({ where: { tenantId, defaultFor: env } }))) return { isDefault: false, defaultFor: null };
+  return { isDefault: true, defaultFor: env };
+}
+
+/** Every environment type gets its default policy back (SPEC section 11); the recovered ones are kept. */
+async function ensureEnvironmentDefaults(db: Db, tenantId: string, now: Date): Promise<void> {
+  const repo = createPolicyRepo(db);
+  for (const env of ENVIRONMENTS) {
+    if (await repo.findDefault(db, tenantId, env)) continue;
+    const wanted = `${env} default`;
+    const named = await db.policy.findFirst({ where: { tenantId, name: wanted } });
+    await repo.create(db, tenantId, { name: named ? `${wanted} (recovered)` : wanted, defaultFor: env, ...structuredClone(ENVIRONMENT_DEFAULTS[env]), now });
+  }
+  // A recovered cluster whose record named no policy follows its environment's default.
+  for (const c of await db.cluster.findMany({ where: { tenantId, policyId: null }, select: { id: true, environment: true } })) {
+    const policy = (await repo.findDefault(db, tenantId, c.environment))!;
+    await db.cluster.update({ where: { id: c.id }, data: { policyId: policy.id, policyFollowsEnvironment: true, nextBackupAt: scheduleFor(policy, c.id, now) } });
+  }
 }

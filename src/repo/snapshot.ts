@@ -37,6 +37,8 @@ export interface SnapshotRecord {
       id: string;
       name: string;
       is_default: boolean;
+      /** The environment the policy is the default of (absent in records written before environments). */
+      environment?: string | null;
       timezone: string;
       schedule: unknown;
       max_backups: number;

@@ -8,6 +8,7 @@ export const AUDITED: Record<string, { action: string; target: string }> = {
   'POST /v1/policies': { action: 'policy.create', target: 'policy' },
   'PATCH /v1/policies/:id': { action: 'policy.update', target: 'policy' },
   'DELETE /v1/policies/:id': { action: 'policy.delete', target: 'policy' },
+  'PATCH /v1/data-retention': { action: 'data_retention.update', target: 'policy' },
   'POST /v1/clusters': { action: 'cluster.create', target: 'cluster' },
   'PATCH /v1/clusters/:id': { action: 'cluster.update', target: 'cluster' },
   'DELETE /v1/clusters/:id': { action: 'cluster.delete', target: 'cluster' },

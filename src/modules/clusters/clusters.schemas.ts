@@ -38,7 +38,7 @@ export const createClusterBody = z
     environment: environmentSchema.default('production'),
     region: region.default('eu-1'),
     backup_location: backupLocationSchema.default('same-region'),
-    policy_id: z.uuid().nullable().optional().describe('omitted or null: the tenant\'s default policy'),
+    policy_id: z.uuid().nullable().optional().describe("omitted or null: the default policy of the cluster's environment, which the cluster then follows (also when its environment changes)"),
     deletion_protection: z.boolean().default(false),
     components,
   })
@@ -50,7 +50,7 @@ export const patchClusterBody = z
     environment: environmentSchema.optional(),
     region: region.optional(),
     backup_location: backupLocationSchema.optional(),
-    policy_id: z.uuid().nullable().optional(),
+    policy_id: z.uuid().nullable().optional().describe("null: follow the default policy of the cluster's environment"),
     deletion_protection: z.boolean().optional(),
     components: components.optional(),
   })

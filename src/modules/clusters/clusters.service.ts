@@ -10,6 +10,7 @@ import type { Queues } from '../../queue/queues.js';
 import { nextRunAt } from '../../scheduling/index.js';
 import type { PolicyRepo, PolicyRow } from '../policies/policies.repo.js';
 import { policyValues } from '../policies/policies.service.js';
+import type { EnvironmentName } from '../policies/policies.schemas.js';
 import type { ClusterRepo, ClusterRow } from './clusters.repo.js';
 import type { ComponentInput } from './clusters.schemas.js';
 import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
@@ -67,8 +68,9 @@ export function scheduleFor(policy: PolicyRow, clusterId: string, after: Date): 
 export function createClusterService(deps: ClusterServiceDeps) {
   const { db, repo, now } = deps;
 
-  async function resolvePolicy(tx: Tx | Db, tenantId: string, policyId: string | null | undefined, errors: FieldProblem[]) {
-    const policy = policyId ? await deps.policies.find(tx, tenantId, policyId) : await deps.policies.findDefault(tx, tenantId);
+  /** The policy named, or (none named) the default of the cluster's environment, which the cluster then follows. */
+  async function resolvePolicy(tx: Tx | Db, tenantId: string, policyId: string | null | undefined, environment: EnvironmentName, errors: FieldProblem[]) {
+    const policy = policyId ? await deps.policies.find(tx, tenantId, policyId) : await deps.policies.findDefault(tx, tenantId, environment);
     if (!policy) errors.push({ path: 'body.policy_id', message: 'no such policy' });
     return policy;
   }
@@ -88,7 +90,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
       const { stored, errors: componentErrors } = await prepareComponents(input.components, componentContext(tenantId));
       errors.push(...componentErrors);
       checkLocation(input.backup_location, errors);
-      const policy = await resolvePolicy(db, tenantId, input.policy_id, errors);
+      const policy = await resolvePolicy(db, tenantId, input.policy_id, input.environment, errors);
       if (errors.length || !policy) throw new Invalid('invalid cluster', errors);
       const id = randomUUID();
       const t = now();
@@ -101,6 +103,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
           region: input.region,
           backupLocation: toDbLocation(input.backup_location),
           policyId: policy.id,
+          policyFollowsEnvironment: !input.policy_id,
           deletionProtection: input.deletion_protection,
           components: stored,
           nextBackupAt: scheduleFor(policy, id, t),
@@ -129,8 +132,13 @@ export function createClusterService(deps: ClusterServiceDeps) {
           if (!(await repo.lock(tx, tenantId, id))) throw new NotFound('cluster');
           const current = (await repo.find(tx, tenantId, id))!;
           if (current.status === 'deleting') throw new Conflict('the cluster is being deleted');
-          const policyChanged = patch.policy_id !== undefined && patch.policy_id !== current.policyId;
-          const policy = policyChanged ? await resolvePolicy(tx, tenantId, patch.policy_id, errors) : null;
+          // policy_id null: follow the environment's default again; a new environment moves a
+          // cluster that follows its environment's default to the new environment's default.
+          const environment = patch.environment ?? current.environment;
+          const follows = patch.policy_id === undefined ? current.policyFollowsEnvironment : patch.policy_id === null;
+          const wanted = follows ? null : (patch.policy_id ?? current.policyId);
+          const policy = follows || wanted !== current.policyId ? await resolvePolicy(tx, tenantId, wanted, environment, errors) : null;
+          const policyChanged = policy !== null && policy.id !== current.policyId;
           if (errors.length) throw new Invalid('invalid cluster', errors);
           return repo.update(tx, tenantId, id, {
             ...(patch.name !== undefined && { name: patch.name }),
@@ -140,12 +148,13 @@ export function createClusterService(deps: ClusterServiceDeps) {
             ...(patch.deletion_protection !== undefined && { deletionProtection: patch.deletion_protection }),
             ...(prepared && { components: prepared.stored }),
             // A new policy re-evaluates retention: the marker commits with the change, the prune follows it.
-            ...(policy && { policyId: policy.id, nextBackupAt: scheduleFor(policy, id, now()), retentionDirty: true }),
+            ...(follows !== current.policyFollowsEnvironment && { policyFollowsEnvironment: follows }),
+            ...(policyChanged && { policyId: policy.id, nextBackupAt: scheduleFor(policy, id, now()), retentionDirty: true }),
             updatedAt: now(),
           });
         }),
       );
-      if (patch.policy_id !== undefined) await this.afterPolicyChange(tenantId, id);
+      if (patch.policy_id !== undefined || patch.environment !== undefined) await this.afterPolicyChange(tenantId, id);
       return presentCluster(row);
     },
     /** Deletion is asynchronous: the cluster turns `deleting`, a job removes every artifact, then the rows. */

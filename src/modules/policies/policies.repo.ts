@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../db/client.js';
 import { afterCursor, newestFirst } from '../../lib/cursor.js';
-import type { PolicyValues } from './policies.schemas.js';
+import type { EnvironmentName, PolicyValues } from './policies.schemas.js';
 
 function toData(v: Partial<PolicyValues>) {
   return {
@@ -16,13 +16,14 @@ function toData(v: Partial<PolicyValues>) {
 
 export function createPolicyRepo(db: Db) {
   return {
-    async create(tx: Tx | Db, tenantId: string, input: PolicyValues & { name: string; isDefault?: boolean; now: Date }) {
+    async create(tx: Tx | Db, tenantId: string, input: PolicyValues & { name: string; defaultFor?: EnvironmentName; now: Date }) {
       return tx.policy.create({
         data: {
           id: randomUUID(),
           tenantId,
           name: input.name,
-          isDefault: input.isDefault ?? false,
+          isDefault: input.defaultFor !== undefined,
+          defaultFor: input.defaultFor ?? null,
           timezone: input.timezone,
           schedule: input.schedule,
           maxBackups: input.max_backups,
@@ -37,8 +38,12 @@ export function createPolicyRepo(db: Db) {
     async find(tx: Tx | Db, tenantId: string, id: string) {
       return tx.policy.findFirst({ where: { id, tenantId } });
     },
-    async findDefault(tx: Tx | Db, tenantId: string) {
-      return tx.policy.findFirst({ where: { tenantId, isDefault: true } });
+    /** The default policy of an environment type. */
+    async findDefault(tx: Tx | Db, tenantId: string, environment: EnvironmentName) {
+      return tx.policy.findFirst({ where: { tenantId, defaultFor: environment } });
+    },
+    async listDefaults(tx: Tx | Db, tenantId: string) {
+      return tx.policy.findMany({ where: { tenantId, defaultFor: { not: null } } });
     },
     async list(tenantId: string, q: { limit: number; cursor?: string | undefined }) {
       return db.policy.findMany({ where: { tenantId, ...afterCursor(q.cursor) }, orderBy: newestFirst, take: q.limit + 1 });

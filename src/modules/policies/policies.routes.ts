@@ -1,7 +1,9 @@
 import type { App } from '../../http/types.js';
 import type { Guard } from '../../http/auth.js';
 import { resourceRoutes } from '../../http/resource-routes.js';
-import { createPolicyBody, patchPolicyBody, policySchema } from './policies.schemas.js';
+import { tenantOf } from '../../http/auth.js';
+import { json, problemResponse, securityFor } from '../../http/schemas.js';
+import { createPolicyBody, dataRetentionSchema, patchDataRetentionBody, patchPolicyBody, policySchema } from './policies.schemas.js';
 import type { PolicyService } from './policies.service.js';
 
 export function policyRoutes(app: App, deps: { guard: Guard; service: PolicyService }) {
@@ -17,9 +19,36 @@ export function policyRoutes(app: App, deps: { guard: Guard; service: PolicyServ
     summaries: { update: 'Change a policy (recomputes schedules and retention of its clusters)', delete: 'Delete a policy no cluster uses' },
     conflicts: {
       create: 'a policy with this name already exists in the tenant',
-      update: 'another policy has this name, or this is the default policy (which cannot change)',
-      delete: 'this is the default policy, or clusters still use it',
+      update: 'another policy has this name',
+      delete: "this is an environment's default policy, or clusters still use it",
     },
     asyncDelete: false,
+  });
+}
+
+/** The three environment defaults in Upsun's data_retention shape (SPEC section 11). */
+export function dataRetentionRoutes(app: App, deps: { guard: Guard; service: PolicyService }) {
+  app.get('/v1/data-retention', {
+    onRequest: deps.guard('viewer'),
+    schema: {
+      operationId: 'getDataRetention',
+      tags: ['policies'],
+      security: securityFor('viewer'),
+      summary: "Each environment type's default policy (Upsun's data_retention)",
+      response: { 200: json(dataRetentionSchema, 'the three defaults') },
+    },
+    handler: async (req) => deps.service.dataRetention(tenantOf(req).tenantId),
+  });
+  app.patch('/v1/data-retention', {
+    onRequest: deps.guard('admin'),
+    schema: {
+      operationId: 'updateDataRetention',
+      tags: ['policies'],
+      security: securityFor('admin'),
+      summary: 'Change environment defaults (moves the schedules of the clusters that use them)',
+      body: patchDataRetentionBody,
+      response: { 200: json(dataRetentionSchema, 'the three defaults as they are now'), 422: problemResponse('the changed values break a policy rule') },
+    },
+    handler: async (req) => deps.service.patchDataRetention(tenantOf(req).tenantId, req.body),
   });
 }

@@ -13,6 +13,20 @@ export const DEFAULT_POLICY = Object.freeze({
   failed_count: 3,
 });
 
+export const ENVIRONMENTS = ['production', 'staging', 'development'] as const;
+export type EnvironmentName = (typeof ENVIRONMENTS)[number];
+
+/**
+ * The initial values of each environment's default policy (SPEC section 11, Upsun's defaults):
+ * production backs up daily and keeps two; staging and development have no automated backups
+ * (manual ones only). The other fields are those of SPEC section 2.
+ */
+export const ENVIRONMENT_DEFAULTS: Readonly<Record<EnvironmentName, Readonly<typeof DEFAULT_POLICY>>> = Object.freeze({
+  production: DEFAULT_POLICY,
+  staging: Object.freeze({ ...DEFAULT_POLICY, schedule: [] }),
+  development: Object.freeze({ ...DEFAULT_POLICY, schedule: [] }),
+});
+
 export const MAX_SCHEDULE_ENTRIES = 10;
 
 const interval = z.string().max(10).describe('<n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d"');
@@ -58,7 +72,8 @@ export const policySchema = z
   .object({
     id: z.uuid(),
     name: z.string(),
-    is_default: z.boolean(),
+    is_default: z.boolean().describe('one of the three environment defaults: editable, not deletable'),
+    environment: z.enum(ENVIRONMENTS).nullable().describe('the environment type this policy is the default of; null for other policies'),
     timezone: z.string(),
     schedule: z.array(z.object({ interval: z.string(), count: z.number().int() })),
     max_backups: z.number().int(),
@@ -92,3 +107,29 @@ export function validatePolicy(p: PolicyValues): FieldProblem[] {
   if (p.failed_count < 0 || p.failed_count > 100) add('failed_count', 'must be between 0 and 100');
   return errors;
 }
+
+// ---- GET|PATCH /v1/data-retention: the three defaults in Upsun's shape ----
+
+const retentionConfig = z
+  .object({
+    max_backups: z.number().int(),
+    default_config: z.object({ schedule: z.array(z.object({ interval: z.string(), count: z.number().int() })), manual_count: z.number().int() }),
+  })
+  .meta({ id: 'EnvironmentRetention' });
+
+export const dataRetentionSchema = z
+  .object({ production: retentionConfig, staging: retentionConfig, development: retentionConfig })
+  .meta({ id: 'DataRetention', description: "Each environment type's default policy, in Upsun's data_retention shape" });
+
+const retentionPatch = z
+  .object({
+    max_backups: policyFields.max_backups.optional(),
+    default_config: z.object({ schedule: policyFields.schedule.optional(), manual_count: policyFields.manual_count.optional() }).strict().optional(),
+  })
+  .strict();
+
+export const patchDataRetentionBody = z
+  .object({ production: retentionPatch.optional(), staging: retentionPatch.optional(), development: retentionPatch.optional() })
+  .strict()
+  .meta({ id: 'DataRetentionPatch', description: 'Only the environments and fields given change' });
+export type DataRetentionPatch = z.output<typeof patchDataRetentionBody>;

@@ -38,7 +38,7 @@ export function createTenantService(deps: TenantServiceDeps) {
       try {
         created = await db.$transaction(async (tx) => {
           const tenant = await repo.create(tx, { id, name: input.name, dataDir }, deps.now());
-          await deps.policies.createDefault(tx, tenant.id);
+          await deps.policies.createDefaults(tx, tenant.id);
           const apiKey = await deps.apiKeys.create(tenant.id, { name: 'initial admin key', role: 'admin' }, tx);
           return { tenant: present(tenant), api_key: apiKey };
         });
