@@ -117,14 +117,14 @@ describe('schema.prisma agrees with the migrations', () => {
         data: { id: randomUUID(), tenantId: tenant.id, name: 'c', role: 'viewer', secretHash: 's'.repeat(64), createdAt: now, lastUsedAt: now, deletedAt: now },
       });
       const policy = await db.policy.create({
-        data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
+        data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, defaultFor: 'staging', timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
       });
       const restoreId = randomUUID();
       const cluster = await db.cluster.create({
         data: {
           id: randomUUID(), tenantId: tenant.id, name: 'c', environment: 'staging', region: 'eu-1', backupLocation: 'dual_region', policyId: policy.id,
           deletionProtection: true, components: [{ name: 'db', type: 'postgres' }], status: 'restoring', nextBackupAt: now, lastSkippedAt: now, createdAt: now, updatedAt: now,
-          activeJobId: restoreId, activeJobKind: 'restore', retentionDirty: true, lastManualAt: now,
+          activeJobId: restoreId, activeJobKind: 'restore', retentionDirty: true, lastManualAt: now, policyFollowsEnvironment: true,
         },
       });
       const backup = await db.backup.create({
