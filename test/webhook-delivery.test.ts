@@ -1,5 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import tls from 'node:tls';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
@@ -426,6 +431,32 @@ describe('the sender', () => {
       expect(trap.connections()).toBe(0);
     } finally {
       await trap.close();
+    }
+  });
+
+  it('https: connects to the checked address with the name in the URL as TLS server name, and checks the certificate', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'bk-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=pinned.test'], { stdio: 'ignore' });
+      const creds = { key: readFileSync(path.join(dir, 'k.pem')), cert: readFileSync(path.join(dir, 'c.pem')) };
+      const names: string[] = [];
+      let requests = 0;
+      const server = https.createServer({ ...creds, SNICallback: (name, cb) => (names.push(name), cb(null, tls.createSecureContext(creds))) }, (_req, res) => (requests++, res.end()));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const port = (server.address() as { port: number }).port;
+        const guard = createUrlGuard({ allowedHosts: parseAllowedHosts('127.0.0.1'), allowHttp: false, resolve: async () => ['127.0.0.1'] });
+        const res = await createWebhookSender({ urlGuard: guard, timeoutMs: 2000 }).send({ url: `https://pinned.test:${port}/tls`, secret: generateWebhookSecret() }, message());
+        // A self-signed certificate is not trusted: the attempt fails at the handshake, before any request.
+        expect(res).toMatchObject({ outcome: 'failed', statusCode: null, error: expect.stringMatching(/TLS handshake with pinned\.test failed/) });
+        expect(names).toEqual(['pinned.test']);
+        expect(requests).toBe(0);
+      } finally {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

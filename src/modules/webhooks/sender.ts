@@ -118,7 +118,8 @@ export function createWebhookSender(opts: { urlGuard: UrlGuard; timeoutMs: numbe
           ...(isHttps && net.isIP(host) === 0 && { servername: host }),
         });
         const answer = new Promise<SendResult>((resolve) => {
-          request.once('error', (err: NodeJS.ErrnoException) => resolve(failed(describeError(err, host))));
+          // `on`, not `once`: a later error (the socket destroyed after a timeout) must not go unhandled.
+          request.on('error', (err: NodeJS.ErrnoException) => resolve(failed(describeError(err, host))));
           request.once('response', (res) => {
             const status = res.statusCode ?? 0;
             // The verdict is the status line; the body is drained (bounded) so the socket closes cleanly.
