@@ -83,7 +83,8 @@ export function startDispatcher(deps: { db: Db; databaseUrl: string; queues: Pic
   const ready = new Promise<void>((r) => (readyResolve = r));
   const connect = async () => {
     if (stopped) return;
-    const c = new pg.Client({ connectionString: deps.databaseUrl });
+    // keepAlive: a connection cut off without a FIN is noticed and replaced (the poll covers the gap).
+    const c = new pg.Client({ connectionString: deps.databaseUrl, connectionTimeoutMillis: 5_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     const lost = () => {
       if (client !== c) return;
       client = null;
