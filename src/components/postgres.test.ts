@@ -126,6 +126,50 @@ describe('postgres backup and restore', () => {
     expect(await contents(DST)).toEqual(expected);
   });
 
+  it('a consistent backup dumps the snapshot it exported: its consistent point comes first, writes after it are not in the dump', async () => {
+    const expected = await contents(SRC);
+    const writer = new pg.Client({ connectionString: `${SERVER}/${SRC}` });
+    await writer.connect();
+    try {
+      let bytesAtConsistent = -1;
+      let bytesSeen = 0;
+      let late: Promise<unknown> | undefined;
+      const snap = postgresDriver.backup(
+        { url: `${SERVER}/${SRC}` },
+        {
+          ...ctx,
+          sink: repo,
+          previous: null,
+          onProgress: (p) => (bytesSeen = p.bytes_done),
+          // The pause ends here: the tenant writes again at once (this commits within
+          // milliseconds, before pg_dump has even connected), and that write belongs to the next backup.
+          onConsistent: () => {
+            bytesAtConsistent = bytesSeen;
+            late = writer.query(`INSERT INTO customers (name, email) VALUES ('after the snapshot', 'late@example.com')`);
+          },
+        },
+      );
+      const manifest = await collect(snap.manifest);
+      await late;
+      expect(late).toBeDefined();
+      expect(bytesAtConsistent).toBe(0); // before a byte of the dump was read
+      await restoreFrom(`${SERVER}/${DST}`, manifest);
+      const restored = await contents(DST);
+      expect(JSON.stringify(restored)).not.toContain('after the snapshot');
+      // ... and every row is the snapshot's. (Sequences are not transactional: pg_dump reads their
+      // current position, which the late INSERT moved, as any dump of a live database does.)
+      expect({ ...(restored as object), sequence: null }).toEqual({ ...(expected as object), sequence: null });
+      // the write did land in the source; a plain (live) dump taken now has it
+      expect(JSON.stringify(await contents(SRC))).toContain('after the snapshot');
+      // the exporting session is gone once the dump ended (no idle transaction left on the server)
+      const open = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'`, [SRC]);
+      expect(open.rows[0].n).toBe(0);
+    } finally {
+      await writer.query(`DELETE FROM customers WHERE email = 'late@example.com'`);
+      await writer.end();
+    }
+  });
+
   it('fails the stream for a missing database without revealing the password', async () => {
     const url = `postgresql://postgres:${ENCODED_PASSWORD}@${SERVER_URL.host}/bk_pgtest_missing_${suffix}`;
     const err = await backupAs('missing', url).catch((e: unknown) => e);

@@ -1,6 +1,7 @@
 import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './postgres-connection.js';
 import { describePostgresFailure } from './postgres-errors.js';
 import { pinAddresses } from './postgres-targets.js';
+import { exportSnapshot, type ExportedSnapshot } from './postgres-snapshot.js';
 import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
 import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
 import { ArtifactChangedError, hashArtifact } from './verify.js';
@@ -42,9 +43,16 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
   backup(config, ctx) {
     let logical = 0;
     async function* manifest(): AsyncGenerator<Buffer> {
+      // A consistent backup dumps an exported snapshot: its consistent point is the export, not
+      // the end of the dump (postgres-snapshot.ts). The snapshot is held until the dump ends.
+      let snapshot: ExportedSnapshot | undefined;
       const dump = lazyReadable(async () => {
         const conn = await connectionFor(config, ctx);
-        return spawnOutput('pg_dump', ['--format=custom', '--compress=0', '--no-password', dbnameArgument(conn.database)], {
+        if (ctx.onConsistent) {
+          snapshot = await exportSnapshot(conn, { ...(ctx.signal && { signal: ctx.signal }), ...(ctx.log && { log: ctx.log }) });
+          ctx.onConsistent();
+        }
+        return spawnOutput('pg_dump', ['--format=custom', '--compress=0', '--no-password', ...(snapshot ? [`--snapshot=${snapshot.id}`] : []), dbnameArgument(conn.database)], {
           label: 'pg_dump',
           env: childEnv(conn.env),
           redact: conn.redact,
@@ -53,9 +61,13 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
         });
       }, ctx.signal);
       const onBytes = (n: number) => ctx.onProgress?.({ bytes_done: n, bytes_total: null, files_done: 0, files_total: null });
-      const ref = await ctx.sink.writeStream(counted(dump, onBytes));
-      logical = ref.bytes;
-      yield* encodeStreamManifest(ref);
+      try {
+        const ref = await ctx.sink.writeStream(counted(dump, onBytes));
+        logical = ref.bytes;
+        yield* encodeStreamManifest(ref);
+      } finally {
+        await snapshot?.release();
+      }
     }
     return { manifest: manifest(), logicalBytes: () => logical };
   },

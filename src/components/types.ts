@@ -22,6 +22,13 @@ export interface ComponentBackupContext extends BackupContext {
   /** The same component's manifest in the cluster's last completed backup, if any: a directory backup reuses its unchanged files' chunks. */
   previous: (() => AsyncIterable<Buffer>) | null;
   onProgress?: (p: Progress) => void;
+  /**
+   * A consistent backup (SPEC section 11) wants to know as early as possible when the
+   * component's data is fixed, so the cluster's pause can end: a driver that can tell before its
+   * read ends calls this once (postgres: when its snapshot is exported). A driver that never
+   * calls it reaches its consistent point when its manifest ends (directory: the end of its read).
+   */
+  onConsistent?: () => void;
 }
 
 export interface ComponentSnapshot {
