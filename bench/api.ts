@@ -190,8 +190,8 @@ async function benchApi() {
     await c.query(`INSERT INTO api_keys (id, tenant_id, name, role, prefix, token_hash) VALUES ($1, $2, 'bench', 'admin', 'bk_bench', $3)`, [randomUUID(), tenantId, keyHash]);
     const policyId = randomUUID();
     await c.query(
-      `INSERT INTO policies (id, tenant_id, name, is_default, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
-       VALUES ($1, $2, 'default', true, 'UTC', '[{"interval":"1d","count":7}]', 100, 100, NULL, 3)`,
+      `INSERT INTO policies (id, tenant_id, name, is_default, default_for, timezone, schedule, max_backups, manual_count, manual_rate_limit, failed_count)
+       VALUES ($1, $2, 'default', true, 'production', 'UTC', '[{"interval":"1d","count":7}]', 100, 100, NULL, 3)`,
       [policyId, tenantId],
     );
     const clusterIds: string[] = [];

@@ -117,7 +117,7 @@ describe('schema.prisma agrees with the migrations', () => {
         data: { id: randomUUID(), tenantId: tenant.id, name: 'c', role: 'viewer', secretHash: 's'.repeat(64), createdAt: now, lastUsedAt: now, deletedAt: now },
       });
       const policy = await db.policy.create({
-        data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, defaultFor: 'staging', timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
+        data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, defaultFor: 'staging', scheduledLive: false, timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
       });
       const restoreId = randomUUID();
       const cluster = await db.cluster.create({
@@ -125,6 +125,7 @@ describe('schema.prisma agrees with the migrations', () => {
           id: randomUUID(), tenantId: tenant.id, name: 'c', environment: 'staging', region: 'eu-1', backupLocation: 'dual_region', policyId: policy.id,
           deletionProtection: true, components: [{ name: 'db', type: 'postgres' }], status: 'restoring', nextBackupAt: now, lastSkippedAt: now, createdAt: now, updatedAt: now,
           activeJobId: restoreId, activeJobKind: 'restore', retentionDirty: true, lastManualAt: now, policyFollowsEnvironment: true,
+          hooks: { pre_backup: { url: 'https://hooks.example.com/pre', timeout_s: 30 } }, hooksSecretEnc: 'enc:v1:x',
         },
       });
       const backup = await db.backup.create({
@@ -132,7 +133,7 @@ describe('schema.prisma agrees with the migrations', () => {
           id: randomUUID(), tenantId: tenant.id, clusterId: cluster.id, trigger: 'scheduled', status: 'deleting', live: false, createdAt: now, startedAt: now, completedAt: now,
           sizeBytes: 5n * 1024n ** 3n, bytesDone: 7n, components: [{ name: 'db', status: 'completed' }], errorComponent: 'db', errorMessage: 'm', workerId: 'w', leaseExpiresAt: now, verifyStatus: 'passed', verifiedAt: now, verifyMessage: 'ok',
           replicationStatus: 'degraded', replicationAttempts: 2, replicationNextAt: now, replicationError: 'e',
-          storedBytes: 4n * 1024n ** 3n, progress: { bytes_done: 1, bytes_total: null, files_done: 0, files_total: null },
+          storedBytes: 4n * 1024n ** 3n, pausedMs: 12, hookState: 'resumed', progress: { bytes_done: 1, bytes_total: null, files_done: 0, files_total: null },
         },
       });
       const artifact = await db.backupArtifact.create({
@@ -154,7 +155,7 @@ describe('schema.prisma agrees with the migrations', () => {
       const restore = await db.restore.create({
         data: {
           id: restoreId, tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], paths: ['a/b'], status: 'running', errorComponent: 'db', errorMessage: 'e',
-          createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now,
+          createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now, hookState: 'paused',
         },
       });
       const idem = await db.idempotencyRecord.create({

@@ -45,7 +45,7 @@ export function startWorkers(opts: { connection: Redis; prefix: string; concurre
           throw new DelayedError();
         }
       },
-      { connection: opts.connection, prefix: opts.prefix, concurrency: queue === 'maintenance' ? Math.max(2, opts.concurrency) : opts.concurrency },
+      { connection: opts.connection, prefix: opts.prefix, concurrency: queue === 'maintenance' ? Math.max(2, opts.concurrency) : queue === 'webhooks' ? Math.max(16, opts.concurrency * 8) : opts.concurrency },
     );
     w.on('failed', (job, err) => opts.log.warn({ queue, job_id: job?.id, job_name: job?.name, err: err.message }, 'job failed'));
     w.on('error', (err) => opts.log.error({ queue, err: err.message }, 'worker error'));

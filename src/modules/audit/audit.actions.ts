@@ -21,4 +21,6 @@ export const AUDITED: Record<string, { action: string; target: string }> = {
   'DELETE /v1/webhooks/:id': { action: 'webhook.delete', target: 'webhook' },
   'POST /v1/webhooks/:id/test': { action: 'webhook.test', target: 'webhook' },
 };
-export const AUDIT_ACTIONS = [...new Set(Object.values(AUDITED).map((a) => a.action))].sort();
+/** Actions the service itself records, with no request behind them (actor `platform`). */
+export const SYSTEM_ACTIONS = ['webhook.disable'] as const;
+export const AUDIT_ACTIONS = [...new Set([...Object.values(AUDITED).map((a) => a.action), ...SYSTEM_ACTIONS])].sort();

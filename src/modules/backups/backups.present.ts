@@ -25,6 +25,7 @@ export function presentBackup(b: BackupRecord): BackupView {
     completed_at: iso(b.completedAt),
     size_bytes: b.sizeBytes === null ? null : Number(b.sizeBytes),
     stored_bytes: b.storedBytes === null ? null : Number(b.storedBytes),
+    paused_ms: b.pausedMs ?? null,
     artifacts: b.artifacts.map((a) => {
       const locations = a.locations as unknown as ArtifactLocation[];
       return {

@@ -39,6 +39,7 @@ export const backupSchema = z
     completed_at: timestamp.nullable(),
     size_bytes: z.number().int().nullable().describe('logical bytes of its components'),
     stored_bytes: z.number().int().nullable().describe('bytes it added to the store after deduplication and compression (null until completed)'),
+    paused_ms: z.number().int().nullable().describe("a consistent backup's pause: from the pre_backup hook's answer to the post_backup call, once every component reached its consistent point (null for live backups)"),
     artifacts: z.array(artifactSchema),
     error: z.object({ component: z.string().nullable(), message: z.string() }).nullable(),
     components: z.array(z.object({ name: z.string(), status: z.string() })),

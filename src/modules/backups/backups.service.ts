@@ -42,6 +42,8 @@ function queuedManual(id: string, clusterId: string, createdAt: Date, components
     completedAt: null,
     sizeBytes: null,
     storedBytes: null,
+    pausedMs: null,
+    hookState: null,
     bytesDone: 0n,
     progress: null,
     components,
