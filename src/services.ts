@@ -43,6 +43,7 @@ export function createServices(rt: Runtime) {
     box: rt.box,
     tenantRootOf: tenantRootOf(db, rt.config.dataRoot),
     postgresTargets: rt.postgresTargets,
+    urlGuard: rt.webhookUrls,
     hasSecondaryStore: rt.secondaryStore !== null,
     now,
     log,

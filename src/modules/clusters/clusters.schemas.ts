@@ -32,6 +32,26 @@ export const backupLocationSchema = z.enum(['same-region', 'dual-region']);
 const region = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and "-", up to 32 characters');
 const clusterName = z.string().trim().min(1).max(100);
 
+const hookInput = z
+  .object({
+    url: z.string().max(2048).describe('https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply'),
+    timeout_s: z.number().int().describe('a 2xx must come within this many seconds (1-300)'),
+  })
+  .strict();
+/** Each hook given replaces that hook, null removes it, omitted ones stay. Admin only, like every change of a cluster. */
+const hooksInput = z
+  .object({
+    pre_backup: hookInput.nullable().optional().describe('called before a consistent backup reads anything; must answer 2xx (pause writers)'),
+    post_backup: hookInput.nullable().optional().describe('called once every component reached its consistent point, also when the backup failed (resume writers)'),
+    pre_restore: hookInput.nullable().optional().describe('called before a restore writes anything (stop the components)'),
+    post_restore: hookInput.nullable().optional().describe('called after the restore, also when it failed (start them again)'),
+  })
+  .strict();
+const hookView = z.object({ url: z.string(), timeout_s: z.number().int() }).nullable();
+export const hooksSchema = z
+  .object({ pre_backup: hookView, post_backup: hookView, pre_restore: hookView, post_restore: hookView })
+  .meta({ id: 'ClusterHooks', description: 'URLs called around consistent backups and restores (SPEC section 11)' });
+
 export const createClusterBody = z
   .object({
     name: clusterName,
@@ -41,6 +61,7 @@ export const createClusterBody = z
     policy_id: z.uuid().nullable().optional().describe("omitted or null: the default policy of the cluster's environment, which the cluster then follows (also when its environment changes)"),
     deletion_protection: z.boolean().default(false),
     components,
+    hooks: hooksInput.optional(),
   })
   .strict();
 
@@ -53,6 +74,7 @@ export const patchClusterBody = z
     policy_id: z.uuid().nullable().optional().describe("null: follow the default policy of the cluster's environment"),
     deletion_protection: z.boolean().optional(),
     components: components.optional(),
+    hooks: hooksInput.optional(),
   })
   .strict();
 
@@ -78,6 +100,8 @@ export const clusterSchema = z
     policy_id: z.uuid(),
     deletion_protection: z.boolean(),
     components: z.array(componentSchema),
+    hooks: hooksSchema,
+    hooks_secret: z.string().optional().describe('the secret hook calls are signed with (Standard Webhooks): in the answer that gave the cluster its first hook, and never again'),
     status: z.enum(['active', 'restoring', 'deleting']),
     next_backup_at: timestamp.nullable(),
     last_skipped_at: timestamp.nullable(),

@@ -15,6 +15,8 @@ import type { ClusterRepo, ClusterRow } from './clusters.repo.js';
 import type { ComponentInput } from './clusters.schemas.js';
 import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
 import type { TenantRootOf } from '../tenants/tenant-folder.js';
+import type { UrlGuard } from '../../net/url-guard.js';
+import { applyHooks, checkHooks, newHooksSecret, presentHooks, type HookConfig, type HookName } from '../hooks/hooks.js';
 
 type BackupLocationApi = 'same-region' | 'dual-region';
 const toDbLocation = (l: BackupLocationApi) => (l === 'dual-region' ? 'dual_region' : 'same_region') as 'dual_region' | 'same_region';
@@ -30,6 +32,7 @@ export function presentCluster(c: ClusterRow) {
     policy_id: c.policyId!,
     deletion_protection: c.deletionProtection,
     components: (c.components as StoredComponent[]).map(presentComponent),
+    hooks: presentHooks(c.hooks),
     status: c.status,
     next_backup_at: iso(c.nextBackupAt),
     last_skipped_at: iso(c.lastSkippedAt),
@@ -45,6 +48,7 @@ export interface ClusterInput {
   policy_id?: string | null | undefined;
   deletion_protection: boolean;
   components: ComponentInput[];
+  hooks?: Partial<Record<HookName, HookConfig | null>> | undefined;
 }
 
 export interface ClusterServiceDeps {
@@ -56,6 +60,8 @@ export interface ClusterServiceDeps {
   /** The tenant's folder, where its directory components must resolve (tenant-folder.ts). */
   tenantRootOf: TenantRootOf;
   postgresTargets: PostgresTargetPolicy;
+  /** The SSRF guard hook URLs pass at save (and again at every call). */
+  urlGuard: UrlGuard;
   hasSecondaryStore: boolean;
   now: () => Date;
   log: { warn(obj: object, msg: string): void };
@@ -91,7 +97,10 @@ export function createClusterService(deps: ClusterServiceDeps) {
       errors.push(...componentErrors);
       checkLocation(input.backup_location, errors);
       const policy = await resolvePolicy(db, tenantId, input.policy_id, input.environment, errors);
+      if (input.hooks) errors.push(...(await checkHooks(input.hooks, deps.urlGuard)));
       if (errors.length || !policy) throw new Invalid('invalid cluster', errors);
+      const hooks = input.hooks ? applyHooks({}, input.hooks) : null;
+      const secret = hooks && Object.keys(hooks).length > 0 ? newHooksSecret(deps.box) : null;
       const id = randomUUID();
       const t = now();
       const row = await uniqueName(() =>
@@ -106,12 +115,14 @@ export function createClusterService(deps: ClusterServiceDeps) {
           policyFollowsEnvironment: !input.policy_id,
           deletionProtection: input.deletion_protection,
           components: stored,
+          ...(hooks && { hooks: hooks as object }),
+          ...(secret && { hooksSecretEnc: secret.stored }),
           nextBackupAt: scheduleFor(policy, id, t),
           createdAt: t,
           updatedAt: t,
         }),
       );
-      return presentCluster(row);
+      return { ...presentCluster(row), ...(secret && { hooks_secret: secret.secret }) };
     },
     async get(tenantId: string, id: string) {
       const c = await repo.find(db, tenantId, id);
@@ -127,6 +138,8 @@ export function createClusterService(deps: ClusterServiceDeps) {
       const prepared = patch.components ? await prepareComponents(patch.components, componentContext(tenantId)) : null;
       if (prepared) errors.push(...prepared.errors);
       checkLocation(patch.backup_location, errors);
+      if (patch.hooks) errors.push(...(await checkHooks(patch.hooks, deps.urlGuard)));
+      let secret: ReturnType<typeof newHooksSecret> | null = null;
       const row = await uniqueName(() =>
         db.$transaction(async (tx) => {
           if (!(await repo.lock(tx, tenantId, id))) throw new NotFound('cluster');
@@ -140,6 +153,9 @@ export function createClusterService(deps: ClusterServiceDeps) {
           const policy = follows || wanted !== current.policyId ? await resolvePolicy(tx, tenantId, wanted, environment, errors) : null;
           const policyChanged = policy !== null && policy.id !== current.policyId;
           if (errors.length) throw new Invalid('invalid cluster', errors);
+          const hooks = patch.hooks ? applyHooks(current.hooks, patch.hooks) : null;
+          // The first hook brings the secret calls are signed with (shown in this answer only).
+          secret = hooks && Object.keys(hooks).length > 0 && !current.hooksSecretEnc ? newHooksSecret(deps.box) : null;
           return repo.update(tx, tenantId, id, {
             ...(patch.name !== undefined && { name: patch.name }),
             ...(patch.environment !== undefined && { environment: patch.environment }),
@@ -147,6 +163,8 @@ export function createClusterService(deps: ClusterServiceDeps) {
             ...(patch.backup_location !== undefined && { backupLocation: toDbLocation(patch.backup_location) }),
             ...(patch.deletion_protection !== undefined && { deletionProtection: patch.deletion_protection }),
             ...(prepared && { components: prepared.stored }),
+            ...(hooks && { hooks: hooks as object }),
+            ...(secret && { hooksSecretEnc: secret.stored }),
             // A new policy re-evaluates retention: the marker commits with the change, the prune follows it.
             ...(follows !== current.policyFollowsEnvironment && { policyFollowsEnvironment: follows }),
             ...(policyChanged && { policyId: policy.id, nextBackupAt: scheduleFor(policy, id, now()), retentionDirty: true }),
@@ -155,7 +173,8 @@ export function createClusterService(deps: ClusterServiceDeps) {
         }),
       );
       if (patch.policy_id !== undefined || patch.environment !== undefined) await this.afterPolicyChange(tenantId, id);
-      return presentCluster(row);
+      const given = secret as ReturnType<typeof newHooksSecret> | null;
+      return { ...presentCluster(row), ...(given && { hooks_secret: given.secret }) };
     },
     /** Deletion is asynchronous: the cluster turns `deleting`, a job removes every artifact, then the rows. */
     async delete(tenantId: string, id: string) {
