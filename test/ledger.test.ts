@@ -168,4 +168,50 @@ describe('the job ledger: one active job per cluster is a database fact', () => 
     expect(row.workerId).toBeNull();
     expect((await s.rt.db.cluster.findUniqueOrThrow({ where: { id: id! } })).activeJobId).toBe(post.body.id);
   });
+
+  it('writes the event of each transition that is one, in its transaction, and none for queueing, handing back or deleting', async () => {
+    const [id] = await clusters(1, await policy('events'), 'events');
+    const typesOf = async (jobId: string) =>
+      (await s.rt.db.$queryRaw<{ type: string; status: string }[]>`
+        SELECT type, coalesce(data->'backup'->>'status', data->'restore'->>'status') AS status FROM events
+        WHERE coalesce(data->'backup'->>'id', data->'restore'->>'id') = ${jobId} ORDER BY seq`).map((e) => `${e.type}:${e.status}`);
+    const post = await s.request('POST', `/v1/clusters/${id}/backups`, { token });
+    const b = post.body.id as string;
+    expect(await typesOf(b)).toEqual([]); // queued is no event
+    const o = { workerId: 'w', now: new Date(), leaseMs: 60_000 };
+    expect(await s.rt.ledger.start('backup', tenantId, b, o)).toBe(true);
+    expect(await s.rt.ledger.start('backup', tenantId, b, o)).toBe(false); // lost race: no second event
+    expect(await s.rt.ledger.handBack('backup', b, 'w')).toBe(true);
+    expect(await s.rt.ledger.start('backup', tenantId, b, o)).toBe(true);
+    expect(await s.rt.ledger.fail('backup', b, { component: 'f', message: 'test' }, { now: new Date() })).toBe(true);
+    expect(await s.rt.ledger.fail('backup', b, { component: 'f', message: 'test' }, { now: new Date() })).toBe(false);
+    expect(await typesOf(b)).toEqual(['backup.started:running', 'backup.started:running', 'backup.failed:failed']);
+    const [e] = await s.rt.db.event.findMany({ where: { type: 'backup.failed', data: { path: ['backup', 'id'], equals: b } } });
+    expect(e).toMatchObject({ tenantId, clusterId: id, dispatchedAt: null });
+    expect((await s.request('GET', `/v1/clusters/${id}/backups/${b}`, { token })).body).toEqual((e!.data as { backup: unknown }).backup);
+
+    // Deleting: no event while deleting, one when the row goes, none from a second deleter.
+    await s.rt.db.$transaction(async (tx) => expect(await s.rt.ledger.markDeleting(tx, id!, b)).toBe(true));
+    expect(await typesOf(b)).toHaveLength(3);
+    expect(await Promise.all([s.rt.ledger.removeDeleted(b), s.rt.ledger.removeDeleted(b)])).toEqual(expect.arrayContaining([{ count: 1 }, { count: 0 }]));
+    expect((await typesOf(b)).slice(3)).toEqual(['backup.deleted:deleting']);
+
+    // A queued backup cancelled with its cluster's deletion fails with its event.
+    const q = (await s.request('POST', `/v1/clusters/${id}/backups`, { token })).body.id as string;
+    expect(await s.rt.ledger.cancelQueued('backup', { clusterId: id! }, new Date(), 'cancelled: test')).toBe(1);
+    expect(await typesOf(q)).toEqual(['backup.failed:failed']);
+
+    // Restores likewise: queueing is no event; start and the end are.
+    const done = await s.rt.db.$transaction(async (tx) => {
+      const row = await tx.backup.create({ data: { id: randomUUID(), tenantId, clusterId: id!, trigger: 'manual', status: 'completed', completedAt: new Date(), components: [{ name: 'f', status: 'completed' }] } });
+      await tx.backupArtifact.create({ data: { id: randomUUID(), backupId: row.id, component: 'f', key: 'k', bytes: 1n, sha256: '0'.repeat(64), locations: [] } });
+      return row;
+    });
+    const r = await s.request('POST', `/v1/clusters/${id}/backups/${done.id}/restore`, { token, body: {} });
+    expect(r.status, r.text).toBe(202);
+    expect(await typesOf(r.body.id)).toEqual([]);
+    expect(await s.rt.ledger.start('restore', tenantId, r.body.id, o)).toBe(true);
+    expect(await s.rt.ledger.complete('restore', r.body.id, { completedAt: new Date() })).toBe(true);
+    expect(await typesOf(r.body.id)).toEqual(['restore.started:running', 'restore.completed:completed']);
+  });
 });

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../db/client.js';
 import type { BackupStatus, Prisma, RestoreStatus } from '../generated/prisma/client.js';
+import type { EventType } from '../modules/events/outbox.js';
+import { announceBackup, announceRestore, recordBackupEvent, withArtifacts } from '../modules/events/resources.js';
 
 /**
  * The one writer of the status of a cluster's jobs (backups, restores) and of the cluster's job
@@ -15,6 +17,10 @@ import type { BackupStatus, Prisma, RestoreStatus } from '../generated/prisma/cl
  * Lock order is always cluster row first, then the job row, so transitions never deadlock.
  *
  * Why a job failed (cancelled, worker lost, interrupted) is its error, not a status.
+ *
+ * Outbox (SPEC section 10): every transition that is an event writes it in its own transaction,
+ * with the job as the API shows it after the change (see `eventOf`); a backup's row leaving
+ * (`removeDeleted`) writes `backup.deleted`. Queueing and handing back are no events.
  */
 export const backupTransitions = {
   queued: ['running', 'failed', 'deleting'],
@@ -38,6 +44,20 @@ export class StaleTransition extends Error {
   constructor(kind: JobKind, id: string, from: readonly string[], to: string) {
     super(`${kind} ${id} is no longer ${from.join(' or ')}; not moved to ${to}`);
   }
+}
+
+/** The event a job's arrival in a status is; none for queued and deleting. */
+export const eventOf: Record<JobKind, Partial<Record<string, EventType>>> = {
+  backup: { running: 'backup.started', completed: 'backup.completed', failed: 'backup.failed' },
+  restore: { running: 'restore.started', completed: 'restore.completed', failed: 'restore.failed' },
+};
+
+/** Records the event of `kind` `id` having moved to `to` (if that is an event), inside the move's transaction. */
+async function announce(tx: Tx, kind: JobKind, id: string, to: string): Promise<void> {
+  const type = eventOf[kind][to];
+  if (!type) return;
+  if (kind === 'backup') await announceBackup(tx, type, id);
+  else await announceRestore(tx, type, id);
 }
 
 function allowed(kind: JobKind, from: string, to: string): boolean {
@@ -195,7 +215,8 @@ export function createLedger(db: Db) {
   /**
    * A transition in a transaction of its own: lock the cluster, move the job, free the slot when
    * the job leaves queued/running. `inside` runs in the same transaction after a successful move
-   * (e.g. recording a backup's artifacts with `completed`).
+   * (e.g. recording a backup's artifacts with `completed`); then the event of the move is
+   * recorded, so it shows what `inside` wrote. Anything failing rolls back move and event alike.
    */
   async function transition(
     kind: JobKind,
@@ -209,8 +230,10 @@ export function createLedger(db: Db) {
       const clusterId = await lockClusterOf(tx, kind, id);
       if (!clusterId) return false;
       const moved = await move(tx, kind, clusterId, id, from, to, data, opts.where);
-      if (moved && opts.inside) await opts.inside(tx, clusterId);
-      return moved;
+      if (!moved) return false;
+      if (opts.inside) await opts.inside(tx, clusterId);
+      await announce(tx, kind, id, to);
+      return true;
     });
   }
 
@@ -299,9 +322,13 @@ export function createLedger(db: Db) {
     async start(kind: JobKind, tenantId: string, id: string, o: { workerId: string; now: Date; leaseMs: number }): Promise<boolean> {
       const data = { startedAt: o.now, ...lease(o.workerId, o.now, o.leaseMs) };
       const where = { id, tenantId, status: 'queued' as const };
-      // Starting neither takes nor frees the slot, so it needs no cluster lock.
-      const r = kind === 'backup' ? await db.backup.updateMany({ where, data: { ...data, status: 'running' } }) : await db.restore.updateMany({ where, data: { ...data, status: 'running' } });
-      return r.count > 0;
+      // Starting neither takes nor frees the slot, so it needs no cluster lock; its event needs a transaction.
+      return db.$transaction(async (tx) => {
+        const r = kind === 'backup' ? await tx.backup.updateMany({ where, data: { ...data, status: 'running' } }) : await tx.restore.updateMany({ where, data: { ...data, status: 'running' } });
+        if (r.count === 0) return false;
+        await announce(tx, kind, id, 'running');
+        return true;
+      });
     },
 
     /** Renews the lease of a job this worker runs. */
@@ -378,9 +405,19 @@ export function createLedger(db: Db) {
       return moved;
     },
 
-    /** The end of `deleting`: the row goes once its data is gone. */
-    async removeDeleted(id: string) {
-      return db.backup.deleteMany({ where: { id, status: 'deleting' } });
+    /**
+     * The end of `deleting`: the row goes once its data is gone, with `backup.deleted` (the backup
+     * as it was last shown: `deleting`) in the same transaction. Returns how many rows went (0 or 1).
+     */
+    async removeDeleted(id: string, now: Date = new Date()): Promise<{ count: number }> {
+      return db.$transaction(async (tx) => {
+        const b = await tx.backup.findFirst({ where: { id, status: 'deleting' }, include: withArtifacts });
+        if (!b) return { count: 0 };
+        // Conditional: of two deleters racing, only the one whose DELETE removed the row records the event.
+        const r = await tx.backup.deleteMany({ where: { id, status: 'deleting' } });
+        if (r.count > 0) await recordBackupEvent(tx, 'backup.deleted', b, now);
+        return { count: r.count };
+      });
     },
 
     /**

@@ -17,6 +17,7 @@ import { publicMessage } from '../../lib/public-error.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
 import type { ArtifactLocation } from './backups.present.js';
 import { withLease } from '../../queue/lease.js';
+import { announceBackup } from '../events/resources.js';
 
 const PROGRESS_EVERY_MS = 1_000;
 /** How soon a handed-back job is offered to the workers again. */
@@ -286,12 +287,12 @@ export function createBackupRunner(deps: BackupJobDeps) {
  * Removes a `deleting` backup: its snapshot record from every store, then the record (its chunk
  * references go with it), then asks for a GC of the tenant's repository. Idempotent.
  */
-export function createBackupDeleter(deps: { db: Db; ledger: Ledger; repo: RepoService; queues?: Pick<Queues, 'add'> }) {
+export function createBackupDeleter(deps: { db: Db; ledger: Ledger; repo: RepoService; queues?: Pick<Queues, 'add'>; now?: () => Date }) {
   return async function deleteBackup(payload: { tenant_id: string; backup_id: string }): Promise<void> {
     const b = await deps.db.backup.findFirst({ where: { id: payload.backup_id, tenantId: payload.tenant_id } });
     if (!b || b.status !== 'deleting') return;
     for (const s of [deps.repo.primary, deps.repo.secondary]) if (s) await s.delete(snapshotKey(b.tenantId, b.id));
-    await deps.ledger.removeDeleted(b.id);
+    await deps.ledger.removeDeleted(b.id, deps.now?.() ?? new Date());
     await deps.repo.repositories.requestGc(b.tenantId);
     await deps.queues?.add('maintenance', 'gc', { tenant_id: b.tenantId }, b.tenantId).catch(() => {});
   };
@@ -405,13 +406,16 @@ export function createVerifier(deps: { db: Db; repo: RepoService; now: () => Dat
         problems.push(`${where}: ${describeFailure(err)}`);
       }
     }
-    await db.backup.updateMany({
-      where: { id: b.id, verifyStatus: 'running' },
-      data: {
-        verifyStatus: problems.length ? 'failed' : 'passed',
-        verifiedAt: deps.now(),
-        verifyMessage: problems.length ? problems.join(' | ') : `${b.artifacts.length} component(s), ${packCount} pack(s) re-read at every location; every chunk verifies`,
-      },
+    const at = deps.now();
+    const data = {
+      verifyStatus: problems.length ? 'failed' : 'passed',
+      verifiedAt: at,
+      verifyMessage: problems.length ? problems.join(' | ') : `${b.artifacts.length} component(s), ${packCount} pack(s) re-read at every location; every chunk verifies`,
+    };
+    // A failed verification is an event (SPEC section 10), recorded in the transaction of its outcome.
+    await db.$transaction(async (tx) => {
+      const r = await tx.backup.updateMany({ where: { id: b.id, verifyStatus: 'running' }, data });
+      if (r.count > 0 && problems.length > 0) await announceBackup(tx, 'verification.failed', b.id, at);
     });
   };
 }

@@ -4,6 +4,7 @@ import { RetryLater } from '../../queue/worker.js';
 import type { Queues } from '../../queue/queues.js';
 import type { RepoService } from '../../repo/service.js';
 import { snapshotKey } from '../../repo/layout.js';
+import { recordBackupEvent, recordClusterDeleted, withArtifacts } from '../events/resources.js';
 
 /** How long a deletion waits before looking again at running work it must outlive. */
 export const DELETION_WAIT_MS = 5_000;
@@ -12,7 +13,9 @@ export const DELETION_WAIT_MS = 5_000;
  * Deletes a `deleting` cluster: its queued work, and queued restores reading its backups into
  * other clusters, are cancelled (their targets freed); running work is waited for (the job comes
  * back after a delay, never giving up); then its snapshot records go, then the rows (cascade), and
- * GC of the tenant's repository is asked for.
+ * GC of the tenant's repository is asked for. The transaction that deletes the rows records
+ * `backup.deleted` for each backup that goes with the cluster, then `cluster.deleted` (the cluster
+ * as it was last shown: `deleting`).
  * Each step is idempotent, so a crash midway is resumed by running the job again.
  */
 export function createClusterDeleter(deps: { db: Db; ledger: Ledger; repo: RepoService; queues?: Pick<Queues, 'add'>; now: () => Date }) {
@@ -33,7 +36,17 @@ export function createClusterDeleter(deps: { db: Db; ledger: Ledger; repo: RepoS
     // backups alone relied on is then unreferenced, and GC takes it.
     const backups = await db.backup.findMany({ where: { clusterId: c.id }, select: { id: true } });
     for (const s of [deps.repo.primary, deps.repo.secondary]) if (s) for (const b of backups) await s.delete(snapshotKey(c.tenantId, b.id));
-    await db.cluster.deleteMany({ where: { id: c.id, status: 'deleting' } });
+    await db.$transaction(async (tx) => {
+      // Locked first: nothing changes the cluster or adds to its backups between the read and the delete.
+      const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id::text FROM clusters WHERE id = ${c.id}::uuid AND status = 'deleting' FOR UPDATE`;
+      if (locked.length === 0) return; // another run deleted it (and recorded its events)
+      const last = await tx.cluster.findUniqueOrThrow({ where: { id: c.id } });
+      const going = await tx.backup.findMany({ where: { clusterId: c.id }, include: withArtifacts, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
+      await tx.cluster.deleteMany({ where: { id: c.id, status: 'deleting' } });
+      const at = deps.now();
+      for (const b of going) await recordBackupEvent(tx, 'backup.deleted', b, at);
+      await recordClusterDeleted(tx, last, at);
+    });
     await deps.repo.repositories.requestGc(c.tenantId);
     await deps.queues?.add('maintenance', 'gc', { tenant_id: c.tenantId }, c.tenantId).catch(() => {});
   };
