@@ -17,6 +17,7 @@ import { recoverFromStore, type RecoverReport } from '../src/repo/recover.js';
 import { sharedSealPool } from '../src/repo/seal-pool.js';
 import { WrongKeyError } from '../src/repo/types.js';
 import { createStore } from '../src/storage/index.js';
+import { createSecretBox } from '../src/crypto/secrets.js';
 import { adminUrl, createTenantDatabase, withAdmin } from './helpers/db.js';
 import { backupNow, compressible, describeTree, MiB, pseudoRandom, restoreAndWait, runGc, sql, tableText, verifyAndWait, type TreeEntry } from './helpers/repo-tree.js';
 import { createTenant, startStack, type Stack } from './helpers/stack.js';
@@ -230,8 +231,20 @@ describe('recovery from the store and ENCRYPTION_KEY', () => {
   });
 
   it('npm run rotate-key re-wraps the keys: a service with the new key restores an old backup, and recover with the new key works', async () => {
+    // Signing secrets are encrypted like the components' secrets: a webhook's and a cluster's hooks secret.
+    const [, tb] = originals as [Original, Original];
+    const oldBox = createSecretBox(key1);
+    await sql(cliDatabase, `INSERT INTO webhooks (id, tenant_id, url, events, secret_enc) VALUES (gen_random_uuid(), $1, 'https://hooks.example.com/w', '{backup.failed}', $2)`, [tb.tenantId, oldBox.encrypt('whsec_webhook')]);
+    await sql(cliDatabase, `UPDATE clusters SET hooks_secret_enc = $1 WHERE id = $2`, [oldBox.encrypt('whsec_hooks'), tb.clusterId]);
     const rotated = await npmRun('rotate-key', { DATABASE_URL: cliDatabase, ENCRYPTION_KEY: key1.toString('base64'), NEW_ENCRYPTION_KEY: key2.toString('base64') });
-    expect(rotated.stdout).toMatch(/rotated: 2 repositories re-wrapped, 2 secrets re-encrypted/);
+    expect(rotated.stdout).toMatch(/rotated: 2 repositories re-wrapped, 4 secrets re-encrypted/);
+    const newBox = createSecretBox(key2);
+    const secrets = [
+      (await sql(cliDatabase, `SELECT secret_enc FROM webhooks WHERE tenant_id = $1`, [tb.tenantId])).rows[0].secret_enc as string,
+      (await sql(cliDatabase, `SELECT hooks_secret_enc FROM clusters WHERE id = $1`, [tb.clusterId])).rows[0].hooks_secret_enc as string,
+    ];
+    expect(secrets.map((v) => newBox.decrypt(v))).toEqual(['whsec_webhook', 'whsec_hooks']);
+    expect(() => oldBox.decrypt(secrets[0]!)).toThrow();
 
     const s = await startStack({ env: envFor(key2, cliDatabase) });
     try {
@@ -266,3 +279,4 @@ describe('recovery from the store and ENCRYPTION_KEY', () => {
     }
   });
 });
+

@@ -8,7 +8,7 @@ import { WrongKeyError, type TenantKeys } from './types.js';
 
 /**
  * Re-wraps every tenant's repository keys under a new ENCRYPTION_KEY and re-encrypts the
- * components' secrets, in one transaction, then rewrites each repository's config in the stores
+ * components' secrets and the signing secrets of webhooks and hooks, in one transaction, then rewrites each repository's config in the stores
  * and records the new key's fingerprint. No data is rewritten (the data keys do not change).
  * Safe to run again after an interruption: values already under the new key are recognised.
  */
@@ -55,6 +55,26 @@ export async function rotateKey(o: { db: Db; stores: ArtifactStore[]; oldKey: Bu
           return { ...comp, config: cfg };
         });
         if (changed) await tx.cluster.update({ where: { id: c.id }, data: { components: components as never } });
+      }
+      // The signing secrets of webhooks and of clusters' hooks are kept encrypted the same way.
+      const reencrypt = (v: string): string | null => {
+        let plain: string;
+        try {
+          plain = oldBox.decrypt(v);
+        } catch {
+          newBox.decrypt(v); // already under the new key, or it throws: stop
+          return null;
+        }
+        secrets++;
+        return newBox.encrypt(plain);
+      };
+      for (const w of await tx.webhook.findMany({ select: { id: true, secretEnc: true } })) {
+        const v = reencrypt(w.secretEnc);
+        if (v) await tx.webhook.update({ where: { id: w.id }, data: { secretEnc: v } });
+      }
+      for (const c of await tx.cluster.findMany({ where: { hooksSecretEnc: { not: null } }, select: { id: true, hooksSecretEnc: true } })) {
+        const v = reencrypt(c.hooksSecretEnc!);
+        if (v) await tx.cluster.update({ where: { id: c.id }, data: { hooksSecretEnc: v } });
       }
       await tx.serviceSetting.upsert({ where: { name: 'encryption_key_fingerprint' }, create: { name: 'encryption_key_fingerprint', value: keyFingerprint(o.newKey) }, update: { value: keyFingerprint(o.newKey) } });
     },
