@@ -19,7 +19,7 @@ export interface EventQuery {
 export function createEventService(deps: EventServiceDeps) {
   const { db } = deps;
   return {
-    /** A page of the tenant's events, newest first (by seq: commit-independent, stable under inserts). */
+    /** A page of the tenant's events, newest first by seq (keyset: later events never shift the pages after a cursor). */
     async list(tenantId: string, q: EventQuery): Promise<{ items: EventView[]; next_cursor: string | null }> {
       const before = q.cursor === undefined ? null : decodeEventCursor(q.cursor);
       const rows = await db.event.findMany({
