@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenAPIBackend, type Operation } from 'openapi-backend';
@@ -146,6 +147,9 @@ interface Ctx {
   clientId: string;
   clientSecret: string;
   accessToken: string;
+  webhookId: string;
+  /** A receiver on 127.0.0.1 (WEBHOOK_ALLOWED_HOSTS lets the service reach it). */
+  receiverUrl: string;
 }
 const ctx = {} as Ctx;
 const client = (token?: string) => createApiClient({ baseUrl, ...(token !== undefined && { token }), fetch: checkedFetch });
@@ -365,14 +369,72 @@ const cases: Case[] = [
   },
   { name: 'clusters with an access token', op: 'listClusters', status: 200, run: (c) => client(c.accessToken).GET('/v1/clusters') },
   { name: 'api client deletion', op: 'deleteApiClient', status: 204, run: (c) => c.admin.DELETE('/v1/api-clients/{id}', { params: { path: { id: c.clientId } } }) },
+  { name: 'data retention', op: 'getDataRetention', status: 200, run: (c) => c.viewer.GET('/v1/data-retention') },
+  {
+    name: 'data retention change',
+    op: 'updateDataRetention',
+    status: 200,
+    run: (c) => c.admin.PATCH('/v1/data-retention', { body: { staging: { max_backups: 5, default_config: { schedule: [{ interval: '1d', count: 3 }] } } } }),
+    then: (x) => expect((x.body as { staging: unknown }).staging).toEqual({ max_backups: 5, default_config: { schedule: [{ interval: '1d', count: 3 }], manual_count: 3 } }),
+  },
+  {
+    name: 'data retention change breaking a rule',
+    op: 'updateDataRetention',
+    status: 422,
+    run: (c) => c.admin.PATCH('/v1/data-retention', { body: { development: { max_backups: 1, default_config: { manual_count: 2 } } } }),
+  },
+  {
+    name: 'events of the cluster',
+    op: 'listEvents',
+    status: 200,
+    run: (c) => c.viewer.GET('/v1/events', { params: { query: { cluster_id: c.clusterId, limit: 50 } } }),
+    then: (x) => expect((x.body as { items: { type: string }[] }).items.map((e) => e.type)).toEqual(expect.arrayContaining(['backup.started', 'backup.completed', 'restore.started', 'restore.completed'])),
+  },
+  { name: 'events with a bad cursor', op: 'listEvents', status: 422, run: (c) => c.viewer.GET('/v1/events', { params: { query: { cursor: 'nonsense' } } }) },
+  {
+    name: 'webhook creation',
+    op: 'createWebhook',
+    status: 201,
+    run: async (c) => {
+      const r = await c.admin.POST('/v1/webhooks', { body: { url: c.receiverUrl, events: ['backup.completed', 'backup.failed'], description: 'replay' } });
+      c.webhookId = r.data!.id;
+      expect(r.data!.secret).toMatch(/^whsec_/);
+    },
+  },
+  {
+    name: 'webhook creation for a private address',
+    op: 'createWebhook',
+    status: 422,
+    run: (c) => c.admin.POST('/v1/webhooks', { body: { url: 'http://10.1.2.3/hook', events: ['backup.completed'] } }),
+  },
+  { name: 'webhooks', op: 'listWebhooks', status: 200, run: (c) => c.admin.GET('/v1/webhooks') },
+  { name: 'a webhook', op: 'getWebhook', status: 200, run: (c) => c.admin.GET('/v1/webhooks/{id}', { params: { path: { id: c.webhookId } } }) },
+  { name: 'a webhook of no one', op: 'getWebhook', status: 404, run: (c) => c.admin.GET('/v1/webhooks/{id}', { params: { path: { id: uuid() } } }) },
+  { name: 'webhook change', op: 'updateWebhook', status: 200, run: (c) => c.admin.PATCH('/v1/webhooks/{id}', { params: { path: { id: c.webhookId } }, body: { events: ['backup.failed'] } }) },
+  {
+    name: 'webhook test',
+    op: 'testWebhook',
+    status: 200,
+    run: (c) => c.admin.POST('/v1/webhooks/{id}/test', { params: { path: { id: c.webhookId } } }),
+    then: (x) => expect((x.body as { outcome: string }).outcome).toBe('delivered'),
+  },
+  { name: 'webhook deliveries', op: 'listWebhookDeliveries', status: 200, run: (c) => c.admin.GET('/v1/webhooks/{id}/deliveries', { params: { path: { id: c.webhookId } } }) },
+  { name: 'webhook deletion', op: 'deleteWebhook', status: 204, run: (c) => c.admin.DELETE('/v1/webhooks/{id}', { params: { path: { id: c.webhookId } } }) },
   { name: 'audit events', op: 'listAuditEvents', status: 200, run: (c) => c.admin.GET('/v1/audit-events', { params: { query: { action: 'backup.create' } } }) },
   { name: 'api key revocation', op: 'revokeApiKey', status: 204, run: (c) => c.admin.DELETE('/v1/api-keys/{id}', { params: { path: { id: c.viewerKeyId } } }) },
   { name: 'backup deletion', op: 'deleteBackup', status: 202, run: (c) => c.admin.DELETE('/v1/clusters/{id}/backups/{backup_id}', { params: { path: { id: c.clusterId, backup_id: c.backupId } } }) },
   { name: 'cluster deletion', op: 'deleteCluster', status: 202, run: (c) => c.admin.DELETE('/v1/clusters/{id}', { params: { path: { id: c.clusterId } } }) },
 ];
 
+let receiver: Server;
 beforeAll(async () => {
-  s = await startStack({ env: { METRICS_TOKEN } });
+  receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(204).end());
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  ctx.receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+  s = await startStack({ env: { METRICS_TOKEN, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1', WEBHOOK_ALLOW_HTTP: 'true' } });
   await s.app.listen({ port: 0, host: '127.0.0.1' });
   baseUrl = `http://127.0.0.1:${(s.app.server.address() as AddressInfo).port}`;
   await api.init();
@@ -381,6 +443,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await s?.close();
+  receiver?.close();
 });
 
 describe('every operation replayed against openapi/openapi.json', () => {

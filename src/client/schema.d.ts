@@ -146,6 +146,24 @@ export interface paths {
         patch: operations["updatePolicy"];
         trace?: never;
     };
+    "/v1/data-retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Each environment type's default policy (Upsun's data_retention) */
+        get: operations["getDataRetention"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change environment defaults (moves the schedules of the clusters that use them) */
+        patch: operations["updateDataRetention"];
+        trace?: never;
+    };
     "/v1/clusters": {
         parameters: {
             query?: never;
@@ -370,6 +388,100 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's events (changes of state of its backups, restores and clusters), newest first */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List webhooks, newest first (never their secrets) */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Create a webhook (its signing secret is shown once)
+         * @description The URL is checked by the SSRF guard (422 naming the problem): https only (http where WEBHOOK_ALLOW_HTTP=true), no credentials, and a host that is and resolves to public addresses only, unless WEBHOOK_ALLOWED_HOSTS lists it. Deliveries follow Standard Webhooks (see docs/webhooks.md).
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a webhook (never its secret) */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook, its pending deliveries and its delivery history */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /** Change a webhook: url (checked again), events, description, enabled */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a signed `webhook.test` event once and answer what came of it
+         * @description One attempt, not retried and not recorded in the deliveries: the body is `{id, type: "webhook.test", occurred_at, cluster_id: null, data: {webhook}}`, signed like every delivery. A disabled webhook can be tested too.
+         */
+        post: operations["testWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every delivery attempt of a webhook, newest first */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -445,6 +557,51 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Only the environments and fields given change */
+        DataRetentionPatchInput: {
+            production?: {
+                /** @description completed backups kept, manual + scheduled (1..1000) */
+                max_backups?: number;
+                default_config?: {
+                    schedule?: {
+                        /** @description <n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d" */
+                        interval: string;
+                        /** @description >= 1 */
+                        count: number;
+                    }[];
+                    /** @description completed manual backups kept; 0 disables manual backups (<= max_backups) */
+                    manual_count?: number;
+                };
+            };
+            staging?: {
+                /** @description completed backups kept, manual + scheduled (1..1000) */
+                max_backups?: number;
+                default_config?: {
+                    schedule?: {
+                        /** @description <n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d" */
+                        interval: string;
+                        /** @description >= 1 */
+                        count: number;
+                    }[];
+                    /** @description completed manual backups kept; 0 disables manual backups (<= max_backups) */
+                    manual_count?: number;
+                };
+            };
+            development?: {
+                /** @description completed backups kept, manual + scheduled (1..1000) */
+                max_backups?: number;
+                default_config?: {
+                    schedule?: {
+                        /** @description <n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d" */
+                        interval: string;
+                        /** @description >= 1 */
+                        count: number;
+                    }[];
+                    /** @description completed manual backups kept; 0 disables manual backups (<= max_backups) */
+                    manual_count?: number;
+                };
+            };
+        };
         /** @description RFC 9457 problem details, always sent as application/problem+json */
         Problem: {
             /** @description a URI reference naming the kind of problem, e.g. `/problems/validation-error` */
@@ -461,6 +618,44 @@ export interface components {
                 path: string;
                 message: string;
             }[];
+        };
+        Policy: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** @description one of the three environment defaults: editable, not deletable */
+            is_default: boolean;
+            /** @description the environment type this policy is the default of; null for other policies */
+            environment: ("production" | "staging" | "development") | null;
+            timezone: string;
+            schedule: {
+                interval: string;
+                count: number;
+            }[];
+            max_backups: number;
+            manual_count: number;
+            manual_rate_limit: string | null;
+            failed_count: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        EnvironmentRetention: {
+            max_backups: number;
+            default_config: {
+                schedule: {
+                    interval: string;
+                    count: number;
+                }[];
+                manual_count: number;
+            };
+        };
+        /** @description Each environment type's default policy, in Upsun's data_retention shape */
+        DataRetention: {
+            production: components["schemas"]["EnvironmentRetention"];
+            staging: components["schemas"]["EnvironmentRetention"];
+            development: components["schemas"]["EnvironmentRetention"];
         };
         ApiKey: {
             /** Format: uuid */
@@ -561,6 +756,8 @@ export interface components {
             size_bytes: number | null;
             /** @description bytes it added to the store after deduplication and compression (null until completed) */
             stored_bytes: number | null;
+            /** @description a consistent backup's pause: from the pre_backup hook's answer to the post_backup call, once every component reached its consistent point (null for live backups) */
+            paused_ms: number | null;
             artifacts: {
                 component: string;
                 /** @enum {string} */
@@ -644,6 +841,25 @@ export interface components {
                 stored_bytes: number;
             }[];
         };
+        /** @description URLs called around consistent backups and restores (SPEC section 11) */
+        ClusterHooks: {
+            pre_backup: {
+                url: string;
+                timeout_s: number;
+            } | null;
+            post_backup: {
+                url: string;
+                timeout_s: number;
+            } | null;
+            pre_restore: {
+                url: string;
+                timeout_s: number;
+            } | null;
+            post_restore: {
+                url: string;
+                timeout_s: number;
+            } | null;
+        };
         /** @description a component as answered: secrets are masked */
         Component: {
             name: string;
@@ -675,6 +891,9 @@ export interface components {
             policy_id: string;
             deletion_protection: boolean;
             components: components["schemas"]["Component"][];
+            hooks: components["schemas"]["ClusterHooks"];
+            /** @description the secret hook calls are signed with (Standard Webhooks): in the answer that gave the cluster its first hook, and never again */
+            hooks_secret?: string;
             /** @enum {string} */
             status: "active" | "restoring" | "deleting";
             next_backup_at: string | null;
@@ -701,25 +920,6 @@ export interface components {
             checks: {
                 [key: string]: "ok" | "down";
             };
-        };
-        Policy: {
-            /** Format: uuid */
-            id: string;
-            name: string;
-            is_default: boolean;
-            timezone: string;
-            schedule: {
-                interval: string;
-                count: number;
-            }[];
-            max_backups: number;
-            manual_count: number;
-            manual_rate_limit: string | null;
-            failed_count: number;
-            /** Format: date-time */
-            created_at: string;
-            /** Format: date-time */
-            updated_at: string;
         };
         Retention: {
             /** Format: uuid */
@@ -802,6 +1002,119 @@ export interface components {
         CreatedTenant: {
             tenant: components["schemas"]["Tenant"];
             api_key: components["schemas"]["CreatedApiKey"];
+        };
+        /** @description a change of state of a backup, restore or cluster, recorded in the transaction of the change (SPEC section 10) */
+        Event: {
+            /**
+             * Format: uuid
+             * @description unique; the `webhook-id` header of its deliveries (receivers deduplicate on it)
+             */
+            id: string;
+            /** @enum {string} */
+            type: "backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled";
+            /**
+             * Format: date-time
+             * @description when the change happened (for a start or an end, the resource's started_at or completed_at)
+             */
+            occurred_at: string;
+            /** @description the cluster concerned (the target cluster of a restore); null for events of no cluster (webhook.disabled) */
+            cluster_id: string | null;
+            /** @description the resource concerned, under its kind: one of backup, restore, cluster, webhook */
+            data: {
+                /** @description backup.*, verification.failed: the backup as `GET /v1/clusters/{id}/backups/{backup_id}` showed it right after the change (schema Backup); for backup.deleted, as last shown (`deleting`) */
+                backup?: {
+                    [key: string]: unknown;
+                };
+                /** @description restore.*: the restore as `GET /v1/clusters/{id}/restores/{restore_id}` showed it right after the change (schema Restore) */
+                restore?: {
+                    [key: string]: unknown;
+                };
+                /** @description cluster.deleted: the cluster as `GET /v1/clusters/{id}` last showed it (`deleting`) (schema Cluster) */
+                cluster?: {
+                    [key: string]: unknown;
+                };
+                /** @description webhook.disabled: the webhook as `GET /v1/webhooks/{id}` showed it (schema Webhook) */
+                webhook?: {
+                    [key: string]: unknown;
+                };
+            } & {
+                [key: string]: unknown;
+            };
+        };
+        Webhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+            description: string | null;
+            enabled: boolean;
+            /** @description when it was disabled (by an admin, or after failing for too long); null while enabled */
+            disabled_at: string | null;
+            disabled_reason: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        CreatedWebhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+            description: string | null;
+            enabled: boolean;
+            /** @description when it was disabled (by an admin, or after failing for too long); null while enabled */
+            disabled_at: string | null;
+            disabled_reason: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description the signing secret, shown once: `whsec_` and base64 of 32 random bytes (Standard Webhooks); the key of the HMAC is the base64-decoded part after `whsec_` */
+            secret: string;
+        };
+        WebhookDeliveryAttempt: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description the delivery (one per webhook and event) this attempt belongs to
+             */
+            delivery_id: string;
+            /**
+             * Format: uuid
+             * @description the event delivered: the webhook-id header
+             */
+            event_id: string;
+            event_type: string;
+            /** @description 1 for the first attempt of the delivery, 2 for its first retry, ... */
+            attempt: number;
+            /** Format: date-time */
+            started_at: string;
+            duration_ms: number;
+            /** @description the receiver's HTTP status; null when none came (refused by the SSRF guard, connection error, timeout) */
+            status_code: number | null;
+            /** @enum {string} */
+            outcome: "delivered" | "failed";
+            /** @description why it failed; null when delivered */
+            error: string | null;
+            /**
+             * @description where the delivery stands now: pending (a retry is due), delivered, failed (given up)
+             * @enum {string}
+             */
+            delivery_status: "pending" | "delivered" | "failed";
+        };
+        WebhookTestResult: {
+            /**
+             * Format: uuid
+             * @description the id of the synthetic `webhook.test` event sent (its webhook-id header)
+             */
+            event_id: string;
+            /** @enum {string} */
+            outcome: "delivered" | "failed";
+            status_code: number | null;
+            duration_ms: number;
+            error: string | null;
         };
     };
     responses: {
@@ -955,7 +1268,7 @@ export interface operations {
     listAuditEvents: {
         parameters: {
             query?: {
-                action?: "api_client.create" | "api_client.delete" | "api_key.create" | "api_key.revoke" | "backup.create" | "backup.delete" | "backup.verify" | "cluster.create" | "cluster.delete" | "cluster.update" | "policy.create" | "policy.delete" | "policy.update" | "restore.create" | "tenant.create";
+                action?: "api_client.create" | "api_client.delete" | "api_key.create" | "api_key.revoke" | "backup.create" | "backup.delete" | "backup.verify" | "cluster.create" | "cluster.delete" | "cluster.update" | "data_retention.update" | "policy.create" | "policy.delete" | "policy.update" | "restore.create" | "tenant.create" | "webhook.create" | "webhook.delete" | "webhook.disable" | "webhook.test" | "webhook.update";
                 /** @description id of the resource acted on */
                 target_id?: string;
                 limit?: number;
@@ -1531,7 +1844,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            /** @description this is the default policy, or clusters still use it */
+            /** @description this is an environment's default policy, or clusters still use it */
             409: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1599,7 +1912,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            /** @description another policy has this name, or this is the default policy (which cannot change) */
+            /** @description another policy has this name */
             409: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1615,6 +1928,83 @@ export interface operations {
             413: components["responses"]["ContentTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getDataRetention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the three defaults */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataRetention"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateDataRetention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DataRetentionPatchInput"];
+            };
+        };
+        responses: {
+            /** @description the three defaults as they are now */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataRetention"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description the changed values break a policy rule */
+            422: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["Unavailable"];
         };
@@ -1678,7 +2068,7 @@ export interface operations {
                      * @enum {string}
                      */
                     backup_location?: "same-region" | "dual-region";
-                    /** @description omitted or null: the tenant's default policy */
+                    /** @description omitted or null: the default policy of the cluster's environment, which the cluster then follows (also when its environment changes) */
                     policy_id?: string | null;
                     /** @default false */
                     deletion_protection?: boolean;
@@ -1699,6 +2089,36 @@ export interface operations {
                             url: string;
                         };
                     })[];
+                    hooks?: {
+                        /** @description called before a consistent backup reads anything; must answer 2xx (pause writers) */
+                        pre_backup?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                        /** @description called once every component reached its consistent point, also when the backup failed (resume writers) */
+                        post_backup?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                        /** @description called before a restore writes anything (stop the components) */
+                        pre_restore?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                        /** @description called after the restore, also when it failed (start them again) */
+                        post_restore?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                    };
                 };
             };
         };
@@ -1835,6 +2255,7 @@ export interface operations {
                     region?: string;
                     /** @enum {string} */
                     backup_location?: "same-region" | "dual-region";
+                    /** @description null: follow the default policy of the cluster's environment */
                     policy_id?: string | null;
                     deletion_protection?: boolean;
                     components?: ({
@@ -1854,6 +2275,36 @@ export interface operations {
                             url: string;
                         };
                     })[];
+                    hooks?: {
+                        /** @description called before a consistent backup reads anything; must answer 2xx (pause writers) */
+                        pre_backup?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                        /** @description called once every component reached its consistent point, also when the backup failed (resume writers) */
+                        post_backup?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                        /** @description called before a restore writes anything (stop the components) */
+                        pre_restore?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                        /** @description called after the restore, also when it failed (start them again) */
+                        post_restore?: {
+                            /** @description https:// URL the service POSTs to, signed like a webhook; the SSRF rules of webhooks apply */
+                            url: string;
+                            /** @description a 2xx must come within this many seconds (1-300) */
+                            timeout_s: number;
+                        } | null;
+                    };
                 };
             };
         };
@@ -2464,6 +2915,307 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Restore"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                /** @description only events of this type */
+                type?: "backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled";
+                /** @description only events of this cluster (a deleted cluster's too); another tenant's id gives an empty page */
+                cluster_id?: string;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of events */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Event"][];
+                        /** @description pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of webhooks */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Webhook"][];
+                        /** @description pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description where to POST the events: https (http only where WEBHOOK_ALLOW_HTTP=true), a host that resolves to public addresses only (or one WEBHOOK_ALLOWED_HOSTS lists), no credentials */
+                    url: string;
+                    /** @description the event types to deliver: at least one, each once */
+                    events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+                    description?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description the webhook with its signing secret (shown once) */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    /** @description the answer carries a credential: never cache it */
+                    "Cache-Control"?: "no-store";
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the webhook */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description checked again like at creation */
+                    url?: string;
+                    /** @description the event types to deliver: at least one, each once */
+                    events?: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+                    description?: string | null;
+                    /** @description false stops deliveries; true re-enables a webhook (one disabled after failing for too long, too), clearing disabled_at and disabled_reason */
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description the webhook as changed */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    testWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the outcome of the attempt (a receiver that failed is still a 200 here: see outcome) */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookTestResult"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of attempts */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["WebhookDeliveryAttempt"][];
+                        /** @description pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
                 };
             };
             401: components["responses"]["Unauthorized"];
