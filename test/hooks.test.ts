@@ -3,7 +3,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKey, createTenant, startStack, type Stack } from './helpers/stack.js';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { Webhook } from 'standardwebhooks';
+import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 
 /** SPEC section 11: a cluster's hooks, configured by admins, guarded like webhooks. */
 let s: Stack;
@@ -100,5 +102,183 @@ describe('cluster hooks', () => {
     const res = await s.request('PATCH', `/v1/clusters/${c.body.id}`, { token: operator, body: { hooks: { pre_backup: { url: hookUrl, timeout_s: 5 } } } });
     expect(res.status).toBe(403);
     expect((await s.request('GET', `/v1/clusters/${c.body.id}`, { token })).body.hooks).toEqual(NONE);
+  });
+});
+
+/**
+ * Consistent backups and restore hooks through a real worker: the receiver's hooks act on the
+ * tenant's tree, so what the backup holds shows the order (pre, read, post).
+ */
+describe('consistent backups and restores with hooks', () => {
+  let w: Stack;
+  let wtoken: string;
+  let home: string;
+  let server: Server;
+  let base: string;
+  /** What each hook path does, by path; every call is recorded. */
+  const handlers = new Map<string, (body: any) => Promise<number> | number>();
+  const calls: { path: string; body: any; headers: Record<string, string | string[] | undefined>; at: number }[] = [];
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (text += c));
+      req.on('end', async () => {
+        const body = JSON.parse(text || '{}');
+        calls.push({ path: req.url ?? '', body, headers: req.headers, at: Date.now() });
+        const status = await (handlers.get(req.url ?? '') ?? (() => 204))(body);
+        res.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    w = await startStack({ env: { WEBHOOK_ALLOWED_HOSTS: '127.0.0.1', WEBHOOK_ALLOW_HTTP: 'true' } });
+    const t = await createTenant(w);
+    wtoken = t.adminToken;
+    home = t.dir;
+  });
+  afterAll(async () => {
+    await w.close();
+    server.close();
+  });
+
+  const hook = (p: string, timeout_s = 5) => ({ url: `${base}${p}`, timeout_s });
+  async function hookedCluster(name: string, hooks: Record<string, unknown>) {
+    await mkdir(path.join(home, name), { recursive: true });
+    await writeFile(path.join(home, name, 'state.txt'), 'v1');
+    const res = await w.request('POST', '/v1/clusters', { token: wtoken, body: { name, components: [{ name: 'files', type: 'directory', config: { path: name } }], hooks } });
+    expect(res.status, res.text).toBe(201);
+    return { id: res.body.id as string, secret: res.body.hooks_secret as string, dir: path.join(home, name) };
+  }
+  const backup = async (clusterId: string, body?: unknown) => {
+    const res = await w.request('POST', `/v1/clusters/${clusterId}/backups`, { token: wtoken, ...(body !== undefined && { body }) });
+    expect(res.status, res.text).toBe(202);
+    return waitForBackup(w, wtoken, clusterId, res.body.id);
+  };
+  const fileIn = async (clusterId: string, backupId: string) => {
+    const res = await w.request('GET', `/v1/clusters/${clusterId}/backups/${backupId}/components/files/archive`, { token: wtoken });
+    return res.text;
+  };
+
+  it('pauses by default when the cluster has a pre_backup hook: pre, then the read, then post; paused_ms recorded; calls signed', async () => {
+    const c = await hookedCluster('consistent', { pre_backup: hook('/c/pre'), post_backup: hook('/c/post') });
+    // The pre hook's answer comes after the tree says v2; the post hook makes it v3: the backup must hold v2.
+    handlers.set('/c/pre', async () => {
+      await writeFile(path.join(c.dir, 'state.txt'), 'v2-paused');
+      return 200;
+    });
+    handlers.set('/c/post', async () => {
+      await writeFile(path.join(c.dir, 'state.txt'), 'v3-resumed');
+      return 204;
+    });
+    const b = await backup(c.id);
+    expect(b.status, JSON.stringify(b.error)).toBe('completed');
+    expect(b.live).toBe(false);
+    expect(b.paused_ms).toEqual(expect.any(Number));
+    expect(b.paused_ms).toBeGreaterThanOrEqual(0);
+    const mine = calls.filter((x) => x.path.startsWith('/c/'));
+    expect(mine.map((x) => x.path)).toEqual(['/c/pre', '/c/post']);
+    expect(mine[0]!.body).toEqual({ hook: 'pre_backup', cluster_id: c.id, backup_id: b.id, live: false });
+    expect(mine[1]!.body).toEqual({ hook: 'post_backup', cluster_id: c.id, backup_id: b.id, live: false });
+    const archive = await fileIn(c.id, b.id);
+    expect(archive).toContain('v2-paused');
+    expect(archive).not.toContain('v3-resumed');
+    expect(await readFile(path.join(c.dir, 'state.txt'), 'utf8')).toBe('v3-resumed');
+    // Standard Webhooks signatures under the cluster's hooks secret
+    for (const x of mine) {
+      const verified = new Webhook(c.secret).verify(JSON.stringify(x.body), { 'webhook-id': String(x.headers['webhook-id']), 'webhook-timestamp': String(x.headers['webhook-timestamp']), 'webhook-signature': String(x.headers['webhook-signature']) });
+      expect(verified).toEqual(x.body);
+    }
+    expect(mine[0]!.headers['webhook-id']).toBe(`${b.id}.pre_backup`);
+    // live: true skips the pause
+    calls.length = 0;
+    await w.rt.db.cluster.update({ where: { id: c.id }, data: { lastManualAt: null } });
+    await w.rt.db.$executeRaw`UPDATE backups SET created_at = created_at - interval '2 hours' WHERE cluster_id = ${c.id}::uuid`;
+    const live = await backup(c.id, { live: true });
+    expect(live).toMatchObject({ status: 'completed', live: true, paused_ms: null });
+    expect(calls.filter((x) => x.path.startsWith('/c/'))).toEqual([]);
+  });
+
+  it('a failing pre hook fails the backup with nothing read or stored and no post hook; hook.failed is recorded', async () => {
+    const c = await hookedCluster('refused', { pre_backup: hook('/r/pre'), post_backup: hook('/r/post') });
+    handlers.set('/r/pre', () => 503);
+    const b = await backup(c.id, { live: false });
+    expect(b.status).toBe('failed');
+    expect(b.error).toEqual({ component: 'hook:pre_backup', message: expect.stringContaining('pre_backup hook failed') });
+    expect(b).toMatchObject({ artifacts: [], stored_bytes: null, paused_ms: null });
+    expect(calls.filter((x) => x.path.startsWith('/r/')).map((x) => x.path)).toEqual(['/r/pre']);
+    const refs = await w.rt.db.backupChunk.count({ where: { backupId: b.id } });
+    expect(refs).toBe(0);
+    const events = await w.request('GET', `/v1/events?type=hook.failed&cluster_id=${c.id}`, { token: wtoken });
+    expect(events.body.items).toHaveLength(1);
+    expect(events.body.items[0].data).toMatchObject({ backup: { id: b.id }, hook: { name: 'pre_backup', status_code: 503 } });
+  });
+
+  it('calls the post hook when the backup fails after the pause', async () => {
+    const c = await hookedCluster('breaks', { pre_backup: hook('/b/pre'), post_backup: hook('/b/post') });
+    // the pre hook takes the tree away: the read fails, the post hook still comes
+    handlers.set('/b/pre', async () => {
+      await rm(c.dir, { recursive: true, force: true });
+      return 200;
+    });
+    const b = await backup(c.id);
+    expect(b.status).toBe('failed');
+    expect(b.error.component).toBe('files');
+    expect(calls.filter((x) => x.path.startsWith('/b/')).map((x) => x.path)).toEqual(['/b/pre', '/b/post']);
+    expect(b.paused_ms).toEqual(expect.any(Number));
+  });
+
+  it('refuses live: false for a cluster with no pre_backup hook (nothing to pause)', async () => {
+    const c = await hookedCluster('no-pause', { post_backup: hook('/n/post') });
+    const res = await w.request('POST', `/v1/clusters/${c.id}/backups`, { token: wtoken, body: { live: false } });
+    expect(res.status).toBe(422);
+    expect(res.body.detail).toContain('nothing to pause');
+    expect(res.body.errors[0].path).toBe('body.live');
+    const bad = await w.request('POST', `/v1/clusters/${c.id}/backups`, { token: wtoken, body: { live: 'no' } });
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    expect(bad.status).toBeLessThan(500);
+    // no body: live, since there is nothing to pause
+    const b = await backup(c.id);
+    expect(b).toMatchObject({ status: 'completed', live: true, paused_ms: null });
+    expect(calls.filter((x) => x.path.startsWith('/n/'))).toEqual([]);
+  });
+
+  it('brackets a restore with pre_restore and post_restore, also when the pre hook fails it touches nothing', async () => {
+    const c = await hookedCluster('restored', {});
+    const b = await backup(c.id);
+    expect(b.status).toBe('completed');
+    await w.request('PATCH', `/v1/clusters/${c.id}`, { token: wtoken, body: { hooks: { pre_restore: hook('/s/pre'), post_restore: hook('/s/post') } } });
+    await writeFile(path.join(c.dir, 'state.txt'), 'changed since');
+    const seen: string[] = [];
+    handlers.set('/s/pre', async () => {
+      seen.push(`pre:${await readFile(path.join(c.dir, 'state.txt'), 'utf8')}`);
+      return 200;
+    });
+    handlers.set('/s/post', async () => {
+      seen.push(`post:${await readFile(path.join(c.dir, 'state.txt'), 'utf8')}`);
+      return 200;
+    });
+    const restore = async () => {
+      const r = await w.request('POST', `/v1/clusters/${c.id}/backups/${b.id}/restore`, { token: wtoken, body: {} });
+      expect(r.status, r.text).toBe(202);
+      return waitFor(async () => {
+        const g = await w.request('GET', `/v1/clusters/${c.id}/restores/${r.body.id}`, { token: wtoken });
+        return ['completed', 'failed'].includes(g.body.status) ? g.body : null;
+      }, 30_000, 'the restore');
+    };
+    const done = await restore();
+    expect(done.status, JSON.stringify(done.error)).toBe('completed');
+    expect(seen).toEqual(['pre:changed since', 'post:v1']);
+    // a failing pre_restore: the restore fails, the tree stays as it is, no post hook
+    await writeFile(path.join(c.dir, 'state.txt'), 'keep me');
+    handlers.set('/s/pre', () => 500);
+    seen.length = 0;
+    const calledBefore = calls.filter((x) => x.path === '/s/post').length;
+    const refused = await restore();
+    expect(refused.status).toBe('failed');
+    expect(refused.error.component).toBe('hook:pre_restore');
+    expect(await readFile(path.join(c.dir, 'state.txt'), 'utf8')).toBe('keep me');
+    expect(calls.filter((x) => x.path === '/s/post').length).toBe(calledBefore);
   });
 });

@@ -1,3 +1,4 @@
+import { createHookCaller } from '../src/modules/hooks/hooks.js';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,6 +98,7 @@ describe('a restore applies only the bytes it verified', () => {
       ledger: s.rt.ledger,
       repo,
       box: s.rt.box,
+      hooks: createHookCaller({ urlGuard: s.rt.webhookUrls, box: s.rt.box, now: s.rt.now }),
       dataRootOf: tenantRootOf(s.rt.db, s.rt.config.dataRoot),
       postgresTargets: s.rt.postgresTargets,
       workerId: 'test',

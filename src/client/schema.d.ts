@@ -636,6 +636,7 @@ export interface components {
             manual_count: number;
             manual_rate_limit: string | null;
             failed_count: number;
+            scheduled_live: boolean;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -1746,6 +1747,11 @@ export interface operations {
                      * @default 3
                      */
                     failed_count?: number;
+                    /**
+                     * @description false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live)
+                     * @default true
+                     */
+                    scheduled_live?: boolean;
                 };
             };
         };
@@ -1891,6 +1897,8 @@ export interface operations {
                     manual_rate_limit?: string | null;
                     /** @description failed backups kept per trigger (0..100) */
                     failed_count?: number;
+                    /** @description false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live) */
+                    scheduled_live?: boolean;
                 };
             };
         };
@@ -2399,10 +2407,13 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description no fields yet; an empty object or no body */
+        /** @description optional; no body is the same as {} */
         requestBody?: {
             content: {
-                "application/json": Record<string, never> | null;
+                "application/json": {
+                    /** @description false: a consistent backup, the cluster paused by its pre_backup/post_backup hooks; true: no pause. Default: false when the cluster has a pre_backup hook, else true */
+                    live?: boolean;
+                } | null;
             };
         };
         responses: {

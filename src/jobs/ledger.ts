@@ -72,12 +72,14 @@ export interface JobError {
 
 /** Why a manual backup could not be queued; `ok` carries the new row's id. */
 export type ManualVerdict =
-  | { verdict: 'ok'; id: string; components: { name: string; status: string }[] }
+  | { verdict: 'ok'; id: string; components: { name: string; status: string }[]; live: boolean }
   | { verdict: 'not_found' }
   | { verdict: 'not_active'; status: string }
   | { verdict: 'manual_disabled' }
   | { verdict: 'rate_limited'; lastManualAt: Date }
   | { verdict: 'busy' }
+  /** live: false asked of a cluster with no pre_backup hook: there is nothing to pause. */
+  | { verdict: 'nothing_to_pause' }
   | { verdict: 'stale_policy'; rate: string | null; timezone: string };
 
 export interface ManualRequest {
@@ -92,6 +94,8 @@ export interface ManualRequest {
   since: Date | null;
   /** Idempotency-Key: the answer to store with the backup (its components are filled in here). */
   idempotency: { key: string; hash: string; body: unknown; location: string } | null;
+  /** live asked for; null: consistent (false) when the cluster has a pre_backup hook, else live (SPEC section 11). */
+  live?: boolean | null;
 }
 
 interface ManualRow {
@@ -101,6 +105,7 @@ interface ManualRow {
   timezone: string | null;
   last_manual_at: Date | null;
   components: { name: string; status: string }[] | null;
+  live: boolean | null;
 }
 
 /**
@@ -111,6 +116,7 @@ interface ManualRow {
 export const QUEUE_MANUAL_BACKUP_SQL = `
   WITH c AS (
     SELECT c.id, c.tenant_id, c.status::text AS status, c.active_job_id, c.last_manual_at, c.components,
+           COALESCE($12::boolean, NOT (c.hooks ? 'pre_backup')) AS live, c.hooks ? 'pre_backup' AS pausable,
            p.manual_count, p.manual_rate_limit, p.timezone
     FROM clusters c JOIN policies p ON p.id = c.policy_id
     WHERE c.id = $1::uuid AND c.tenant_id = $2::uuid
@@ -119,26 +125,27 @@ export const QUEUE_MANUAL_BACKUP_SQL = `
     SELECT c.*, CASE
       WHEN c.status <> 'active' THEN 'not_active'
       WHEN c.manual_count = 0 THEN 'manual_disabled'
+      WHEN NOT c.live AND NOT c.pausable THEN 'nothing_to_pause'
       WHEN c.manual_rate_limit IS DISTINCT FROM $3::text OR c.timezone <> $4::text THEN 'stale_policy'
       WHEN c.manual_rate_limit IS NOT NULL AND c.last_manual_at > $5::timestamptz THEN 'rate_limited'
       WHEN c.active_job_id IS NOT NULL THEN 'busy'
       ELSE 'ok' END AS verdict
     FROM c
   ), ins AS (
-    INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
-    SELECT $6::uuid, d.tenant_id, d.id, 'manual', 'queued', $7::timestamptz,
+    INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, live, components)
+    SELECT $6::uuid, d.tenant_id, d.id, 'manual', 'queued', $7::timestamptz, d.live,
            COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(d.components) e), '[]'::jsonb)
     FROM d WHERE d.verdict = 'ok'
-    RETURNING cluster_id, components
+    RETURNING cluster_id, components, live
   ), slot AS (
     UPDATE clusters SET active_job_id = $6::uuid, active_job_kind = 'backup', last_manual_at = $7::timestamptz
     WHERE id = (SELECT cluster_id FROM ins)
   ), idem AS (
     INSERT INTO idempotency_records (tenant_id, key, request_hash, response_status, response_body, location, created_at)
-    SELECT $2::uuid, $8::text, $9::text, 202, jsonb_set($10::jsonb, '{components}', ins.components), $11::text, $7::timestamptz
+    SELECT $2::uuid, $8::text, $9::text, 202, jsonb_set(jsonb_set($10::jsonb, '{components}', ins.components), '{live}', to_jsonb(ins.live)), $11::text, $7::timestamptz
     FROM ins WHERE $8::text IS NOT NULL
   )
-  SELECT d.verdict, d.status, d.manual_rate_limit AS rate, d.timezone, d.last_manual_at, (SELECT components FROM ins) AS components FROM d`;
+  SELECT d.verdict, d.status, d.manual_rate_limit AS rate, d.timezone, d.last_manual_at, (SELECT components FROM ins) AS components, (SELECT live FROM ins) AS live FROM d`;
 
 export function queueManualParams(req: ManualRequest): unknown[] {
   const idem = req.idempotency;
@@ -154,6 +161,7 @@ export function queueManualParams(req: ManualRequest): unknown[] {
     idem?.hash ?? null,
     JSON.stringify(idem?.body ?? {}),
     idem?.location ?? null,
+    req.live ?? null,
   ];
 }
 
@@ -254,7 +262,7 @@ export function createLedger(db: Db) {
       if (!row) return { verdict: 'not_found' };
       switch (row.verdict) {
         case 'ok':
-          return { verdict: 'ok', id, components: row.components ?? [] };
+          return { verdict: 'ok', id, components: row.components ?? [], live: row.live ?? true };
         case 'not_active':
           return { verdict: 'not_active', status: row.status ?? '' };
         case 'rate_limited':
@@ -262,7 +270,7 @@ export function createLedger(db: Db) {
         case 'stale_policy':
           return { verdict: 'stale_policy', rate: row.rate, timezone: row.timezone ?? 'UTC' };
         default:
-          return { verdict: row.verdict as 'busy' | 'manual_disabled' };
+          return { verdict: row.verdict as 'busy' | 'manual_disabled' | 'nothing_to_pause' };
       }
     },
 
@@ -283,8 +291,10 @@ export function createLedger(db: Db) {
           SELECT * FROM unnest(${claimed.map((c) => c.clusterId)}::uuid[], ${ids}::uuid[], ${claimed.map((c) => c.next)}::text[], ${claimed.map((c) => c.busy)}::boolean[])
             AS v(cluster_id, backup_id, next, busy)
         ), ins AS (
-          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, components)
+          INSERT INTO backups (id, tenant_id, cluster_id, trigger, status, created_at, live, components)
           SELECT v.backup_id, c.tenant_id, c.id, 'scheduled', 'queued', ${now},
+                 -- live unless the policy says scheduled_live: false (and the cluster has something to pause)
+                 COALESCE((SELECT p.scheduled_live FROM policies p WHERE p.id = c.policy_id), true) OR NOT (c.hooks ? 'pre_backup'),
                  COALESCE((SELECT jsonb_agg(jsonb_build_object('name', e->>'name', 'status', 'queued')) FROM jsonb_array_elements(c.components) e), '[]'::jsonb)
           FROM v JOIN clusters c ON c.id = v.cluster_id AND c.active_job_id IS NULL AND c.status = 'active'
           WHERE v.backup_id IS NOT NULL

@@ -115,6 +115,7 @@ async function recoverSnapshots(o: { db: Db; store: ArtifactStore; seal: SealPoo
             manualCount: p.manual_count,
             manualRateLimit: p.manual_rate_limit,
             failedCount: p.failed_count,
+            scheduledLive: p.scheduled_live ?? true,
           },
         });
       }

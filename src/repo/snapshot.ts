@@ -39,6 +39,7 @@ export interface SnapshotRecord {
       is_default: boolean;
       /** The environment the policy is the default of (absent in records written before environments). */
       environment?: string | null;
+      scheduled_live?: boolean;
       timezone: string;
       schedule: unknown;
       max_backups: number;

@@ -10,6 +10,7 @@ import { createGcJob, createSampleVerifier } from '../modules/repository/reposit
 import { createPruneJob } from '../modules/retention/retention.jobs.js';
 import { createDeliverJob } from '../modules/webhooks/delivery.jobs.js';
 import { createWebhookSender } from '../modules/webhooks/sender.js';
+import { createHookCaller } from '../modules/hooks/hooks.js';
 import { startDispatcher } from '../modules/webhooks/dispatcher.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
 import { tenantRootOf } from '../modules/tenants/tenant-folder.js';
@@ -35,7 +36,9 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
   const leaseMs = rt.config.leaseMs;
   // Directory components resolve inside their tenant's own folder, checked again here.
   const dataRootOf = tenantRootOf(db, rt.config.dataRoot);
-  const common = { db, ledger, box, dataRootOf, postgresTargets, workerId: id, now, log, shutdown: shutdown.signal, leaseMs };
+  // Hooks (consistent backups, restores) are called like webhooks: signed, through the SSRF guard.
+  const hooks = createHookCaller({ urlGuard: rt.webhookUrls, box, now });
+  const common = { db, ledger, box, dataRootOf, postgresTargets, workerId: id, now, log, shutdown: shutdown.signal, leaseMs, hooks };
   const workers = startWorkers({
     connection,
     prefix: rt.config.queuePrefix,
@@ -45,7 +48,7 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
       backups: { 'run-backup': createBackupRunner({ ...common, repo: rt.repo, queues }) },
       restores: { 'run-restore': createRestoreRunner({ ...common, repo: rt.repo }) },
       maintenance: {
-        'delete-backup': createBackupDeleter({ db, ledger, repo: rt.repo, queues }),
+        'delete-backup': createBackupDeleter({ db, ledger, repo: rt.repo, queues, now }),
         'delete-cluster': createClusterDeleter({ db, ledger, repo: rt.repo, queues, now }),
         prune: createPruneJob({ service: retention, queues }),
         'replicate-backup': createReplicator({ db, repo: rt.repo, log, now }),

@@ -18,6 +18,8 @@ import { decryptComponent, type StoredComponent } from '../clusters/components.j
 import type { ArtifactLocation } from './backups.present.js';
 import { withLease } from '../../queue/lease.js';
 import { announceBackup } from '../events/resources.js';
+import type { HookCaller } from '../hooks/hooks.js';
+import { beginPause, type Pause } from '../hooks/pause.js';
 
 const PROGRESS_EVERY_MS = 1_000;
 /** How soon a handed-back job is offered to the workers again. */
@@ -36,6 +38,8 @@ export interface BackupJobDeps {
   now: () => Date;
   log: Logger;
   leaseMs: number;
+  /** Calls the clusters' hooks (consistent backups pause with pre_backup / post_backup). */
+  hooks: HookCaller;
   /** Aborted when the worker must stop before running jobs finish (graceful shutdown ran out of time). */
   shutdown?: AbortSignal;
 }
@@ -118,11 +122,32 @@ export function createBackupRunner(deps: BackupJobDeps) {
 
     const renew = () => ledger.renew('backup', backup.id, { workerId: deps.workerId, now: deps.now(), leaseMs: deps.leaseMs });
     let dataRoot: string | null = null;
+    // A consistent backup (live: false) pauses the cluster: pre_backup must answer 2xx before
+    // anything is read; post_backup is called as soon as every component has reached its
+    // consistent point (postgres: its exported snapshot; directory: the end of its read), and in
+    // any case before this attempt ends (hooks/pause.ts).
+    let pause: Pause | null = null;
+    const points = components.map(() => {
+      let reached = () => {};
+      const at = new Promise<void>((resolve) => (reached = resolve));
+      return { at, reached };
+    });
     const results = await withLease(
       renew,
-      () =>
-        Promise.all(
-          components.map(async (c) => {
+      async () => {
+        if (!backup.live) {
+          const begun = await beginPause({ db, hooks: deps.hooks, now: deps.now, log }, { kind: 'backup', tenantId: backup.tenantId, cluster: backup.cluster, jobId: backup.id, live: false });
+          if (!begun.ok) {
+            failure = { component: begun.component, message: begun.message };
+            for (const c of components) status.set(c.name, 'cancelled');
+            return components.map(() => null);
+          }
+          pause = begun.pause;
+          if (pause) void Promise.all(points.map((p) => p.at)).then(() => pause?.resume());
+        }
+        try {
+          return await Promise.all(
+          components.map(async (c, i) => {
             try {
               const driver = getDriver(c.type);
               dataRoot ??= await deps.dataRootOf(backup.tenantId);
@@ -141,9 +166,11 @@ export function createBackupRunner(deps: BackupJobDeps) {
                   progress.set(c.name, p);
                   reportProgress();
                 },
+                ...(pause && { onConsistent: points[i]!.reached }),
               });
               const manifest = hashing(snap.manifest);
               const ref = await writer.writeStream(manifest.stream);
+              points[i]!.reached(); // every byte read (a directory's consistent point)
               await writer.flush();
               status.set(c.name, 'completed');
               return { component: c.name, type: c.type, bytes: snap.logicalBytes(), storedBytes: writer.storedBytes, sha256: manifest.digest(), manifest: ref };
@@ -157,7 +184,12 @@ export function createBackupRunner(deps: BackupJobDeps) {
               return null;
             }
           }),
-        ),
+          );
+        } finally {
+          // Failed, aborted or done: the pause ends with this attempt (the post hook, once).
+          await (pause as Pause | null)?.resume();
+        }
+      },
       log,
       deps.leaseMs,
     );
@@ -214,6 +246,8 @@ export function createBackupRunner(deps: BackupJobDeps) {
             id: cl.policy.id,
             name: cl.policy.name,
             is_default: cl.policy.isDefault,
+            environment: cl.policy.defaultFor,
+            scheduled_live: cl.policy.scheduledLive,
             timezone: cl.policy.timezone,
             schedule: cl.policy.schedule,
             max_backups: cl.policy.maxBackups,

@@ -11,7 +11,16 @@ export const listBackupsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(512).optional(),
 });
-export const createBackupBody = z.object({}).strict().nullish().describe('no fields yet; an empty object or no body');
+export const createBackupBody = z
+  .object({
+    live: z
+      .boolean()
+      .optional()
+      .describe("false: a consistent backup, the cluster paused by its pre_backup/post_backup hooks; true: no pause. Default: false when the cluster has a pre_backup hook, else true"),
+  })
+  .strict()
+  .nullish()
+  .describe('optional; no body is the same as {}');
 export const idempotencyHeaders = z.object({
   'idempotency-key': z.string().min(1).max(255).optional().describe('the same key and body within 24 h returns the first answer'),
 });

@@ -29,14 +29,14 @@ export interface CreateAnswer {
 }
 
 /** How a freshly queued manual backup looks (the answer, and what an Idempotency-Key replays). */
-function queuedManual(id: string, clusterId: string, createdAt: Date, components: { name: string; status: string }[]): BackupView {
+function queuedManual(id: string, clusterId: string, createdAt: Date, components: { name: string; status: string }[], live = true): BackupView {
   return presentBackup({
     id,
     tenantId: '',
     clusterId,
     trigger: 'manual',
     status: 'queued',
-    live: true,
+    live,
     createdAt,
     startedAt: null,
     completedAt: null,
@@ -93,10 +93,15 @@ export function createBackupService(deps: BackupServiceDeps) {
       const since = policy.rate ? subtractInterval(t, policy.rate, policy.timezone) : null;
       const id = randomUUID();
       const answer = key ? { key, hash, body: queuedManual(id, clusterId, t, []), location: location(id) } : null;
-      const v = await ledger.queueManualBackup({ id, tenantId, clusterId, now: t, policy, since, idempotency: answer });
+      const live = (body as { live?: boolean } | null | undefined)?.live ?? null;
+      const v = await ledger.queueManualBackup({ id, tenantId, clusterId, now: t, policy, since, idempotency: answer, live });
       switch (v.verdict) {
         case 'ok':
-          return { backup: queuedManual(id, clusterId, t, v.components), location: location(id), replayed: false };
+          return { backup: queuedManual(id, clusterId, t, v.components, v.live), location: location(id), replayed: false };
+        case 'nothing_to_pause':
+          throw new Invalid('a consistent backup (live: false) needs a pre_backup hook to pause the cluster; this cluster has none, so there is nothing to pause', [
+            { path: 'body.live', message: 'false needs the cluster to have a pre_backup hook (PATCH /v1/clusters/{id} hooks)' },
+          ]);
         case 'stale_policy':
           policy = { rate: v.rate, timezone: v.timezone };
           if (policyOf.size >= POLICY_CACHE_MAX) policyOf.clear();

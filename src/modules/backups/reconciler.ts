@@ -3,6 +3,8 @@ import { jobId, type JobName, type JobPayload, type QueueName } from '../../queu
 import { snapshotKey } from '../../repo/layout.js';
 import { dispatchPending } from '../webhooks/dispatcher.js';
 import { duePending, failDisabledPending } from '../webhooks/deliveries.repo.js';
+import { createHookCaller } from '../hooks/hooks.js';
+import { resumeOrphans } from '../hooks/pause.js';
 
 // Safe to run on every scheduler instance at once: each transition is a conditional update
 // and job ids are derived from rows, so concurrent runs only repeat a little work.
@@ -36,6 +38,10 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
     await queues.add('maintenance', 'prune', { tenant_id: b.tenantId, cluster_id: b.clusterId }, `${b.clusterId}-${b.id}`).catch(() => {});
   }
   lost += (await ledger.reapLost('restore', t, BATCH)).length;
+  // A job whose worker was lost in its pause still owes its post hook (hooks/pause.ts).
+  await resumeOrphans({ db, hooks: createHookCaller({ urlGuard: rt.webhookUrls, box: rt.box, now }), now, log: rt.log }).catch((err: unknown) =>
+    rt.log.warn({ err }, 'could not call the post hooks of jobs lost in their pause'),
+  );
 
   /** Enqueues the job of each row whose job will not run (missing, failed or completed in BullMQ); returns how many. */
   const requeueMissing = async <Q extends QueueName, J extends JobName<Q>>(queue: Q, name: J, rows: { id: string; payload: JobPayload<Q, J> }[], before?: (id: string) => Promise<unknown>) => {

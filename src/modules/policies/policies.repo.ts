@@ -11,6 +11,7 @@ function toData(v: Partial<PolicyValues>) {
     ...(v.manual_count !== undefined && { manualCount: v.manual_count }),
     ...(v.manual_rate_limit !== undefined && { manualRateLimit: v.manual_rate_limit }),
     ...(v.failed_count !== undefined && { failedCount: v.failed_count }),
+    ...(v.scheduled_live !== undefined && { scheduledLive: v.scheduled_live }),
   };
 }
 
@@ -30,6 +31,7 @@ export function createPolicyRepo(db: Db) {
           manualCount: input.manual_count,
           manualRateLimit: input.manual_rate_limit,
           failedCount: input.failed_count,
+          scheduledLive: input.scheduled_live,
           createdAt: input.now,
           updatedAt: input.now,
         },

@@ -11,6 +11,7 @@ export const DEFAULT_POLICY = Object.freeze({
   manual_count: 3,
   manual_rate_limit: '1h' as string | null,
   failed_count: 3,
+  scheduled_live: true,
 });
 
 export const ENVIRONMENTS = ['production', 'staging', 'development'] as const;
@@ -42,6 +43,7 @@ const policyFields = {
   manual_count: z.number().int().describe('completed manual backups kept; 0 disables manual backups (<= max_backups)'),
   manual_rate_limit: interval.nullable().describe('at most one manual backup per this period per cluster; null: no limit'),
   failed_count: z.number().int().describe('failed backups kept per trigger (0..100)'),
+  scheduled_live: z.boolean().describe("false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live)"),
 };
 
 export const createPolicyBody = z
@@ -53,6 +55,7 @@ export const createPolicyBody = z
     manual_count: policyFields.manual_count.default(DEFAULT_POLICY.manual_count),
     manual_rate_limit: policyFields.manual_rate_limit.default(DEFAULT_POLICY.manual_rate_limit),
     failed_count: policyFields.failed_count.default(DEFAULT_POLICY.failed_count),
+    scheduled_live: policyFields.scheduled_live.default(DEFAULT_POLICY.scheduled_live),
   })
   .strict();
 
@@ -65,6 +68,7 @@ export const patchPolicyBody = z
     manual_count: policyFields.manual_count.optional(),
     manual_rate_limit: policyFields.manual_rate_limit.optional(),
     failed_count: policyFields.failed_count.optional(),
+    scheduled_live: policyFields.scheduled_live.optional(),
   })
   .strict();
 
@@ -80,6 +84,7 @@ export const policySchema = z
     manual_count: z.number().int(),
     manual_rate_limit: z.string().nullable(),
     failed_count: z.number().int(),
+    scheduled_live: z.boolean(),
     created_at: timestamp,
     updated_at: timestamp,
   })

@@ -20,6 +20,7 @@ export function policyValues(p: PolicyRow): PolicyValues {
     manual_count: p.manualCount,
     manual_rate_limit: p.manualRateLimit,
     failed_count: p.failedCount,
+    scheduled_live: p.scheduledLive,
   };
 }
 

@@ -9,6 +9,8 @@ import { describeFailure, HAND_BACK_DELAY_MS } from '../backups/backups.jobs.js'
 import type { Ledger } from '../../jobs/ledger.js';
 import { RetryLater } from '../../queue/worker.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
+import type { HookCaller } from '../hooks/hooks.js';
+import { beginPause, type Pause } from '../hooks/pause.js';
 
 export interface RestoreJobDeps {
   db: Db;
@@ -22,6 +24,8 @@ export interface RestoreJobDeps {
   now: () => Date;
   log: Logger;
   leaseMs: number;
+  /** Calls the target cluster's pre_restore / post_restore hooks around the restore. */
+  hooks: HookCaller;
   /** Aborted when the worker must stop now: the restore rolls back, the target stays as it was. */
   shutdown?: AbortSignal;
 }
@@ -45,10 +49,16 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
     const renew = () => ledger.renew('restore', r.id, { workerId: deps.workerId, now: deps.now(), leaseMs: deps.leaseMs });
     let failure: { component: string | null; message: string } | null = null;
     let current: string | null = null;
+    let pause: Pause | null = null;
     try {
       await withLease(
         renew,
         async () => {
+          // pre_restore stops the target's components (SAP's procedure) before anything is
+          // written; post_restore starts them again afterwards, whatever the outcome.
+          const begun = await beginPause({ db, hooks: deps.hooks, now: deps.now, log }, { kind: 'restore', tenantId: r.tenantId, cluster: r.cluster, jobId: r.id, live: false });
+          if (!begun.ok) throw new HookRefused(begun.component, begun.message);
+          pause = begun.pause;
           const names = r.components as string[];
           const paths = (r.paths as string[] | null) ?? undefined;
           const targets = new Map((r.cluster.components as StoredComponent[]).map((c) => [c.name, c]));
@@ -90,22 +100,37 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
         deps.leaseMs,
       );
     } catch (err) {
-      if (deps.shutdown?.aborted) {
+      await (pause as Pause | null)?.resume();
+      if (err instanceof HookRefused) {
+        failure = { component: err.component, message: err.message };
+      } else if (deps.shutdown?.aborted) {
         // Rolled back by the driver: hand it back so another worker restores it from the start.
         const back = await ledger.handBack('restore', r.id, deps.workerId);
         log.info({ restore_id: r.id, handed_back: back }, 'restore interrupted by shutdown; handed back');
         if (back) throw new RetryLater(HAND_BACK_DELAY_MS, 'handed back at shutdown');
         return;
+      } else {
+        log.warn({ err, restore_id: r.id, component: current }, 'restore failed');
+        const message = describeFailure(err) + (err instanceof IntegrityError ? '; nothing was restored' : '');
+        failure = { component: current, message: current ? `component "${current}": ${message}` : message };
       }
-      log.warn({ err, restore_id: r.id, component: current }, 'restore failed');
-      const message = describeFailure(err) + (err instanceof IntegrityError ? '; nothing was restored' : '');
-      failure = { component: current, message: current ? `component "${current}": ${message}` : message };
     }
+    await (pause as Pause | null)?.resume();
     const end = deps.now();
     if (failure) await ledger.fail('restore', r.id, failure, { now: end });
     else await ledger.complete('restore', r.id, { completedAt: end });
     log.info({ restore_id: r.id, failed: failure !== null }, 'restore finished');
   };
+}
+
+/** A pre_restore hook that did not answer 2xx: the restore fails with nothing written. */
+class HookRefused extends Error {
+  constructor(
+    readonly component: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Reads and verifies every chunk of a component's snapshot, keeping nothing. */
