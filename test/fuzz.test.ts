@@ -13,6 +13,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
@@ -42,6 +44,7 @@ let ctx: FuzzContext;
 let tokens: FuzzContext['tokens'];
 let scratch: Awaited<ReturnType<typeof createTenantDatabase>> | undefined;
 let doc: OpenApiDoc;
+let receiver: Server | undefined;
 
 async function ok<T = any>(method: string, url: string, token: string, body?: unknown, status = [200, 201, 202]): Promise<T> {
   const res = await s.request(method, url, { token, ...(body !== undefined && { body }) });
@@ -62,7 +65,15 @@ async function clusterWithBackup(token: string, name: string, policyId: string, 
 }
 
 beforeAll(async () => {
-  s = await startStack(); // with a worker: backups really run
+  // A receiver for webhooks (POST /v1/webhooks/{id}/test really sends), which only it may reach.
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(204).end());
+  });
+  receiver = server;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fuzz`;
+  s = await startStack({ env: { WEBHOOK_ALLOWED_HOSTS: '127.0.0.1', WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_TIMEOUT_MS: '2000' } }); // with a worker: backups really run
   scratch = await createTenantDatabase(); // for postgres components: on the tenants' server, never the service's own
 
   const a = await createTenant(s, 'fuzz-tenant');
@@ -91,6 +102,8 @@ beforeAll(async () => {
   const client = (token: string, name: string, role: string) => ok<{ id: string; client_secret: string }>('POST', '/v1/api-clients', token, { name, role });
   const [mainClient, viewerClient] = await Promise.all([client(admin, 'fuzz main', 'admin'), client(admin, 'fuzz viewer', 'viewer')]);
   const spareClients = await Promise.all([1, 2].map((i) => client(admin, `spare ${i}`, 'operator')));
+  const webhook = (token: string, name: string) => ok<{ id: string }>('POST', '/v1/webhooks', token, { url: `${hookUrl}/${name}`, events: ['backup.completed'], description: name });
+  const [mainWebhook, ...spareWebhooks] = await Promise.all(['main', 'spare-1', 'spare-2'].map((n) => webhook(admin, n)));
 
   const mainPolicy = await ok('POST', '/v1/policies', admin, { name: 'fuzz main', schedule: [{ interval: '1d', count: 7 }, { interval: '1w', count: 4 }] });
   const victimPolicy = await ok('POST', '/v1/policies', admin, { name: 'fuzz victims', manual_rate_limit: null });
@@ -103,6 +116,7 @@ beforeAll(async () => {
   const foreignDir = path.basename(b.dir);
   const foreignPolicy = await ok('POST', '/v1/policies', b.adminToken, { name: 'foreign' });
   const foreignClient = await client(b.adminToken, 'foreign', 'admin');
+  const foreignWebhook = await webhook(b.adminToken, 'foreign');
 
   const [main, v1, v2, v3, foreign] = await Promise.all([
     clusterWithBackup(admin, 'fuzz main', mainPolicy.id, true),
@@ -159,10 +173,11 @@ beforeAll(async () => {
       'api-clients': [mainClient.id, viewerClient.id, ...spareClients.map((c) => c.id)],
       tenants: [a.tenantId],
       restores: restoreIds,
+      webhooks: [mainWebhook!.id, ...spareWebhooks.map((w) => w.id)],
     },
-    foreignIds: { clusters: [foreign.clusterId], backups: [foreign.backupId], policies: [foreignPolicy.id], 'api-clients': [foreignClient.id], tenants: [b.tenantId] },
+    foreignIds: { clusters: [foreign.clusterId], backups: [foreign.backupId], policies: [foreignPolicy.id], 'api-clients': [foreignClient.id], tenants: [b.tenantId], webhooks: [foreignWebhook.id] },
     // `components`: a component's name in the path (the archive of a backup's component).
-    mainBinding: { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, 'api-clients': mainClient.id, tenants: a.tenantId, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+    mainBinding: { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, 'api-clients': mainClient.id, tenants: a.tenantId, webhooks: mainWebhook!.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
     deleteBindings: [
       { clusters: v1.clusterId, backups: v1.backupId },
       { clusters: v2.clusterId, backups: v2.backupId },
@@ -172,14 +187,15 @@ beforeAll(async () => {
       ...sparePolicies.map((p) => ({ policies: p.id as string })),
       ...spareKeys.map((k) => ({ 'api-keys': k.id as string })),
       ...spareClients.map((c) => ({ 'api-clients': c.id })),
+      ...spareWebhooks.map((w) => ({ webhooks: w.id })),
     ],
     ownBindings: [
-      { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, 'api-clients': mainClient.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
+      { clusters: main.clusterId, backups: main.backupId, components: 'files', policies: mainPolicy.id, 'api-keys': spareKeys[0]!.id, 'api-clients': mainClient.id, webhooks: mainWebhook!.id, ...(restoreIds[0] && { restores: restoreIds[0] }) },
       { clusters: v1.clusterId, backups: v1.backupId, components: 'files', policies: victimPolicy.id, 'api-keys': spareKeys[1]!.id, 'api-clients': viewerClient.id },
       { clusters: v2.clusterId, backups: v2.backupId, components: 'files', policies: sparePolicies[0]!.id },
       { clusters: guarded.id },
     ],
-    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, components: 'files', policies: foreignPolicy.id, 'api-clients': foreignClient.id }],
+    foreignBindings: [{ clusters: foreign.clusterId, backups: foreign.backupId, components: 'files', policies: foreignPolicy.id, 'api-clients': foreignClient.id, webhooks: foreignWebhook.id }],
     componentNames: ['files'],
     dirPaths: ['app', 'app/nested', 'empty'],
     oddDirPaths: ['./app', 'app/../app', 'missing', 'a-file.txt', 'escape', 'escape/x', '../outside', outside, '/nonexistent-fuzz-dir', path.join(a.dir, 'app'), `../${foreignDir}/app`, 'only-theirs', 'into-foreign', 'into-foreign/nested', '.', '', 'app\u0000x', 'a'.repeat(1024), 'a'.repeat(1025), '~/x', 'app/'],
@@ -203,6 +219,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.close();
   await scratch?.drop();
+  receiver?.close();
 }, 60_000);
 
 interface Outcome {

@@ -69,7 +69,10 @@ describe('HTTP hygiene', () => {
       seen.push(...res.body.items.map((p: { name: string }) => p.name));
       cursor = res.body.next_cursor;
     } while (cursor);
-    expect(seen).toEqual([...names].reverse().concat('default'));
+    // newest first: the policies created here, then the tenant's three environment defaults
+    // (created together, so among themselves in id order)
+    expect(seen.slice(0, names.length)).toEqual([...names].reverse());
+    expect(seen.slice(names.length).sort()).toEqual(['development default', 'production default', 'staging default']);
     for (const bad of ['limit=0', 'limit=101', 'limit=abc', 'cursor=garbage']) {
       const res = await s.request('GET', `/v1/policies?${bad}`, { token });
       expect(res.status, bad).toBe(422);
