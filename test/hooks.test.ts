@@ -215,6 +215,19 @@ describe('consistent backups and restores with hooks', () => {
     expect(events.body.items[0].data).toMatchObject({ backup: { id: b.id }, hook: { name: 'pre_backup', status_code: 503 } });
   });
 
+  it('counts a 2xx that comes after the timeout as a failure', async () => {
+    const c = await hookedCluster('late', { pre_backup: hook('/l/pre', 1), post_backup: hook('/l/post') });
+    handlers.set('/l/pre', async () => {
+      await new Promise((r) => setTimeout(r, 1500));
+      return 200;
+    });
+    const b = await backup(c.id);
+    expect(b.status).toBe('failed');
+    expect(b.error).toEqual({ component: 'hook:pre_backup', message: expect.stringMatching(/timed out after 1000 ms/) });
+    expect(b.artifacts).toEqual([]);
+    expect(calls.filter((x) => x.path === '/l/post')).toEqual([]);
+  });
+
   it('calls the post hook when the backup fails after the pause', async () => {
     const c = await hookedCluster('breaks', { pre_backup: hook('/b/pre'), post_backup: hook('/b/post') });
     // the pre hook takes the tree away: the read fails, the post hook still comes
