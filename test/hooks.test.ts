@@ -242,6 +242,36 @@ describe('consistent backups and restores with hooks', () => {
     expect(b.paused_ms).toEqual(expect.any(Number));
   });
 
+  it('makes scheduled backups live unless the policy says scheduled_live: false (and the cluster has a pre_backup hook)', async () => {
+    const consistentPolicy = await w.request('POST', '/v1/policies', { token: wtoken, body: { name: 'scheduled consistent', scheduled_live: false } });
+    expect(consistentPolicy.status, consistentPolicy.text).toBe(201);
+    expect(consistentPolicy.body.scheduled_live).toBe(false);
+    const livePolicy = await w.request('POST', '/v1/policies', { token: wtoken, body: { name: 'scheduled live' } });
+    expect(livePolicy.body.scheduled_live).toBe(true);
+    const paused = await hookedCluster('sched-paused', { pre_backup: hook('/q/pre'), post_backup: hook('/q/post') });
+    const live = await hookedCluster('sched-live', { pre_backup: hook('/q/pre'), post_backup: hook('/q/post') });
+    const nothing = await hookedCluster('sched-nothing', {});
+    await w.request('PATCH', `/v1/clusters/${paused.id}`, { token: wtoken, body: { policy_id: consistentPolicy.body.id } });
+    await w.request('PATCH', `/v1/clusters/${live.id}`, { token: wtoken, body: { policy_id: livePolicy.body.id } });
+    await w.request('PATCH', `/v1/clusters/${nothing.id}`, { token: wtoken, body: { policy_id: consistentPolicy.body.id } });
+    // the scheduler's claim, as it makes it (the clusters locked, then one statement)
+    const ids = [paused.id, live.id, nothing.id];
+    const queued = await w.rt.db.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT id FROM clusters WHERE id = ANY(${ids}::uuid[]) FOR UPDATE`;
+      return w.rt.ledger.queueScheduledBackups(tx, ids.map((clusterId) => ({ clusterId, next: '', busy: false })), new Date());
+    });
+    const liveOf = async (clusterId: string) => (await w.rt.db.backup.findFirstOrThrow({ where: { id: queued.find((q) => q.clusterId === clusterId)!.id } })).live;
+    expect(await liveOf(paused.id)).toBe(false);
+    expect(await liveOf(live.id)).toBe(true);
+    expect(await liveOf(nothing.id)).toBe(true); // nothing to pause
+    for (const q of queued) await w.rt.queues.add('backups', 'run-backup', { tenant_id: q.tenantId, backup_id: q.id }, q.id);
+    const done = await Promise.all(queued.map((q) => waitForBackup(w, wtoken, q.clusterId, q.id)));
+    expect(done.map((b) => b.status)).toEqual(['completed', 'completed', 'completed']);
+    // only the consistent one paused
+    expect(done.find((b) => b.cluster_id === paused.id).paused_ms).toEqual(expect.any(Number));
+    expect(done.filter((b) => b.paused_ms !== null)).toHaveLength(1);
+  });
+
   it('refuses live: false for a cluster with no pre_backup hook (nothing to pause)', async () => {
     const c = await hookedCluster('no-pause', { post_backup: hook('/n/post') });
     const res = await w.request('POST', `/v1/clusters/${c.id}/backups`, { token: wtoken, body: { live: false } });
