@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { createTestDatabase } from '../helpers/db.js';
-import { freePort, http, redisCli, report, startPostgres, startRedis, startService, stopPostgres, stopRedis, waitUntil, type Service } from './procs.js';
+import { faultEnv, freePort, http, kill, serviceSet, redisCli, report, startPostgres, startRedis, stopPostgres, stopRedis, waitUntil, type Service } from './procs.js';
 
 const ADMIN = 'fault-suite-platform-token-0123';
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -16,22 +14,14 @@ let api: Service;
 let token: string;
 let silent: net.Server;
 let silentPort: number;
-const services: Service[] = [];
 
-function service(extra: Record<string, string>, port = 0): Service {
-  const s = startService({ ...env, ...extra }, port);
-  services.push(s);
-  return s;
-}
+const procs = serviceSet(() => env);
+const service = procs.start;
 
 async function ready(s: Service) {
   await waitUntil(async () => (await http(s.port, 'GET', '/healthz')).status === 200, 30_000, 'service to listen');
 }
 
-async function kill(s: Service, signal: NodeJS.Signals = 'SIGKILL') {
-  if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill(signal);
-  return s.exited;
-}
 
 async function cluster(name: string, opts: { slow?: boolean } = {}) {
   const p = await http(api.port, 'POST', '/v1/policies', token, { name: `p-${name}`, manual_rate_limit: null, schedule: [] });
@@ -57,17 +47,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
   silentPort = (silent.address() as net.AddressInfo).port;
   env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: inject('redisUrl'),
-    ADMIN_TOKEN: ADMIN,
-    DATA_ROOT: path.join(base, 'sources'),
-    STORAGE_URL: pathToFileURL(path.join(base, 'artifacts')).href,
-    ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    QUEUE_PREFIX: `bkfault-${randomBytes(4).toString('hex')}`,
-    WORKER_LEASE_MS: '4000',
-    RECONCILE_INTERVAL_MS: '1000',
-    SHUTDOWN_GRACE_MS: '2000',
-    DB_CONNECT_TIMEOUT_MS: '2000',
+    ...faultEnv({ databaseUrl: db.url, redisUrl: inject('redisUrl'), adminToken: ADMIN, base, queuePrefix: 'bkfault' }),
     TARGET_ALLOWED_HOSTS: '127.0.0.1', // the silent "database" is on loopback
   };
   api = service({ ROLES: 'api,scheduler' }, await freePort());
@@ -80,7 +60,7 @@ afterAll(async () => {
   // Whatever happened, leave the machine's services running.
   await startPostgres().catch(() => {});
   if ((await redisCli('ping').catch(() => '')) !== 'PONG') await startRedis().catch(() => {});
-  for (const s of services) await kill(s);
+  await procs.killAll();
   silent.close();
   await db.drop().catch(() => {});
   await rm(base, { recursive: true, force: true });

@@ -1,13 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { createTestDatabase } from '../helpers/db.js';
-import { freePort, http, report, startService, waitUntil, type Service } from './procs.js';
+import { faultEnv, freePort, http, kill, serviceSet, report, waitUntil, type Service } from './procs.js';
 
 /**
  * SPEC section 11: once a pre hook has succeeded, the post hook is owed whatever happens. A
@@ -27,18 +25,10 @@ let silentPort: number;
 let receiver: Server;
 let hookBase: string;
 const calls: { path: string; body: any; at: number }[] = [];
-const services: Service[] = [];
 
-function service(extra: Record<string, string>, port = 0): Service {
-  const s = startService({ ...env, ...extra }, port);
-  services.push(s);
-  return s;
-}
+const procs = serviceSet(() => env);
+const service = procs.start;
 
-async function kill(s: Service, signal: NodeJS.Signals = 'SIGKILL') {
-  if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill(signal);
-  return s.exited;
-}
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -61,17 +51,9 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   hookBase = `http://127.0.0.1:${(receiver.address() as net.AddressInfo).port}`;
   env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: inject('redisUrl'),
-    ADMIN_TOKEN: ADMIN,
-    DATA_ROOT: path.join(base, 'sources'),
-    STORAGE_URL: pathToFileURL(path.join(base, 'artifacts')).href,
-    ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    QUEUE_PREFIX: `bkhookfault-${randomBytes(4).toString('hex')}`,
+    ...faultEnv({ databaseUrl: db.url, redisUrl: inject('redisUrl'), adminToken: ADMIN, base, queuePrefix: 'bkhookfault' }),
     WORKER_LEASE_MS: String(LEASE_MS),
     RECONCILE_INTERVAL_MS: String(RECONCILE_MS),
-    SHUTDOWN_GRACE_MS: '2000',
-    DB_CONNECT_TIMEOUT_MS: '2000',
     TARGET_ALLOWED_HOSTS: '127.0.0.1',
     WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
     WEBHOOK_ALLOW_HTTP: 'true',
@@ -83,7 +65,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of services) await kill(s);
+  await procs.killAll();
   silent.close();
   receiver.close();
   await db.drop().catch(() => {});

@@ -2,6 +2,9 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
 
 const run = promisify(execFile);
 
@@ -91,4 +94,47 @@ export async function startRedis() {
 
 export function report(what: string, ms: number) {
   console.log(`[fault] ${what}: recovered in ${(ms / 1000).toFixed(1)} s`);
+}
+
+/** Stops a process (kill -9 unless told otherwise) if it is still running; resolves with how it ended. */
+export async function kill(s: { proc: ChildProcess; exited: Service['exited'] }, signal: NodeJS.Signals = 'SIGKILL') {
+  if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill(signal);
+  return s.exited;
+}
+
+/**
+ * The environment every fault file's services share: its own database, data and store folders
+ * under `base`, a queue prefix of its own, and short leases and reconcile intervals so that
+ * recovery is seen within seconds.
+ */
+export function faultEnv(o: { databaseUrl: string; redisUrl: string; adminToken: string; base: string; queuePrefix: string }): Record<string, string> {
+  return {
+    DATABASE_URL: o.databaseUrl,
+    REDIS_URL: o.redisUrl,
+    ADMIN_TOKEN: o.adminToken,
+    DATA_ROOT: path.join(o.base, 'sources'),
+    STORAGE_URL: pathToFileURL(path.join(o.base, 'artifacts')).href,
+    ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    QUEUE_PREFIX: `${o.queuePrefix}-${randomBytes(4).toString('hex')}`,
+    WORKER_LEASE_MS: '4000',
+    RECONCILE_INTERVAL_MS: '1000',
+    SHUTDOWN_GRACE_MS: '2000',
+    DB_CONNECT_TIMEOUT_MS: '2000',
+  };
+}
+
+/** The service processes one fault file starts, each with the file's environment (`env()`), to kill at the end. */
+export function serviceSet(env: () => Record<string, string>) {
+  const all: Service[] = [];
+  return {
+    all,
+    start(extra: Record<string, string>, port = 0): Service {
+      const s = startService({ ...env(), ...extra }, port);
+      all.push(s);
+      return s;
+    },
+    async killAll() {
+      for (const s of all) await kill(s);
+    },
+  };
 }

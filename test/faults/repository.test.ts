@@ -17,7 +17,7 @@ import { createChunkSource } from '../../src/repo/reader.js';
 import { packKey } from '../../src/repo/layout.js';
 import type { ArtifactStore } from '../../src/storage/types.js';
 import { createTestDatabase } from '../helpers/db.js';
-import { freePort, http, startService, waitUntil, type Service } from './procs.js';
+import { freePort, http, kill, serviceSet, waitUntil, type Service } from './procs.js';
 import { checkRepository, digestTree, problemsOf, startGcChild, writeRandom, type GcChild } from './repo-procs.js';
 
 // The repository's GC protocol (docs/repository.md, "Garbage collection without a repository
@@ -34,20 +34,12 @@ let dataRoot: string;
 let env: Record<string, string>;
 let api: Service;
 let rt: Runtime;
-const services: Service[] = [];
 const children: GcChild[] = [];
 
-function service(extra: Record<string, string>, port = 0): Service {
-  const s = startService({ ...env, ...extra }, port);
-  services.push(s);
-  return s;
-}
+const procs = serviceSet(() => env);
+const service = procs.start;
 const worker = () => service({ ROLES: 'worker' });
 
-async function kill(s: { proc: Service['proc']; exited: Service['exited'] }, signal: NodeJS.Signals = 'SIGKILL') {
-  if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill(signal);
-  return s.exited;
-}
 
 const sql = async <T = any>(text: string, params: unknown[] = []) => (await rt.db.$pool.query(text, params)).rows as T[];
 
@@ -176,7 +168,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of children) await kill(c);
-  for (const s of services) await kill(s);
+  await procs.killAll();
   await rt?.close();
   await db?.drop().catch(() => {});
   await rm(base, { recursive: true, force: true });

@@ -1,13 +1,12 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { createTestDatabase } from '../helpers/db.js';
 import { startReceiver, verified, type Receiver } from '../helpers/webhook-receiver.js';
-import { freePort, http, redisCli, report, startRedis, startService, waitUntil, type Service } from './procs.js';
+import { faultEnv, freePort, http, kill, serviceSet, redisCli, report, startRedis, waitUntil, type Service } from './procs.js';
 
 /**
  * At least once, whatever dies: a worker killed (kill -9) right after a backup committed, before
@@ -23,18 +22,10 @@ let api: Service;
 let token: string;
 let tenantId: string;
 let rx: Receiver;
-const services: Service[] = [];
 
-function service(extra: Record<string, string>, port = 0): Service {
-  const s = startService({ ...env, ...extra }, port);
-  services.push(s);
-  return s;
-}
+const procs = serviceSet(() => env);
+const service = procs.start;
 
-async function kill(s: Service, signal: NodeJS.Signals = 'SIGKILL') {
-  if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill(signal);
-  return s.exited;
-}
 
 async function webhook(p: string, events: string[]) {
   const res = await http(api.port, 'POST', '/v1/webhooks', token, { url: rx.url(p), events });
@@ -55,17 +46,7 @@ beforeAll(async () => {
   await writeFile(path.join(base, 'sources', 'hooks', 'tree', 'data.txt'), 'webhook faults\n'.repeat(1000));
   rx = await startReceiver();
   env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: inject('redisUrl'),
-    ADMIN_TOKEN: ADMIN,
-    DATA_ROOT: path.join(base, 'sources'),
-    STORAGE_URL: pathToFileURL(path.join(base, 'artifacts')).href,
-    ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    QUEUE_PREFIX: `bkfaulthooks-${randomBytes(4).toString('hex')}`,
-    WORKER_LEASE_MS: '4000',
-    RECONCILE_INTERVAL_MS: '1000',
-    SHUTDOWN_GRACE_MS: '2000',
-    DB_CONNECT_TIMEOUT_MS: '2000',
+    ...faultEnv({ databaseUrl: db.url, redisUrl: inject('redisUrl'), adminToken: ADMIN, base, queuePrefix: 'bkfaulthooks' }),
     WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
     WEBHOOK_ALLOW_HTTP: 'true',
     WEBHOOK_TIMEOUT_MS: '3000',
@@ -81,7 +62,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if ((await redisCli('ping').catch(() => '')) !== 'PONG') await startRedis().catch(() => {});
-  for (const s of services) await kill(s);
+  await procs.killAll();
   await rx?.close();
   await sql?.end().catch(() => {});
   await db?.drop().catch(() => {});
