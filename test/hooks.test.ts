@@ -212,7 +212,7 @@ describe('consistent backups and restores with hooks', () => {
     expect(refs).toBe(0);
     const events = await w.request('GET', `/v1/events?type=hook.failed&cluster_id=${c.id}`, { token: wtoken });
     expect(events.body.items).toHaveLength(1);
-    expect(events.body.items[0].data).toMatchObject({ backup: { id: b.id }, hook: { name: 'pre_backup', status_code: 503 } });
+    expect(events.body.items[0].data).toMatchObject({ backup: { id: b.id, cluster_id: c.id, live: false }, hook: { name: 'pre_backup', status_code: 503 } });
   });
 
   it('counts a 2xx that comes after the timeout as a failure', async () => {

@@ -1038,6 +1038,10 @@ export interface components {
                 webhook?: {
                     [key: string]: unknown;
                 };
+                /** @description hook.failed: which hook failed and how: `{name, status_code, duration_ms, error}` (with the backup or restore it was called for) */
+                hook?: {
+                    [key: string]: unknown;
+                };
             } & {
                 [key: string]: unknown;
             };

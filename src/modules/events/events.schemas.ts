@@ -27,6 +27,7 @@ export const eventSchema = z
         restore: resource('restore.*: the restore as `GET /v1/clusters/{id}/restores/{restore_id}` showed it right after the change (schema Restore)'),
         cluster: resource('cluster.deleted: the cluster as `GET /v1/clusters/{id}` last showed it (`deleting`) (schema Cluster)'),
         webhook: resource('webhook.disabled: the webhook as `GET /v1/webhooks/{id}` showed it (schema Webhook)'),
+        hook: resource('hook.failed: which hook failed and how: `{name, status_code, duration_ms, error}` (with the backup or restore it was called for)'),
       })
       .describe('the resource concerned, under its kind: one of backup, restore, cluster, webhook'),
   })

@@ -1,6 +1,9 @@
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import { recordEvent } from '../events/outbox.js';
+import { withArtifacts } from '../events/resources.js';
+import { presentBackup } from '../backups/backups.present.js';
+import { presentRestore } from '../restores/restores.service.js';
 import type { SendResult } from '../webhooks/sender.js';
 import { hooksOf, type HookCaller, type HookName, type HookTarget } from './hooks.js';
 
@@ -41,15 +44,20 @@ const describe = (r: SendResult) => r.error ?? `answered ${r.statusCode}`;
 /** Records `hook.failed` for a job (its own small transaction: a hook's failure is no change of the job's state by itself). */
 async function hookFailed(deps: PauseDeps, o: { tenantId: string; clusterId: string; kind: JobKind; jobId: string; hook: HookName; result: SendResult }) {
   await deps.db
-    .$transaction((tx) =>
-      recordEvent(tx, {
+    .$transaction(async (tx) => {
+      // the job as the API shows it at the failure, and what the hook did
+      const job =
+        o.kind === 'backup'
+          ? presentBackup(await tx.backup.findUniqueOrThrow({ where: { id: o.jobId }, include: withArtifacts }))
+          : presentRestore(await tx.restore.findUniqueOrThrow({ where: { id: o.jobId } }));
+      return recordEvent(tx, {
         tenantId: o.tenantId,
         type: 'hook.failed',
         clusterId: o.clusterId,
         occurredAt: deps.now(),
-        data: { [o.kind]: { id: o.jobId }, hook: { name: o.hook, status_code: o.result.statusCode, duration_ms: o.result.durationMs, error: describe(o.result) } },
-      }),
-    )
+        data: { [o.kind]: job, hook: { name: o.hook, status_code: o.result.statusCode, duration_ms: o.result.durationMs, error: describe(o.result) } },
+      });
+    })
     .catch((err: unknown) => deps.log.warn({ err, job_id: o.jobId, hook: o.hook }, 'could not record hook.failed'));
 }
 
