@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTenant, startStack, type Stack } from './helpers/stack.js';
 import { EVENT_TYPES } from '../src/modules/events/outbox.js';
-import { createWebhookService } from '../src/modules/webhooks/webhooks.service.js';
+import { createWebhookService, MAX_WEBHOOKS } from '../src/modules/webhooks/webhooks.service.js';
 import type { WebhookMessage } from '../src/modules/webhooks/sender.js';
 import { startReceiver, verified } from './helpers/webhook-receiver.js';
 
@@ -345,5 +345,23 @@ describe('webhooks API', () => {
     expect(mine[3]).toMatchObject({ target: { type: 'webhook', id: w.id }, outcome: 'success', status_code: 201 });
     expect(mine[1]).toMatchObject({ outcome: 'failure', status_code: 404 });
     expect((await s.request('GET', '/v1/audit-events?action=webhook.test', { token: adminToken })).status).toBe(200);
+  });
+  it('caps a tenant at MAX_WEBHOOKS webhooks, also under concurrent creations (409 problem+json)', async () => {
+    const { adminToken } = await createTenant(s);
+    const make = (i: number) => s.request('POST', '/v1/webhooks', { token: adminToken, body: { url: `http://127.0.0.1:9/cap-${i}`, events: ['backup.failed'] } });
+    const answers = await Promise.all(Array.from({ length: MAX_WEBHOOKS + 5 }, (_, i) => make(i)));
+    expect(answers.filter((r) => r.status === 201)).toHaveLength(MAX_WEBHOOKS);
+    const refused = answers.filter((r) => r.status !== 201);
+    expect(refused).toHaveLength(5);
+    for (const r of refused) {
+      expect(r.status).toBe(409);
+      expect(r.headers['content-type']).toContain('application/problem+json');
+      expect(r.body.detail).toContain(`at most ${MAX_WEBHOOKS} webhooks`);
+    }
+    const list = await s.request('GET', '/v1/webhooks?limit=100', { token: adminToken });
+    expect(list.body.items).toHaveLength(MAX_WEBHOOKS);
+    // another tenant is not affected
+    const other = await createTenant(s);
+    expect((await s.request('POST', '/v1/webhooks', { token: other.adminToken, body: { url: 'http://127.0.0.1:9/x', events: ['backup.failed'] } })).status).toBe(201);
   });
 });

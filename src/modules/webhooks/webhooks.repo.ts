@@ -15,9 +15,17 @@ export interface WebhookChanges {
 /** Every method is scoped by tenant: another tenant's id finds nothing, exactly like a missing one. */
 export function createWebhookRepo(db: Db) {
   return {
-    async create(tenantId: string, input: { url: string; events: string[]; description: string | null; secretEnc: string; now: Date }) {
-      return db.webhook.create({
-        data: { id: randomUUID(), tenantId, url: input.url, events: input.events, description: input.description, secretEnc: input.secretEnc, createdAt: input.now, updatedAt: input.now },
+    /**
+     * The new webhook, or null when the tenant already has `max`: counted under the tenant row's
+     * lock, so concurrent creations cannot go past it.
+     */
+    async create(tenantId: string, input: { url: string; events: string[]; description: string | null; secretEnc: string; now: Date }, max: number) {
+      return db.$transaction(async (tx) => {
+        await tx.$queryRaw`SELECT 1 FROM tenants WHERE id = ${tenantId}::uuid FOR UPDATE`;
+        if ((await tx.webhook.count({ where: { tenantId } })) >= max) return null;
+        return tx.webhook.create({
+          data: { id: randomUUID(), tenantId, url: input.url, events: input.events, description: input.description, secretEnc: input.secretEnc, createdAt: input.now, updatedAt: input.now },
+        });
       });
     },
     async list(tenantId: string, q: { limit: number; cursor?: string | undefined }) {
@@ -52,5 +60,5 @@ export function createWebhookRepo(db: Db) {
   };
 }
 export type WebhookRepo = ReturnType<typeof createWebhookRepo>;
-export type WebhookRow = Awaited<ReturnType<WebhookRepo['create']>>;
+export type WebhookRow = NonNullable<Awaited<ReturnType<WebhookRepo['create']>>>;
 export type AttemptRow = Awaited<ReturnType<WebhookRepo['listAttempts']>>[number];

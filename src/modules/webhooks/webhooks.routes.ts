@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { App } from '../../http/types.js';
 import { tenantOf, type Guard } from '../../http/auth.js';
-import { idParams, json, listOf, listQuery, securityFor } from '../../http/schemas.js';
+import { idParams, json, listOf, listQuery, problemResponse, securityFor } from '../../http/schemas.js';
 import { noStore } from '../oauth/oauth.schemas.js';
 import { createdWebhookSchema, createWebhookBody, deliveryAttemptSchema, deliveriesQuery, patchWebhookBody, testResultSchema, webhookSchema } from './webhooks.schemas.js';
 import type { WebhookService } from './webhooks.service.js';
@@ -26,7 +26,10 @@ export function webhookRoutes(app: App, deps: { guard: Guard; service: WebhookSe
       description:
         'The URL is checked by the SSRF guard (422 naming the problem): https only (http where WEBHOOK_ALLOW_HTTP=true), no credentials, and a host that is and resolves to public addresses only, unless WEBHOOK_ALLOWED_HOSTS lists it. Deliveries follow Standard Webhooks (see docs/webhooks.md).',
       body: createWebhookBody,
-      response: { 201: noStore(json(createdWebhookSchema, 'the webhook with its signing secret (shown once)', ['Location'])) },
+      response: {
+        201: noStore(json(createdWebhookSchema, 'the webhook with its signing secret (shown once)', ['Location'])),
+        409: problemResponse('the tenant has the most webhooks it may have (50)'),
+      },
     },
     handler: async (req, reply) => {
       const created = await service.create(tenantOf(req).tenantId, req.body);

@@ -5,7 +5,7 @@ import type { SecretBox } from '../../crypto/secrets.js';
 import type { Queues } from '../../queue/queues.js';
 import type { Config } from '../../config.js';
 import type { UrlGuard } from '../../net/url-guard.js';
-import { Invalid, NotFound, type FieldProblem } from '../../errors.js';
+import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { encodeCursor, page } from '../../lib/cursor.js';
 import type { EventType } from '../events/outbox.js';
@@ -78,6 +78,9 @@ function eventProblems(events: string[]): FieldProblem[] {
   return problems;
 }
 
+/** Webhooks per tenant: each event is delivered to every one of them. */
+export const MAX_WEBHOOKS = 50;
+
 export function createWebhookService(deps: WebhookServiceDeps) {
   const { box, urlGuard, sender, now, log } = deps;
   const repo = createWebhookRepo(deps.db);
@@ -99,7 +102,8 @@ export function createWebhookService(deps: WebhookServiceDeps) {
       const errors = [...(await urlProblems(input.url)), ...eventProblems(input.events)];
       if (errors.length) throw new Invalid('invalid webhook', errors);
       const secret = generateWebhookSecret();
-      const row = await repo.create(tenantId, { url: input.url, events: input.events, description: input.description ?? null, secretEnc: box.encrypt(secret), now: now() });
+      const row = await repo.create(tenantId, { url: input.url, events: input.events, description: input.description ?? null, secretEnc: box.encrypt(secret), now: now() }, MAX_WEBHOOKS);
+      if (!row) throw new Conflict(`a tenant has at most ${MAX_WEBHOOKS} webhooks; delete one first (one webhook can subscribe to several event types)`);
       return { ...presentWebhook(row), secret };
     },
     async list(tenantId: string, q: { limit: number; cursor?: string | undefined }) {
