@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/client.js';
 import { createLedger, type Ledger } from './jobs/ledger.js';
-import { createPostgresTargetPolicy, type PostgresTargetPolicy } from './components/index.js';
+import { createTargetPolicy, type TargetPolicy } from './components/index.js';
 import { createSecretBox, type SecretBox } from './crypto/secrets.js';
 import { createRedis } from './queue/connection.js';
 import { createQueues, type Queues } from './queue/queues.js';
@@ -27,7 +27,7 @@ export interface Runtime {
   repo: RepoService;
   box: SecretBox;
   /** Which PostgreSQL servers tenants' components may reach (not the service's own server unless TARGET_ALLOW_SERVICE_SERVER; never its own database). */
-  postgresTargets: PostgresTargetPolicy;
+  targets: TargetPolicy;
   /** The SSRF guard for webhook (and hook) URLs: checked at creation and before every call. */
   webhookUrls: UrlGuard;
   now: () => Date;
@@ -52,7 +52,7 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
     secondaryStore,
     repo: createRepoService({ db, masterKey: config.encryptionKey, primary: store, secondary: secondaryStore, settings: { packTargetBytes: config.packTargetBytes } }),
     box: createSecretBox(config.encryptionKey),
-    postgresTargets: createPostgresTargetPolicy({
+    targets: createTargetPolicy({
       allowedHosts: config.targetAllowedHosts,
       ownDatabaseUrl: config.databaseUrl,
       ownRedisUrl: config.redisUrl,

@@ -42,7 +42,7 @@ export function createServices(rt: Runtime) {
     queues,
     box: rt.box,
     tenantRootOf: tenantRootOf(db, rt.config.dataRoot),
-    postgresTargets: rt.postgresTargets,
+    targets: rt.targets,
     urlGuard: rt.webhookUrls,
     hasSecondaryStore: rt.secondaryStore !== null,
     now,

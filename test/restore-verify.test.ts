@@ -100,7 +100,7 @@ describe('a restore applies only the bytes it verified', () => {
       box: s.rt.box,
       hooks: createHookCaller({ urlGuard: s.rt.webhookUrls, box: s.rt.box, now: s.rt.now }),
       dataRootOf: tenantRootOf(s.rt.db, s.rt.config.dataRoot),
-      postgresTargets: s.rt.postgresTargets,
+      targets: s.rt.targets,
       workerId: 'test',
       now: () => new Date(),
       log: s.rt.log,

@@ -6,7 +6,7 @@ export { directoryDriver, type DirectoryConfig } from './directory.js';
 export { checkRelativePath, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
 export { postgresDriver, type PostgresConfig } from './postgres.js';
 export { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
-export { createPostgresTargetPolicy, parseAllowedHosts, type PostgresTargetPolicy } from './postgres-targets.js';
+export { createTargetPolicy, parseAllowedHosts, type TargetPolicy } from './postgres-targets.js';
 export { createTargetGuard, DEFAULT_ALLOWED_HOSTS, type AllowedHosts, type TargetGuard, type TargetVerdict } from './targets.js';
 export { describePostgresFailure } from './postgres-errors.js';
 export { COMPONENT_TYPES, ComponentError } from './types.js';
@@ -15,7 +15,7 @@ export { ArtifactChangedError } from './verify.js';
 export { sweepRestoreLeftovers, type SweepReport } from './restore-swap.js';
 
 // `any`: each driver has its own config type; callers pick the driver by the component's `type`.
-export const drivers: Record<ComponentType, ComponentDriver<any>> = {
+export const drivers: Partial<Record<ComponentType, ComponentDriver<any>>> = {
   directory: directoryDriver,
   postgres: postgresDriver,
 };

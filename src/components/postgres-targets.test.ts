@@ -1,7 +1,7 @@
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { parsePostgresUrl } from './postgres-connection.js';
-import { createPostgresTargetPolicy, ownDatabaseOf, parseAllowedHosts, pinAddresses } from './postgres-targets.js';
+import { createTargetPolicy, ownDatabaseOf, parseAllowedHosts, pinAddresses } from './postgres-targets.js';
 
 const DNS: Record<string, string[]> = {
   localhost: ['::1', '127.0.0.1'],
@@ -19,7 +19,7 @@ const resolve = async (host: string) => {
   return found;
 };
 const OWN = 'postgresql://postgres@127.0.0.1:5432/backups';
-const policy = (allowed: string, own = OWN) => createPostgresTargetPolicy({ allowedHosts: parseAllowedHosts(allowed), ownDatabaseUrl: own, resolve });
+const policy = (allowed: string, own = OWN) => createTargetPolicy({ allowedHosts: parseAllowedHosts(allowed), ownDatabaseUrl: own, resolve });
 const check = (allowed: string, url: string, own?: string) => policy(allowed, own).check(parsePostgresUrl(url));
 
 describe('ownDatabaseOf', () => {
@@ -33,7 +33,7 @@ describe('ownDatabaseOf', () => {
   });
 });
 
-describe('PostgresTargetPolicy', () => {
+describe('TargetPolicy', () => {
   const ownServer = { problem: "that is the backup service's own database server" };
   const ownDatabase = { problem: "that is the backup service's own database" };
 
@@ -70,12 +70,12 @@ describe('PostgresTargetPolicy', () => {
   });
 
   it("never reaches the service's Redis", async () => {
-    const p = createPostgresTargetPolicy({ allowedHosts: parseAllowedHosts('127.0.0.1'), ownDatabaseUrl: OWN, ownRedisUrl: 'redis://127.0.0.1:6379', resolve });
+    const p = createTargetPolicy({ allowedHosts: parseAllowedHosts('127.0.0.1'), ownDatabaseUrl: OWN, ownRedisUrl: 'redis://127.0.0.1:6379', resolve });
     expect(await p.check(parsePostgresUrl('postgresql://u@127.0.0.1:6379/x'))).toEqual({ problem: "that is the backup service's own Redis server" });
   });
 
   it('TARGET_ALLOW_SERVICE_SERVER lifts the refusal for other databases, never for its own', async () => {
-    const p = createPostgresTargetPolicy({ allowedHosts: parseAllowedHosts('public'), ownDatabaseUrl: OWN, allowServiceServer: true, resolve });
+    const p = createTargetPolicy({ allowedHosts: parseAllowedHosts('public'), ownDatabaseUrl: OWN, allowServiceServer: true, resolve });
     expect(await p.check(parsePostgresUrl('postgresql://u@127.0.0.1/other'))).toEqual({ addresses: ['127.0.0.1'] });
     expect(await p.check(parsePostgresUrl('postgresql://u@localhost:5432/other'))).toEqual({ addresses: ['::1', '127.0.0.1'] });
     expect(await p.check(parsePostgresUrl('postgresql://u@localhost/backups'))).toEqual(ownDatabase);

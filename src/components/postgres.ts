@@ -15,8 +15,8 @@ export interface PostgresConfig {
 /** The connection for a component URL, refused or pinned by the operator's target policy. */
 async function connectionFor(config: PostgresConfig, ctx: BackupContext): Promise<PostgresConnection> {
   const conn = parsePostgresUrl(config.url);
-  if (!ctx.postgresTargets) return conn;
-  const verdict = await ctx.postgresTargets.check(conn);
+  if (!ctx.targets) return conn;
+  const verdict = await ctx.targets.check(conn);
   if ('problem' in verdict) throw new ComponentError(`postgres target refused: ${verdict.problem}`);
   return pinAddresses(conn, verdict.addresses);
 }

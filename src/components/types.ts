@@ -1,16 +1,16 @@
 import type { Readable } from 'node:stream';
-import type { PostgresTargetPolicy } from './postgres-targets.js';
+import type { TargetPolicy } from './postgres-targets.js';
 import type { ChunkSink, ChunkSource, Progress } from '../repo/types.js';
 import type { ToolLog } from './process.js';
 
-export const COMPONENT_TYPES = ['directory', 'postgres'] as const;
+export const COMPONENT_TYPES = ['directory', 'postgres', 'redis', 'mysql'] as const;
 export type ComponentType = (typeof COMPONENT_TYPES)[number];
 
 export interface BackupContext {
   /** The tenant's own folder, DATA_ROOT/<tenant dir> (`tenantRoot()` of paths.ts); directory components must stay inside it. */
   dataRoot: string;
-  /** Where postgres components may connect; the service always sets it (tools and tests may not). */
-  postgresTargets?: PostgresTargetPolicy;
+  /** Where database components (postgres, mysql, redis) may connect; the service always sets it (tools and tests may not). */
+  targets?: TargetPolicy;
   signal?: AbortSignal;
   /** Debug log of the raw failures of tools (never shown to tenants). */
   log?: ToolLog;

@@ -32,13 +32,13 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
   connection.on('error', (err) => rt.log.debug({ err: err.message }, 'redis worker connection error'));
   const retention = createRetentionService({ db: rt.db, ledger: rt.ledger });
   const repoSettings = { gcGraceMs: rt.config.gcGraceMs, gcRepackThreshold: rt.config.gcRepackThreshold, verifySamplePercent: rt.config.verifySamplePercent };
-  const { db, ledger, box, postgresTargets, now, log, queues } = rt;
+  const { db, ledger, box, targets, now, log, queues } = rt;
   const leaseMs = rt.config.leaseMs;
   // Directory components resolve inside their tenant's own folder, checked again here.
   const dataRootOf = tenantRootOf(db, rt.config.dataRoot);
   // Hooks (consistent backups, restores) are called like webhooks: signed, through the SSRF guard.
   const hooks = createHookCaller({ urlGuard: rt.webhookUrls, box, now });
-  const common = { db, ledger, box, dataRootOf, postgresTargets, workerId: id, now, log, shutdown: shutdown.signal, leaseMs, hooks };
+  const common = { db, ledger, box, dataRootOf, targets, workerId: id, now, log, shutdown: shutdown.signal, leaseMs, hooks };
   const workers = startWorkers({
     connection,
     prefix: rt.config.queuePrefix,

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
+import { getDriver, type TargetPolicy } from '../../components/index.js';
 import type { RepoService } from '../../repo/service.js';
 import { IntegrityError, type Progress } from '../../repo/types.js';
 import { writeSnapshot, type SnapshotRecord } from '../../repo/snapshot.js';
@@ -32,7 +32,7 @@ export interface BackupJobDeps {
   box: SecretBox;
   /** The folder of a tenant's directory components (DATA_ROOT/<tenant dir>), checked again here. */
   dataRootOf: (tenantId: string) => Promise<string>;
-  postgresTargets: PostgresTargetPolicy;
+  targets: TargetPolicy;
   queues: Pick<Queues, 'add'>;
   workerId: string;
   now: () => Date;
@@ -157,7 +157,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
               progress.set(c.name, { bytes_done: 0, bytes_total: null, files_done: 0, files_total: null });
               const snap = driver.backup(decryptComponent(c, deps.box).config, {
                 dataRoot,
-                postgresTargets: deps.postgresTargets,
+                targets: deps.targets,
                 signal: abort.signal,
                 log,
                 sink: writer,

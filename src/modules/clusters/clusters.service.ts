@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../db/client.js';
 import { onUniqueViolation } from '../../db/errors.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import type { PostgresTargetPolicy } from '../../components/index.js';
+import type { TargetPolicy } from '../../components/index.js';
 import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { page } from '../../lib/cursor.js';
@@ -59,7 +59,7 @@ export interface ClusterServiceDeps {
   box: SecretBox;
   /** The tenant's folder, where its directory components must resolve (tenant-folder.ts). */
   tenantRootOf: TenantRootOf;
-  postgresTargets: PostgresTargetPolicy;
+  targets: TargetPolicy;
   /** The SSRF guard hook URLs pass at save (and again at every call). */
   urlGuard: UrlGuard;
   hasSecondaryStore: boolean;
@@ -86,7 +86,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
       errors.push({ path: 'body.backup_location', message: 'dual-region needs a secondary store (STORAGE_SECONDARY_URL), which this service does not have' });
   }
 
-  const componentContext = (tenantId: string) => ({ tenantRoot: () => deps.tenantRootOf(tenantId), box: deps.box, postgresTargets: deps.postgresTargets });
+  const componentContext = (tenantId: string) => ({ tenantRoot: () => deps.tenantRootOf(tenantId), box: deps.box, targets: deps.targets });
 
   const uniqueName = <T>(fn: () => Promise<T>) => onUniqueViolation(fn, () => new Conflict('a cluster with this name already exists'));
 

@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import { checkRelativePath, NO_SUCH_DIRECTORY, resolveInsideRoot } from '../../components/paths.js';
 import { parsePostgresUrl } from '../../components/postgres-connection.js';
 import { ComponentError } from '../../components/types.js';
-import type { PostgresTargetPolicy } from '../../components/postgres-targets.js';
+import type { TargetPolicy } from '../../components/postgres-targets.js';
 import type { ComponentInput, ComponentView } from './clusters.schemas.js';
 
 /** How a component is kept in the database: secrets encrypted, with a masked copy for display. */
@@ -44,7 +44,7 @@ function checkUrlShape(raw: string): string | null {
 }
 
 /** What is wrong with a postgres URL: its shape, its parameters, or the operator's policy for its server (a name that does not resolve yet is let through: the worker checks again). */
-async function postgresUrlProblem(url: string, policy: PostgresTargetPolicy): Promise<string | null> {
+async function postgresUrlProblem(url: string, policy: TargetPolicy): Promise<string | null> {
   const shape = checkUrlShape(url);
   if (shape) return shape;
   let conn;
@@ -78,7 +78,7 @@ async function isOwnDirectory(tenantRoot: () => Promise<string>, rel: string): P
  */
 export async function prepareComponents(
   input: ComponentInput[],
-  ctx: { tenantRoot: () => Promise<string>; box: SecretBox; postgresTargets: PostgresTargetPolicy },
+  ctx: { tenantRoot: () => Promise<string>; box: SecretBox; targets: TargetPolicy },
 ): Promise<{ stored: StoredComponent[]; errors: FieldProblem[] }> {
   let root: Promise<string> | undefined;
   const tenantRoot = () => (root ??= ctx.tenantRoot());
@@ -101,7 +101,7 @@ export async function prepareComponents(
       }
       stored.push({ name: c.name, type: 'directory', config: { path: c.config.path } });
     } else {
-      const problem = await postgresUrlProblem(c.config.url, ctx.postgresTargets);
+      const problem = await postgresUrlProblem(c.config.url, ctx.targets);
       if (problem) {
         errors.push({ path: `${at}.config.url`, message: problem });
         continue;

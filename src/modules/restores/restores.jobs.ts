@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
-import { getDriver, type PostgresTargetPolicy } from '../../components/index.js';
+import { getDriver, type TargetPolicy } from '../../components/index.js';
 import { withLease } from '../../queue/lease.js';
 import type { RepoService } from '../../repo/service.js';
 import { IntegrityError } from '../../repo/types.js';
@@ -19,7 +19,7 @@ export interface RestoreJobDeps {
   box: SecretBox;
   /** The folder of a tenant's directory components (DATA_ROOT/<tenant dir>), checked again here. */
   dataRootOf: (tenantId: string) => Promise<string>;
-  postgresTargets: PostgresTargetPolicy;
+  targets: TargetPolicy;
   workerId: string;
   now: () => Date;
   log: Logger;
@@ -87,7 +87,7 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
             deps.shutdown?.throwIfAborted();
             await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, {
               dataRoot,
-              postgresTargets: deps.postgresTargets,
+              targets: deps.targets,
               log,
               source,
               manifest: repo.manifestBytes(source, step.artifact),
