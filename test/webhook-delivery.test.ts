@@ -13,6 +13,7 @@ import { recordEvent, type EventType } from '../src/modules/events/outbox.js';
 import { generateWebhookSecret } from '../src/modules/webhooks/webhooks.service.js';
 import { createWebhookSender } from '../src/modules/webhooks/sender.js';
 import { startDispatcher } from '../src/modules/webhooks/dispatcher.js';
+import { recordAttempt } from '../src/modules/webhooks/deliveries.repo.js';
 import { createUrlGuard } from '../src/net/url-guard.js';
 import { parseAllowedHosts } from '../src/components/targets.js';
 import { reconcile } from '../src/modules/backups/reconciler.js';
@@ -401,6 +402,28 @@ describe('webhooks failing for WEBHOOK_DISABLE_AFTER_MS', () => {
     const seen = rx.at('/dead').length;
     await sleep(500);
     expect(rx.at('/dead').length).toBe(seen);
+  });
+
+  it('a failed attempt that finishes after a newer success (its lease had expired) is history only: no run of failures starts, nothing is disabled', async () => {
+    const { tenantId } = await createTenant(s);
+    const hook = await addWebhook(s, tenantId, rx.url('/healthy'), ['backup.completed']);
+    const eventId = await emit(s, tenantId);
+    const delivery = await waitFor(async () => {
+      const d = await deliveryOf(s, eventId, hook.id);
+      return d?.status === 'delivered' ? d : null;
+    }, 10_000, 'delivered');
+    const [row] = await s.rt.db.$queryRaw<{ id: string; attempts: number }[]>`SELECT id::text, attempts FROM webhook_deliveries WHERE event_id = ${eventId}::uuid AND webhook_id = ${hook.id}::uuid`;
+    const late = new Date(Date.now() - 60_000);
+    // disableAfterMs 0: were this failure counted, it would disable the webhook at once.
+    const outcome = await recordAttempt(s.rt.db, {
+      tenantId, deliveryId: row!.id, webhookId: hook.id, eventId, attempt: row!.attempts, startedAt: late,
+      result: { outcome: 'failed', statusCode: null, durationMs: 10_000, error: 'timed out after 10000 ms' }, retryAt: new Date(Date.now() + 1000), now: new Date(), disableAfterMs: 0,
+    });
+    expect(outcome.disabled).toBe(false);
+    const [w] = await s.rt.db.$queryRaw<{ enabled: boolean; failing_since: Date | null }[]>`SELECT enabled, failing_since FROM webhooks WHERE id = ${hook.id}::uuid`;
+    expect(w).toEqual({ enabled: true, failing_since: null });
+    expect((await deliveryOf(s, eventId, hook.id))!.status).toBe(delivery.status);
+    expect((await attemptsOf(s, eventId, hook.id)).map((a) => a.outcome).sort()).toEqual(['delivered', 'failed']); // the late attempt is kept as history
   });
 });
 

@@ -205,14 +205,17 @@ export async function recordAttempt(db: Db, a: AttemptRecord): Promise<AttemptOu
               ${r.durationMs}, ${r.statusCode}, 'failed', ${error})`;
     const latest = { id: a.deliveryId, attempt: a.attempt };
     const status = a.retryAt ? 'pending' : 'failed';
-    if (a.retryAt)
-      await tx.$executeRaw`
+    const moved = a.retryAt
+      ? await tx.$executeRaw`
         UPDATE webhook_deliveries SET next_attempt_at = ${a.retryAt}
-        WHERE id = ${latest.id}::uuid AND status = 'pending' AND attempts = ${latest.attempt}`;
-    else
-      await tx.$executeRaw`
+        WHERE id = ${latest.id}::uuid AND status = 'pending' AND attempts = ${latest.attempt}`
+      : await tx.$executeRaw`
         UPDATE webhook_deliveries SET status = 'failed'
         WHERE id = ${latest.id}::uuid AND status = 'pending' AND attempts = ${latest.attempt}`;
+    // A stale attempt (a newer one exists, or the delivery is already settled) is history only:
+    // it must not start a run of failures after a newer success, which would move a healthy
+    // webhook towards being disabled.
+    if (moved === 0) return { status, disabled: false };
     const [hook] = await tx.$queryRaw<{ failing_since: Date; enabled: boolean }[]>`
       UPDATE webhooks SET failing_since = COALESCE(failing_since, ${a.startedAt})
       WHERE id = ${a.webhookId}::uuid RETURNING failing_since, enabled`;
