@@ -166,7 +166,16 @@ describe('the environment-defaults migration', () => {
         const stag = randomUUID();
         await c.query(cl, [prod, tenant, 'p', 'production', def]);
         await c.query(cl, [stag, tenant, 's', 'staging', def]);
+        // a tenant that (wrongly) had no default policy at all gets all three
+        const bare = randomUUID();
+        await c.query(`INSERT INTO tenants (id, name, data_dir) VALUES ($1, 'bare', 'bare')`, [bare]);
         await migrate(db.url);
+        const bareDefaults = await c.query(`SELECT name, default_for::text, schedule, max_backups, manual_count, manual_rate_limit, failed_count, scheduled_live FROM policies p WHERE tenant_id = $1 ORDER BY p.default_for`, [bare]);
+        expect(bareDefaults.rows).toEqual([
+          { name: 'production default', default_for: 'production', schedule: [{ interval: '1d', count: 2 }], max_backups: 10, manual_count: 3, manual_rate_limit: '1h', failed_count: 3, scheduled_live: true },
+          { name: 'staging default', default_for: 'staging', schedule: [], max_backups: 10, manual_count: 3, manual_rate_limit: '1h', failed_count: 3, scheduled_live: true },
+          { name: 'development default', default_for: 'development', schedule: [], max_backups: 10, manual_count: 3, manual_rate_limit: '1h', failed_count: 3, scheduled_live: true },
+        ]);
         const { rows } = await c.query(`SELECT id::text, name, is_default, default_for::text, schedule, max_backups FROM policies WHERE tenant_id = $1 ORDER BY default_for NULLS LAST`, [tenant]);
         expect(rows).toHaveLength(4);
         expect(rows.find((r) => r.default_for === 'production')).toMatchObject({ id: def, name: 'default', is_default: true, schedule: [{ interval: '1w', count: 4 }], max_backups: 7 });

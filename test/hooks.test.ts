@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { Webhook } from 'standardwebhooks';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
+import type { HookCaller } from '../src/modules/hooks/hooks.js';
+import { CLAIM_STALE_MS, resumeOrphans } from '../src/modules/hooks/pause.js';
 
 /** SPEC section 11: a cluster's hooks, configured by admins, guarded like webhooks. */
 let s: Stack;
@@ -55,13 +57,23 @@ describe('cluster hooks', () => {
     expect(s.logs()).not.toContain(res.body.hooks_secret);
 
     // a change keeps the hooks not named, null removes one, and the secret is not shown again
-    const patched = await s.request('PATCH', `/v1/clusters/${res.body.id}`, { token, body: { hooks: { post_backup: null, pre_restore: { url: `${hookUrl}?stop=1`, timeout_s: 300 } } } });
+    const restore = { pre_restore: { url: `${hookUrl}?stop=1`, timeout_s: 300 }, post_restore: { url: `${hookUrl}?start=1`, timeout_s: 60 } };
+    const patched = await s.request('PATCH', `/v1/clusters/${res.body.id}`, { token, body: { hooks: restore } });
     expect(patched.status, patched.text).toBe(200);
-    expect(patched.body.hooks).toEqual({ ...NONE, pre_backup: { url: hookUrl, timeout_s: 5 }, pre_restore: { url: `${hookUrl}?stop=1`, timeout_s: 300 } });
+    expect(patched.body.hooks).toEqual({ ...NONE, pre_backup: { url: hookUrl, timeout_s: 5 }, post_backup: { url: hookUrl, timeout_s: 5 }, ...restore });
     expect(patched.body.hooks_secret).toBeUndefined();
+    // a pair is removed together; removing half of one would leave a pause nothing ends
+    const half = await s.request('PATCH', `/v1/clusters/${res.body.id}`, { token, body: { hooks: { post_backup: null } } });
+    expect(half.status).toBe(422);
+    expect(half.headers['content-type']).toContain('application/problem+json');
+    expect(half.body.errors).toEqual([{ path: 'body.hooks.post_backup', message: 'required with pre_backup: the post_backup hook ends the pause that pre_backup starts' }]);
+    const removed = await s.request('PATCH', `/v1/clusters/${res.body.id}`, { token, body: { hooks: { pre_backup: null, post_backup: null } } });
+    expect(removed.status, removed.text).toBe(200);
+    expect(removed.body.hooks).toEqual({ ...NONE, ...restore });
 
-    // a cluster that gets its first hook by a change is given its secret then
-    const later = await s.request('PATCH', `/v1/clusters/${plain.body.id}`, { token, body: { hooks: { pre_restore: { url: hookUrl, timeout_s: 1 } } } });
+    // a cluster that gets its first hooks by a change is given its secret then
+    const later = await s.request('PATCH', `/v1/clusters/${plain.body.id}`, { token, body: { hooks: { pre_restore: { url: hookUrl, timeout_s: 1 }, post_restore: { url: hookUrl, timeout_s: 1 } } } });
+    expect(later.status, later.text).toBe(200);
     expect(later.body.hooks_secret).toMatch(/^whsec_/);
     expect(hits).toBe(0); // saving calls nothing
   });
@@ -88,9 +100,15 @@ describe('cluster hooks', () => {
       'body.hooks.pre_restore.url',
     ]);
     expect((await s.request('GET', `/v1/clusters/${c.body.id}`, { token })).body.hooks).toEqual(NONE);
-    const credentials = await s.request('POST', '/v1/clusters', { token, body: { name: 'cred-hooks', components, hooks: { pre_backup: { url: 'https://user:pw@example.com/h', timeout_s: 5 } } } });
+    const credentials = await s.request('POST', '/v1/clusters', { token, body: { name: 'cred-hooks', components, hooks: { pre_backup: { url: 'https://user:pw@example.com/h', timeout_s: 5 }, post_backup: { url: hookUrl, timeout_s: 5 } } } });
     expect(credentials.status).toBe(422);
-    expect(credentials.body.errors[0].path).toBe('body.hooks.pre_backup.url');
+    expect(credentials.body.errors.map((e: { path: string }) => e.path)).toEqual(['body.hooks.pre_backup.url']);
+    // half a pair, either half, on creation too
+    for (const [given, missing] of [['pre_backup', 'post_backup'], ['post_backup', 'pre_backup'], ['pre_restore', 'post_restore'], ['post_restore', 'pre_restore']] as const) {
+      const half = await s.request('POST', '/v1/clusters', { token, body: { name: `half-${given}`, components, hooks: { [given]: { url: hookUrl, timeout_s: 5 } } } });
+      expect(half.status).toBe(422);
+      expect(half.body.errors.map((e: { path: string }) => e.path)).toEqual([`body.hooks.${missing}`]);
+    }
     const fraction = await s.request('POST', '/v1/clusters', { token, body: { name: 'frac-hooks', components, hooks: { pre_backup: { url: hookUrl, timeout_s: 1.5 } } } });
     expect(fraction.status).toBeGreaterThanOrEqual(400);
     expect(fraction.status).toBeLessThan(500);
@@ -99,7 +117,7 @@ describe('cluster hooks', () => {
   it('are changed by admins only', async () => {
     const c = await s.request('POST', '/v1/clusters', { token, body: { name: 'admin-hooks', components } });
     const operator = await createKey(s, token, 'operator');
-    const res = await s.request('PATCH', `/v1/clusters/${c.body.id}`, { token: operator, body: { hooks: { pre_backup: { url: hookUrl, timeout_s: 5 } } } });
+    const res = await s.request('PATCH', `/v1/clusters/${c.body.id}`, { token: operator, body: { hooks: { pre_backup: { url: hookUrl, timeout_s: 5 }, post_backup: { url: hookUrl, timeout_s: 5 } } } });
     expect(res.status).toBe(403);
     expect((await s.request('GET', `/v1/clusters/${c.body.id}`, { token })).body.hooks).toEqual(NONE);
   });
@@ -190,7 +208,12 @@ describe('consistent backups and restores with hooks', () => {
       const verified = new Webhook(c.secret).verify(JSON.stringify(x.body), { 'webhook-id': String(x.headers['webhook-id']), 'webhook-timestamp': String(x.headers['webhook-timestamp']), 'webhook-signature': String(x.headers['webhook-signature']) });
       expect(verified).toEqual(x.body);
     }
-    expect(mine[0]!.headers['webhook-id']).toBe(`${b.id}.pre_backup`);
+    // one pause: both calls name the job, the hook and the same pause (its start in ms)
+    const [, pauseId] = String(mine[0]!.headers['webhook-id']).match(new RegExp(`^${b.id}\\.pre_backup\\.(\\d{13})$`)) ?? [];
+    expect(pauseId).toBeDefined();
+    expect(mine[1]!.headers['webhook-id']).toBe(`${b.id}.post_backup.${pauseId}`);
+    const row = await w.rt.db.backup.findUniqueOrThrow({ where: { id: b.id } });
+    expect(row).toMatchObject({ hookState: 'resumed', hookPausedAt: new Date(Number(pauseId)) });
     // live: true skips the pause
     calls.length = 0;
     await w.rt.db.cluster.update({ where: { id: c.id }, data: { lastManualAt: null } });
@@ -210,6 +233,8 @@ describe('consistent backups and restores with hooks', () => {
     expect(calls.filter((x) => x.path.startsWith('/r/')).map((x) => x.path)).toEqual(['/r/pre']);
     const refs = await w.rt.db.backupChunk.count({ where: { backupId: b.id } });
     expect(refs).toBe(0);
+    // nothing owed: the reconciler will not call the post hook either
+    expect((await w.rt.db.backup.findUniqueOrThrow({ where: { id: b.id } })).hookState).toBeNull();
     const events = await w.request('GET', `/v1/events?type=hook.failed&cluster_id=${c.id}`, { token: wtoken });
     expect(events.body.items).toHaveLength(1);
     expect(events.body.items[0].data).toMatchObject({ backup: { id: b.id, cluster_id: c.id, live: false }, hook: { name: 'pre_backup', status_code: 503 } });
@@ -273,7 +298,8 @@ describe('consistent backups and restores with hooks', () => {
   });
 
   it('refuses live: false for a cluster with no pre_backup hook (nothing to pause)', async () => {
-    const c = await hookedCluster('no-pause', { post_backup: hook('/n/post') });
+    // hooks, but none that pauses a backup
+    const c = await hookedCluster('no-pause', { pre_restore: hook('/n/pre-restore'), post_restore: hook('/n/post-restore') });
     const res = await w.request('POST', `/v1/clusters/${c.id}/backups`, { token: wtoken, body: { live: false } });
     expect(res.status).toBe(422);
     expect(res.body.detail).toContain('nothing to pause');
@@ -285,6 +311,24 @@ describe('consistent backups and restores with hooks', () => {
     const b = await backup(c.id);
     expect(b).toMatchObject({ status: 'completed', live: true, paused_ms: null });
     expect(calls.filter((x) => x.path.startsWith('/n/'))).toEqual([]);
+  });
+
+  it('a consistent backup whose cluster lost its pre_backup hook before it ran is taken, and recorded, live', async () => {
+    const c = await hookedCluster('unhooked', { pre_backup: hook('/u/pre'), post_backup: hook('/u/post') });
+    const backups = w.worker!.workers.workers.find((x) => x.name === 'backups')!;
+    await backups.pause();
+    try {
+      const res = await w.request('POST', `/v1/clusters/${c.id}/backups`, { token: wtoken, body: { live: false } });
+      expect(res.status, res.text).toBe(202);
+      const removed = await w.request('PATCH', `/v1/clusters/${c.id}`, { token: wtoken, body: { hooks: { pre_backup: null, post_backup: null } } });
+      expect(removed.status, removed.text).toBe(200);
+      backups.resume();
+      const b = await waitForBackup(w, wtoken, c.id, res.body.id);
+      expect(b).toMatchObject({ status: 'completed', live: true, paused_ms: null });
+      expect(calls.filter((x) => x.path.startsWith('/u/'))).toEqual([]);
+    } finally {
+      backups.resume();
+    }
   });
 
   it('brackets a restore with pre_restore and post_restore, also when the pre hook fails it touches nothing', async () => {
@@ -323,5 +367,49 @@ describe('consistent backups and restores with hooks', () => {
     expect(refused.error.component).toBe('hook:pre_restore');
     expect(await readFile(path.join(c.dir, 'state.txt'), 'utf8')).toBe('keep me');
     expect(calls.filter((x) => x.path === '/s/post').length).toBe(calledBefore);
+  });
+});
+
+/**
+ * The reconciler's side of the pause (hooks/pause.ts): an owed post hook is claimed by exactly
+ * one caller, however many reconcilers run; a claim whose caller died is taken over once it is
+ * older than the longest hook timeout; a fresh claim is left alone.
+ */
+describe('post hooks owed by lost jobs', () => {
+  it('are called once by racing reconcilers, and a stale claim (its caller died mid-call) is taken over', async () => {
+    const c = await s.request('POST', '/v1/clusters', {
+      token,
+      body: { name: 'orphans', components, hooks: { pre_backup: { url: hookUrl, timeout_s: 5 }, post_backup: { url: hookUrl, timeout_s: 5 } } },
+    });
+    expect(c.status, c.text).toBe(201);
+    const b = await s.request('POST', `/v1/clusters/${c.body.id}/backups`, { token }); // no worker here: it stays queued
+    expect(b.status, b.text).toBe(202);
+    const pausedAt = new Date(Date.now() - 10_000);
+    await s.rt.db.backup.update({ where: { id: b.body.id }, data: { status: 'failed', hookState: 'paused', hookPausedAt: pausedAt } });
+    const ids: string[] = [];
+    const caller: HookCaller = {
+      async call(_cluster, name, body, pause) {
+        ids.push(`${'backup_id' in body ? body.backup_id : body.restore_id}.${name}.${pause}`);
+        await new Promise((r) => setTimeout(r, 100));
+        return { outcome: 'delivered', statusCode: 204, durationMs: 100 };
+      },
+    };
+    const deps = { db: s.rt.db, hooks: caller, now: () => new Date(), log: s.rt.log };
+    const runs = await Promise.all([resumeOrphans(deps), resumeOrphans(deps), resumeOrphans(deps)]);
+    await Promise.all(runs.map((r) => r.done));
+    expect(runs.map((r) => r.claimed).sort()).toEqual([0, 0, 1]);
+    expect(ids).toEqual([`${b.body.id}.post_backup.${pausedAt.getTime()}`]);
+    expect((await s.rt.db.backup.findUniqueOrThrow({ where: { id: b.body.id } })).hookState).toBe('resumed');
+    expect((await resumeOrphans(deps)).claimed).toBe(0); // resumed: nothing owed
+
+    // a claim made just now is someone's call in progress; one older than CLAIM_STALE_MS is a dead caller's
+    await s.rt.db.backup.update({ where: { id: b.body.id }, data: { hookState: 'resuming', hookClaimedAt: new Date() } });
+    expect((await resumeOrphans(deps)).claimed).toBe(0);
+    await s.rt.db.backup.update({ where: { id: b.body.id }, data: { hookClaimedAt: new Date(Date.now() - CLAIM_STALE_MS - 1000) } });
+    const again = await resumeOrphans(deps);
+    await again.done;
+    expect(again.claimed).toBe(1);
+    expect(ids).toEqual([`${b.body.id}.post_backup.${pausedAt.getTime()}`, `${b.body.id}.post_backup.${pausedAt.getTime()}`]); // the same pause, the same webhook-id
+    expect((await s.rt.db.backup.findUniqueOrThrow({ where: { id: b.body.id } })).hookState).toBe('resumed');
   });
 });

@@ -2101,6 +2101,7 @@ export interface operations {
                             url: string;
                         };
                     })[];
+                    /** @description pre_backup goes with post_backup and pre_restore with post_restore: a pair is set together or not at all (422 naming the missing one) */
                     hooks?: {
                         /** @description called before a consistent backup reads anything; must answer 2xx (pause writers) */
                         pre_backup?: {
@@ -2287,6 +2288,7 @@ export interface operations {
                             url: string;
                         };
                     })[];
+                    /** @description pre_backup goes with post_backup and pre_restore with post_restore: a pair is set together or not at all (422 naming the missing one) */
                     hooks?: {
                         /** @description called before a consistent backup reads anything; must answer 2xx (pause writers) */
                         pre_backup?: {

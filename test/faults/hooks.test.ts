@@ -24,7 +24,7 @@ let silent: net.Server;
 let silentPort: number;
 let receiver: Server;
 let hookBase: string;
-const calls: { path: string; body: any; at: number }[] = [];
+const calls: { path: string; body: any; at: number; id: string }[] = [];
 
 const procs = serviceSet(() => env);
 const service = procs.start;
@@ -44,8 +44,10 @@ beforeAll(async () => {
     let text = '';
     req.on('data', (c) => (text += c));
     req.on('end', () => {
-      calls.push({ path: req.url ?? '', body: JSON.parse(text || '{}'), at: Date.now() });
-      res.writeHead(204).end();
+      calls.push({ path: req.url ?? '', body: JSON.parse(text || '{}'), at: Date.now(), id: String(req.headers['webhook-id']) });
+      // /slow-pre answers only after the test is over: the worker dies while waiting for it
+      if (req.url === '/slow-pre') setTimeout(() => res.writeHead(204).end(), 60_000).unref();
+      else res.writeHead(204).end();
     });
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
@@ -108,5 +110,35 @@ describe('hooks under faults', () => {
     // once: later reconciles do not call it again
     await new Promise((r) => setTimeout(r, 4 * RECONCILE_MS));
     expect(calls.filter((x) => x.path === '/post')).toHaveLength(1);
+    // the same pause: the two calls' webhook-ids name the backup, the hook and one pause start
+    const pre = calls.find((x) => x.path === '/pre')!;
+    expect(pre.id).toMatch(new RegExp(`^${b.body.id}\\.pre_backup\\.\\d{13}$`));
+    expect(post.id).toBe(pre.id.replace('.pre_backup.', '.post_backup.'));
+  });
+
+  it('kill -9 of the worker while its pre hook is still answering: the post hook comes all the same, once (the writers may have paused)', async () => {
+    const p = await http(api.port, 'POST', '/v1/policies', token, { name: 'p2', manual_rate_limit: null, schedule: [] });
+    const c = await http(api.port, 'POST', '/v1/clusters', token, {
+      name: 'pausing',
+      policy_id: p.body.id,
+      components: [{ name: 'files', type: 'directory', config: { path: 'tree' } }],
+      hooks: { pre_backup: { url: `${hookBase}/slow-pre`, timeout_s: 120 }, post_backup: { url: `${hookBase}/post2`, timeout_s: 5 } },
+    });
+    expect(c.status, c.text).toBe(201);
+    const worker = service({ ROLES: 'worker' });
+    const b = await http(api.port, 'POST', `/v1/clusters/${c.body.id}/backups`, token);
+    expect(b.status, b.text).toBe(202);
+    await waitUntil(async () => calls.some((x) => x.path === '/slow-pre'), 30_000, 'the pre hook');
+    const killed = await kill(worker, 'SIGKILL');
+    expect(killed.signal).toBe('SIGKILL');
+    const t0 = Date.now();
+    const post = await waitUntil(async () => calls.find((x) => x.path === '/post2'), 60_000, 'the post hook');
+    report('kill -9 of the worker during its pre hook -> post hook called', post.at - t0);
+    expect(post.body).toEqual({ hook: 'post_backup', cluster_id: c.body.id, backup_id: b.body.id, live: false });
+    expect(post.at - t0).toBeLessThan(LEASE_MS + 3 * RECONCILE_MS + 2000);
+    const failed = (await http(api.port, 'GET', `/v1/clusters/${c.body.id}/backups/${b.body.id}`, token)).body;
+    expect(failed).toMatchObject({ status: 'failed', paused_ms: null });
+    await new Promise((r) => setTimeout(r, 4 * RECONCILE_MS));
+    expect(calls.filter((x) => x.path === '/post2')).toHaveLength(1);
   });
 });

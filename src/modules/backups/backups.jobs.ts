@@ -135,17 +135,27 @@ export function createBackupRunner(deps: BackupJobDeps) {
     const results = await withLease(
       renew,
       async () => {
-        if (!backup.live) {
-          const begun = await beginPause({ db, hooks: deps.hooks, now: deps.now, log }, { kind: 'backup', tenantId: backup.tenantId, cluster: backup.cluster, jobId: backup.id, live: false });
-          if (!begun.ok) {
-            failure = { component: begun.component, message: begun.message };
-            for (const c of components) status.set(c.name, 'cancelled');
-            return components.map(() => null);
-          }
-          pause = begun.pause;
-          if (pause) void Promise.all(points.map((p) => p.at)).then(() => pause?.resume());
-        }
         try {
+          if (!backup.live) {
+            const begun = await beginPause({ db, hooks: deps.hooks, now: deps.now, log }, { kind: 'backup', tenantId: backup.tenantId, cluster: backup.cluster, jobId: backup.id, live: false });
+            if (!begun.ok) {
+              failure = { component: begun.component, message: begun.message };
+              for (const c of components) status.set(c.name, 'cancelled');
+              return components.map(() => null);
+            }
+            pause = begun.pause;
+            if (pause) {
+              const p = pause;
+              void Promise.all(points.map((x) => x.at))
+                .then(() => p.resume())
+                .catch((err: unknown) => log.warn({ err, backup_id: backup.id }, 'could not end the pause at the consistent point'));
+            } else {
+              // Its pre_backup hook was removed after the backup was asked for: nothing is paused,
+              // so the backup is what a live one is, and is recorded as such.
+              await db.backup.updateMany({ where: { id: backup.id }, data: { live: true } });
+              log.warn({ backup_id: backup.id }, 'consistent backup of a cluster that no longer has a pre_backup hook: taken live');
+            }
+          }
           return await Promise.all(
           components.map(async (c, i) => {
             try {

@@ -44,6 +44,8 @@ function queuedManual(id: string, clusterId: string, createdAt: Date, components
     storedBytes: null,
     pausedMs: null,
     hookState: null,
+    hookPausedAt: null,
+    hookClaimedAt: null,
     bytesDone: 0n,
     progress: null,
     components,

@@ -38,9 +38,10 @@ export async function reconcile(rt: Runtime): Promise<{ requeued: number; lost: 
     await queues.add('maintenance', 'prune', { tenant_id: b.tenantId, cluster_id: b.clusterId }, `${b.clusterId}-${b.id}`).catch(() => {});
   }
   lost += (await ledger.reapLost('restore', t, BATCH)).length;
-  // A job whose worker was lost in its pause still owes its post hook (hooks/pause.ts).
+  // A job whose worker was lost in its pause still owes its post hook (hooks/pause.ts): claimed
+  // here, called in the background (a hook may take its whole timeout; the pass goes on).
   await resumeOrphans({ db, hooks: createHookCaller({ urlGuard: rt.webhookUrls, box: rt.box, now }), now, log: rt.log }).catch((err: unknown) =>
-    rt.log.warn({ err }, 'could not call the post hooks of jobs lost in their pause'),
+    rt.log.warn({ err }, 'could not claim the post hooks of jobs lost in their pause'),
   );
 
   /** Enqueues the job of each row whose job will not run (missing, failed or completed in BullMQ); returns how many. */

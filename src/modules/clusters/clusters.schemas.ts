@@ -38,7 +38,7 @@ const hookInput = z
     timeout_s: z.number().int().describe('a 2xx must come within this many seconds (1-300)'),
   })
   .strict();
-/** Each hook given replaces that hook, null removes it, omitted ones stay. Admin only, like every change of a cluster. */
+/** Each hook given replaces that hook, null removes it, omitted ones stay. Admin only, like every change of a cluster. pre_backup and post_backup are set together or not at all, and so are pre_restore and post_restore (422 otherwise). */
 const hooksInput = z
   .object({
     pre_backup: hookInput.nullable().optional().describe('called before a consistent backup reads anything; must answer 2xx (pause writers)'),
@@ -46,7 +46,8 @@ const hooksInput = z
     pre_restore: hookInput.nullable().optional().describe('called before a restore writes anything (stop the components)'),
     post_restore: hookInput.nullable().optional().describe('called after the restore, also when it failed (start them again)'),
   })
-  .strict();
+  .strict()
+  .describe('pre_backup goes with post_backup and pre_restore with post_restore: a pair is set together or not at all (422 naming the missing one)');
 const hookView = z.object({ url: z.string(), timeout_s: z.number().int() }).nullable();
 export const hooksSchema = z
   .object({ pre_backup: hookView, post_backup: hookView, pre_restore: hookView, post_restore: hookView })

@@ -16,7 +16,7 @@ import type { ComponentInput } from './clusters.schemas.js';
 import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
 import type { TenantRootOf } from '../tenants/tenant-folder.js';
 import type { UrlGuard } from '../../net/url-guard.js';
-import { applyHooks, checkHooks, newHooksSecret, presentHooks, type HookConfig, type HookName } from '../hooks/hooks.js';
+import { applyHooks, checkHooks, newHooksSecret, presentHooks, unpairedHooks, type HookConfig, type HookName } from '../hooks/hooks.js';
 
 type BackupLocationApi = 'same-region' | 'dual-region';
 const toDbLocation = (l: BackupLocationApi) => (l === 'dual-region' ? 'dual_region' : 'same_region') as 'dual_region' | 'same_region';
@@ -98,8 +98,9 @@ export function createClusterService(deps: ClusterServiceDeps) {
       checkLocation(input.backup_location, errors);
       const policy = await resolvePolicy(db, tenantId, input.policy_id, input.environment, errors);
       if (input.hooks) errors.push(...(await checkHooks(input.hooks, deps.urlGuard)));
-      if (errors.length || !policy) throw new Invalid('invalid cluster', errors);
       const hooks = input.hooks ? applyHooks({}, input.hooks) : null;
+      if (hooks) errors.push(...unpairedHooks(hooks));
+      if (errors.length || !policy) throw new Invalid('invalid cluster', errors);
       const secret = hooks && Object.keys(hooks).length > 0 ? newHooksSecret(deps.box) : null;
       const id = randomUUID();
       const t = now();
@@ -152,8 +153,9 @@ export function createClusterService(deps: ClusterServiceDeps) {
           const wanted = follows ? null : (patch.policy_id ?? current.policyId);
           const policy = follows || wanted !== current.policyId ? await resolvePolicy(tx, tenantId, wanted, environment, errors) : null;
           const policyChanged = policy !== null && policy.id !== current.policyId;
-          if (errors.length) throw new Invalid('invalid cluster', errors);
           const hooks = patch.hooks ? applyHooks(current.hooks, patch.hooks) : null;
+          if (hooks) errors.push(...unpairedHooks(hooks));
+          if (errors.length) throw new Invalid('invalid cluster', errors);
           // The first hook brings the secret calls are signed with (shown in this answer only).
           secret = hooks && Object.keys(hooks).length > 0 && !current.hooksSecretEnc ? newHooksSecret(deps.box) : null;
           return repo.update(tx, tenantId, id, {

@@ -70,6 +70,26 @@ export async function checkHooks(patch: Partial<Record<HookName, HookConfig | nu
   return errors;
 }
 
+/** The hooks that come in pairs: a pause started by the first is ended by the second. */
+export const HOOK_PAIRS: readonly (readonly [HookName, HookName])[] = [
+  ['pre_backup', 'post_backup'],
+  ['pre_restore', 'post_restore'],
+];
+
+/**
+ * A pre hook without its post hook would pause the tenant's writers with nothing to resume them,
+ * and a post hook without its pre hook is never called: each pair is set together or not at all.
+ * Checks the hooks a change would leave (`applyHooks`), naming the missing one.
+ */
+export function unpairedHooks(hooks: ClusterHooks): FieldProblem[] {
+  const errors: FieldProblem[] = [];
+  for (const [pre, post] of HOOK_PAIRS) {
+    if (hooks[pre] && !hooks[post]) errors.push({ path: `body.hooks.${post}`, message: `required with ${pre}: the ${post} hook ends the pause that ${pre} starts` });
+    if (hooks[post] && !hooks[pre]) errors.push({ path: `body.hooks.${pre}`, message: `required with ${post}: ${post} is called only to end a pause that ${pre} started` });
+  }
+  return errors;
+}
+
 /** The hooks secret a cluster gets with its first hook (shown once), encrypted for the row. */
 export function newHooksSecret(box: SecretBox): { secret: string; stored: string } {
   const secret = generateWebhookSecret();
@@ -86,21 +106,25 @@ export interface HookTarget {
 export type HookCall = { live: boolean } & ({ backup_id: string } | { restore_id: string });
 
 export interface HookCaller {
-  /** Calls the cluster's hook `name`; null when the cluster has no such hook. */
-  call(cluster: HookTarget, name: HookName, body: HookCall): Promise<SendResult | null>;
+  /**
+   * Calls the cluster's hook `name`; null when the cluster has no such hook. `pause` names the
+   * pause the call belongs to (its start in ms): the webhook-id is `<job>.<hook>.<pause>`, the
+   * same when the call is made again for the same pause (the reconciler's), new for a new pause.
+   */
+  call(cluster: HookTarget, name: HookName, body: HookCall, pause: string): Promise<SendResult | null>;
 }
 
 export function createHookCaller(deps: { urlGuard: UrlGuard; box: SecretBox; now: () => Date }): HookCaller {
   return {
-    async call(cluster, name, rest) {
+    async call(cluster, name, rest, pause) {
       const hook = hooksOf(cluster.hooks)[name];
       if (!hook) return null;
       if (!cluster.hooksSecretEnc) return { outcome: 'failed', statusCode: null, durationMs: 0, error: 'the cluster has no hooks secret', refused: true };
       const job = 'backup_id' in rest ? rest.backup_id : rest.restore_id;
       const body = JSON.stringify({ hook: name, cluster_id: cluster.id, ...rest });
       const sender = createWebhookSender({ urlGuard: deps.urlGuard, timeoutMs: hook.timeout_s * 1000 });
-      // One id per hook of one job: a call made again (a retry, the reconciler's) carries the same webhook-id.
-      return sender.send({ url: hook.url, secret: deps.box.decrypt(cluster.hooksSecretEnc) }, { id: `${job}.${name}`, timestamp: deps.now(), body });
+      // One id per hook of one pause: a call made again for it (the reconciler's) carries the same webhook-id.
+      return sender.send({ url: hook.url, secret: deps.box.decrypt(cluster.hooksSecretEnc) }, { id: `${job}.${name}.${pause}`, timestamp: deps.now(), body });
     },
   };
 }
