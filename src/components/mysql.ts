@@ -1,0 +1,251 @@
+import { randomBytes } from 'node:crypto';
+import type mysql from 'mysql2/promise';
+import { pipeline, Readable } from 'node:stream';
+import { parseMysqlUrl, quoteIdent as q, type MysqlConnection } from './mysql-connection.js';
+import { triggerQualifierFilter } from './mysql-dump-filter.js';
+import { describeMysqlError, describeMysqlToolFailure } from './mysql-errors.js';
+import { MYSQL_CONNECT_TIMEOUT_MS, connectMysql, mysqlTools, preflight, toolArgs, toolEnv, withMysql, type MysqlServer, type MysqlServerOptions } from './mysql-server.js';
+import { swapIntoTarget } from './mysql-swap.js';
+import { lazyReadable, runWithInput, spawnOutput } from './process.js';
+import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
+import { ArtifactChangedError, hashArtifact } from './verify.js';
+import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
+
+export { checkMysqlUrl } from './mysql-connection.js';
+export { checkMysqlConnection, MYSQL_CONNECT_TIMEOUT_MS } from './mysql-server.js';
+
+export interface MysqlConfig {
+  /** mysql:// (or mariadb://) URL naming one database, possibly with a password. */
+  url: string;
+}
+
+/** How long the restore's RENAME waits for other sessions' locks on the target before giving up with nothing changed. */
+export const MYSQL_RESTORE_LOCK_WAIT_S = 60;
+
+/**
+ * mariadb-dump's options, beyond the connection's. A consistent InnoDB snapshot without locks
+ * (--single-transaction); every object (routines, triggers, events); binary columns as hex so
+ * the dump is plain text the client loads unchanged; no header comments (they hold the server's
+ * address and the time) nor dump date, and rows in primary key order, so unchanged data gives
+ * the same bytes, hence the same chunks; no --databases, so no CREATE DATABASE / USE: the dump
+ * loads into any database (the restore's scratch one). --no-tablespaces: MySQL 8 would want
+ * the PROCESS privilege for them, and they do not belong to one database anyway.
+ */
+export const DUMP_OPTIONS = [
+  '--single-transaction',
+  '--routines',
+  '--triggers',
+  '--events',
+  '--hex-blob',
+  '--skip-dump-date',
+  '--skip-comments',
+  '--order-by-primary',
+  '--no-tablespaces',
+  '--default-character-set=utf8mb4',
+  '--max-allowed-packet=1073741824',
+];
+
+/**
+ * The dump's fixed header (SET statements) is written before mariadb-dump starts its
+ * transaction; the first byte after its last line comes from inside the snapshot.
+ */
+const HEADER_END = Buffer.from('SQL_NOTES=0 */;\n');
+
+/** Counts a dump's bytes for progress, and calls `onConsistent` once bytes past the header arrive. */
+async function* watched(source: AsyncIterable<Buffer>, onBytes: (n: number) => void, onConsistent?: () => void): AsyncGenerator<Buffer> {
+  let n = 0;
+  let head: Buffer | null = onConsistent ? Buffer.alloc(0) : null;
+  for await (const b of source) {
+    n += b.length;
+    onBytes(n);
+    if (head) {
+      head = Buffer.concat([head, b]);
+      const at = head.indexOf(HEADER_END);
+      if (at >= 0 && head.length > at + HEADER_END.length) {
+        head = null;
+        onConsistent?.();
+      } else if (head.length > 1 << 20) head = null; // not a dump we know: its consistent point is its end
+    }
+    yield b;
+  }
+}
+
+export interface MysqlDriverOptions {
+  connectTimeoutMs?: number;
+  lockWaitTimeoutS?: number;
+}
+
+function serverOptions(ctx: BackupContext, opts: MysqlDriverOptions): MysqlServerOptions {
+  return {
+    ...(ctx.targets && { targets: ctx.targets }),
+    ...(ctx.log && { log: ctx.log }),
+    ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
+  };
+}
+
+/** The driver with other timeouts (tests); `mysqlDriver` is the service's. */
+export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDriver<MysqlConfig> {
+  const lockWaitTimeoutS = opts.lockWaitTimeoutS ?? MYSQL_RESTORE_LOCK_WAIT_S;
+  return {
+    type: 'mysql',
+    archive: { extension: 'sql', mediaType: 'application/sql' },
+
+    /**
+     * mariadb-dump's SQL straight into the chunker. Before it runs, one connection checks the
+     * target policy, the database and the user's rights (so those failures get clear messages),
+     * and picks the checked address the dump then connects to. The manifest ends only once the
+     * dump exited 0; any failure, or an abort (which kills the tool), errors it.
+     */
+    backup(config, ctx) {
+      let logical = 0;
+      async function* manifest(): AsyncGenerator<Buffer> {
+        const conn = parseMysqlUrl(config.url);
+        const tools = mysqlTools();
+        const dump = lazyReadable(async () => {
+          const server = await withMysql(conn, serverOptions(ctx, opts), async (s) => {
+            await preflight(s, 'backup');
+            return { conn: s.conn, address: s.address };
+          });
+          return spawnOutput(tools.dump, [...toolArgs(server), ...DUMP_OPTIONS, '--', conn.database], {
+            label: tools.dump,
+            env: toolEnv(server),
+            redact: conn.redact,
+            describe: (stderr) => describeMysqlToolFailure(stderr, conn.database),
+            ...(ctx.log ? { log: ctx.log } : {}),
+          });
+        }, ctx.signal);
+        const onBytes = (n: number) => ctx.onProgress?.({ bytes_done: n, bytes_total: null, files_done: 0, files_total: null });
+        const ref = await ctx.sink.writeStream(watched(dump, onBytes, ctx.onConsistent));
+        logical = ref.bytes;
+        yield* encodeStreamManifest(ref);
+      }
+      return { manifest: manifest(), logicalBytes: () => logical };
+    },
+
+    /**
+     * Loads the dump into a scratch database `<db>__bk_r_<random>` on the same server through the
+     * client (which alone understands the dump's DELIMITER blocks; --sandbox: no file or shell
+     * commands, whatever the dump holds), and only once the load succeeded AND every chunk was
+     * verified and the byte count is the manifest's, swaps it in (mysql-swap.ts: one RENAME
+     * TABLE). Any failure before that swap leaves the target exactly as it was; the scratch
+     * database is dropped in every case.
+     */
+    async restore(config, ctx): Promise<void> {
+      const conn = parseMysqlUrl(config.url);
+      const ref = await decodeStreamManifest(ctx.manifest);
+      const server = await connectMysql(conn, serverOptions(ctx, opts));
+      const { sql } = server;
+      const tag = randomBytes(4).toString('hex');
+      const scratch = `${conn.database}__bk_r_${tag}`;
+      const old = `${conn.database}__bk_o_${tag}`;
+      const created: string[] = [];
+      try {
+        await preflight(server, 'restore');
+        const [schemaRows] = await sql.query<mysql.RowDataPacket[]>(
+          'SELECT DEFAULT_CHARACTER_SET_NAME AS cs, DEFAULT_COLLATION_NAME AS co FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+          [conn.database],
+        );
+        const schema = schemaRows[0];
+        ctx.signal?.throwIfAborted();
+        for (const db of [scratch, old]) {
+          await sql.query(`CREATE DATABASE ${q(db)} CHARACTER SET ${String(schema?.cs ?? 'utf8mb4')} COLLATE ${String(schema?.co ?? 'utf8mb4_general_ci')}`);
+          created.push(db);
+        }
+        await load(server, scratch, ref, ctx);
+        ctx.signal?.throwIfAborted();
+        await swapIntoTarget(sql, conn.database, scratch, { lockWaitTimeoutS, tag, old });
+      } catch (err) {
+        if (err instanceof ComponentError || (err as Error).name === 'AbortError' || (err as Error).name === 'IntegrityError') throw err;
+        throw toComponentError(err, conn, ctx);
+      } finally {
+        for (const db of created) await dropScratch(server.sql, db, ctx);
+        sql.destroy();
+      }
+    },
+
+    async exportArchive(manifest, source) {
+      const ref = await decodeStreamManifest(manifest);
+      return source.read(ref.chunks);
+    },
+  };
+
+  async function load(server: MysqlServer, scratch: string, ref: { chunks: string[]; bytes: number }, ctx: Parameters<ComponentDriver<MysqlConfig>['restore']>[1]): Promise<void> {
+    const { conn } = server;
+    const tools = mysqlTools();
+    const counted = hashArtifact(ctx.source.read(ref.chunks), (got) => {
+      if (got.bytes !== ref.bytes) throw new ArtifactChangedError(`the dump read back has ${got.bytes} bytes, ${ref.bytes} recorded; nothing was restored`);
+    });
+    const input = shielded(pipeline(counted.stream, triggerQualifierFilter(), () => {}));
+    const args = [
+      ...toolArgs(server),
+      ...(tools.client === 'mariadb' ? ['--sandbox'] : []),
+      '--binary-mode',
+      '--batch',
+      '--max-allowed-packet=1073741824',
+      `--connect-timeout=${Math.ceil((opts.connectTimeoutMs ?? MYSQL_CONNECT_TIMEOUT_MS) / 1000)}`,
+      `--database=${scratch}`,
+    ];
+    await runWithInput(tools.client, args, input, {
+      label: 'loading the dump',
+      env: toolEnv(server),
+      redact: conn.redact,
+      describe: (stderr) => describeMysqlToolFailure(stderr, conn.database),
+      ...(ctx.log ? { log: ctx.log } : {}),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    });
+    // Nothing is swapped in unless every byte the client got was verified and counted.
+    await counted.check();
+  }
+}
+
+/**
+ * `src` as a stream that errors only with `src`'s own errors. The client stops reading at the
+ * first statement that fails; the EPIPE that follows must not pass for the input's failure
+ * (runWithInput lets an input error win over the tool's complaint, which is the one that tells
+ * what went wrong).
+ */
+function shielded(src: Readable): Readable {
+  let sourceError: Error | null = null;
+  const out = new Readable({
+    highWaterMark: 1 << 20,
+    read() {
+      src.resume();
+    },
+    destroy(_err, callback) {
+      src.destroy();
+      callback(sourceError);
+    },
+  });
+  src.on('data', (chunk: Buffer) => {
+    if (!out.push(chunk)) src.pause();
+  });
+  src.once('end', () => out.push(null));
+  src.once('error', (err) => {
+    sourceError = err;
+    out.destroy(err);
+  });
+  return out;
+}
+
+function toComponentError(err: unknown, conn: MysqlConnection, ctx: BackupContext): ComponentError {
+  const raw = conn.redact(String((err as Error | undefined)?.message ?? err));
+  ctx.log?.debug({ tool: 'mysql2', error: raw }, 'mysql restore failed');
+  // Re-use the categories of the connection's errors (no addresses, no password).
+  return new ComponentError(`restore failed: ${describeMysqlError(err, conn.database)}`, { detail: raw });
+}
+
+
+/**
+ * Drops the scratch database, after a failure too. A client still dying after an abort may hold
+ * its tables for a moment; the drop waits for it (bounded).
+ */
+async function dropScratch(sql: mysql.Connection, scratch: string, ctx: BackupContext): Promise<void> {
+  try {
+    await sql.query('SET SESSION lock_wait_timeout = 120');
+    await sql.query(`DROP DATABASE IF EXISTS ${q(scratch)}`);
+  } catch (err) {
+    ctx.log?.debug({ tool: 'mysql2', error: String((err as Error).message) }, 'dropping the scratch database failed');
+  }
+}
+
+export const mysqlDriver: ComponentDriver<MysqlConfig> = createMysqlDriver();
