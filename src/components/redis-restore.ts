@@ -107,6 +107,24 @@ export async function prepareTarget(scratch: RespConnection, target: RespConnect
   ok(deleted as Reply, conn, 'the target server refused DEL');
 }
 
+/**
+ * The snapshot's Redis functions (Redis >= 7 keeps libraries in the RDB), restored with
+ * `FUNCTION RESTORE ... REPLACE`: the snapshot's libraries come back, others on the target stay.
+ * Runs before the flush: it is atomic, so a refusal leaves the target as it was.
+ */
+export async function restoreFunctions(scratch: RespConnection, target: RespConnection, conn: RedisConnection): Promise<boolean> {
+  const [list] = await scratch.pipeline([['FUNCTION', 'LIST']]);
+  if (!Array.isArray(list) || list.length === 0) return false;
+  const payload = await scratch.call('FUNCTION', 'DUMP');
+  if (!Buffer.isBuffer(payload)) return false;
+  const [reply] = await target.pipeline([['FUNCTION', 'RESTORE', payload, 'REPLACE']]);
+  if (reply instanceof RedisReplyError && /unknown command/i.test(reply.message)) {
+    throw new ComponentError('the snapshot holds Redis functions, which the target server does not support (it needs Redis 7 or later)', { detail: reply.message });
+  }
+  ok(reply as Reply, conn, 'the target server refused the snapshot\'s functions');
+  return true;
+}
+
 /** Counts of what the copy wrote. */
 export interface CopyStats {
   keys: number;

@@ -1,4 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Redis } from 'ioredis';
@@ -126,6 +130,7 @@ async function seed(port: number): Promise<void> {
   await c0.hset('ttlhash', { f: 'v' });
   await c0.pexpire('ttlhash', 900_000);
   await c0.set('big', BIG);
+  await c0.call('FUNCTION', 'LOAD', "#!lua name=bklib\nredis.register_function('bkecho', function(keys, args) return args[1] end)");
   const c1 = client(port, 1);
   await c1.set('in-db1', 'one');
   await c1.set(BIN_KEY, Buffer.from('db1 binary'));
@@ -172,9 +177,9 @@ describe('redis backup and restore', () => {
   });
 
   it('round trip across databases 0, 1 and 5: every key, type, value, TTL and stream group; keys written after the backup are gone', async () => {
+    const t0 = Date.now(); // before the PTTLs are read: the time that passes after counts against them
     const before = await stateOf(src.port, [0, 1, 5]);
     const groupsBefore = await client(src.port).xinfo('GROUPS', 'stream');
-    const t0 = Date.now();
     let consistentAt = -1;
     let bytesSeen = 0;
     const totals = new Set<number | null>();
@@ -220,6 +225,7 @@ describe('redis backup and restore', () => {
     expect(await d0.xinfo('GROUPS', 'stream')).toEqual(groupsBefore);
     expect(await d0.xpending('stream', 'grp')).toEqual(await client(src.port).xpending('stream', 'grp'));
     expect(await client(dst.port, 5).lrange('in-db5', 0, -1)).toEqual(['five']);
+    expect(await d0.call('FCALL', 'bkecho', '0', 'hi')).toBe('hi'); // the snapshot's functions
 
     // restoring again over the restored target gives the same state (and the late source key is not in it)
     await restore({ url: dst.url }, put.manifest);
@@ -426,6 +432,36 @@ describe('redis failures a tenant can cause', () => {
     }
   });
 
+  it('rediss:// speaks TLS to the checked address, names the URL host (SNI) and checks the certificate', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bk-redis-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`], { stdio: 'ignore' });
+      // the SNI of the ClientHello (the client refuses the self-signed certificate afterwards)
+      const sni: string[] = [];
+      const wrapped = tls.createServer({
+        SNICallback: (name, cb) => {
+          sni.push(name);
+          cb(null, tls.createSecureContext({ key: readFileSync(`${dir}/k.pem`), cert: readFileSync(`${dir}/c.pem`) }));
+        },
+      });
+      wrapped.on('tlsClientError', () => {});
+      await new Promise<void>((r) => wrapped.listen(0, '127.0.0.1', () => r()));
+      const p = (wrapped.address() as net.AddressInfo).port;
+      const pinned = createTargetPolicy({
+        allowedHosts: parseAllowedHosts('127.0.0.1,localhost'),
+        ownDatabaseUrl: 'postgresql://postgres@127.0.0.1:5432/x',
+        resolve: async () => ['127.0.0.1'],
+      });
+      const err = await failure(redisDriver.backup({ url: `rediss://localhost:${p}` }, { ...base, targets: pinned, sink: repo, previous: null }).manifest.next());
+      expect(err).toBeInstanceOf(ComponentError);
+      expect(err.message).toBe('server unreachable (TLS handshake failed: DEPTH_ZERO_SELF_SIGNED_CERT)');
+      expect(sni).toEqual(['localhost']);
+      wrapped.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a user without replication rights is told what to grant, by backup and by the check (with and without ACL DRYRUN)', async () => {
     const want = (user: string) => `the Redis user "${user}" may not replicate, which a snapshot needs: grant it +psync +replconf +sync (or +@admin)`;
     const norepl = `redis://norepl:norepl-pw@127.0.0.1:${port()}`;
@@ -471,6 +507,29 @@ describe('redis failures a tenant can cause', () => {
     } finally {
       connect.mockRestore();
       tlsConnect.mockRestore();
+    }
+  });
+
+  it('connects only to the addresses the policy checked, in order, the first that answers', async () => {
+    const s = await server();
+    await client(s.port).set('pinned', 'yes');
+    const pinned = createTargetPolicy({
+      allowedHosts: parseAllowedHosts('127.0.0.2,127.0.0.1'),
+      ownDatabaseUrl: 'postgresql://postgres@127.0.0.1:5432/x',
+      ownRedisUrl: 'redis://127.0.0.1:6379',
+      resolve: async (host) => (host === 'cache.tenant.test' ? ['127.0.0.2', '127.0.0.1'] : ['127.0.0.1']),
+    });
+    const connect = vi.spyOn(net, 'connect');
+    try {
+      const snap = redisDriver.backup({ url: `redis://cache.tenant.test:${s.port}` }, { ...base, targets: pinned, sink: repo, previous: null });
+      const manifest = await collect(snap.manifest);
+      const hosts = connect.mock.calls.map((c) => (c[0] as net.NetConnectOpts & { host?: string }).host);
+      expect(hosts).toEqual(['127.0.0.2', '127.0.0.1']); // 127.0.0.2 refuses (the server listens on 127.0.0.1 only)
+      const target = await server();
+      await redisDriver.restore({ url: target.url }, { ...base, source: repo, manifest: fromArray([manifest]) });
+      expect(await client(target.port).get('pinned')).toBe('yes');
+    } finally {
+      connect.mockRestore();
     }
   });
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { TargetPolicy } from './postgres-targets.js';
-import { countDatabases, databasesWithKeys, flushAndCopy, prepareTarget } from './redis-restore.js';
+import { countDatabases, databasesWithKeys, flushAndCopy, prepareTarget, restoreFunctions } from './redis-restore.js';
 import { startScratchRedis } from './redis-scratch.js';
 import { rdbSnapshot, replicationDenied } from './redis-sync.js';
 import { parseRedisUrl, type RedisConnection } from './redis-url.js';
@@ -91,7 +91,8 @@ export const redisDriver: ComponentDriver<RedisConfig> = {
    * the target untouched: connect and authenticate; download the whole RDB into a private temp
    * dir (every chunk verified by the source, the byte count checked against the manifest); load
    * it into a scratch redis-server; check that the target has the snapshot's databases and
-   * accepts its DUMP format; only then FLUSHALL and RESTORE key by key (redis-restore.ts). A
+   * accepts its DUMP format; the snapshot's functions (FUNCTION RESTORE, atomic); only then
+   * FLUSHALL and RESTORE key by key (redis-restore.ts). A
    * failure after the flush (the connection lost, maxmemory) leaves the target partly restored:
    * writers must be stopped during a restore, and the restore be run again.
    */
@@ -120,6 +121,7 @@ export const redisDriver: ComponentDriver<RedisConfig> = {
         const dbs = await databasesWithKeys(source);
         await prepareTarget(source, target, conn, { dbs, targetDatabases, scratchVersion: scratch.version });
         ctx.signal?.throwIfAborted();
+        await restoreFunctions(source, target, conn);
         const stats = await flushAndCopy(source, target, conn, dbs, ctx.signal ? { signal: ctx.signal } : {});
         ctx.log?.debug({ tool: 'redis', keys: stats.keys, payloadBytes: stats.payloadBytes, databases: dbs }, 'redis restore done');
       } finally {

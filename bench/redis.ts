@@ -1,0 +1,145 @@
+/**
+ * Redis phase of the backup benchmark: our `redis` backup (the replication protocol straight
+ * into the repository, src/components/redis-sync.ts) against `redis-cli --rdb -` to /dev/null (the
+ * same snapshot over the same protocol, written nowhere: `--rdb /dev/null` fails its fsync), on a scratch redis-server filled with
+ * ~sizeMB of mixed keys. Medians of 3 rounds each, interleaved (redis-cli first in odd rounds).
+ * Target: ours >= 0.9 of redis-cli's throughput (ratio = redis-cli's time / ours).
+ *
+ * bench/backup.ts calls `redisBenchPhase` with `runOurs` backing the component up through the
+ * service's own path. Run alone (`tsx bench/redis.ts`, BENCH_REDIS_MB, default 512) it backs up
+ * into a sink that only counts, which measures the driver and not the repository.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { startRedisServer } from '../test/helpers/redis-server.js';
+import { redisDriver } from '../src/components/redis.js';
+import { median, timeIt, verdict } from './support.js';
+
+export interface RedisBenchComponent {
+  name: string;
+  type: 'redis';
+  config: { url: string };
+}
+
+export interface RedisBenchOptions {
+  sizeMB: number;
+  log(line: string): void;
+  note(line: string): void;
+  /** One backup of the component by the service's code path: its wall time and logical bytes. */
+  runOurs(component: RedisBenchComponent): Promise<{ ms: number; logical: number }>;
+  rounds?: number;
+}
+
+const TARGET = 0.9;
+
+/** ~sizeMB of data: 60% small strings (DEBUG POPULATE), 25% 1 MB values, 15% hashes, lists, sorted sets. */
+async function fill(port: number, sizeMB: number): Promise<void> {
+  const c = new Redis({ port, host: '127.0.0.1' });
+  try {
+    const small = Math.floor((sizeMB * 0.6 * 1e6) / 512);
+    await c.call('DEBUG', 'POPULATE', String(small), 'small', '512');
+    const big = Math.max(1, Math.floor(sizeMB * 0.25));
+    for (let i = 0; i < big; i += 16) {
+      const p = c.pipeline();
+      for (let j = i; j < Math.min(big, i + 16); j++) p.set(`big:${j}`, randomBytes(1e6));
+      await p.exec();
+    }
+    const rich = Math.max(1, Math.floor((sizeMB * 0.15 * 1e6) / (100 * 40)));
+    for (let i = 0; i < rich; i += 100) {
+      const p = c.pipeline();
+      for (let j = i; j < Math.min(rich, i + 100); j++) {
+        const fields = Array.from({ length: 100 }, (_, k) => [`f${k}`, randomBytes(12).toString('hex')]).flat();
+        if (j % 3 === 0) p.hset(`h:${j}`, ...fields);
+        else if (j % 3 === 1) p.rpush(`l:${j}`, ...fields);
+        else p.zadd(`z:${j}`, ...fields.flatMap((f, k) => (k % 2 === 0 ? [String(k), f] : [])));
+      }
+      await p.exec();
+    }
+  } finally {
+    c.disconnect();
+  }
+}
+
+function redisCliRdb(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', ['-p', String(port), '--rdb', '-'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli --rdb - exited ${code}: ${err.slice(-500)}`))));
+  });
+}
+
+export async function redisBenchPhase(opts: RedisBenchOptions): Promise<{ ok: boolean; ratio: number }> {
+  const rounds = opts.rounds ?? 3;
+  const server = await startRedisServer({ args: ['--enable-debug-command', 'yes'] });
+  try {
+    const t = await timeIt(() => fill(server.port, opts.sizeMB));
+    const c = new Redis({ port: server.port, host: '127.0.0.1' });
+    const used = Number(/used_memory:(\d+)/.exec(await c.info('memory'))?.[1] ?? 0);
+    c.disconnect();
+    opts.log(`redis: filled a scratch redis-server with ~${opts.sizeMB} MB (used_memory ${(used / 1e6).toFixed(0)} MB) in ${(t / 1000).toFixed(1)} s`);
+    const component: RedisBenchComponent = { name: 'bench-redis', type: 'redis', config: { url: server.url } };
+    const theirs: number[] = [];
+    const ours: number[] = [];
+    let logical = 0;
+    for (let round = 1; round <= rounds; round++) {
+      const runTheirs = async () => theirs.push(await timeIt(() => redisCliRdb(server.port)));
+      const runOurs = async () => {
+        const r = await opts.runOurs(component);
+        ours.push(r.ms);
+        logical = r.logical;
+      };
+      if (round % 2 === 1) {
+        await runTheirs();
+        await runOurs();
+      } else {
+        await runOurs();
+        await runTheirs();
+      }
+    }
+    const [mt, mo] = [median(theirs), median(ours)];
+    const ratio = mt / mo;
+    const ok = ratio >= TARGET;
+    const mbps = (ms: number) => (logical / 1e6 / (ms / 1000)).toFixed(1);
+    opts.log(`redis: redis-cli --rdb - ${theirs.map((x) => (x / 1000).toFixed(2)).join(', ')} s; ours ${ours.map((x) => (x / 1000).toFixed(2)).join(', ')} s`);
+    opts.note(
+      `${verdict(ok)} redis backup of a ${(logical / 1e6).toFixed(0)} MB RDB: ours ${mbps(mo)} MB/s vs redis-cli --rdb - ${mbps(mt)} MB/s, ratio ${ratio.toFixed(2)} (target >= ${TARGET})`,
+    );
+    return { ok, ratio };
+  } finally {
+    await server.stop();
+  }
+}
+
+// Alone: the driver into a sink that only counts.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const sizeMB = Number(process.env.BENCH_REDIS_MB ?? 512);
+  await redisBenchPhase({
+    sizeMB,
+    log: (l) => console.log(l),
+    note: (l) => console.log(l),
+    async runOurs(component) {
+      let logical = 0;
+      const ms = await timeIt(async () => {
+        const snap = redisDriver.backup(component.config, {
+          dataRoot: '/nonexistent',
+          previous: null,
+          sink: {
+            async writeStream(source) {
+              let n = 0;
+              for await (const piece of source) n += piece.length;
+              return { chunks: ['0'.repeat(64)], bytes: n }; // the manifest wants a chunk; none is stored
+            },
+            reuse: async (files) => files.map(() => false),
+          },
+        });
+        for await (const _ of snap.manifest);
+        logical = snap.logicalBytes();
+      });
+      return { ms, logical };
+    },
+  });
+}
