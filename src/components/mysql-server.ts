@@ -171,10 +171,31 @@ function onPath(name: string): boolean {
   return false;
 }
 
-let tools: { dump: string; client: string } | undefined;
+export interface MysqlTools {
+  dump: string;
+  client: string;
+  /**
+   * The command and arguments that run the dump tool with a 1 MiB stdout buffer (coreutils
+   * stdbuf, when installed): the tool's stdio writes 8 KiB at a time into a pipe, and reading
+   * 20 000 such pieces costs Node more than the dump itself (measured: 1.5 s against 0.95 s
+   * for 147 MB); with the buffer the pipe is read in 64 KiB pieces, as fast as the tool
+   * writes to /dev/null.
+   */
+  dumpCommand(args: string[]): [string, string[]];
+}
+
+let tools: MysqlTools | undefined;
 
 /** MariaDB's tool names, or MySQL's where MariaDB's are absent. */
-export function mysqlTools(): { dump: string; client: string } {
-  tools ??= { dump: onPath('mariadb-dump') ? 'mariadb-dump' : 'mysqldump', client: onPath('mariadb') ? 'mariadb' : 'mysql' };
+export function mysqlTools(): MysqlTools {
+  if (!tools) {
+    const dump = onPath('mariadb-dump') ? 'mariadb-dump' : 'mysqldump';
+    const stdbuf = onPath('stdbuf');
+    tools = {
+      dump,
+      client: onPath('mariadb') ? 'mariadb' : 'mysql',
+      dumpCommand: (args) => (stdbuf ? ['stdbuf', ['-o1M', dump, ...args]] : [dump, args]),
+    };
+  }
   return tools;
 }

@@ -106,7 +106,8 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
             await preflight(s, 'backup');
             return { conn: s.conn, address: s.address };
           });
-          return spawnOutput(tools.dump, [...toolArgs(server), ...DUMP_OPTIONS, '--', conn.database], {
+          const [cmd, args] = tools.dumpCommand([...toolArgs(server), ...DUMP_OPTIONS, '--', conn.database]);
+          return spawnOutput(cmd, args, {
             label: tools.dump,
             env: toolEnv(server),
             redact: conn.redact,
