@@ -9,6 +9,7 @@ import { createGuard } from './http/auth.js';
 import { createRecentCredentials, registerRateLimit } from './http/rate-limit.js';
 import { frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
 import { swaggerOptions } from './http/openapi.js';
+import { consolePlugin } from './http/console.js';
 import type { App } from './http/types.js';
 import { apiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
 import { apiClientRoutes } from './modules/api-clients/api-clients.routes.js';
@@ -98,6 +99,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   webhookRoutes(app, { guard, service: s.webhooks });
   opsRoutes(app, { checks: deps.checks, metrics: deps.metrics });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // The web console (SPEC section 14), outside the API's document; its own CSP and headers.
+  await app.register(consolePlugin);
 
   return app;
 }
