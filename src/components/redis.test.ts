@@ -452,7 +452,7 @@ describe('redis failures a tenant can cause', () => {
         ownDatabaseUrl: 'postgresql://postgres@127.0.0.1:5432/x',
         resolve: async () => ['127.0.0.1'],
       });
-      const err = await failure(redisDriver.backup({ url: `rediss://localhost:${p}` }, { ...base, targets: pinned, sink: repo, previous: null }).manifest.next());
+      const err = await failure(redisDriver.backup({ url: `rediss://localhost:${p}` }, { ...base, targets: pinned, sink: repo, previous: null }).manifest[Symbol.asyncIterator]().next());
       expect(err).toBeInstanceOf(ComponentError);
       expect(err.message).toBe('server unreachable (TLS handshake failed: DEPTH_ZERO_SELF_SIGNED_CERT)');
       expect(sni).toEqual(['localhost']);
@@ -510,6 +510,19 @@ describe('redis failures a tenant can cause', () => {
     }
   });
 
+  it('nothing connects before the manifest is read', async () => {
+    const connect = vi.spyOn(net, 'connect');
+    try {
+      const snap = redisDriver.backup({ url: `redis://:${enc}@127.0.0.1:${port()}` }, { ...base, sink: repo, previous: null });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(connect).not.toHaveBeenCalled();
+      await collect(snap.manifest);
+      expect(connect).toHaveBeenCalledTimes(1);
+    } finally {
+      connect.mockRestore();
+    }
+  });
+
   it('connects only to the addresses the policy checked, in order, the first that answers', async () => {
     const s = await server();
     await client(s.port).set('pinned', 'yes');
@@ -523,7 +536,7 @@ describe('redis failures a tenant can cause', () => {
     try {
       const snap = redisDriver.backup({ url: `redis://cache.tenant.test:${s.port}` }, { ...base, targets: pinned, sink: repo, previous: null });
       const manifest = await collect(snap.manifest);
-      const hosts = connect.mock.calls.map((c) => (c[0] as net.NetConnectOpts & { host?: string }).host);
+      const hosts = connect.mock.calls.map((c) => (c[0] as unknown as { host?: string }).host);
       expect(hosts).toEqual(['127.0.0.2', '127.0.0.1']); // 127.0.0.2 refuses (the server listens on 127.0.0.1 only)
       const target = await server();
       await redisDriver.restore({ url: target.url }, { ...base, source: repo, manifest: fromArray([manifest]) });
