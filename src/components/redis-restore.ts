@@ -158,6 +158,8 @@ export async function flushAndCopy(scratch: RespConnection, target: RespConnecti
           const payload = replies[2 * j];
           const expireAt = replies[2 * j + 1];
           if (payload instanceof RedisReplyError) throw new ComponentError('reading the snapshot failed', { detail: payload.message });
+          // without PEXPIRETIME (redis-server < 7) every TTL would be lost: refuse instead
+          if (expireAt instanceof RedisReplyError) throw new ComponentError('the restore needs redis-server 7.0 or later on the workers', { detail: expireAt.message });
           if (!Buffer.isBuffer(payload) || expireAt === -2) return; // expired meanwhile
           bytes += payload.length;
           const ttl = typeof expireAt === 'number' && expireAt > 0 ? String(expireAt) : '0';

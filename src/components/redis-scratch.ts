@@ -32,6 +32,8 @@ export async function startScratchRedis(dir: string, opts: { databases: number; 
     '--port', '0', '--unixsocket', socketPath, '--unixsocketperm', '700', '--dir', dir, '--dbfilename', 'dump.rdb',
     '--save', '', '--appendonly', 'no', '--databases', String(opts.databases), '--daemonize', 'no', '--logfile', '',
     '--protected-mode', 'yes', '--maxmemory', '0', '--loglevel', 'notice',
+    // the file is tenant data: every encoded value is validated deeply as it is loaded
+    '--sanitize-dump-payload', 'yes',
   ];
   const child = spawn('redis-server', args, { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const tail = new StderrTail();

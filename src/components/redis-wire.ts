@@ -413,6 +413,10 @@ export async function openRedis(endpoint: RedisEndpoint, opts: WireOptions): Pro
       if (commands[i]?.[0] === 'AUTH' && reply.code === 'ERR' && /unknown command/i.test(reply.message)) {
         throw new ComponentError('authentication failed (the server does not support AUTH)', { detail: redactReply(reply.message, conn) });
       }
+      if (commands[i]?.[0] === 'AUTH' && conn.username !== undefined && /wrong number of arguments/i.test(reply.message)) {
+        // Redis < 6 knows no users
+        throw new ComponentError('authentication failed (the server has no ACL users: give only a password, redis://:password@host)', { detail: redactReply(reply.message, conn) });
+      }
       throw replyFailure(reply, conn, 'the server refused the connection');
     }
     return c;
