@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -307,6 +307,26 @@ describe('redis backup and restore', () => {
     err = await failure(restore({ url: big.url }, lying, longer));
     expect(err).toBeInstanceOf(ArtifactChangedError);
     expect(await b.get('keep')).toBe('me');
+  });
+
+  it('an aborted restore leaves the target as it was, and no scratch server or temp file behind', async () => {
+    const s = await server();
+    await client(s.port).set('from-snapshot', BIG.subarray(0, 4 << 20));
+    const put = await backup({ url: s.url });
+    const target = await server();
+    const t = client(target.port);
+    await t.set('keep', 'me');
+    const slow = new MemoryRepo({ chunkSize: repo.chunkSize });
+    for (const [id, data] of repo.chunks) slow.chunks.set(id, data);
+    slow.readDelayMs = 20;
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 150);
+    const err = await failure(redisDriver.restore({ url: target.url }, { ...base, source: slow, manifest: fromArray([put.manifest]), signal: ac.signal }));
+    expect(err.name).toBe('AbortError');
+    expect(await t.get('keep')).toBe('me');
+    expect(await t.exists('from-snapshot')).toBe(0);
+    expect(readdirSync(tmpdir()).filter((n) => n.startsWith('bk-redis-restore-'))).toEqual([]);
+    expect(execFileSync('ps', ['-eo', 'args']).toString()).not.toContain('bk-redis-restore-');
   });
 
   it('waits through the keepalives of a master that delays its diskless transfer', async () => {
