@@ -58,6 +58,7 @@ export function describeMysqlError(err: unknown, database: string): string {
   if (code === 'ER_CON_COUNT_ERROR' || code === 'ER_TOO_MANY_USER_CONNECTIONS' || e.errno === 1040) return 'the server refused the connection: too many connections';
   if (code === 'HANDSHAKE_NO_SSL_SUPPORT') return 'the server does not support TLS, which the URL requires';
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) return 'TLS certificate verification failed';
+  if (code === 'HANDSHAKE_SSL_ERROR') return /certificate|self[- ]signed|altname|verify|issuer/i.test(e.message ?? '') ? 'TLS certificate verification failed' : 'TLS handshake failed';
   if (code === 'PROTOCOL_CONNECTION_LOST' || code === 'ECONNRESET' || code === 'EPIPE') return 'the connection to the server was lost';
   if (/^HANDSHAKE|^PROTOCOL/.test(code)) return 'server unreachable (it did not answer as a MySQL server)';
   const message = e.sqlMessage ?? e.message ?? '';

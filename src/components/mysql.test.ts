@@ -2,7 +2,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import type mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MysqlFixture, mysqlAdmin, mysqlUrl } from '../../test/helpers/mysql.js';
+import { MysqlFixture, mysqlAdmin, mysqlUrl, startScratchMariadb, type ScratchMariadb } from '../../test/helpers/mysql.js';
 import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
 import { MemoryRepo, collectAll, fromArray } from '../repo/memory-repo.test-helper.js';
 import { IntegrityError, type ChunkSink } from '../repo/types.js';
@@ -39,8 +39,8 @@ async function dumpText(manifest: Buffer, source = repo): Promise<Buffer> {
   return Buffer.concat(await collectAll(source.read(ref.chunks)));
 }
 
-async function onDb<T>(db: string, fn: (c: mysql.Connection) => Promise<T>): Promise<T> {
-  const c = await mysqlAdmin(db);
+async function onDb<T>(db: string, fn: (c: mysql.Connection) => Promise<T>, port?: number): Promise<T> {
+  const c = await mysqlAdmin(db, port);
   try {
     return await fn(c);
   } finally {
@@ -54,7 +54,7 @@ async function q(c: mysql.Connection, sql: string, values: unknown[] = []): Prom
 }
 
 /** Everything a restore must reproduce: every table's definition, rows and checksum, every view, routine, trigger and event. */
-async function state(db: string): Promise<Record<string, unknown>> {
+async function state(db: string, port?: number): Promise<Record<string, unknown>> {
   return onDb(db, async (c) => {
     const out: Record<string, unknown> = {};
     const tables = await q(c, "SELECT TABLE_NAME AS n, TABLE_TYPE AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", [db]);
@@ -87,7 +87,7 @@ async function state(db: string): Promise<Record<string, unknown>> {
     }
     // Plain data (Buffers as their bytes), so that a difference is one that shows.
     return JSON.parse(JSON.stringify(out)) as Record<string, unknown>;
-  });
+  }, port);
 }
 
 /** Compares two states key by key, so that a failure names what differs. */
@@ -233,6 +233,20 @@ describe('mysql backup and restore', () => {
     });
     await restore(mysqlUrl(SRC), first.manifest, repo, mysqlDriver, { targets });
     expectSameState(await state(SRC), original);
+  });
+
+  it('DOUBLE values come back bit for bit; FLOAT values as the 6 significant digits mariadb-dump writes (what the server shows)', async () => {
+    const a = await fx.createDatabase('fa');
+    const b = await fx.createDatabase('fb');
+    await onDb(a, (c) => c.query('CREATE TABLE n (id INT PRIMARY KEY, f FLOAT, d DOUBLE); INSERT INTO n SELECT seq, seq / 3, seq / 3 FROM seq_1_to_100'));
+    await restore(mysqlUrl(b), (await backup(mysqlUrl(a))).manifest);
+    await onDb(a, async (c) => {
+      const same = (col: string) => q(c, `SELECT COUNT(*) AS n FROM \`${a}\`.n x JOIN \`${b}\`.n y USING (id) WHERE x.${col} = y.${col}`);
+      expect((await same('d'))[0]?.n).toBe('100');
+      expect(Number((await same('f'))[0]?.n)).toBeLessThan(100);
+      const shown = (db: string) => q(c, `SELECT CAST(f AS CHAR) AS f FROM \`${db}\`.n ORDER BY id`);
+      expect(await shown(b)).toEqual(await shown(a));
+    });
   });
 });
 
@@ -399,6 +413,46 @@ describe('mysql failures a tenant can cause', () => {
     expect(err.message).toBe('invalid mysql URL: unsupported parameter bogus');
   });
 
+  it('the dump gets the password through MYSQL_PWD only: not in its argv, and nothing else of our environment', async () => {
+    const url = mysqlUrl(SRC, users.ok as string, PASSWORD);
+    let seen: { argv: string; env: string[] } | undefined;
+    const look = async () => {
+      const { readdir, readFile } = await import('node:fs/promises');
+      for (const pid of await readdir('/proc')) {
+        if (!/^\d+$/.test(pid)) continue;
+        const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        if (!argv.includes(users.ok as string) || !argv.startsWith('mariadb-dump')) continue;
+        const env = (await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
+        seen = { argv, env };
+      }
+    };
+    const sink: ChunkSink = {
+      writeStream: async (source) => {
+        let first = true;
+        const inner = async function* () {
+          for await (const b of source) {
+            if (first) await look();
+            first = false;
+            yield b;
+          }
+        };
+        return repo.writeStream(inner());
+      },
+      reuse: (f) => repo.reuse(f),
+    };
+    process.env.BK_MYSQL_TEST_SECRET = 'must not leak';
+    try {
+      await backup(url, {}, sink);
+    } finally {
+      delete process.env.BK_MYSQL_TEST_SECRET;
+    }
+    expect(seen).toBeDefined();
+    expect(seen?.argv).not.toContain(PASSWORD);
+    expect(seen?.env).toContain(`MYSQL_PWD=${PASSWORD}`);
+    const names = (seen?.env ?? []).map((e) => e.slice(0, e.indexOf('=')));
+    for (const name of names) expect(['LC_ALL', 'PATH', 'HOME', 'TMPDIR', 'TZ', 'MYSQL_PWD', 'LD_PRELOAD', '_STDBUF_O']).toContain(name);
+  });
+
   it('aborting mid-backup kills the dump and errors the manifest', async () => {
     const ac = new AbortController();
     // A slow sink: the dump cannot finish before the abort.
@@ -417,5 +471,91 @@ describe('mysql failures a tenant can cause', () => {
     };
     const snap = mysqlDriver.backup({ url: mysqlUrl(SRC) }, { ...ctx, sink: slowSink, previous: null, signal: ac.signal, onProgress: () => ac.abort() });
     await expect(collectAll(snap.manifest)).rejects.toThrow(/abort/i);
+    // The tool is gone (SIGTERM on abort).
+    const { readdir, readFile } = await import('node:fs/promises');
+    const dumps = async () => {
+      let n = 0;
+      for (const pid of await readdir('/proc')) {
+        if (!/^\d+$/.test(pid)) continue;
+        const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        if (argv.startsWith('mariadb-dump') && argv.includes(SRC)) n++;
+      }
+      return n;
+    };
+    for (let i = 0; i < 50 && (await dumps()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await dumps()).toBe(0);
   });
+});
+
+describe('on a private server (TLS, a crash mid-restore)', () => {
+  let server: ScratchMariadb;
+  const url = (db: string, query = '', host = '127.0.0.1') => `mysql://root@${host}:${server.port}/${db}${query}`;
+
+  beforeAll(async () => {
+    server = await startScratchMariadb({ ssl: true });
+    const c = await mysqlAdmin(undefined, server.port);
+    await c.query('CREATE DATABASE src CHARACTER SET utf8mb4; CREATE DATABASE target CHARACTER SET utf8mb4');
+    await c.query('USE src');
+    await c.query(SCHEMA);
+    await c.query('USE target');
+    await c.query(SCHEMA);
+    await c.query("UPDATE target.kinds SET vc = 'the target before' WHERE id < 50");
+    await c.end();
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('ssl=require: checked, backed up and restored over TLS; ssl=verify refuses a self-signed certificate', async () => {
+    expect(await checkMysqlConnection(url('src', '?ssl=require'))).toBeNull();
+    const own = new MemoryRepo({ chunkSize: 8 * 1024 });
+    const { manifest } = await backup(url('src', '?ssl=require'), {}, own);
+    const c = await mysqlAdmin(undefined, server.port);
+    await c.query('CREATE DATABASE copy CHARACTER SET utf8mb4');
+    await c.end();
+    await restore(url('copy', '?ssl=require'), manifest, own);
+    expectSameState(await state('copy', server.port), await state('src', server.port));
+    await expectProblemOn(url('src', '?ssl=verify', 'localhost'), 'TLS certificate verification failed');
+  });
+
+  async function expectProblemOn(u: string, message: string): Promise<void> {
+    const snap = mysqlDriver.backup({ url: u }, { ...ctx, sink: new MemoryRepo(), previous: null });
+    await expect(collectAll(snap.manifest)).rejects.toThrow(message);
+    expect(await checkMysqlConnection(u)).toBe(message);
+  }
+
+  it('a server killed mid-restore comes back with the target as it was; the next restore sweeps the leftovers and succeeds', async () => {
+    const before = await state('target', server.port);
+    const slow = new MemoryRepo({ chunkSize: 8 * 1024 });
+    const { manifest } = await backup(url('src'), {}, slow);
+    slow.readDelayMs = 10;
+    const restoring = restore(url('target'), manifest, slow).catch((e: unknown) => e);
+    // Kill it once the load into the scratch database is under way.
+    const c = await mysqlAdmin(undefined, server.port);
+    for (let i = 0; i < 200; i++) {
+      const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE 'target\\_\\_bk\\_r\\_%'");
+      if (Number(rows[0]?.n) > 0) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await c.end().catch(() => {});
+    await server.kill();
+    const err = await restoring;
+    expect(err).toBeInstanceOf(ComponentError);
+    await server.start();
+    // A crash itself resets InnoDB's AUTO_INCREMENT counters to MAX(id) + 1 (the server's doing, not the restore's).
+    const counters = (st: Record<string, unknown>) => JSON.parse(JSON.stringify(st).replace(/ AUTO_INCREMENT=\d+/g, '')) as Record<string, unknown>;
+    expectSameState(counters(await state('target', server.port)), counters(before));
+    const leftovers = async () => {
+      const a = await mysqlAdmin(undefined, server.port);
+      const [rows] = await a.query<mysql.RowDataPacket[]>("SELECT SCHEMA_NAME AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'target\\_\\_bk\\_%'");
+      await a.end();
+      return rows.map((r) => String(r.n));
+    };
+    expect((await leftovers()).length).toBeGreaterThan(0); // the crash left its scratch databases
+    slow.readDelayMs = 0;
+    await restore(url('target'), manifest, slow);
+    expect(await leftovers()).toEqual([]);
+    expectSameState(counters(await state('target', server.port)), counters(await state('src', server.port)));
+  }, 60_000);
 });

@@ -142,6 +142,7 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
       const created: string[] = [];
       try {
         await preflight(server, 'restore');
+        await sweepLeftovers(sql, conn.database, ctx);
         const [schemaRows] = await sql.query<mysql.RowDataPacket[]>(
           'SELECT DEFAULT_CHARACTER_SET_NAME AS cs, DEFAULT_COLLATION_NAME AS co FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
           [conn.database],
@@ -246,6 +247,21 @@ async function dropScratch(sql: mysql.Connection, scratch: string, ctx: BackupCo
     await sql.query(`DROP DATABASE IF EXISTS ${q(scratch)}`);
   } catch (err) {
     ctx.log?.debug({ tool: 'mysql2', error: String((err as Error).message) }, 'dropping the scratch database failed');
+  }
+}
+
+/**
+ * Drops the scratch databases of this target's earlier restores that died before their own
+ * cleanup (a crash, a killed worker). Safe even against a restore still running on the same
+ * target: its scratch database dropped before its RENAME fails that RENAME (nothing restored);
+ * after the RENAME its scratch databases hold only what it drops anyway.
+ */
+async function sweepLeftovers(sql: mysql.Connection, database: string, ctx: BackupContext): Promise<void> {
+  const [rows] = await sql.query<mysql.RowDataPacket[]>('SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE LEFT(SCHEMA_NAME, ?) = ?', [database.length + 5, `${database}__bk_`]);
+  const mine = new RegExp(`^${database.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}__bk_[ro]_[0-9a-f]{8}$`);
+  for (const r of rows) {
+    const name = String(r.name);
+    if (mine.test(name)) await dropScratch(sql, name, ctx);
   }
 }
 
