@@ -7,19 +7,18 @@ import { ComponentError } from './types.js';
  * The second half of a mysql restore: the dump is loaded (and every chunk verified) in the
  * scratch database; this moves it into the target.
  *
- * Before the point of no return nothing of the target changes: the scratch database's triggers
- * and events are read and dropped there (a table with triggers cannot move to another database,
- * "Trigger in wrong schema", and an event must not fire in the scratch database), and the
- * definitions of its routines and views are read. The point of no return is ONE `RENAME TABLE`
- * statement, atomic in MariaDB and MySQL: every table and view of the target is renamed within
- * the target (`bk_old_<tag>_<n>`: moving them to another database would be refused for tables
- * with triggers, and dropping those triggers first would change the target before the swap),
- * and every table of the scratch database moves in under its own name; foreign keys follow
- * their tables. If that statement fails (a lock held past `lockWaitTimeoutS`, a name the
- * server refuses) the target is exactly as it was. After it, the old tables and views are
- * dropped (their triggers with them), the old routines and events too, and the backup's
- * routines, views (in dependency order), triggers (in their action order) and events are
- * created in the target with the sql_mode, character set and time zone each was created with.
+ * Before the point of no return nothing of the target changes but in one case (below): the
+ * scratch database's events and triggers are read and dropped there (an event must not fire in
+ * the scratch database; a table with triggers cannot move to another database, "Trigger in wrong
+ * schema"), and the definitions of its routines and views are read. The point of no return is ONE
+ * `RENAME TABLE` statement, atomic in MariaDB and MySQL, that moves every table of the target out
+ * (`placeOldTables`) and every table of the scratch database in under its own name; foreign keys
+ * follow their tables; the target's views are renamed within it (views cannot change database).
+ * If that statement fails (a lock held past `lockWaitTimeoutS`, a name the server refuses) the
+ * target is as it was. After it, the old tables and views left in the target are dropped (their
+ * triggers with them), the old routines and events too, and the backup's routines, views (in
+ * dependency order), triggers (in their action order) and events are created in the target with
+ * the sql_mode, character set and time zone each was created with.
  */
 
 export interface ObjectDefinition {
