@@ -235,6 +235,17 @@ describe('mysql backup and restore', () => {
     expectSameState(await state(SRC), original);
   });
 
+  it('restores into a database whose name needs quoting, and an empty backup empties a database', async () => {
+    const odd = await fx.createDatabase('odd name-$`x');
+    await restore(mysqlUrl(odd), first.manifest);
+    expectSameState(await state(odd), original);
+    const empty = await fx.createDatabase('empty');
+    await restore(mysqlUrl(odd), (await backup(mysqlUrl(empty))).manifest);
+    expectSameState(await state(odd), await state(empty));
+    expect((await state(odd)).tables).toEqual([]);
+    expect(await fx.databasesLike(`${odd}__bk_`)).toEqual([]);
+  });
+
   it('DOUBLE values come back bit for bit; FLOAT values as the 6 significant digits mariadb-dump writes (what the server shows)', async () => {
     const a = await fx.createDatabase('fa');
     const b = await fx.createDatabase('fb');
@@ -529,7 +540,7 @@ describe('on a private server (TLS, a crash mid-restore)', () => {
     const before = await state('target', server.port);
     const slow = new MemoryRepo({ chunkSize: 8 * 1024 });
     const { manifest } = await backup(url('src'), {}, slow);
-    slow.readDelayMs = 10;
+    slow.readDelayMs = 40;
     const restoring = restore(url('target'), manifest, slow).catch((e: unknown) => e);
     // Kill it once the load into the scratch database is under way.
     const c = await mysqlAdmin(undefined, server.port);

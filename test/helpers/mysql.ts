@@ -33,6 +33,8 @@ export async function mysqlAdmin(database?: string, port = MYSQL_PORT): Promise<
   });
 }
 
+const ident = (name: string) => '`' + name.replace(/`/g, '``') + '`';
+
 export class MysqlFixture {
   readonly suffix = randomBytes(4).toString('hex');
   private readonly databases = new Set<string>();
@@ -55,8 +57,8 @@ export class MysqlFixture {
     const name = this.name(what);
     this.databases.add(name);
     const admin = await this.connection();
-    await admin.query(`DROP DATABASE IF EXISTS \`${name}\``);
-    await admin.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci`);
+    await admin.query(`DROP DATABASE IF EXISTS ${ident(name)}`);
+    await admin.query(`CREATE DATABASE ${ident(name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci`);
     return name;
   }
 
@@ -81,8 +83,8 @@ export class MysqlFixture {
   async cleanup(): Promise<void> {
     const admin = await this.connection();
     for (const db of this.databases) {
-      for (const leftover of await this.databasesLike(`${db}__bk_`)) await admin.query(`DROP DATABASE IF EXISTS \`${leftover}\``);
-      await admin.query(`DROP DATABASE IF EXISTS \`${db}\``);
+      for (const leftover of await this.databasesLike(`${db}__bk_`)) await admin.query(`DROP DATABASE IF EXISTS ${ident(leftover)}`);
+      await admin.query(`DROP DATABASE IF EXISTS ${ident(db)}`);
     }
     for (const user of this.users) await admin.query(`DROP USER IF EXISTS ?@'%'`, [user]);
     await admin.end();
