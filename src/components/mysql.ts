@@ -7,7 +7,7 @@ import { describeMysqlError, describeMysqlToolFailure } from './mysql-errors.js'
 import { MYSQL_CONNECT_TIMEOUT_MS, connectMysql, mysqlTools, preflight, toolArgs, toolEnv, withMysql, type MysqlServer, type MysqlServerOptions } from './mysql-server.js';
 import { swapIntoTarget } from './mysql-swap.js';
 import { lazyReadable, runWithInput, spawnOutput } from './process.js';
-import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
+import { ComponentError, type BackupContext, type ComponentDriver, type RestoreContext } from './types.js';
 import { ArtifactChangedError, hashArtifact } from './verify.js';
 import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
 
@@ -147,10 +147,12 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
           'SELECT DEFAULT_CHARACTER_SET_NAME AS cs, DEFAULT_COLLATION_NAME AS co FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
           [conn.database],
         );
-        const schema = schemaRows[0];
+        // The scratch databases get the target's defaults, which routines and views take as theirs.
+        const charset = /^\w+$/.test(String(schemaRows[0]?.cs)) ? String(schemaRows[0]?.cs) : 'utf8mb4';
+        const collation = /^\w+$/.test(String(schemaRows[0]?.co)) ? String(schemaRows[0]?.co) : 'utf8mb4_general_ci';
         ctx.signal?.throwIfAborted();
         for (const db of [scratch, old]) {
-          await sql.query(`CREATE DATABASE ${q(db)} CHARACTER SET ${String(schema?.cs ?? 'utf8mb4')} COLLATE ${String(schema?.co ?? 'utf8mb4_general_ci')}`);
+          await sql.query(`CREATE DATABASE ${q(db)} CHARACTER SET ${charset} COLLATE ${collation}`);
           created.push(db);
         }
         await load(server, scratch, ref, ctx);
@@ -171,7 +173,7 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
     },
   };
 
-  async function load(server: MysqlServer, scratch: string, ref: { chunks: string[]; bytes: number }, ctx: Parameters<ComponentDriver<MysqlConfig>['restore']>[1]): Promise<void> {
+  async function load(server: MysqlServer, scratch: string, ref: { chunks: string[]; bytes: number }, ctx: RestoreContext): Promise<void> {
     const { conn } = server;
     const tools = mysqlTools();
     const counted = hashArtifact(ctx.source.read(ref.chunks), (got) => {
