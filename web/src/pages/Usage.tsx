@@ -47,6 +47,10 @@ export function Usage() {
           </dl>
           <h2>Over time</h2>
           <UsageChart id="usage-chart" points={d.points} />
+          <p class="note-text">
+            Built from the completed backups kept today, in the order they completed: each adds its logical size and the bytes it stored when it ran. The last point is the service's
+            total now, which also counts data that pruned backups stored and later backups still share.
+          </p>
           <h2>By cluster</h2>
           <table>
             <caption>Storage by cluster</caption>
