@@ -287,6 +287,18 @@ const cases: Case[] = [
   { name: 'backups', op: 'listBackups', status: 200, run: (c) => c.viewer.GET('/v1/clusters/{id}/backups', { params: { path: { id: c.clusterId }, query: { status: 'completed' } } }) },
   { name: 'a backup', op: 'getBackup', status: 200, run: (c) => c.viewer.GET('/v1/clusters/{id}/backups/{backup_id}', { params: { path: { id: c.clusterId, backup_id: c.backupId } } }) },
   { name: 'retention', op: 'getRetention', status: 200, run: (c) => c.viewer.GET('/v1/clusters/{id}/retention', { params: { path: { id: c.clusterId } } }) },
+  {
+    name: 'retention under a draft policy',
+    op: 'previewRetention',
+    status: 200,
+    run: (c) => c.viewer.POST('/v1/clusters/{id}/retention/preview', { params: { path: { id: c.clusterId } }, body: { policy: { schedule: [{ interval: '1d', count: 1 }], max_backups: 3 } } }),
+  },
+  {
+    name: 'retention under a draft policy breaking a rule',
+    op: 'previewRetention',
+    status: 422,
+    run: (c) => c.viewer.POST('/v1/clusters/{id}/retention/preview', { params: { path: { id: c.clusterId } }, body: { policy: { schedule: [{ interval: '1x', count: 1 }] } } }),
+  },
   { name: 'usage', op: 'getUsage', status: 200, run: (c) => c.viewer.GET('/v1/usage') },
   {
     name: 'files of a backup',

@@ -69,6 +69,8 @@ export interface Operation {
   body?: { schema: JsonSchema; required: boolean; contentType: string };
   /** A credential is required: security is declared and has no empty (anonymous) alternative. */
   secured: boolean;
+  /** The document lets a viewer call it (its oauth2 scopes name `viewer`); false when it declares a higher role or no scopes. */
+  viewerAllowed: boolean;
 }
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
@@ -109,6 +111,7 @@ export function operationsOf(doc: OpenApiDoc): Operation[] {
         params,
         // `[{ basicAuth: [] }, {}]` (the token endpoint: client credentials by Basic or in the body) is optional, not secured.
         secured: Array.isArray(raw.security) && raw.security.length > 0 && raw.security.every((r) => isObj(r) && Object.keys(r).length > 0),
+        viewerAllowed: (raw.security ?? []).some((r) => isObj(r) && Array.isArray((r as Record<string, unknown>).oauth2) && ((r as Record<string, string[]>).oauth2 ?? []).includes('viewer')),
       };
       if (contentType) op.body = { schema: deref(doc, content[contentType]?.schema ?? {}), required: !!raw.requestBody?.required, contentType };
       ops.push(op);
@@ -1291,7 +1294,9 @@ export function authProbes(op: Operation, ctx: FuzzContext, seed: number, perKin
       const d = sample();
       add('anonymous', 'denied', make(ownIds(d), authHeader(choice, op, ctx), d));
     }
-    if (op.method !== 'GET') {
+    // A viewer is denied whatever the document reserves for a higher role: every mutation, and
+    // the reads it declares operator or admin only (a preview that changes nothing may be a POST).
+    if (op.secured && !op.viewerAllowed) {
       const d = sample();
       add('viewer', 'denied', make(ownIds(d), bearer(ctx.tokens.viewer), d));
     }
