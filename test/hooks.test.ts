@@ -391,7 +391,7 @@ describe('post hooks owed by lost jobs', () => {
       async call(_cluster, name, body, pause) {
         ids.push(`${'backup_id' in body ? body.backup_id : body.restore_id}.${name}.${pause}`);
         await new Promise((r) => setTimeout(r, 100));
-        return { outcome: 'delivered', statusCode: 204, durationMs: 100 };
+        return { outcome: 'delivered', statusCode: 204, durationMs: 100, error: null };
       },
     };
     const deps = { db: s.rt.db, hooks: caller, now: () => new Date(), log: s.rt.log };

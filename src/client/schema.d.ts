@@ -286,7 +286,7 @@ export interface paths {
         };
         /**
          * Download a portable copy of one component of a completed backup
-         * @description A tar of the tree for a directory component, a `pg_dump` custom-format file for a postgres component; `Content-Disposition: attachment`. Every chunk is verified as it is sent. Problems found before the first byte are answered (404 no such backup or component, 409 not completed, 500 `/problems/integrity-error`); one found later aborts the transfer, so a client never receives a complete-looking file.
+         * @description A tar of the tree for a directory component, a `pg_dump` custom-format file for a postgres component, the RDB snapshot for a redis component, the dump's SQL for a mysql component; `Content-Disposition: attachment`. Every chunk is verified as it is sent. Problems found before the first byte are answered (404 no such backup or component, 409 not completed, 500 `/problems/integrity-error`); one found later aborts the transfer, so a client never receives a complete-looking file.
          */
         get: operations["downloadComponentArchive"];
         put?: never;
@@ -328,6 +328,26 @@ export interface paths {
         get: operations["getRetention"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/clusters/{id}/retention/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What retention would keep and delete under a changed policy (nothing is saved)
+         * @description The answer of GET /v1/clusters/{id}/retention computed for the draft policy instead of the saved one. The draft is checked by the rules of POST /v1/policies, with the same messages (paths under `body.policy`). Nothing is saved and nothing is deleted.
+         */
+        post: operations["previewRetention"];
         delete?: never;
         options?: never;
         head?: never;
@@ -602,6 +622,31 @@ export interface components {
                 };
             };
         };
+        /** @description A policy that is not saved, to see what retention would keep and delete under it */
+        RetentionPreviewRequestInput: {
+            /** @description the draft: the fields of a policy; those left out keep the cluster's saved policy's values */
+            policy: {
+                name?: string;
+                /** @description IANA time zone for calendar buckets */
+                timezone?: string;
+                schedule?: {
+                    /** @description <n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d" */
+                    interval: string;
+                    /** @description >= 1 */
+                    count: number;
+                }[];
+                /** @description completed backups kept, manual + scheduled (1..1000) */
+                max_backups?: number;
+                /** @description completed manual backups kept; 0 disables manual backups (<= max_backups) */
+                manual_count?: number;
+                /** @description at most one manual backup per this period per cluster; null: no limit */
+                manual_rate_limit?: string | null;
+                /** @description failed backups kept per trigger (0..100) */
+                failed_count?: number;
+                /** @description false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live) */
+                scheduled_live?: boolean;
+            };
+        };
         /** @description RFC 9457 problem details, always sent as application/problem+json */
         Problem: {
             /** @description a URI reference naming the kind of problem, e.g. `/problems/validation-error` */
@@ -762,7 +807,7 @@ export interface components {
             artifacts: {
                 component: string;
                 /** @enum {string} */
-                type: "directory" | "postgres";
+                type: "directory" | "postgres" | "redis" | "mysql";
                 /** @description logical bytes of the component */
                 bytes: number;
                 /** @description bytes this component added to the store, after deduplication and compression */
@@ -876,6 +921,22 @@ export interface components {
             type: "postgres";
             config: {
                 /** @description the postgresql:// URL given, its password (and secret parameters) masked as `***` */
+                url: string;
+            };
+        } | {
+            name: string;
+            /** @constant */
+            type: "redis";
+            config: {
+                /** @description the redis:// URL given, its password masked as `***` */
+                url: string;
+            };
+        } | {
+            name: string;
+            /** @constant */
+            type: "mysql";
+            config: {
+                /** @description the mysql:// URL given, its password masked as `***` */
                 url: string;
             };
         };
@@ -2100,6 +2161,22 @@ export interface operations {
                             /** @description postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***` */
                             url: string;
                         };
+                    } | {
+                        name: string;
+                        /** @enum {string} */
+                        type: "redis";
+                        config: {
+                            /** @description redis:// or rediss:// URL (optional user and password, db as the path; every database is backed up); stored encrypted, returned with its password masked as `***`. The user needs the replication commands (+psync +replconf +sync) to back up */
+                            url: string;
+                        };
+                    } | {
+                        name: string;
+                        /** @enum {string} */
+                        type: "mysql";
+                        config: {
+                            /** @description mysql://user:password@host:port/database (MySQL or MariaDB); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up */
+                            url: string;
+                        };
                     })[];
                     /** @description pre_backup goes with post_backup and pre_restore with post_restore: a pair is set together or not at all (422 naming the missing one) */
                     hooks?: {
@@ -2285,6 +2362,22 @@ export interface operations {
                         type: "postgres";
                         config: {
                             /** @description postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***` */
+                            url: string;
+                        };
+                    } | {
+                        name: string;
+                        /** @enum {string} */
+                        type: "redis";
+                        config: {
+                            /** @description redis:// or rediss:// URL (optional user and password, db as the path; every database is backed up); stored encrypted, returned with its password masked as `***`. The user needs the replication commands (+psync +replconf +sync) to back up */
+                            url: string;
+                        };
+                    } | {
+                        name: string;
+                        /** @enum {string} */
+                        type: "mysql";
+                        config: {
+                            /** @description mysql://user:password@host:port/database (MySQL or MariaDB); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up */
                             url: string;
                         };
                     })[];
@@ -2696,6 +2789,7 @@ export interface operations {
                 content: {
                     "application/x-tar": string;
                     "application/octet-stream": string;
+                    "application/sql": string;
                 };
             };
             401: components["responses"]["Unauthorized"];
@@ -2789,6 +2883,57 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    previewRetention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetentionPreviewRequestInput"];
+            };
+        };
+        responses: {
+            /** @description every backup of the cluster, whether retention would keep it under the draft and the rules that would */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Retention"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description the draft breaks a policy rule (the messages of POST /v1/policies) */
+            422: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["Unavailable"];
         };

@@ -1,10 +1,14 @@
 import { directoryDriver } from './directory.js';
 import { postgresDriver } from './postgres.js';
+import { redisDriver } from './redis.js';
+import { mysqlDriver } from './mysql.js';
 import type { ComponentDriver, ComponentType } from './types.js';
 
 export { directoryDriver, type DirectoryConfig } from './directory.js';
 export { checkRelativePath, PathEscapeError, PathNotFoundError, resolveInsideRoot } from './paths.js';
 export { postgresDriver, type PostgresConfig } from './postgres.js';
+export { redisDriver, checkRedisConnection, checkRedisUrl, type RedisConfig } from './redis.js';
+export { mysqlDriver, checkMysqlConnection, checkMysqlUrl, type MysqlConfig } from './mysql.js';
 export { checkPostgresUrl, parsePostgresUrl } from './postgres-connection.js';
 export { createTargetPolicy, parseAllowedHosts, type TargetPolicy } from './postgres-targets.js';
 export { createTargetGuard, DEFAULT_ALLOWED_HOSTS, type AllowedHosts, type TargetGuard, type TargetVerdict } from './targets.js';
@@ -15,9 +19,11 @@ export { ArtifactChangedError } from './verify.js';
 export { sweepRestoreLeftovers, type SweepReport } from './restore-swap.js';
 
 // `any`: each driver has its own config type; callers pick the driver by the component's `type`.
-export const drivers: Partial<Record<ComponentType, ComponentDriver<any>>> = {
+export const drivers: Record<ComponentType, ComponentDriver<any>> = {
   directory: directoryDriver,
   postgres: postgresDriver,
+  redis: redisDriver,
+  mysql: mysqlDriver,
 };
 
 export function getDriver(type: ComponentType): ComponentDriver<unknown> {

@@ -1,3 +1,4 @@
+import type { ComponentType } from '../../components/types.js';
 import { iso } from '../../http/schemas.js';
 import type { BackupView } from './backups.schemas.js';
 import type { Backup } from '../../generated/prisma/client.js';
@@ -30,7 +31,7 @@ export function presentBackup(b: BackupRecord): BackupView {
       const locations = a.locations as unknown as ArtifactLocation[];
       return {
         component: a.component,
-        type: (a.type ?? 'directory') as 'directory' | 'postgres',
+        type: (a.type ?? 'directory') as ComponentType,
         bytes: Number(a.bytes),
         stored_bytes: Number(a.storedBytes ?? a.stored_bytes ?? 0),
         sha256: a.sha256,

@@ -139,7 +139,7 @@ export function backupFileRoutes(app: App, deps: { guard: Guard; service: Backup
       security: securityFor('operator'),
       summary: 'Download a portable copy of one component of a completed backup',
       description:
-        'A tar of the tree for a directory component, a `pg_dump` custom-format file for a postgres component; `Content-Disposition: attachment`. Every chunk is verified as it is sent. Problems found before the first byte are answered (404 no such backup or component, 409 not completed, 500 `/problems/integrity-error`); one found later aborts the transfer, so a client never receives a complete-looking file.',
+        'A tar of the tree for a directory component, a `pg_dump` custom-format file for a postgres component, the RDB snapshot for a redis component, the dump\'s SQL for a mysql component; `Content-Disposition: attachment`. Every chunk is verified as it is sent. Problems found before the first byte are answered (404 no such backup or component, 409 not completed, 500 `/problems/integrity-error`); one found later aborts the transfer, so a client never receives a complete-looking file.',
       params: componentParams,
       response: { 200: archiveResponse, 409: notCompleted, 500: integrityError },
     },

@@ -1,3 +1,4 @@
+import { COMPONENT_TYPES } from '../../components/types.js';
 import { z } from 'zod';
 import { HEADERS, timestamp, uuid } from '../../http/schemas.js';
 
@@ -28,7 +29,7 @@ export const idempotencyHeaders = z.object({
 export const locationSchema = z.object({ store: z.enum(['primary', 'secondary']), url: z.string(), status: z.enum(['pending', 'present', 'failed']) });
 export const artifactSchema = z.object({
   component: z.string(),
-  type: z.enum(['directory', 'postgres']),
+  type: z.enum(COMPONENT_TYPES),
   bytes: z.number().int().describe('logical bytes of the component'),
   stored_bytes: z.number().int().describe('bytes this component added to the store, after deduplication and compression'),
   sha256: z.string().describe("sha256 of the component's manifest, which names every chunk"),
@@ -94,12 +95,13 @@ export const fileEntrySchema = z
   .meta({ id: 'FileEntry' });
 export type FileEntryView = z.infer<typeof fileEntrySchema>;
 
-/** The archive's bytes: a tar for a directory component, a pg_dump custom-format file for postgres. */
+/** The archive's bytes: a tar for a directory component, a pg_dump custom-format file for postgres, an RDB file for redis, SQL for mysql. */
 export const archiveResponse = {
   description: 'the portable copy, streamed; every chunk is verified as it is sent, and a problem found once streaming has begun cuts the transfer off (never a complete-looking file)',
   headers: { 'Content-Disposition': HEADERS['Content-Disposition'].schema },
   content: {
     'application/x-tar': { schema: z.string().meta({ format: 'binary' }).describe('a directory component: tar (pax) of the tree') },
-    'application/octet-stream': { schema: z.string().meta({ format: 'binary' }).describe('a postgres component: pg_dump custom-format file (pg_restore reads it)') },
+    'application/octet-stream': { schema: z.string().meta({ format: 'binary' }).describe('a postgres component: pg_dump custom-format file (pg_restore reads it); a redis component: the RDB snapshot (redis-server loads it as dump.rdb)') },
+    'application/sql': { schema: z.string().meta({ format: 'binary' }).describe('a mysql component: the mariadb-dump/mysqldump SQL (mysql < file restores it)') },
   },
 };

@@ -22,7 +22,35 @@ export const postgresComponentInput = z
       .strict(),
   })
   .strict();
-export const componentInput = z.discriminatedUnion('type', [directoryComponentInput, postgresComponentInput]);
+export const redisComponentInput = z
+  .object({
+    name: componentName,
+    type: z.literal('redis'),
+    config: z
+      .object({
+        url: z
+          .string()
+          .max(2048)
+          .describe('redis:// or rediss:// URL (optional user and password, db as the path; every database is backed up); stored encrypted, returned with its password masked as `***`. The user needs the replication commands (+psync +replconf +sync) to back up'),
+      })
+      .strict(),
+  })
+  .strict();
+export const mysqlComponentInput = z
+  .object({
+    name: componentName,
+    type: z.literal('mysql'),
+    config: z
+      .object({
+        url: z
+          .string()
+          .max(2048)
+          .describe('mysql://user:password@host:port/database (MySQL or MariaDB); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up'),
+      })
+      .strict(),
+  })
+  .strict();
+export const componentInput = z.discriminatedUnion('type', [directoryComponentInput, postgresComponentInput, redisComponentInput, mysqlComponentInput]);
 export type ComponentInput = z.infer<typeof componentInput>;
 
 const components = z.array(componentInput).min(1).max(MAX_COMPONENTS);
@@ -87,6 +115,8 @@ export const componentSchema = z
       type: z.literal('postgres'),
       config: z.object({ url: z.string().describe('the postgresql:// URL given, its password (and secret parameters) masked as `***`') }),
     }),
+    z.object({ name: z.string(), type: z.literal('redis'), config: z.object({ url: z.string().describe('the redis:// URL given, its password masked as `***`') }) }),
+    z.object({ name: z.string(), type: z.literal('mysql'), config: z.object({ url: z.string().describe('the mysql:// URL given, its password masked as `***`') }) }),
   ])
   .meta({ id: 'Component', description: 'a component as answered: secrets are masked' });
 export type ComponentView = z.infer<typeof componentSchema>;

@@ -3,32 +3,40 @@ import type { FieldProblem } from '../../errors.js';
 import { stat } from 'node:fs/promises';
 import { checkRelativePath, NO_SUCH_DIRECTORY, resolveInsideRoot } from '../../components/paths.js';
 import { parsePostgresUrl } from '../../components/postgres-connection.js';
+import { checkRedisConnection, checkRedisUrl } from '../../components/redis.js';
+import { checkMysqlConnection, checkMysqlUrl } from '../../components/mysql.js';
 import { ComponentError } from '../../components/types.js';
 import type { TargetPolicy } from '../../components/postgres-targets.js';
 import type { ComponentInput, ComponentView } from './clusters.schemas.js';
 
+/** The component types whose config is one connection URL, a secret (stored encrypted, shown masked). */
+export const URL_COMPONENT_TYPES = ['postgres', 'redis', 'mysql'] as const;
+export type UrlComponentType = (typeof URL_COMPONENT_TYPES)[number];
+const isUrlComponent = <T extends { type: string }>(c: T): c is T & { type: UrlComponentType } => (URL_COMPONENT_TYPES as readonly string[]).includes(c.type);
+
 /** How a component is kept in the database: secrets encrypted, with a masked copy for display. */
 export type StoredComponent =
   | { name: string; type: 'directory'; config: { path: string } }
-  | { name: string; type: 'postgres'; config: { url_encrypted: string; url_masked: string } };
+  | { name: string; type: UrlComponentType; config: { url_encrypted: string; url_masked: string } };
 
 /** A component as a driver needs it: secrets decrypted (worker only; never logged). */
-export type RuntimeComponent = { name: string; type: 'directory'; config: { path: string } } | { name: string; type: 'postgres'; config: { url: string } };
+export type RuntimeComponent = { name: string; type: 'directory'; config: { path: string } } | { name: string; type: UrlComponentType; config: { url: string } };
 
 export function presentComponent(c: StoredComponent): ComponentView {
-  return c.type === 'postgres'
-    ? { name: c.name, type: c.type, config: { url: c.config.url_masked } }
-    : { name: c.name, type: c.type, config: { path: c.config.path } };
+  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url: c.config.url_masked } } : { name: c.name, type: 'directory', config: { path: c.config.path } };
 }
 
 export function decryptComponent(c: StoredComponent, box: SecretBox): RuntimeComponent {
-  return c.type === 'postgres' ? { name: c.name, type: 'postgres', config: { url: box.decrypt(c.config.url_encrypted) } } : c;
+  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url: box.decrypt(c.config.url_encrypted) } } : c;
 }
 
 /** The stored form of a runtime component (secrets encrypted under `box`): what `npm run recover` writes back. */
 export function encryptComponent(c: RuntimeComponent, box: SecretBox): StoredComponent {
-  return c.type === 'postgres' ? { name: c.name, type: 'postgres', config: { url_encrypted: box.encrypt(c.config.url), url_masked: maskUrl(c.config.url) } } : c;
+  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url_encrypted: box.encrypt(c.config.url), url_masked: maskUrl(c.config.url) } } : c;
 }
+
+/** How long a save may wait for a tenant's redis or mysql server to answer (the check at save time; the worker has its own timeouts). */
+export const SAVE_CHECK_TIMEOUT_MS = 5000;
 
 function checkUrlShape(raw: string): string | null {
   let u: URL;
@@ -41,6 +49,19 @@ function checkUrlShape(raw: string): string | null {
   if (!u.hostname) return 'must name a host';
   if (u.pathname.replace(/^\//, '') === '') return 'must name a database';
   return null;
+}
+
+/**
+ * What is wrong with a redis or mysql URL: its shape, the operator's policy for its server, then
+ * the server itself, connected to once (wrong password, missing database, unreachable within
+ * SAVE_CHECK_TIMEOUT_MS, missing rights: replication for Redis, SELECT/SHOW VIEW/LOCK TABLES/...
+ * for MySQL), so a component that cannot be backed up is refused when it is saved.
+ */
+async function serverUrlProblem(type: 'redis' | 'mysql', url: string, targets: TargetPolicy): Promise<string | null> {
+  const shape = type === 'redis' ? checkRedisUrl(url) : checkMysqlUrl(url);
+  if (shape) return shape;
+  const opts = { targets, connectTimeoutMs: SAVE_CHECK_TIMEOUT_MS };
+  return type === 'redis' ? checkRedisConnection(url, opts) : checkMysqlConnection(url, opts);
 }
 
 /** What is wrong with a postgres URL: its shape, its parameters, or the operator's policy for its server (a name that does not resolve yet is let through: the worker checks again). */
@@ -101,12 +122,12 @@ export async function prepareComponents(
       }
       stored.push({ name: c.name, type: 'directory', config: { path: c.config.path } });
     } else {
-      const problem = await postgresUrlProblem(c.config.url, ctx.targets);
+      const problem = c.type === 'postgres' ? await postgresUrlProblem(c.config.url, ctx.targets) : await serverUrlProblem(c.type, c.config.url, ctx.targets);
       if (problem) {
         errors.push({ path: `${at}.config.url`, message: problem });
         continue;
       }
-      stored.push({ name: c.name, type: 'postgres', config: { url_encrypted: ctx.box.encrypt(c.config.url), url_masked: maskUrl(c.config.url) } });
+      stored.push(encryptComponent({ name: c.name, type: c.type, config: { url: c.config.url } }, ctx.box));
     }
   }
   return { stored, errors };
