@@ -76,7 +76,8 @@ async function tabTo(p: Page, re: RegExp, max = 40): Promise<void> {
 run('the console in chromium', () => {
   beforeAll(async () => {
     await mkdir(SHOTS, { recursive: true });
-    s = await startStack();
+    // Webhooks to this machine allowed, so the console can create one (the receiver need not exist).
+    s = await startStack({ env: { WEBHOOK_ALLOWED_HOSTS: '127.0.0.1', WEBHOOK_ALLOW_HTTP: 'true' } });
     const t = await createTenant(s);
     token = t.adminToken;
     dir = t.dir;
@@ -181,6 +182,11 @@ run('the console in chromium', () => {
     expect(bytes.includes(Buffer.from('hello from the first backup'))).toBe(true);
     expect(bytes.includes(Buffer.from('sub/notes.txt'))).toBe(true);
     await page.getByText(/Downloaded .*\.tar/).waitFor();
+
+    // Verify: the row follows the verification to its result.
+    await page.getByRole('button', { name: `Verify backup ${firstBackupId.slice(0, 8)}` }).click();
+    await page.locator(`tr[data-backup="${firstBackupId}"] td`).nth(6).getByText('passed').waitFor({ timeout: 30_000 });
+    expect((await api('GET', `/v1/clusters/${clusterId}/backups/${firstBackupId}`)).verification.status).toBe('passed');
   });
 
   it('restores in place only after the cluster name is typed; a wrong name does nothing', async () => {
@@ -211,6 +217,17 @@ run('the console in chromium', () => {
     expect(restores[0]).toMatchObject({ status: 'completed', cluster_id: clusterId, components: ['site'] });
     expect(await readFile(path.join(dir, 'site', 'index.html'), 'utf8')).toBe('hello from the first backup');
     await shot(page, '06-restore-done');
+
+    // Into another cluster: the name to type becomes that cluster's.
+    await page.getByLabel('Target cluster').selectOption({ label: 'shop-staging' });
+    await page.getByLabel('Type the cluster name (shop-staging) to confirm').fill('shop');
+    const into = page.getByRole('button', { name: 'Restore into shop-staging' });
+    await into.click({ force: true });
+    await page.getByText('Type shop-staging exactly to restore.').waitFor();
+    await page.getByLabel('Type the cluster name (shop-staging) to confirm').fill('shop-staging');
+    await into.click();
+    await waitFor(async () => (await readFile(path.join(dir, 'site-copy', 'index.html'), 'utf8').catch(() => null)) === 'hello from the first backup', 30_000, 'the restore into shop-staging');
+    await panel.getByText('completed').waitFor({ timeout: 30_000 });
   });
 
   it('shows the retention timeline, coloured by the rule keeping each backup', async () => {
@@ -299,12 +316,26 @@ run('the console in chromium', () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Webhooks' }).click();
     await page.getByRole('heading', { level: 1, name: 'Webhooks' }).waitFor();
     await page.getByText('No webhooks.').waitFor();
-    // The service's SSRF guard refuses a loopback receiver: the console shows the API's reason.
-    await page.getByLabel('URL (https)').fill('https://127.0.0.1/hook');
+    // A URL the API refuses: the console shows the API's reason.
+    await page.getByLabel('URL (https)').fill('ftp://127.0.0.1/hook');
     await page.getByRole('button', { name: 'Create webhook' }).click();
     await page.getByRole('alert').waitFor();
+    await page.getByLabel('URL (https)').fill('http://127.0.0.1:9/hook');
+    await page.getByLabel('Description (optional)').fill('console test');
+    await page.getByLabel('restore.completed').check();
+    await page.getByRole('button', { name: 'Create webhook' }).click();
+    await page.getByText(/Signing secret, shown once: whsec_/).waitFor();
+    const hooks = (await api('GET', '/v1/webhooks')).items;
+    expect(hooks).toHaveLength(1);
+    expect(hooks[0]).toMatchObject({ url: 'http://127.0.0.1:9/hook', description: 'console test' });
+    expect([...hooks[0].events].sort()).toEqual(['backup.completed', 'backup.failed', 'restore.completed']);
+    await page.getByRole('cell', { name: /^http:\/\/127\.0\.0\.1:9\/hook/ }).first().waitFor();
     await checkA11y(page, 'webhooks');
     await shot(page, '12-webhooks');
+    await page.getByRole('button', { name: 'Delete webhook http://127.0.0.1:9/hook' }).click();
+    await page.getByRole('button', { name: 'Confirm delete of http://127.0.0.1:9/hook' }).click();
+    await page.getByText('No webhooks.').waitFor();
+    expect((await api('GET', '/v1/webhooks')).items).toEqual([]);
 
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Usage' }).click();
     await page.getByRole('heading', { level: 1, name: 'Usage' }).waitFor();
@@ -328,13 +359,13 @@ run('the console in chromium', () => {
     await tabTo(p, /^shop$/);
     await p.keyboard.press('Enter');
     await p.getByRole('heading', { level: 1, name: 'Cluster shop' }).waitFor();
-    const before = (await api('GET', `/v1/clusters/${clusterId}/backups`)).items.length;
+    const before = new Set(((await api('GET', `/v1/clusters/${clusterId}/backups`)).items as { id: string }[]).map((b) => b.id));
     await tabTo(p, /Back up now/);
     await p.keyboard.press('Enter');
     const newest = await waitFor(
       async () => {
-        const items = (await api('GET', `/v1/clusters/${clusterId}/backups`)).items as { id: string; trigger: string }[];
-        return items.length > before ? items[0]!.id : null;
+        const items = (await api('GET', `/v1/clusters/${clusterId}/backups`)).items as { id: string }[];
+        return items.find((b) => !before.has(b.id))?.id ?? null;
       },
       10_000,
       'the backup to be created',
@@ -351,6 +382,24 @@ run('the console in chromium', () => {
       throw new Error(`${(err as Error).message}\n${await p.locator('main').innerText()}`);
     });
     await shot(p, '14-keyboard-restore');
+
+    // Back to the cluster and delete that backup, confirming, all by keyboard.
+    await tabTo(p, /^shop$/);
+    await p.keyboard.press('Enter');
+    await p.getByRole('heading', { level: 1, name: 'Cluster shop' }).waitFor();
+    await p.locator(`tr[data-backup="${newest}"]`).waitFor();
+    await tabTo(p, new RegExp(`^Delete backup ${newest.slice(0, 8)}$`));
+    await p.keyboard.press('Enter');
+    await tabTo(p, new RegExp(`^Confirm delete of ${newest.slice(0, 8)}$`), 3);
+    await p.keyboard.press('Enter');
+    await waitFor(
+      async () => {
+        const r = await s.request('GET', `/v1/clusters/${clusterId}/backups/${newest}`, { token });
+        return r.status === 404 || r.body?.status === 'deleting';
+      },
+      20_000,
+      'the backup to be deleted',
+    );
     await p.close();
   });
 
