@@ -53,19 +53,23 @@ async function shot(p: Page, name: string) {
   await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+// Expressions run in the page, as strings: this project's tsconfig has no DOM types.
+/** The accessible text of the focused element: aria-label, else its <label>, else its text. */
+const FOCUSED_LABEL = `(() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return '';
+  const labelled = el.id ? document.querySelector('label[for="' + el.id + '"]')?.textContent : null;
+  return (el.getAttribute('aria-label') || labelled || el.textContent || '').trim();
+})()`;
+
 /** Presses Tab until the focused element's accessible text matches, or fails after `max` presses. */
 async function tabTo(p: Page, re: RegExp, max = 40): Promise<void> {
   for (let i = 0; i < max; i++) {
     await p.keyboard.press('Tab');
-    const label = await p.evaluate(() => {
-      const el = document.activeElement as HTMLElement | null;
-      if (!el || el === document.body) return '';
-      const labelled = el.id ? document.querySelector(`label[for="${el.id}"]`)?.textContent : null;
-      return (el.getAttribute('aria-label') || labelled || el.textContent || '').trim();
-    });
+    const label = await p.evaluate<string>(FOCUSED_LABEL);
     if (re.test(label)) {
       // The focus is visible: :focus-visible draws an outline on what the keyboard reached.
-      const outline = await p.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle);
+      const outline = await p.evaluate<string>('getComputedStyle(document.activeElement).outlineStyle');
       expect(outline, `focus outline on "${label}"`).not.toBe('none');
       return;
     }
@@ -125,14 +129,14 @@ run('the console in chromium', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').waitFor();
     await shot(page, '01-sign-in-refused');
-    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(await page.evaluate<number>('sessionStorage.length')).toBe(0);
 
     await page.getByLabel('API key').fill(token);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { level: 1, name: 'Clusters' }).waitFor();
-    expect(await page.evaluate(() => Object.values(sessionStorage))).toEqual([token]);
-    expect(await page.evaluate(() => Object.values(localStorage))).toEqual([]);
-    expect(await page.evaluate(() => document.cookie)).toBe('');
+    expect(await page.evaluate<string[]>('Object.values(sessionStorage)')).toEqual([token]);
+    expect(await page.evaluate<string[]>('Object.values(localStorage)')).toEqual([]);
+    expect(await page.evaluate<string>('document.cookie')).toBe('');
     await page.getByRole('link', { name: 'shop', exact: true }).waitFor();
     await checkA11y(page, 'clusters');
     await shot(page, '02-clusters');
