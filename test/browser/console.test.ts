@@ -25,6 +25,7 @@ let page: Page;
 const requestedUrls: string[] = [];
 const pageProblems: string[] = [];
 let firstBackupId: string;
+let clientSecret = 'unset-client-secret';
 
 async function api(method: string, url: string, body?: unknown) {
   const r = await s.request(method, url, { token, ...(body !== undefined && { body }) });
@@ -113,6 +114,8 @@ run('the console in chromium', () => {
       args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+    // A failing step fails in seconds, not after playwright's default 30 s per wait.
+    context.setDefaultTimeout(15_000);
     page = await newPage();
   });
   afterAll(async () => {
@@ -125,16 +128,16 @@ run('the console in chromium', () => {
     await page.goto(`${base}/console/`);
     await expect.poll(() => page.getByRole('heading', { level: 1 }).textContent()).toBe('Sign in');
     await checkA11y(page, 'sign-in');
-    await page.getByLabel('API key').fill('bk_not_a_real_key');
+    await page.getByLabel('API key', { exact: true }).fill('bk_not_a_real_key');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').waitFor();
     await shot(page, '01-sign-in-refused');
     expect(await page.evaluate<number>('sessionStorage.length')).toBe(0);
 
-    await page.getByLabel('API key').fill(token);
+    await page.getByLabel('API key', { exact: true }).fill(token);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { level: 1, name: 'Clusters' }).waitFor();
-    expect(await page.evaluate<string[]>('Object.values(sessionStorage)')).toEqual([token]);
+    expect((await page.evaluate<string[]>('Object.values(sessionStorage)')).map((v) => JSON.parse(v))).toEqual([{ kind: 'key', token }]);
     expect(await page.evaluate<string[]>('Object.values(localStorage)')).toEqual([]);
     expect(await page.evaluate<string>('document.cookie')).toBe('');
     await page.getByRole('link', { name: 'shop', exact: true }).waitFor();
@@ -407,10 +410,38 @@ run('the console in chromium', () => {
     await p.close();
   });
 
+  it('signs in with an API client (OAuth2 client credentials); a viewer is refused a backup with the API’s reason', async () => {
+    const created = await api('POST', '/v1/api-clients', { name: 'console viewer', role: 'viewer' });
+    clientSecret = created.client_secret;
+    const p = await newPage();
+    await p.goto(`${base}/console/`);
+    await p.getByLabel('an API client (OAuth2 client credentials)').check();
+    await p.getByLabel('Client id').fill(created.client_id);
+    await p.getByLabel('Client secret').fill('not-the-secret');
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    // The token endpoint's 401 (with WWW-Authenticate: Basic) comes back to the page as a message,
+    // not as the browser's login dialog (the console's requests omit ambient credentials).
+    await p.getByRole('alert').waitFor();
+    expect(await p.getByRole('alert').textContent()).toContain('unknown client or wrong secret');
+    await p.getByLabel('Client secret').fill(clientSecret);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByRole('heading', { level: 1, name: 'Clusters' }).waitFor();
+    const stored = (await p.evaluate<string[]>('Object.values(sessionStorage)')).map((v) => JSON.parse(v));
+    expect(stored).toEqual([expect.objectContaining({ kind: 'client', clientId: created.client_id, accessToken: expect.any(String) })]);
+    await p.getByRole('link', { name: 'shop', exact: true }).click();
+    await p.getByRole('button', { name: 'Back up now' }).click();
+    await p.getByRole('alert').waitFor();
+    expect(await p.getByRole('alert').textContent()).toMatch(/role|operator|forbidden|not allow/i);
+    await checkA11y(p, 'sign-in with an API client');
+    await shot(p, '15-api-client-viewer');
+    await p.close();
+  });
+
   it('never put the key in a URL or a log line, and the page met its CSP', async () => {
     expect(requestedUrls.length).toBeGreaterThan(20);
-    expect(requestedUrls.filter((u) => u.includes(token))).toEqual([]);
+    expect(requestedUrls.filter((u) => u.includes(token) || u.includes(clientSecret))).toEqual([]);
     expect(s.logs()).not.toContain(token);
+    expect(s.logs()).not.toContain(clientSecret);
     expect(pageProblems.filter((m) => /Content Security Policy|Refused to/i.test(m))).toEqual([]);
     expect(pageProblems.filter((m) => m.startsWith('pageerror'))).toEqual([]);
   });

@@ -1,7 +1,8 @@
 /**
  * The console's only way to the API: the typed client of src/client (openapi-fetch over the
- * generated schema), same origin. The API key lives in sessionStorage only (gone with the tab),
- * is sent as `Authorization: Bearer` and never put in a URL, a log or the page.
+ * generated schema), same origin. The credential (an API key, or an API client's id and secret
+ * with its current access token) lives in sessionStorage only (gone with the tab), is sent as
+ * `Authorization: Bearer` and never put in a URL, a log or the page.
  */
 import { createApiClient, type ApiClient, type Problem, type Schemas } from '../../src/client/index.ts';
 
@@ -11,12 +12,39 @@ export type Cluster = Schemas['Cluster'];
 export type Policy = Schemas['Policy'];
 export type Retention = Schemas['Retention'];
 
-const KEY = 'backups-console.api-key';
+const KEY = 'backups-console.credential';
+
+/**
+ * What the tab signed in with: an API key, or an API client whose secret is exchanged at
+ * POST /oauth/token for short-lived access tokens (renewed shortly before they expire).
+ */
+export type Credential =
+  | { kind: 'key'; token: string }
+  | { kind: 'client'; clientId: string; clientSecret: string; accessToken: string; renewAt: number };
+
+function read(): Credential | null {
+  try {
+    const raw = sessionStorage.getItem(KEY);
+    return raw ? (JSON.parse(raw) as Credential) : null;
+  } catch {
+    return null;
+  }
+}
 
 export const session = {
-  token: (): string | null => sessionStorage.getItem(KEY),
-  signIn: (token: string) => sessionStorage.setItem(KEY, token),
+  signedIn: (): boolean => read() !== null,
+  signIn: (c: Credential) => sessionStorage.setItem(KEY, JSON.stringify(c)),
   signOut: () => sessionStorage.removeItem(KEY),
+  /** The bearer token to send now (an API client's is renewed when due). */
+  async token(): Promise<string> {
+    const c = read();
+    if (!c) return '';
+    if (c.kind === 'key') return c.token;
+    if (Date.now() < c.renewAt) return c.accessToken;
+    const renewed = await exchange(c.clientId, c.clientSecret);
+    session.signIn(renewed);
+    return renewed.accessToken;
+  },
 };
 
 /** Called when the API answers 401 to a signed-in console (the key was revoked or expired). */
@@ -25,19 +53,42 @@ export function whenUnauthorized(fn: () => void) {
   onUnauthorized = fn;
 }
 
+/**
+ * Every request without ambient credentials: the console never relies on cookies or the browser's
+ * HTTP auth cache, and a 401 with `WWW-Authenticate: Basic` (the token endpoint's answer to a
+ * wrong secret) must come back to the page instead of opening the browser's login dialog.
+ */
+const send = (req: Request) => fetch(req, { credentials: 'omit' });
+
 export const api: ApiClient = createApiClient({
   baseUrl: window.location.origin,
-  token: () => session.token() ?? '',
+  token: () => session.token(),
   fetch: async (req) => {
-    const res = await fetch(req);
-    if (res.status === 401 && session.token()) onUnauthorized();
+    const res = await send(req);
+    if (res.status === 401 && session.signedIn()) onUnauthorized();
     return res;
   },
 });
 
 /** A client for a key that is not signed in yet (the sign-in form checks it first). */
 export function clientFor(token: string): ApiClient {
-  return createApiClient({ baseUrl: window.location.origin, token });
+  return createApiClient({ baseUrl: window.location.origin, token, fetch: send });
+}
+
+/** client_credentials at POST /oauth/token (the secret in the form body, never in a URL). */
+export async function exchange(clientId: string, clientSecret: string): Promise<Extract<Credential, { kind: 'client' }>> {
+  const r = await createApiClient({ baseUrl: window.location.origin, fetch: send }).POST('/oauth/token', {
+    body: { grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret },
+    bodySerializer: (b) => new URLSearchParams(b as Record<string, string>).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  if (!r.response.ok) {
+    const e = r.error as { error_description?: string; detail?: string } | undefined;
+    throw new Error(e?.error_description ?? e?.detail ?? `the service answered ${r.response.status}`);
+  }
+  const t = r.data!;
+  const ttl = t.expires_in > 0 ? t.expires_in : 300;
+  return { kind: 'client', clientId, clientSecret, accessToken: t.access_token, renewAt: Date.now() + Math.max(1, ttl - Math.min(30, ttl / 2)) * 1000 };
 }
 
 /** An API error as the console shows it: the problem's detail, and each field's message by path. */

@@ -48,7 +48,7 @@ function Page(props: { path: string }) {
 
 function App() {
   const path = usePath();
-  const [signedIn, setSignedIn] = useState(() => session.token() !== null);
+  const [signedIn, setSignedIn] = useState(() => session.signedIn());
   useEffect(() => {
     whenUnauthorized(() => {
       session.signOut();
