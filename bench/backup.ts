@@ -1160,9 +1160,13 @@ async function main(): Promise<void> {
     // phase, and is printed for context (the nightly case: chunks known, nothing stored).
     const runOurs = async (component: Component) => {
       const tenant = await ours.newTenant(component.type, component);
-      const first = await ours.backup(tenant, component);
-      const again = await ours.backup(tenant, component);
-      log(`  ours: first backup ${secs(first.ms)} s (${mbps(first.logical, first.ms)} MB/s, +${mb(first.stored)} MB stored); again, data unchanged, ${secs(again.ms)} s (${mbps(again.logical, again.ms)} MB/s, +${mb(again.stored)} MB)`);
+      const m = await measured(ours.probes, () => ours.backup(tenant, component));
+      const first = m.value;
+      const line = breakdown(ours.probes, m.wallMs, m.elu, m.cpuMs, 'backup');
+      const profile = PROFILE ? await profiled(() => ours.backup(tenant, component)) : null;
+      const again = profile ? profile.value : await ours.backup(tenant, component);
+      if (profile) log(`  CPU profile of the main thread during the repeat backup:\n${profile.lines.join('\n')}`);
+      log(`  ours: first backup ${secs(first.ms)} s (${mbps(first.logical, first.ms)} MB/s, +${mb(first.stored)} MB stored); again, data unchanged, ${secs(again.ms)} s (${mbps(again.logical, again.ms)} MB/s, +${mb(again.stored)} MB)\n${line}`);
       return { ms: first.ms, logical: first.logical };
     };
     if (ONLY.has('redis')) {
