@@ -229,13 +229,25 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       let bytes = 0;
       let batch: Buffer[] = [];
       let batchBytes = 0;
-      const flushBatch = async () => {
-        if (batch.length === 0) return;
-        const got = await hashAll(batch);
-        ids.push(...got);
-        await enqueue(batch.map((plain, i) => ({ id: got[i]!, plain, blob: null, rawLength: plain.length })));
+      // Two batches in flight: while the pool hashes one, this loop goes on reading and chunking
+      // the next, so the source (pg_dump, a Redis master, mariadb-dump) is never left waiting on
+      // a full pipe while a thread works. Batches are enqueued in order, so `ids` stays in order.
+      let inFlight: Promise<void> = Promise.resolve();
+      const flushBatch = (): Promise<void> => {
+        if (batch.length === 0) return inFlight;
+        const mine = batch;
         batch = [];
         batchBytes = 0;
+        const hashed = hashAll(mine);
+        const previous = inFlight;
+        inFlight = (async () => {
+          const got = await hashed;
+          await previous;
+          ids.push(...got);
+          await enqueue(mine.map((plain, i) => ({ id: got[i]!, plain, blob: null, rawLength: plain.length })));
+        })();
+        inFlight.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
+        return previous;
       };
       for await (const chunk of chunkStream(source, chunking)) {
         check();
@@ -246,6 +258,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         if (batchBytes >= HASH_BATCH_BYTES) await flushBatch();
       }
       await flushBatch();
+      await inFlight;
       return { chunks: ids, bytes };
     },
     async storeFiles(jobs: FileJob[]): Promise<StoredFile[]> {
