@@ -1,7 +1,9 @@
 FROM node:20-bookworm-slim
 # pg_dump/pg_restore 15 (and psql) for postgres components. Directory trees are walked and
 # restored by the service itself (src/repo/tree-*.ts); zstd comes prebuilt with npm ci.
-RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates \
+# redis-server: the scratch server a redis restore loads its snapshot into; mariadb-client:
+# mariadb-dump and mariadb for mysql components.
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 redis-server mariadb-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # zstd and the seal threads allocate natively from several threads: fewer glibc arenas keep the
@@ -11,7 +13,9 @@ COPY package.json package-lock.json ./
 COPY prisma ./prisma
 COPY prisma.config.ts ./
 COPY vendor ./vendor
-RUN npm ci --no-audit --no-fund
+# The console's build needs the sources (web/, src/client/): install without it, build after the copy.
+RUN npm ci --no-audit --no-fund --ignore-scripts && npm run -s generate
 COPY . .
+RUN npm run -s build:console
 USER node
 CMD ["npm", "start"]
