@@ -425,24 +425,35 @@ describe('mysql failures a tenant can cause', () => {
   });
 
   it('the dump gets the password through MYSQL_PWD only: not in its argv, and nothing else of our environment', async () => {
-    const url = mysqlUrl(SRC, users.ok as string, PASSWORD);
+    // A dump of a few MB, and a sink that reads nothing until the running tool was looked at:
+    // the tool stays alive (its output does not fit the pipe and stdbuf's buffer) while we look.
+    const big = await fx.createDatabase('pwd');
+    const admin = await fx.connection();
+    await admin.query(`CREATE TABLE \`${big}\`.t (x LONGTEXT)`);
+    await admin.query(`INSERT INTO \`${big}\`.t VALUES (REPEAT('x', 1500000)), (REPEAT('y', 1500000)), (REPEAT('z', 1500000))`);
+    const user = await fx.createUser('pwd', PASSWORD, [`GRANT SELECT, SHOW VIEW, LOCK TABLES, TRIGGER, EVENT ON \`${big}\`.* TO {user}`]);
+    const url = mysqlUrl(big, user, PASSWORD);
     let seen: { argv: string; env: string[] } | undefined;
     const look = async () => {
       const { readdir, readFile } = await import('node:fs/promises');
       for (const pid of await readdir('/proc')) {
         if (!/^\d+$/.test(pid)) continue;
         const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-        if (!argv.includes(users.ok as string) || !argv.startsWith('mariadb-dump')) continue;
+        if (!argv.includes(user) || !argv.startsWith('mariadb-dump')) continue;
         const env = (await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
         seen = { argv, env };
       }
     };
     const sink: ChunkSink = {
       writeStream: async (source) => {
+        // The tool starts when its output is first read; past the first piece, it is held up.
         let first = true;
         const inner = async function* () {
           for await (const b of source) {
-            if (first) await look();
+            for (let i = 0; first && i < 100 && !seen; i++) {
+              await look();
+              if (!seen) await new Promise((r) => setTimeout(r, 10));
+            }
             first = false;
             yield b;
           }
