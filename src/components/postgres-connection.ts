@@ -1,4 +1,4 @@
-import { ComponentError } from './types.js';
+import { parseConnectionUrl, passwordRedactor, urlProblem } from './connection-url.js';
 
 export interface PostgresConnection {
   database: string;
@@ -25,39 +25,12 @@ const QUERY_TO_ENV: Record<string, string> = {
 const REFUSED_PARAMS = new Set(['host', 'hostaddr', 'sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslcrldir', 'passfile', 'service']);
 const SSL_MODES = new Set(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']);
 
-function invalid(reason: string): ComponentError {
-  return new ComponentError(`invalid postgres URL: ${reason}`);
-}
-
-function decode(part: string, what: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw invalid(`${what} is not valid percent-encoding`);
-  }
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 /**
  * Parses a postgresql:// URL into libpq environment variables. Errors never quote the URL, which
  * may hold a password.
  */
 export function parsePostgresUrl(url: string): PostgresConnection {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw invalid('not a URL');
-  }
-  if (parsed.protocol !== 'postgresql:' && parsed.protocol !== 'postgres:') throw invalid('scheme must be postgresql://');
-  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (host === '') throw invalid('a host is required');
-  if (/[,/\s]/.test(host)) throw invalid('only a single host name is supported');
-  const database = decode(parsed.pathname.replace(/^\//, ''), 'the database name');
-  if (database === '' || database.includes('/')) throw invalid('the path must name one database');
+  const { parsed, host, database, invalid, decode } = parseConnectionUrl(url, { kind: 'postgres', schemes: ['postgresql:', 'postgres:'], schemeProblem: 'scheme must be postgresql://' });
 
   const env: Record<string, string> = { PGHOST: host, PGDATABASE: database };
   if (parsed.port) env.PGPORT = parsed.port;
@@ -76,32 +49,17 @@ export function parsePostgresUrl(url: string): PostgresConnection {
   // No ~/.pgpass of the service user may ever answer for a tenant's URL; this path can never exist.
   env.PGPASSFILE = '/dev/null/pgpass';
 
-  const secrets = new Set<string>();
-  if (env.PGPASSWORD) {
-    secrets.add(env.PGPASSWORD);
-    secrets.add(encodeURIComponent(env.PGPASSWORD));
-    if (parsed.password) secrets.add(parsed.password);
-  }
-  const patterns = [...secrets].filter((s) => s.length > 0).sort((a, b) => b.length - a.length).map(escapeRegExp);
-  const secretPattern = patterns.length > 0 ? new RegExp(patterns.join('|'), 'g') : undefined;
+  const redactPassword = passwordRedactor(env.PGPASSWORD ?? '', parsed.password, /postgres(?:ql)?/);
   return {
     database,
     env,
-    redact(text: string): string {
-      const withoutSecrets = secretPattern ? text.replace(secretPattern, '***') : text;
-      return withoutSecrets.replace(/(postgres(?:ql)?:\/\/)[^@\s/]*@/gi, '$1***@').replace(/(password\s*=\s*)\S+/gi, '$1***');
-    },
+    redact: (text: string) => redactPassword(text).replace(/(password\s*=\s*)\S+/gi, '$1***'),
   };
 }
 
 /** The problem with a postgres URL, or null; for API validation. */
 export function checkPostgresUrl(url: string): string | null {
-  try {
-    parsePostgresUrl(url);
-    return null;
-  } catch (err) {
-    return err instanceof Error ? err.message : 'invalid postgres URL';
-  }
+  return urlProblem(() => parsePostgresUrl(url), 'postgres');
 }
 
 /** `--dbname` value naming just the database, quoted so that a name containing '=' is not read as a connection string. */

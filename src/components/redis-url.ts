@@ -1,3 +1,5 @@
+import { urlProblem } from './connection-url.js';
+
 /**
  * `redis` component URLs: `redis://` or `rediss://` (TLS), an optional user and password, a host,
  * a port (6379 by default) and an optional database index (`/3`). The database index only says
@@ -20,12 +22,7 @@ const MAX_DB = 2 ** 31 - 1;
 
 /** The URL's problem fit for the tenant (it never repeats the password), or null. */
 export function checkRedisUrl(url: string): string | null {
-  try {
-    parseRedisUrl(url);
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
+  return urlProblem(() => parseRedisUrl(url), 'redis');
 }
 
 /** Parses a component URL; throws an Error whose message is {@link checkRedisUrl}'s problem. */
