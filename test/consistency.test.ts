@@ -179,7 +179,7 @@ describe('consistent backups of a cluster written in lockstep', () => {
     expect(seen.filter((x) => x.db !== x.file)).toEqual([]);
     // the writer did go on between backups: the runs saw different moments
     expect(new Set(seen.map((x) => x.db)).size).toBe(RUNS);
-  });
+  }, 120_000); // 20 backups and 20 restores: ~20 s alone, more beside other files on two cores
 
   it('with live: true, the components are read at different moments: their last n can differ (shown at least once)', async () => {
     const seen: { db: number; file: number }[] = [];
@@ -197,5 +197,5 @@ describe('consistent backups of a cluster written in lockstep', () => {
     }
     console.log(`[consistency] live: true: ${seen.map((x) => `${x.db}/${x.file}`).join(', ')}; ${changedUnderfoot} failed (a file changed as it was read)`);
     expect(seen.some((x) => x.db !== x.file)).toBe(true);
-  });
+  }, 120_000);
 });
