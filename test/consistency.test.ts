@@ -52,6 +52,8 @@ beforeAll(async () => {
   receiver = createServer((req, res) => {
     req.resume();
     req.on('end', async () => {
+      // A hook called after the writer has gone (the suite is ending) has nothing to pause.
+      if (!writer.connected) return void res.writeHead(503).end();
       if (req.url === '/pre') {
         writer.send('pause');
         await waitFor('paused');
