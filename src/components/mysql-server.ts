@@ -17,6 +17,8 @@ export interface MysqlServerOptions {
   targets?: TargetPolicy;
   connectTimeoutMs?: number;
   log?: ToolLog;
+  /** Aborting it closes the connection: a query in progress fails instead of waiting on a server that stopped answering. */
+  signal?: AbortSignal;
 }
 
 /** A live mysql2 connection to the tenant's server, and the one address it reached (which the tools then use too). */
@@ -69,6 +71,15 @@ export async function connectMysql(conn: MysqlConnection, opts: MysqlServerOptio
         ...(tls ? { stream: () => net.connect({ host: address, port: conn.port }), ssl: { rejectUnauthorized: conn.ssl === 'verify', verifyIdentity: conn.ssl === 'verify' } } : {}),
       });
       sql.on('error', () => {}); // a connection lost later fails the query in progress; no unhandled 'error'
+      if (opts.signal) {
+        const signal = opts.signal;
+        if (signal.aborted) sql.destroy();
+        else {
+          const onAbort = () => sql.destroy();
+          signal.addEventListener('abort', onAbort, { once: true });
+          sql.once('end', () => signal.removeEventListener('abort', onAbort));
+        }
+      }
       return { conn, address, sql };
     } catch (err) {
       last = err;

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { abortError, childEnv, StderrTail } from './process.js';
-import { RedisReplyError, RespConnection } from './redis-wire.js';
+import { MAX_SCRATCH_BULK, RedisReplyError, RespConnection } from './redis-wire.js';
 import { ComponentError } from './types.js';
 
 /**
@@ -94,7 +94,7 @@ function connectUnix(socketPath: string): Promise<RespConnection> {
     s.once('error', reject);
     s.once('connect', () => {
       s.off('error', reject);
-      resolve(new RespConnection(s, { idleTimeoutMs: 24 * 3600_000 }));
+      resolve(new RespConnection(s, { idleTimeoutMs: 24 * 3600_000, maxBulkBytes: MAX_SCRATCH_BULK }));
     });
   });
 }

@@ -29,7 +29,20 @@ export interface WireOptions {
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+  /** The longest bulk string a reply may announce (default MAX_TENANT_BULK). */
+  maxBulkBytes?: number;
 }
+
+/**
+ * Replies of a tenant's server are small (OK, INFO, error lines): a server that announces more
+ * is not believed, so a hostile one cannot make the API or a worker buffer gigabytes. Only the
+ * worker's own scratch server (redis-restore's DUMP of large values) is allowed Redis's own limit
+ * (proto-max-bulk-len, 512 MiB). The snapshot itself is streamed, never read as a reply.
+ */
+export const MAX_TENANT_BULK = 1024 * 1024;
+export const MAX_SCRATCH_BULK = 512 * 1024 * 1024;
+/** The most items an array reply may announce (SCAN pages and pipelines stay far below). */
+const MAX_ARRAY_ITEMS = 1_000_000;
 
 /** An error reply (`-ERR ...`, `-NOPERM ...`): `code` is its first word. */
 export class RedisReplyError extends Error {
@@ -56,11 +69,13 @@ export class RespReader {
   #buf: Buffer = Buffer.alloc(0);
   #idleMs: number;
   #signal: AbortSignal | undefined;
+  #maxBulk: number;
 
-  constructor(socket: net.Socket, idleMs: number, signal?: AbortSignal) {
+  constructor(socket: net.Socket, idleMs: number, signal?: AbortSignal, maxBulk = MAX_TENANT_BULK) {
     this.#it = socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     this.#idleMs = idleMs;
     this.#signal = signal;
+    this.#maxBulk = maxBulk;
   }
 
   /** Reads the next piece from the socket (appended to what is buffered); throws ConnectionLost at the end. */
@@ -174,6 +189,7 @@ export class RespReader {
         const n = Number(rest);
         if (n === -1) return null;
         if (!Number.isInteger(n) || n < 0) throw new ConnectionLost('the server sent a malformed reply');
+        if (n > this.#maxBulk) throw new ConnectionLost('the server sent a reply larger than a Redis server would');
         const data = await this.bytes(n + 2);
         return data.subarray(0, n);
       }
@@ -181,6 +197,7 @@ export class RespReader {
         const n = Number(rest);
         if (n === -1) return null;
         if (!Number.isInteger(n) || n < 0) throw new ConnectionLost('the server sent a malformed reply');
+        if (n > MAX_ARRAY_ITEMS) throw new ConnectionLost('the server sent a reply larger than a Redis server would');
         const items: Reply[] = [];
         for (let i = 0; i < n; i++) items.push(await this.reply());
         return items;
@@ -210,7 +227,7 @@ export class RespConnection {
   constructor(socket: net.Socket, opts: WireOptions) {
     this.#socket = socket;
     socket.on('error', () => {}); // surfaces through the reader; never an unhandled 'error'
-    this.reader = new RespReader(socket, opts.idleTimeoutMs ?? REDIS_IDLE_TIMEOUT_MS, opts.signal);
+    this.reader = new RespReader(socket, opts.idleTimeoutMs ?? REDIS_IDLE_TIMEOUT_MS, opts.signal, opts.maxBulkBytes);
     if (opts.signal) {
       const signal = opts.signal;
       this.#signal = signal;

@@ -579,3 +579,32 @@ describe('redis failures a tenant can cause', () => {
     expect(await admin.get('k')).toBe('v');
   });
 });
+
+describe('a hostile server', () => {
+  it('cannot make the service buffer a reply no Redis server would send: the check refuses it at once', async () => {
+    // Answers every command with a 4 GB bulk string, then trickles bytes for as long as it is read.
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.once('data', () => {
+        s.write('$4000000000\r\n');
+        const t = setInterval(() => s.writable && s.write(Buffer.alloc(64 * 1024, 120)), 5);
+        s.on('close', () => clearInterval(t));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      const rss = process.memoryUsage().rss;
+      const t0 = Date.now();
+      const problem = await checkRedisConnection(`redis://127.0.0.1:${port}`);
+      expect(problem).toMatch(/larger than a Redis server would/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(process.memoryUsage().rss - rss).toBeLessThan(200 * 1024 * 1024);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

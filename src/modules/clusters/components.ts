@@ -37,6 +37,8 @@ export function encryptComponent(c: RuntimeComponent, box: SecretBox): StoredCom
 
 /** How long a save may wait for a tenant's redis or mysql server to answer (the check at save time; the worker has its own timeouts). */
 export const SAVE_CHECK_TIMEOUT_MS = 5000;
+/** The whole save-time check of one server, whatever it answers and however slowly: a server that accepts and then trickles or stalls cannot hold a request open. */
+export const SAVE_CHECK_DEADLINE_MS = 15_000;
 
 function checkUrlShape(raw: string): string | null {
   let u: URL;
@@ -60,8 +62,17 @@ function checkUrlShape(raw: string): string | null {
 async function serverUrlProblem(type: 'redis' | 'mysql', url: string, targets: TargetPolicy): Promise<string | null> {
   const shape = type === 'redis' ? checkRedisUrl(url) : checkMysqlUrl(url);
   if (shape) return shape;
-  const opts = { targets, connectTimeoutMs: SAVE_CHECK_TIMEOUT_MS };
-  return type === 'redis' ? checkRedisConnection(url, opts) : checkMysqlConnection(url, opts);
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), SAVE_CHECK_DEADLINE_MS);
+  const opts = { targets, connectTimeoutMs: SAVE_CHECK_TIMEOUT_MS, signal: deadline.signal };
+  try {
+    return await (type === 'redis' ? checkRedisConnection(url, opts) : checkMysqlConnection(url, opts));
+  } catch (err) {
+    if (deadline.signal.aborted) return `the server did not finish answering within ${SAVE_CHECK_DEADLINE_MS / 1000} s`;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** What is wrong with a postgres URL: its shape, its parameters, or the operator's policy for its server (a name that does not resolve yet is let through: the worker checks again). */
