@@ -84,6 +84,10 @@ export async function prepareTarget(scratch: RespConnection, target: RespConnect
   if (missing.length > 0) {
     throw new ComponentError(`the snapshot has keys in database ${missing[0]}, which the target server does not have (it has ${opts.targetDatabases} databases)`);
   }
+  // The copy reads each key's absolute expiry with PEXPIRETIME (redis-server >= 7): without it
+  // every TTL would be lost, so that is refused here, before the target is flushed.
+  const [expiry] = await scratch.pipeline([['PEXPIRETIME', 'bk:expiry-probe']]);
+  if (expiry instanceof RedisReplyError) throw new ComponentError('the restore needs redis-server 7.0 or later on the workers', { detail: expiry.message });
   const first = opts.dbs[0];
   if (first === undefined) return;
   await scratch.call('SELECT', String(first));
