@@ -7,7 +7,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { Webhook } from 'standardwebhooks';
 import { createKey, createTenant, startStack, waitFor, waitForBackup, type Stack } from './helpers/stack.js';
 import type { HookCaller } from '../src/modules/hooks/hooks.js';
-import { CLAIM_STALE_MS, resumeOrphans } from '../src/modules/hooks/pause.js';
+import { CLAIM_STALE_MS, PRE_CALL_MARGIN_MS, resumeOrphans } from '../src/modules/hooks/pause.js';
 
 /** SPEC section 11: a cluster's hooks, configured by admins, guarded like webhooks. */
 let s: Stack;
@@ -410,6 +410,35 @@ describe('post hooks owed by lost jobs', () => {
     await again.done;
     expect(again.claimed).toBe(1);
     expect(ids).toEqual([`${b.body.id}.post_backup.${pausedAt.getTime()}`, `${b.body.id}.post_backup.${pausedAt.getTime()}`]); // the same pause, the same webhook-id
+    expect((await s.rt.db.backup.findUniqueOrThrow({ where: { id: b.body.id } })).hookState).toBe('resumed');
+  });
+
+  it('a pause still calling its pre hook is taken over only once that call is certainly over (its timeout_s, plus a margin)', async () => {
+    const c = await s.request('POST', '/v1/clusters', {
+      token,
+      body: { name: 'pausing-orphan', components, hooks: { pre_backup: { url: hookUrl, timeout_s: 30 }, post_backup: { url: hookUrl, timeout_s: 5 } } },
+    });
+    expect(c.status, c.text).toBe(201);
+    const b = await s.request('POST', `/v1/clusters/${c.body.id}/backups`, { token });
+    expect(b.status, b.text).toBe(202);
+    const calls: string[] = [];
+    const caller: HookCaller = {
+      async call(_cluster, name) {
+        calls.push(name);
+        return { outcome: 'delivered', statusCode: 204, durationMs: 1, error: null };
+      },
+    };
+    const deps = { db: s.rt.db, hooks: caller, now: () => new Date(), log: s.rt.log };
+    // the job failed (its worker lost) 20 s into a pre hook that may take 30 s: not yet
+    await s.rt.db.backup.update({ where: { id: b.body.id }, data: { status: 'failed', hookState: 'pausing', hookPausedAt: new Date(Date.now() - 20_000) } });
+    expect((await resumeOrphans(deps)).claimed).toBe(0);
+    expect(calls).toEqual([]);
+    // once the pre call cannot be under way any more, its post hook is owed and called
+    await s.rt.db.backup.update({ where: { id: b.body.id }, data: { hookPausedAt: new Date(Date.now() - 30_000 - PRE_CALL_MARGIN_MS - 1000) } });
+    const r = await resumeOrphans(deps);
+    await r.done;
+    expect(r.claimed).toBe(1);
+    expect(calls).toEqual(['post_backup']);
     expect((await s.rt.db.backup.findUniqueOrThrow({ where: { id: b.body.id } })).hookState).toBe('resumed');
   });
 });

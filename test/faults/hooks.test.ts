@@ -122,7 +122,7 @@ describe('hooks under faults', () => {
       name: 'pausing',
       policy_id: p.body.id,
       components: [{ name: 'files', type: 'directory', config: { path: 'tree' } }],
-      hooks: { pre_backup: { url: `${hookBase}/slow-pre`, timeout_s: 120 }, post_backup: { url: `${hookBase}/post2`, timeout_s: 5 } },
+      hooks: { pre_backup: { url: `${hookBase}/slow-pre`, timeout_s: 3 }, post_backup: { url: `${hookBase}/post2`, timeout_s: 5 } },
     });
     expect(c.status, c.text).toBe(201);
     const worker = service({ ROLES: 'worker' });
@@ -135,7 +135,11 @@ describe('hooks under faults', () => {
     const post = await waitUntil(async () => calls.find((x) => x.path === '/post2'), 60_000, 'the post hook');
     report('kill -9 of the worker during its pre hook -> post hook called', post.at - t0);
     expect(post.body).toEqual({ hook: 'post_backup', cluster_id: c.body.id, backup_id: b.body.id, live: false });
-    expect(post.at - t0).toBeLessThan(LEASE_MS + 3 * RECONCILE_MS + 2000);
+    // never while the pre call could still be under way (its 3 s timeout from the call, plus the margin) ...
+    const pre = calls.find((x) => x.path === '/slow-pre')!;
+    expect(post.at - pre.at).toBeGreaterThanOrEqual(3000);
+    // ... and soon after that and the lease
+    expect(post.at - t0).toBeLessThan(LEASE_MS + 3 * RECONCILE_MS + 4000);
     const failed = (await http(api.port, 'GET', `/v1/clusters/${c.body.id}/backups/${b.body.id}`, token)).body;
     expect(failed).toMatchObject({ status: 'failed', paused_ms: null });
     await new Promise((r) => setTimeout(r, 4 * RECONCILE_MS));

@@ -35,6 +35,13 @@ const HOOKS: Record<JobKind, { pre: HookName; post: HookName }> = {
 
 /** A claim of a post hook older than this belongs to a caller that died (calls last at most MAX_TIMEOUT_S). */
 export const CLAIM_STALE_MS = (MAX_TIMEOUT_S + 60) * 1000;
+/**
+ * A pause still `pausing` (its pre hook was being called) is taken over only once that call is
+ * certainly over: its timeout_s from the pause's start, plus this margin. Earlier, a pre hook
+ * still in flight (a worker that lost its lease, not its process) could pause the writers after
+ * the post hook had been sent, and nothing would resume them.
+ */
+export const PRE_CALL_MARGIN_MS = 2000;
 
 export interface PauseDeps {
   db: Db;
@@ -130,7 +137,11 @@ export async function beginPause(
     return { ok: false, component: `hook:${pre}`, message: `the ${pre} hook failed: ${why}; nothing was ${o.kind === 'backup' ? 'read' : 'restored'}` };
   }
   const pausedAt = performance.now();
-  await moveState(deps.db, o.kind, o.jobId, { states: ['pausing'] }, { hookState: 'paused' });
+  if (!(await moveState(deps.db, o.kind, o.jobId, { states: ['pausing'] }, { hookState: 'paused' }))) {
+    // The reconciler took the pause over (this job's lease ran out while the pre hook answered)
+    // and has called the post hook: there is no pause left to read in.
+    return { ok: false, component: `hook:${pre}`, message: `the pause ended before the ${pre} hook's answer was recorded (this worker lost its lease); nothing was ${o.kind === 'backup' ? 'read' : 'restored'}` };
+  }
   let resumed: Promise<void> | undefined;
   let ms: number | null = null;
   return {
@@ -178,6 +189,10 @@ export async function resumeOrphans(deps: PauseDeps, limit = 100): Promise<{ cla
         ? await deps.db.backup.findMany({ where: owed, select: { id: true, tenantId: true, live: true, hookState: true, hookPausedAt: true, hookClaimedAt: true, cluster }, take: limit })
         : await deps.db.restore.findMany({ where: owed, select: { id: true, tenantId: true, hookState: true, hookPausedAt: true, hookClaimedAt: true, cluster }, take: limit });
     for (const r of rows) {
+      if (r.hookState === 'pausing') {
+        const timeoutS = hooksOf(r.cluster.hooks)[HOOKS[kind].pre]?.timeout_s ?? MAX_TIMEOUT_S;
+        if (!r.hookPausedAt || r.hookPausedAt.getTime() + timeoutS * 1000 + PRE_CALL_MARGIN_MS > now.getTime()) continue;
+      }
       const claimed = await moveState(deps.db, kind, r.id, { states: [r.hookState as HookState], claimedAt: r.hookClaimedAt }, { hookState: 'resuming', hookClaimedAt: now });
       if (!claimed) continue;
       const { post } = HOOKS[kind];
