@@ -249,15 +249,21 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         inFlight.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
         return previous;
       };
-      for await (const chunk of chunkStream(source, chunking)) {
-        check();
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        bytes += chunk.length;
-        stats.chunks++;
-        if (batchBytes >= HASH_BATCH_BYTES) await flushBatch();
+      try {
+        for await (const chunk of chunkStream(source, chunking)) {
+          check();
+          batch.push(chunk);
+          batchBytes += chunk.length;
+          bytes += chunk.length;
+          stats.chunks++;
+          if (batchBytes >= HASH_BATCH_BYTES) await flushBatch();
+        }
+        await flushBatch();
+      } finally {
+        // Whatever happened to the source, the batch in flight has settled before this returns:
+        // nothing is enqueued behind a caller that already gave up on the stream.
+        await inFlight.catch(() => {});
       }
-      await flushBatch();
       await inFlight;
       return { chunks: ids, bytes };
     },
