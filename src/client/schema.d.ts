@@ -2174,7 +2174,7 @@ export interface operations {
                         /** @enum {string} */
                         type: "mysql";
                         config: {
-                            /** @description mysql://user:password@host:port/database (MySQL or MariaDB); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up */
+                            /** @description mysql://user:password@host:port/database (MySQL or MariaDB), optionally ?ssl=require or ?ssl=verify (verify checks the certificate against the host name on the service's own connection; the dump and load tools use TLS without that check, see docs/mysql.md); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up */
                             url: string;
                         };
                     })[];
@@ -2377,7 +2377,7 @@ export interface operations {
                         /** @enum {string} */
                         type: "mysql";
                         config: {
-                            /** @description mysql://user:password@host:port/database (MySQL or MariaDB); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up */
+                            /** @description mysql://user:password@host:port/database (MySQL or MariaDB), optionally ?ssl=require or ?ssl=verify (verify checks the certificate against the host name on the service's own connection; the dump and load tools use TLS without that check, see docs/mysql.md); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up */
                             url: string;
                         };
                     })[];

@@ -45,7 +45,7 @@ export const mysqlComponentInput = z
         url: z
           .string()
           .max(2048)
-          .describe('mysql://user:password@host:port/database (MySQL or MariaDB); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up'),
+          .describe('mysql://user:password@host:port/database (MySQL or MariaDB), optionally ?ssl=require or ?ssl=verify (verify checks the certificate against the host name on the service\'s own connection; the dump and load tools use TLS without that check, see docs/mysql.md); stored encrypted, returned with its password masked as `***`. The user needs SELECT, SHOW VIEW, LOCK TABLES, TRIGGER and EVENT to back up'),
       })
       .strict(),
   })
