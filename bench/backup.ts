@@ -1159,7 +1159,7 @@ async function main(): Promise<void> {
     // encrypted, packed, recorded); a second backup of the unchanged data follows, untimed by the
     // phase, and is printed for context (the nightly case: chunks known, nothing stored).
     const runOurs = async (component: Component) => {
-      const tenant = await ours.newTenant(component.type, component);
+      const tenant = await ours.newTenant(`${component.type} ${randomUUID().slice(0, 8)}`, component);
       const m = await measured(ours.probes, () => ours.backup(tenant, component));
       const first = m.value;
       const line = breakdown(ours.probes, m.wallMs, m.elu, m.cpuMs, 'backup');

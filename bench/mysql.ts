@@ -16,7 +16,7 @@ import { openSync, closeSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import mysql from 'mysql2/promise';
 import { mysqlDriver } from '../src/components/mysql.js';
-import { median, timeIt, verdict } from './support.js';
+import { countingBackup, interleavedRounds, median, timeIt, verdict } from './support.js';
 
 export interface MysqlBenchComponent {
   name: string;
@@ -112,26 +112,9 @@ export async function mysqlBenchPhase(opts: MysqlBenchOptions): Promise<{ ok: bo
     opts.log(`mysql: filled ${db} with ${rows} rows (~${opts.sizeMB} MB asked, ${(Number(size?.bytes ?? 0) / 1e6).toFixed(0)} MB on disk) in ${(t / 1000).toFixed(1)} s`);
     const url = `mysql://${SERVER.username || 'root'}${SERVER.password ? `:${SERVER.password}` : ''}@${SERVER.hostname}:${SERVER.port || 3306}/${db}`;
     const component: MysqlBenchComponent = { name: 'bench-mysql', type: 'mysql', config: { url } };
-    const theirs: number[] = [];
-    const ours: number[] = [];
-    let logical = 0;
-    for (let round = 1; round <= rounds; round++) {
-      const runTheirs = async () => theirs.push(await timeIt(() => mariadbDump(db)));
-      const runOurs = async () => {
-        const r = await opts.runOurs(component);
-        ours.push(r.ms);
-        logical = r.logical;
-      };
-      if (round % 2 === 1) {
-        await runTheirs();
-        await runOurs();
-      } else {
-        await runOurs();
-        await runTheirs();
-      }
-    }
+    const r = await interleavedRounds(rounds, () => mariadbDump(db), () => opts.runOurs(component));
+    const { theirs, ours, ratio, logical } = r;
     const [mt, mo] = [median(theirs), median(ours)];
-    const ratio = mt / mo;
     const ok = ratio >= TARGET;
     const mbps = (ms: number) => (logical / 1e6 / (ms / 1000)).toFixed(1);
     opts.log(`mysql: mariadb-dump --single-transaction > /dev/null ${theirs.map((x) => (x / 1000).toFixed(2)).join(', ')} s; ours ${ours.map((x) => (x / 1000).toFixed(2)).join(', ')} s`);
@@ -150,25 +133,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     sizeMB,
     log: (l) => console.log(l),
     note: (l) => console.log(l),
-    async runOurs(component) {
-      let logical = 0;
-      const ms = await timeIt(async () => {
-        const snap = mysqlDriver.backup(component.config, {
-          dataRoot: '/nonexistent',
-          previous: null,
-          sink: {
-            async writeStream(source) {
-              let n = 0;
-              for await (const piece of source) n += piece.length;
-              return { chunks: ['0'.repeat(64)], bytes: n }; // the manifest wants a chunk; none is stored
-            },
-            reuse: async (files) => files.map(() => false),
-          },
-        });
-        for await (const _ of snap.manifest);
-        logical = snap.logicalBytes();
-      });
-      return { ms, logical };
-    },
+    runOurs: (component) => countingBackup(mysqlDriver, component.config),
   });
 }

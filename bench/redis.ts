@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../test/helpers/redis-server.js';
 import { redisDriver } from '../src/components/redis.js';
-import { median, timeIt, verdict } from './support.js';
+import { countingBackup, interleavedRounds, median, timeIt, verdict } from './support.js';
 
 export interface RedisBenchComponent {
   name: string;
@@ -82,26 +82,9 @@ export async function redisBenchPhase(opts: RedisBenchOptions): Promise<{ ok: bo
     c.disconnect();
     opts.log(`redis: filled a scratch redis-server with ~${opts.sizeMB} MB (used_memory ${(used / 1e6).toFixed(0)} MB) in ${(t / 1000).toFixed(1)} s`);
     const component: RedisBenchComponent = { name: 'bench-redis', type: 'redis', config: { url: server.url } };
-    const theirs: number[] = [];
-    const ours: number[] = [];
-    let logical = 0;
-    for (let round = 1; round <= rounds; round++) {
-      const runTheirs = async () => theirs.push(await timeIt(() => redisCliRdb(server.port)));
-      const runOurs = async () => {
-        const r = await opts.runOurs(component);
-        ours.push(r.ms);
-        logical = r.logical;
-      };
-      if (round % 2 === 1) {
-        await runTheirs();
-        await runOurs();
-      } else {
-        await runOurs();
-        await runTheirs();
-      }
-    }
+    const r = await interleavedRounds(rounds, () => redisCliRdb(server.port), () => opts.runOurs(component));
+    const { theirs, ours, ratio, logical } = r;
     const [mt, mo] = [median(theirs), median(ours)];
-    const ratio = mt / mo;
     const ok = ratio >= TARGET;
     const mbps = (ms: number) => (logical / 1e6 / (ms / 1000)).toFixed(1);
     opts.log(`redis: redis-cli --rdb - ${theirs.map((x) => (x / 1000).toFixed(2)).join(', ')} s; ours ${ours.map((x) => (x / 1000).toFixed(2)).join(', ')} s`);
@@ -121,25 +104,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     sizeMB,
     log: (l) => console.log(l),
     note: (l) => console.log(l),
-    async runOurs(component) {
-      let logical = 0;
-      const ms = await timeIt(async () => {
-        const snap = redisDriver.backup(component.config, {
-          dataRoot: '/nonexistent',
-          previous: null,
-          sink: {
-            async writeStream(source) {
-              let n = 0;
-              for await (const piece of source) n += piece.length;
-              return { chunks: ['0'.repeat(64)], bytes: n }; // the manifest wants a chunk; none is stored
-            },
-            reuse: async (files) => files.map(() => false),
-          },
-        });
-        for await (const _ of snap.manifest);
-        logical = snap.logicalBytes();
-      });
-      return { ms, logical };
-    },
+    runOurs: (component) => countingBackup(redisDriver, component.config),
   });
 }

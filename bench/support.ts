@@ -108,3 +108,56 @@ export class BusyTimer {
     return p;
   }
 }
+
+/**
+ * A dump tool against our backup of the same source, `rounds` times, interleaved (the tool first
+ * in odd rounds) so that drift of the machine falls on both: medians, their ratio (tool / ours
+ * time, i.e. our throughput over its) and the last logical byte count ours reported.
+ */
+export async function interleavedRounds(
+  rounds: number,
+  theirs: () => Promise<unknown>,
+  ours: () => Promise<{ ms: number; logical: number }>,
+): Promise<{ theirs: number[]; ours: number[]; ratio: number; logical: number }> {
+  const t: number[] = [];
+  const o: number[] = [];
+  let logical = 0;
+  const runTheirs = async () => t.push(await timeIt(theirs));
+  const runOurs = async () => {
+    const r = await ours();
+    o.push(r.ms);
+    logical = r.logical;
+  };
+  for (let round = 1; round <= rounds; round++) {
+    if (round % 2 === 1) {
+      await runTheirs();
+      await runOurs();
+    } else {
+      await runOurs();
+      await runTheirs();
+    }
+  }
+  return { theirs: t, ours: o, ratio: median(t) / median(o), logical };
+}
+
+/** A stream driver's backup into a sink that only counts (the driver alone, no repository): its time and bytes. */
+export async function countingBackup(driver: { backup(config: never, ctx: never): { manifest: AsyncIterable<Buffer>; logicalBytes(): number } }, config: unknown): Promise<{ ms: number; logical: number }> {
+  let logical = 0;
+  const ms = await timeIt(async () => {
+    const snap = (driver.backup as (c: unknown, x: unknown) => { manifest: AsyncIterable<Buffer>; logicalBytes(): number })(config, {
+      dataRoot: '/nonexistent',
+      previous: null,
+      sink: {
+        async writeStream(source: AsyncIterable<Buffer>) {
+          let n = 0;
+          for await (const piece of source) n += piece.length;
+          return { chunks: ['0'.repeat(64)], bytes: n }; // the manifest wants a chunk; none is stored
+        },
+        reuse: async (files: unknown[]) => files.map(() => false),
+      },
+    });
+    for await (const _ of snap.manifest);
+    logical = snap.logicalBytes();
+  });
+  return { ms, logical };
+}
