@@ -1,22 +1,8 @@
 import { useState } from 'preact/hooks';
-import { api, ok, type Schemas } from '../api.ts';
+import { api, EVENT_TYPES, ok, type EventType, type Schemas } from '../api.ts';
 import { short, when } from '../ui/format.ts';
 import { ErrorNote, Link, PageTitle, useLoad } from '../ui/kit.tsx';
 
-type EventType = Schemas['Event']['type'];
-const TYPES: EventType[] = [
-  'backup.started',
-  'backup.completed',
-  'backup.failed',
-  'backup.deleted',
-  'restore.started',
-  'restore.completed',
-  'restore.failed',
-  'verification.failed',
-  'cluster.deleted',
-  'hook.failed',
-  'webhook.disabled',
-];
 
 /** The resource an event is about, as `kind id`. */
 function subject(e: Schemas['Event']): string {
@@ -38,7 +24,7 @@ export function Events() {
         <label for="events-type">Type</label>
         <select id="events-type" value={type} onChange={(e) => setType(e.currentTarget.value as EventType | '')}>
           <option value="">all</option>
-          {TYPES.map((t) => (
+          {EVENT_TYPES.map((t) => (
             <option key={t} value={t}>
               {t}
             </option>

@@ -1,22 +1,8 @@
 import { useState } from 'preact/hooks';
-import { api, ok, type Schemas } from '../api.ts';
+import { api, EVENT_TYPES, ok, type EventType } from '../api.ts';
 import { when } from '../ui/format.ts';
 import { ErrorNote, PageTitle, Status, useLoad } from '../ui/kit.tsx';
 
-type EventType = Schemas['Webhook']['events'][number];
-const TYPES: EventType[] = [
-  'backup.started',
-  'backup.completed',
-  'backup.failed',
-  'backup.deleted',
-  'restore.started',
-  'restore.completed',
-  'restore.failed',
-  'verification.failed',
-  'cluster.deleted',
-  'hook.failed',
-  'webhook.disabled',
-];
 
 /** The tenant's webhooks (admin keys only): list, create (the secret is shown once), delete. */
 export function Webhooks() {
@@ -123,7 +109,7 @@ export function Webhooks() {
         <fieldset>
           <legend>Events to deliver</legend>
           <div class="checks">
-            {TYPES.map((t) => (
+            {EVENT_TYPES.map((t) => (
               <div class="check" key={t}>
                 <input
                   type="checkbox"
