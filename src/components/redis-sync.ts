@@ -39,25 +39,58 @@ const RDB_MAGIC = Buffer.from('REDIS');
  */
 export async function* rdbSnapshot(endpoint: RedisEndpoint, opts: WireOptions & SnapshotEvents): AsyncGenerator<Buffer> {
   const { conn } = endpoint;
-  const c = await openRedis(endpoint, opts);
-  try {
-    const [capa, rdbOnly] = await c.pipeline([
-      ['REPLCONF', 'capa', 'eof'],
-      ['REPLCONF', 'rdb-only', '1'],
-    ]);
-    for (const reply of [capa, rdbOnly]) {
-      if (reply instanceof RedisReplyError && reply.code === 'NOPERM') throw replicationDenied(conn, reply.message);
+  for (let attempt = 1; ; attempt++) {
+    const c = await openRedis(endpoint, opts);
+    try {
+      const [capa, rdbOnly] = await c.pipeline([
+        ['REPLCONF', 'capa', 'eof'],
+        ['REPLCONF', 'rdb-only', '1'],
+      ]);
+      for (const reply of [capa, rdbOnly]) {
+        if (reply instanceof RedisReplyError && reply.code === 'NOPERM') throw replicationDenied(conn, reply.message);
+      }
+      if (capa instanceof RedisReplyError) throw replyFailure(capa, conn, 'the server refused to replicate');
+      // A consistent backup must not get a snapshot older than its pause: see payload().
+      const since = opts.onConsistent ? await replicationOffset(c) : null;
+      // an older server that has no rdb-only (Redis < 7) simply streams more after the payload
+      await c.send([['PSYNC', '?', '-1']]);
+      yield* payload(c, conn, opts, since);
+      return;
+    } catch (err) {
+      if (!(err instanceof OlderSnapshot)) throw err;
+      if (attempt >= OLDER_SNAPSHOT_ATTEMPTS) {
+        throw new ComponentError(
+          `the server kept handing out a snapshot it had started before this backup asked (another replica's full resynchronization); tried ${attempt} times`,
+        );
+      }
+    } finally {
+      c.close();
     }
-    if (capa instanceof RedisReplyError) throw replyFailure(capa, conn, 'the server refused to replicate');
-    // an older server that has no rdb-only (Redis < 7) simply streams more after the payload
-    await c.send([['PSYNC', '?', '-1']]);
-    yield* payload(c, conn, opts);
-  } finally {
-    c.close();
+    // That save is under way: the next request, once it is done, gets a fork of its own.
+    await new Promise((r) => setTimeout(r, OLDER_SNAPSHOT_WAIT_MS * attempt));
+    opts.signal?.throwIfAborted();
   }
 }
 
-async function* payload(c: RespConnection, conn: RedisConnection, events: SnapshotEvents): AsyncGenerator<Buffer> {
+/**
+ * A master already running a full resynchronization for another replica attaches a new replica
+ * to that save instead of forking again: the snapshot is then older than the request, so older
+ * than the consistent backup's pause. `+FULLRESYNC <replid> <offset>` tells: `offset` is where
+ * the snapshot stands in the replication stream, and it must not be below the master's offset
+ * read just before the request. Such a snapshot is given up and asked for again.
+ */
+class OlderSnapshot extends Error {}
+const OLDER_SNAPSHOT_ATTEMPTS = 10;
+const OLDER_SNAPSHOT_WAIT_MS = 500;
+
+/** The master's replication offset (`INFO replication`), or null when the user may not read it (then no check is possible). */
+async function replicationOffset(c: RespConnection): Promise<number | null> {
+  const [info] = await c.pipeline([['INFO', 'replication']]);
+  const m = Buffer.isBuffer(info) ? /master_repl_offset:(\d+)/.exec(info.toString('latin1')) : null;
+  return m ? Number(m[1]) : null;
+}
+
+async function* payload(c: RespConnection, conn: RedisConnection, events: SnapshotEvents, since: number | null = null): AsyncGenerator<Buffer> {
   let header: string;
   for (;;) {
     header = await c.reader.line().catch((err: unknown) => {
@@ -65,6 +98,8 @@ async function* payload(c: RespConnection, conn: RedisConnection, events: Snapsh
     });
     if (header === '') continue; // keepalive while the master prepares the snapshot
     if (header.startsWith('+FULLRESYNC')) {
+      const offset = Number(header.split(' ')[2]);
+      if (since !== null && Number.isSafeInteger(offset) && offset < since) throw new OlderSnapshot();
       events.onConsistent?.();
       continue;
     }

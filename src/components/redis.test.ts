@@ -262,6 +262,32 @@ describe('redis backup and restore', () => {
     expect(await c.get('after-fork')).toBe('x');
   });
 
+  it("a consistent backup does not take another replica's snapshot that predates its request: it asks again and holds the writes made before it asked", async () => {
+    // A slow save to disk (0.1 s per key) that another replica started: a new replica would be
+    // attached to it, and get a snapshot older than its own request.
+    const busy = await server(['--repl-diskless-sync', 'no', '--rdb-key-save-delay', '100000']);
+    const c = client(busy.port);
+    for (let i = 0; i < 20; i++) await c.set(`k${i}`, String(i));
+    const other = net.connect({ host: '127.0.0.1', port: busy.port });
+    other.on('error', () => {});
+    other.write('PSYNC ? -1\r\n'); // another replica: its full resynchronization (never read)
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await c.set('before-request', 'x'); // after that save began, before our request
+      let late: Promise<unknown> | undefined;
+      const put = await backup({ url: busy.url }, { onConsistent: () => (late = c.set('after-fork', 'x')) });
+      await late;
+      const target = await server();
+      await restore({ url: target.url }, put.manifest);
+      const t = client(target.port);
+      expect(await t.get('before-request')).toBe('x');
+      expect(await t.exists('after-fork')).toBe(0);
+      expect(await t.get('k19')).toBe('19');
+    } finally {
+      other.destroy();
+    }
+  }, 60_000);
+
   it('a restore that cannot succeed leaves the target as it was: a corrupt chunk, a length other than recorded, a database the target lacks', async () => {
     const s = await server();
     const c = client(s.port, 0);
