@@ -404,7 +404,9 @@ export function replyFailure(err: RedisReplyError, conn: RedisConnection, what: 
   const detail = redactReply(err.message, conn);
   if (isAuthFailure(err)) return new ComponentError('authentication failed', { detail });
   if (err.code === 'LOADING') return new ComponentError('the server is loading its data set; try again once it has', { detail });
-  return new ComponentError(`${what}: ${detail}`, { detail });
+  // Only the reply's code reaches the tenant: the save-time check must not turn the service into
+  // a reader of banners of whatever answers on an address the operator allows.
+  return new ComponentError(`${what} (${err.code})`, { detail });
 }
 
 /**
