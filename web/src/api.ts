@@ -51,17 +51,22 @@ export const session = {
   signedIn: (): boolean => read() !== null,
   signIn: (c: Credential) => sessionStorage.setItem(KEY, JSON.stringify(c)),
   signOut: () => sessionStorage.removeItem(KEY),
-  /** The bearer token to send now (an API client's is renewed when due). */
+  /** The bearer token to send now (an API client's is renewed when due, once for all requests waiting). */
   async token(): Promise<string> {
     const c = read();
     if (!c) return '';
     if (c.kind === 'key') return c.token;
     if (Date.now() < c.renewAt) return c.accessToken;
-    const renewed = await exchange(c.clientId, c.clientSecret);
-    session.signIn(renewed);
+    renewing ??= exchange(c.clientId, c.clientSecret).finally(() => (renewing = null));
+    const renewed = await renewing;
+    // Kept only if the tab is still signed in as that client: a sign-out during the renewal stands.
+    const now = read();
+    if (now?.kind === 'client' && now.clientId === c.clientId) session.signIn(renewed);
     return renewed.accessToken;
   },
 };
+/** The renewal under way, shared by the requests that found the token due. */
+let renewing: Promise<Extract<Credential, { kind: 'client' }>> | null = null;
 
 /** Called when the API answers 401 to a signed-in console (the key was revoked or expired). */
 let onUnauthorized: () => void = () => {};

@@ -34,8 +34,13 @@ export function match(pattern: string, path: string): Record<string, string> | n
   if (p.length !== s.length) return null;
   const out: Record<string, string> = {};
   for (let i = 0; i < p.length; i++) {
-    if (p[i]!.startsWith(':')) out[p[i]!.slice(1)] = decodeURIComponent(s[i]!);
-    else if (p[i] !== s[i]) return null;
+    if (p[i]!.startsWith(':')) {
+      try {
+        out[p[i]!.slice(1)] = decodeURIComponent(s[i]!);
+      } catch {
+        return null; // a malformed escape (%E0) names nothing: the "not found" page, not a blank console
+      }
+    } else if (p[i] !== s[i]) return null;
   }
   return out;
 }

@@ -23,6 +23,8 @@ export function Restore(props: { id: string; backupId: string }) {
   const [hint, setHint] = useState('');
   const [error, setError] = useState<unknown>(null);
   const [restoreId, setRestoreId] = useState<string | null>(null);
+  // One confirmation, one restore: a second submit while the first is being sent does nothing.
+  const [busy, setBusy] = useState(false);
   const restore = useLoad(
     async () => (restoreId ? ok(await api.GET('/v1/clusters/{id}/restores/{restore_id}', { params: { path: { id: target, restore_id: restoreId } } })) : null),
     [restoreId],
@@ -48,6 +50,7 @@ export function Restore(props: { id: string; backupId: string }) {
         class="restore"
         onSubmit={async (e) => {
           e.preventDefault();
+          if (busy) return;
           if (!matches) {
             setHint(`Type ${targetCluster?.name ?? 'the cluster name'} exactly to restore.`);
             return;
@@ -58,6 +61,7 @@ export function Restore(props: { id: string; backupId: string }) {
           }
           setHint('');
           setError(null);
+          setBusy(true);
           try {
             const all = selected.size === components.length;
             const r = ok(
@@ -67,8 +71,11 @@ export function Restore(props: { id: string; backupId: string }) {
               }),
             );
             setRestoreId(r.id);
+            setTyped(''); // another restore needs the name typed again
           } catch (err) {
             setError(err);
+          } finally {
+            setBusy(false);
           }
         }}
       >
