@@ -140,6 +140,18 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
       const scratch = `${conn.database}__bk_r_${tag}`;
       const old = `${conn.database}__bk_o_${tag}`;
       const created: string[] = [];
+      // Until the swap, an abort (shutdown) closes the connection, so a server that stopped
+      // answering cannot hold the restore; from the swap on, the connection is left to finish
+      // (the RENAME is one statement, and what follows puts the other objects back). Scratch
+      // databases an aborted restore could not drop are swept by the next restore of the target.
+      let swapping = false;
+      let closed = false;
+      const onAbort = () => {
+        if (swapping) return;
+        closed = true;
+        sql.destroy();
+      };
+      ctx.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         await preflight(server, 'restore');
         await sweepLeftovers(sql, conn.database, ctx);
@@ -157,12 +169,17 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
         }
         await load(server, scratch, ref, ctx);
         ctx.signal?.throwIfAborted();
+        swapping = true;
         await swapIntoTarget(sql, conn.database, scratch, { lockWaitTimeoutS, tag, old });
       } catch (err) {
         if (err instanceof ComponentError || (err as Error).name === 'AbortError' || (err as Error).name === 'IntegrityError') throw err;
         throw toComponentError(err, conn, ctx);
       } finally {
-        for (const db of created) await dropScratch(server.sql, db, ctx);
+        ctx.signal?.removeEventListener('abort', onAbort);
+        // The scratch databases are dropped on a connection that still works: a fresh one when the abort closed ours.
+        const cleanup = closed && created.length > 0 ? await connectMysql(conn, { ...serverOptions(ctx, opts), connectTimeoutMs: 5000 }).catch(() => null) : server;
+        for (const db of created) if (cleanup) await dropScratch(cleanup.sql, db, ctx);
+        if (cleanup && cleanup !== server) cleanup.sql.destroy();
         sql.destroy();
       }
     },
