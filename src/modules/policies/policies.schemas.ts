@@ -92,6 +92,11 @@ export const policySchema = z
 
 export type PolicyValues = Omit<z.output<typeof createPolicyBody>, 'name'>;
 
+/** A policy's values with a patch's fields laid over them; fields the patch leaves out (or gives as undefined) keep their value. */
+export function applyPolicyPatch(current: PolicyValues, patch: { [K in keyof PolicyValues]?: PolicyValues[K] | undefined }): PolicyValues {
+  return { ...current, ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) } as PolicyValues;
+}
+
 /** Every semantic problem of a policy, with body paths. Empty when valid. */
 export function validatePolicy(p: PolicyValues): FieldProblem[] {
   const errors: FieldProblem[] = [];

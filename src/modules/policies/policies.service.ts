@@ -4,7 +4,7 @@ import { Conflict, Invalid, NotFound, type FieldProblem } from '../../errors.js'
 import { iso } from '../../http/schemas.js';
 import { page } from '../../lib/cursor.js';
 import type { PolicyRepo, PolicyRow } from './policies.repo.js';
-import { ENVIRONMENT_DEFAULTS, ENVIRONMENTS, validatePolicy, type DataRetentionPatch, type EnvironmentName, type PolicyValues } from './policies.schemas.js';
+import { applyPolicyPatch, ENVIRONMENT_DEFAULTS, ENVIRONMENTS, validatePolicy, type DataRetentionPatch, type EnvironmentName, type PolicyValues } from './policies.schemas.js';
 
 export interface PolicyView extends PolicyValues {
   id: string;
@@ -107,7 +107,8 @@ export function createPolicyService(deps: { db: Db; repo: PolicyRepo; now: () =>
         db.$transaction(async (tx) => {
           const current = await repo.find(tx, tenantId, id);
           if (!current) throw new NotFound('policy');
-          const merged = { ...policyValues(current), ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) } as PolicyValues;
+          const { name: _name, ...fields } = patch;
+          const merged = applyPolicyPatch(policyValues(current), fields);
           const errors = validatePolicy(merged);
           if (errors.length) throw new Invalid('invalid policy', errors);
           return repo.update(tx, tenantId, id, { ...merged, name: patch.name });

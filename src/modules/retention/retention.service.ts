@@ -4,7 +4,7 @@ import { Invalid, NotFound } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { planRetention } from '../../retention/index.js';
 import { policyValues } from '../policies/policies.service.js';
-import { validatePolicy, type PolicyValues } from '../policies/policies.schemas.js';
+import { applyPolicyPatch, validatePolicy, type PolicyValues } from '../policies/policies.schemas.js';
 
 type Decision = { id: string; keep: boolean; reasons: string[] };
 
@@ -45,7 +45,7 @@ export type PolicyDraft = { [K in keyof PolicyValues]?: PolicyValues[K] | undefi
  */
 function draftPolicy(saved: PolicyValues, draft: PolicyDraft): PolicyValues {
   const { name: _name, ...fields } = draft;
-  const merged = { ...saved, ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) } as PolicyValues;
+  const merged = applyPolicyPatch(saved, fields);
   const errors = validatePolicy(merged).map((e) => ({ path: e.path.replace(/^body\./, 'body.policy.'), message: e.message }));
   if (errors.length) throw new Invalid('invalid policy', errors);
   return merged;
