@@ -11,22 +11,8 @@ export type Backup = Schemas['Backup'];
 export type Cluster = Schemas['Cluster'];
 export type Policy = Schemas['Policy'];
 export type Retention = Schemas['Retention'];
-export type EventType = Schemas['Event']['type'];
-
-/** Every event type, in the order of the API's documentation (the Event schema's enum; a runtime list, which the generated types cannot give). */
-export const EVENT_TYPES: EventType[] = [
-  'backup.started',
-  'backup.completed',
-  'backup.failed',
-  'backup.deleted',
-  'restore.started',
-  'restore.completed',
-  'restore.failed',
-  'verification.failed',
-  'cluster.deleted',
-  'hook.failed',
-  'webhook.disabled',
-];
+// The server's own list of event types (a runtime list, which the generated types cannot give).
+export { EVENT_TYPES, type EventType } from '../../src/modules/events/event-types.ts';
 
 const KEY = 'backups-console.credential';
 

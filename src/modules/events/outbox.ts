@@ -1,21 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Tx } from '../../db/client.js';
 
-/** The event types of SPEC section 10 (plus webhook.disabled, raised when a failing webhook is turned off). */
-export const EVENT_TYPES = [
-  'backup.started',
-  'backup.completed',
-  'backup.failed',
-  'backup.deleted',
-  'restore.started',
-  'restore.completed',
-  'restore.failed',
-  'verification.failed',
-  'cluster.deleted',
-  'hook.failed',
-  'webhook.disabled',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
+export { EVENT_TYPES, type EventType } from './event-types.js';
+import type { EventType } from './event-types.js';
 
 /** The PostgreSQL channel an event's commit notifies: the dispatcher wakes at once instead of polling. */
 export const EVENTS_CHANNEL = 'backup_service_events';
