@@ -91,7 +91,7 @@ async function moveState(
   kind: JobKind,
   id: string,
   from: { states: HookState[]; claimedAt?: Date | null },
-  data: { hookState: HookState; hookPausedAt?: Date; hookClaimedAt?: Date | null; pausedMs?: number | null },
+  data: { hookState: HookState; hookClaimedAt?: Date | null; pausedMs?: number | null },
 ): Promise<boolean> {
   const where = { id, hookState: { in: from.states.filter((x) => x !== null) }, ...(from.claimedAt !== undefined && { hookClaimedAt: from.claimedAt }) };
   const { pausedMs, ...common } = data;
