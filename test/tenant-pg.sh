@@ -24,11 +24,16 @@ as_pg() {
 
 ready() { "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" 2>/dev/null; }
 
+# Replication connections too (point-in-time recovery streams WAL, SPEC section 13).
 HBA='local all all trust
+local replication all trust
 host all +bk_password_users 127.0.0.1/32 scram-sha-256
 host all +bk_password_users ::1/128 scram-sha-256
+host replication +bk_password_users 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
-host all all ::1/128 trust'
+host all all ::1/128 trust
+host replication all 127.0.0.1/32 trust
+host replication all ::1/128 trust'
 
 exec 9>"/tmp/bk-tenant-pg-${PORT}.lock"
 flock 9
@@ -42,8 +47,14 @@ if ! ready; then
     printf '%s\n' "$HBA" | as_pg tee "$DIR/data/pg_hba.conf" >/dev/null
   fi
   as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=20 -c max_replication_slots=50 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null 9>&- # the server must not inherit the lock
+fi
+
+# A server started by an older version of this script: give it the replication rules.
+if ! grep -q '^host replication all 127.0.0.1/32 trust' "$DIR/data/pg_hba.conf" 2>/dev/null; then
+  printf '%s\n' "$HBA" | as_pg tee "$DIR/data/pg_hba.conf" >/dev/null
+  as_pg "$BIN/pg_ctl" -D "$DIR/data" reload >/dev/null
 fi
 
 psql_() { "$BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
