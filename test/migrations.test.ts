@@ -117,7 +117,7 @@ describe('schema.prisma agrees with the migrations', () => {
         data: { id: randomUUID(), tenantId: tenant.id, name: 'c', role: 'viewer', secretHash: 's'.repeat(64), createdAt: now, lastUsedAt: now, deletedAt: now },
       });
       const policy = await db.policy.create({
-        data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, defaultFor: 'staging', scheduledLive: false, timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, createdAt: now, updatedAt: now },
+        data: { id: randomUUID(), tenantId: tenant.id, name: 'p', isDefault: true, defaultFor: 'staging', scheduledLive: false, timezone: 'Europe/Berlin', schedule: [{ interval: '1d', count: 7 }], maxBackups: 9, manualCount: 2, manualRateLimit: '1h', failedCount: 1, recoveryWindow: '14d', createdAt: now, updatedAt: now },
       });
       const restoreId = randomUUID();
       const cluster = await db.cluster.create({
@@ -138,7 +138,7 @@ describe('schema.prisma agrees with the migrations', () => {
       });
       const artifact = await db.backupArtifact.create({
         data: { id: randomUUID(), backupId: backup.id, component: 'db', key: 'k', bytes: 3n * 1024n ** 3n, sha256: 'a'.repeat(64), locations: [{ store: 'primary' }], createdAt: now,
-          type: 'postgres', storedBytes: 2n * 1024n ** 3n, manifest: { chunks: ['c'.repeat(64)], bytes: 10 } },
+          type: 'postgres', storedBytes: 2n * 1024n ** 3n, manifest: { chunks: ['c'.repeat(64)], bytes: 10 }, baseBackup: { start_lsn: '0/2000028', end_lsn: '0/2000100', timeline: 1 } },
       });
       const repository = await db.repository.create({ data: { tenantId: tenant.id, wrappedKeys: 'bkkeys:v1:x', keyId: 'k1', createdAt: now, gcRequestedAt: now, gcRanAt: now, verifiedAt: now } });
       const pack = await db.pack.create({
@@ -150,12 +150,36 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.pack.findUniqueOrThrow({ where: { id: pack.id } })).toEqual(pack);
       expect(await db.chunk.findUniqueOrThrow({ where: { tenantId_id: { tenantId: tenant.id, id: chunk.id } }, include: { pack: true } })).toEqual({ ...chunk, pack });
       expect(await db.backupChunk.findUniqueOrThrow({ where: { backupId_chunkId: { backupId: backup.id, chunkId: chunk.id } } })).toEqual(ref);
+      // PITR (SPEC section 13): a stream, its stored WAL files and their references, which GC reads with backups' through chunk_refs
+      const stream = await db.walStream.create({
+        data: {
+          id: randomUUID(), tenantId: tenant.id, clusterId: cluster.id, component: 'db', slotName: 'bk_x', urlEnc: 'enc:v1:u', status: 'dropping', state: 'behind', error: 'e',
+          leaseOwner: 'w', leaseExpiresAt: now, latestRestorableTime: now, storedLsn: 2n ** 40n, lagBytes: 7n, reportedAt: now, createdAt: now, updatedAt: now,
+        },
+      });
+      const segment = await db.walSegment.create({
+        data: {
+          id: randomUUID(), streamId: stream.id, tenantId: tenant.id, name: '000000010000000000000003', timeline: 1, startLsn: 3n * 2n ** 24n, endLsn: 4n * 2n ** 24n, partial: true,
+          coversUntil: now, status: 'stored', bytes: 16n * 2n ** 20n, storedBytes: 9n, sha256: 'b'.repeat(64), manifest: { chunks: [], bytes: 0 }, createdAt: now,
+        },
+      });
+      const walRef = await db.walChunk.create({ data: { segmentId: segment.id, tenantId: tenant.id, chunkId: chunk.id } });
+      expect(await db.walStream.findUniqueOrThrow({ where: { id: stream.id }, include: { segments: { include: { chunkRefs: true } } } })).toEqual({ ...stream, segments: [{ ...segment, chunkRefs: [walRef] }] });
+      expect(await db.walStream.findUniqueOrThrow({ where: { clusterId_component: { clusterId: cluster.id, component: 'db' } } })).toEqual(stream);
+      // one stored version of a file per stream; a writing one beside it is fine
+      await expect(db.walSegment.create({ data: { ...segment, id: randomUUID() } })).rejects.toThrow();
+      await db.walSegment.create({ data: { ...segment, id: randomUUID(), status: 'writing', manifest: { chunks: [], bytes: 0 } } });
+      await expect(db.walStream.update({ where: { id: stream.id }, data: { state: 'lost' } })).rejects.toThrow();
+      const refs = await db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM chunk_refs WHERE tenant_id = ${tenant.id}::uuid AND chunk_id = ${chunk.id}`;
+      expect(refs[0]!.n).toBe(2); // the backup's and the WAL file's
+      await db.walStream.delete({ where: { id: stream.id } });
+      expect(await db.walChunk.count({ where: { segmentId: segment.id } })).toBe(0);
       await expect(db.pack.delete({ where: { id: pack.id } })).rejects.toThrow(); // a chunk still points at it
       await db.chunk.delete({ where: { tenantId_id: { tenantId: tenant.id, id: chunk.id } } });
       const restore = await db.restore.create({
         data: {
           id: restoreId, tenantId: tenant.id, backupId: backup.id, sourceClusterId: cluster.id, clusterId: cluster.id, components: ['db'], paths: ['a/b'], status: 'running', errorComponent: 'db', errorMessage: 'e',
-          createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now, hookState: 'paused',
+          createdAt: now, startedAt: now, completedAt: now, workerId: 'w', leaseExpiresAt: now, hookState: 'paused', pointInTime: now, targetDatabase: 'recovered',
         },
       });
       const idem = await db.idempotencyRecord.create({
