@@ -167,7 +167,7 @@ describe('schema.prisma agrees with the migrations', () => {
       expect(await db.walStream.findUniqueOrThrow({ where: { id: stream.id }, include: { segments: { include: { chunkRefs: true } } } })).toEqual({ ...stream, segments: [{ ...segment, chunkRefs: [walRef] }] });
       expect(await db.walStream.findUniqueOrThrow({ where: { clusterId_component: { clusterId: cluster.id, component: 'db' } } })).toEqual(stream);
       // one stored version of a file per stream; a writing one beside it is fine
-      await expect(db.walSegment.create({ data: { ...segment, id: randomUUID() } })).rejects.toThrow();
+      await expect(db.walSegment.create({ data: { ...segment, id: randomUUID(), manifest: { chunks: [], bytes: 0 } } })).rejects.toThrow();
       await db.walSegment.create({ data: { ...segment, id: randomUUID(), status: 'writing', manifest: { chunks: [], bytes: 0 } } });
       await expect(db.walStream.update({ where: { id: stream.id }, data: { state: 'lost' } })).rejects.toThrow();
       const refs = await db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM chunk_refs WHERE tenant_id = ${tenant.id}::uuid AND chunk_id = ${chunk.id}`;

@@ -36,7 +36,7 @@ export interface GcReport {
 /** Chunks of `packId` some backup references. */
 const REFERENCED_OF_PACK = `
 SELECT c.id, c.pack_offset, c.length, c.raw_length FROM chunks c
-WHERE c.pack_id = $1 AND EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)`;
+WHERE c.pack_id = $1 AND EXISTS (SELECT 1 FROM chunk_refs r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)`;
 
 /**
  * Garbage collection of one tenant's repository, without a repository lock (docs/repository.md):
@@ -69,7 +69,7 @@ export async function collectGarbage(o: GcOptions): Promise<GcReport> {
   // 2. doom unreferenced packs
   const candidates = await pool.query<{ id: string }>(
     `SELECT p.id FROM packs p WHERE p.tenant_id = $1 AND p.status = 'live' AND NOT EXISTS (
-       SELECT 1 FROM chunks c JOIN backup_chunks r ON r.tenant_id = c.tenant_id AND r.chunk_id = c.id WHERE c.pack_id = p.id)`,
+       SELECT 1 FROM chunks c JOIN chunk_refs r ON r.tenant_id = c.tenant_id AND r.chunk_id = c.id WHERE c.pack_id = p.id)`,
     [tenantId],
   );
   for (const { id } of candidates.rows) {
@@ -78,7 +78,7 @@ export async function collectGarbage(o: GcOptions): Promise<GcReport> {
       const locked = await c.query(`SELECT 1 FROM packs WHERE id = $1 AND status = 'live' FOR UPDATE`, [id]);
       if (locked.rowCount === 0) return false;
       // A new statement, so a new snapshot: it sees every reference committed by whoever held the pack FOR SHARE.
-      const used = await c.query(`SELECT 1 FROM chunks c JOIN backup_chunks r ON r.tenant_id = c.tenant_id AND r.chunk_id = c.id WHERE c.pack_id = $1 LIMIT 1`, [id]);
+      const used = await c.query(`SELECT 1 FROM chunks c JOIN chunk_refs r ON r.tenant_id = c.tenant_id AND r.chunk_id = c.id WHERE c.pack_id = $1 LIMIT 1`, [id]);
       if ((used.rowCount ?? 0) > 0) return false;
       await c.query('DELETE FROM chunks WHERE pack_id = $1', [id]);
       await c.query(`UPDATE packs SET status = 'doomed', doomed_at = now() WHERE id = $1`, [id]);
@@ -153,8 +153,8 @@ async function repack(o: GcOptions): Promise<number> {
   const { pool, tenantId } = o;
   const sparse = await pool.query<{ id: string; bytes: string; live: string; live_chunks: number; chunk_count: number }>(
     `SELECT p.id, p.bytes::text, p.chunk_count,
-       COALESCE(sum(c.length) FILTER (WHERE EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)), 0)::text AS live,
-       (count(c.id) FILTER (WHERE EXISTS (SELECT 1 FROM backup_chunks r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)))::int AS live_chunks
+       COALESCE(sum(c.length) FILTER (WHERE EXISTS (SELECT 1 FROM chunk_refs r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)), 0)::text AS live,
+       (count(c.id) FILTER (WHERE EXISTS (SELECT 1 FROM chunk_refs r WHERE r.tenant_id = c.tenant_id AND r.chunk_id = c.id)))::int AS live_chunks
      FROM packs p LEFT JOIN chunks c ON c.pack_id = p.id
      WHERE p.tenant_id = $1 AND p.status = 'live' GROUP BY p.id, p.bytes, p.chunk_count`,
     [tenantId],

@@ -5,7 +5,7 @@ import { inTransaction } from '../db/transaction.js';
 /*
  * The reference protocol (docs/repository.md, "Why GC never takes a chunk a backup relies on"):
  *
- *   - A backup records a reference (backup_chunks) to every chunk it relies on, in the same
+ *   - A backup records a reference (backup_chunks; a stored WAL file: wal_chunks) to every chunk it relies on, in the same
  *     statement that finds the chunk in a LIVE pack and holds that pack's row FOR SHARE.
  *   - GC dooms a pack only while holding its row FOR UPDATE, and decides "unreferenced" in a
  *     statement that starts after it holds that lock.
@@ -31,9 +31,20 @@ const LIVE_CTE = `live AS (
   FOR SHARE OF p
 )`;
 
-const REUSE_SQL = `
+/**
+ * Who a reference belongs to: a backup (backup_chunks) or a stored WAL file (wal_chunks, SPEC
+ * section 13); GC reads both through the chunk_refs view. Null: no references (a repack).
+ */
+export type RefHolder = { backupId: string } | { walSegmentId: string } | null;
+
+/** The table and column of a holder's references (fixed literals: never data). */
+function refTarget(holder: NonNullable<RefHolder>): { insert: string; id: string } {
+  return 'backupId' in holder ? { insert: 'INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)', id: holder.backupId } : { insert: 'INSERT INTO wal_chunks (segment_id, tenant_id, chunk_id)', id: holder.walSegmentId };
+}
+
+const reuseSql = (insert: string) => `
 WITH ${LIVE_CTE}, ins AS (
-  INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
+  ${insert}
   SELECT $2, $1, id FROM live
   ON CONFLICT DO NOTHING
 )
@@ -50,11 +61,13 @@ FOR SHARE OF p`;
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
-/** Records `backupId`'s references to those of `ids` that are in live packs; answers that set. Without a backup (repack), only locks and finds them. */
-export async function reuseChunks(db: Queryable, tenantId: string, backupId: string | null, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
+/** Records `holder`'s references to those of `ids` that are in live packs; answers that set. Without a holder (repack), only locks and finds them. */
+export async function reuseChunks(db: Queryable, tenantId: string, holder: RefHolder, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
   if (ids.length === 0) return new Set();
   const unique = [...new Set(ids)];
-  const res = backupId === null ? await db.query<{ id: string }>(LOCATE_LIVE_SQL, [tenantId, unique]) : await db.query<{ id: string }>(REUSE_SQL, [tenantId, backupId, unique]);
+  if (holder === null) return new Set((await db.query<{ id: string }>(LOCATE_LIVE_SQL, [tenantId, unique])).rows.map((r) => r.id));
+  const t = refTarget(holder);
+  const res = await db.query<{ id: string }>(reuseSql(t.insert), [tenantId, t.id, unique]);
   return new Set(res.rows.map((r) => r.id));
 }
 
@@ -71,20 +84,21 @@ export async function reuseChunks(db: Queryable, tenantId: string, backupId: str
  */
 const ASYNC_COMMIT = 'SET LOCAL synchronous_commit TO OFF';
 
-const LOOKUP_SQL = `
+const lookupSql = (insert: string) => `
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
 ${LIVE_CTE}, ins AS (
-  INSERT INTO backup_chunks (backup_id, tenant_id, chunk_id)
+  ${insert}
   SELECT $2, $1, live.id FROM live, async_commit
   ON CONFLICT DO NOTHING
 )
 SELECT id FROM live`;
 
 /** reuseChunks for the writer, outside any transaction: its commit is asynchronous (see above). */
-export async function lookupChunks(pool: pg.Pool, tenantId: string, backupId: string | null, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
+export async function lookupChunks(pool: pg.Pool, tenantId: string, holder: RefHolder, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
   if (ids.length === 0) return new Set();
-  if (backupId === null) return reuseChunks(pool, tenantId, null, ids); // a read and row locks: nothing to commit
-  const res = await pool.query<{ id: string }>(LOOKUP_SQL, [tenantId, backupId, [...new Set(ids)]]);
+  if (holder === null) return reuseChunks(pool, tenantId, null, ids); // a read and row locks: nothing to commit
+  const t = refTarget(holder);
+  const res = await pool.query<{ id: string }>(lookupSql(t.insert), [tenantId, t.id, [...new Set(ids)]]);
   return new Set(res.rows.map((r) => r.id));
 }
 
@@ -104,10 +118,10 @@ export interface PackRecord {
  * transaction. A chunk another pack already holds keeps that location (this pack's copy is
  * garbage to GC); should that other pack be doomed meanwhile, the row is taken over here.
  */
-export async function registerPack(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
+export async function registerPack(pool: pg.Pool, pack: PackRecord, holder: RefHolder): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await registerOnce(pool, pack, backupId);
+      return await registerOnce(pool, pack, holder);
     } catch (err) {
       // A deadlock or serialization failure with a concurrent GC is retried: the transaction left nothing.
       const code = (err as { code?: string }).code;
@@ -116,7 +130,7 @@ export async function registerPack(pool: pg.Pool, pack: PackRecord, backupId: st
   }
 }
 
-function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | null): Promise<void> {
+function registerOnce(pool: pg.Pool, pack: PackRecord, holder: RefHolder): Promise<void> {
   return inTransaction(pool, async (client) => {
     await client.query(ASYNC_COMMIT);
     await client.query(
@@ -132,7 +146,7 @@ function registerOnce(pool: pg.Pool, pack: PackRecord, backupId: string | null):
          ON CONFLICT (tenant_id, id) DO NOTHING`,
         [pack.tenantId, pack.id, pack.clusterId, todo.map((e) => e.id), todo.map((e) => e.offset), todo.map((e) => e.length), todo.map((e) => e.rawLength)],
       );
-      const found = await reuseChunks(client, pack.tenantId, backupId, todo.map((e) => e.id));
+      const found = await reuseChunks(client, pack.tenantId, holder, todo.map((e) => e.id));
       todo = todo.filter((e) => !found.has(e.id));
     }
   });

@@ -85,7 +85,7 @@ export function createRepoService(deps: { db: Db; masterKey: Buffer; primary: Ar
     async streamOf(src: ChunkSource, a: ComponentArtifact): Promise<StreamRef> {
       return decodeStreamManifest(manifestBytes(src, a));
     },
-    async writer(opts: { tenantId: string; backupId: string | null; clusterId: string | null; signal?: AbortSignal }): Promise<RepoWriter> {
+    async writer(opts: { tenantId: string; backupId: string | null; walSegmentId?: string; clusterId: string | null; signal?: AbortSignal }): Promise<RepoWriter> {
       const keys = await repositories.keysOf(opts.tenantId);
       return createRepoWriter({ pool: deps.db.$pool, store: deps.primary, seal, keys, packTargetBytes: deps.settings.packTargetBytes, ...opts });
     },

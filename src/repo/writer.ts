@@ -4,7 +4,7 @@ import { chunkStream, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js
 import { packKey } from './layout.js';
 import { PackBuilder } from './pack.js';
 import { Semaphore } from '../lib/semaphore.js';
-import { lookupChunks, registerPack } from './refs.js';
+import { lookupChunks, registerPack, type RefHolder } from './refs.js';
 import type { SealPool } from './seal-pool.js';
 import type { FileJob } from './file-core.mjs';
 import type { ChunkId, ChunkSink, StoredFile, StreamRef, TenantKeys } from './types.js';
@@ -17,8 +17,10 @@ export interface WriterOptions {
   seal: SealPool;
   keys: TenantKeys;
   tenantId: string;
-  /** The backup whose references are recorded; null for a repack (no references). */
+  /** The backup whose references are recorded; null for a repack (no references) or a WAL file's writer. */
   backupId: string | null;
+  /** A stored WAL file (wal_segments row) whose references are recorded instead of a backup's. */
+  walSegmentId?: string;
   /** For usage attribution of the chunks this writer stores first. */
   clusterId: string | null;
   packTargetBytes?: number;
@@ -83,6 +85,7 @@ const FILE_BATCH_BYTES = 4 * 1024 * 1024;
  * `uploads` packs in flight.
  */
 export function createRepoWriter(opts: WriterOptions): RepoWriter {
+  const holder: RefHolder = opts.backupId !== null ? { backupId: opts.backupId } : opts.walSegmentId ? { walSegmentId: opts.walSegmentId } : null;
   const target = opts.packTargetBytes ?? DEFAULT_PACK_TARGET_BYTES;
   const maxUploads = opts.uploads ?? 2;
   const chunking = opts.chunking ?? DEFAULT_CHUNKING;
@@ -127,7 +130,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         clusterId: opts.clusterId,
         secondaryStatus: null,
       },
-      opts.backupId,
+      holder,
     );
     stats.packs++;
     for (const e of packed.entries) pending.delete(e.id);
@@ -148,7 +151,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   async function drain(): Promise<void> {
     while (queued.length > 0 && !failure) {
       const batch = queued.splice(0, LOOKUP_BATCH);
-      const found = await lookupChunks(opts.pool, opts.tenantId, opts.backupId, batch.map((q) => q.id));
+      const found = await lookupChunks(opts.pool, opts.tenantId, holder, batch.map((q) => q.id));
       const fresh: Queued[] = [];
       for (const q of batch) {
         if (found.has(q.id) || pending.has(q.id)) continue;
@@ -304,7 +307,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     async reuse(files: ChunkId[][]): Promise<boolean[]> {
       check();
       const all = files.flat();
-      const found = await lookupChunks(opts.pool, opts.tenantId, opts.backupId, all);
+      const found = await lookupChunks(opts.pool, opts.tenantId, holder, all);
       return files.map((f) => f.every((id) => found.has(id) || pending.has(id)));
     },
     async flush(): Promise<void> {
