@@ -165,7 +165,10 @@ describe('schema.prisma agrees with the migrations', () => {
       });
       const walRef = await db.walChunk.create({ data: { segmentId: segment.id, tenantId: tenant.id, chunkId: chunk.id } });
       expect(await db.walStream.findUniqueOrThrow({ where: { id: stream.id }, include: { segments: { include: { chunkRefs: true } } } })).toEqual({ ...stream, segments: [{ ...segment, chunkRefs: [walRef] }] });
-      expect(await db.walStream.findUniqueOrThrow({ where: { clusterId_component: { clusterId: cluster.id, component: 'db' } } })).toEqual(stream);
+      // one active stream per component; a dropping one beside it is fine
+      await db.walStream.create({ data: { ...stream, id: randomUUID(), status: 'active' } });
+      await expect(db.walStream.create({ data: { ...stream, id: randomUUID(), status: 'active' } })).rejects.toThrow();
+      await db.walStream.deleteMany({ where: { clusterId: cluster.id, status: 'active' } });
       // one stored version of a file per stream; a writing one beside it is fine
       await expect(db.walSegment.create({ data: { ...segment, id: randomUUID(), manifest: { chunks: [], bytes: 0 } } })).rejects.toThrow();
       await db.walSegment.create({ data: { ...segment, id: randomUUID(), status: 'writing', manifest: { chunks: [], bytes: 0 } } });

@@ -36,7 +36,8 @@ CREATE TABLE "wal_streams" (
     CONSTRAINT "wal_streams_state_check" CHECK ("state" IN ('streaming', 'behind', 'stopped')),
     CONSTRAINT "wal_streams_tenant_id_fkey" FOREIGN KEY ("tenant_id") REFERENCES "tenants"("id") ON DELETE CASCADE ON UPDATE CASCADE
 );
-CREATE UNIQUE INDEX "wal_streams_cluster_id_component_key" ON "wal_streams"("cluster_id", "component");
+-- one active stream per component (a removed or re-pointed one is 'dropping' beside its successor)
+CREATE UNIQUE INDEX "wal_streams_cluster_id_component_active_key" ON "wal_streams"("cluster_id", "component") WHERE "status" = 'active';
 CREATE INDEX "wal_streams_tenant_id_idx" ON "wal_streams"("tenant_id");
 CREATE INDEX "wal_streams_lease_expires_at_idx" ON "wal_streams"("lease_expires_at");
 
