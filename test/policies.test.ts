@@ -75,6 +75,29 @@ describe('policies', () => {
     expect((await s.request('GET', `/v1/policies/${p.body.id}`, { token })).body).toEqual(ok.body);
   });
 
+  it('takes recovery_window on create and patch, null by default, and refuses a bad one naming the field', async () => {
+    const plain = await s.request('POST', '/v1/policies', { token, body: { name: 'no-window' } });
+    expect(plain.body.recovery_window).toBeNull();
+    const p = await s.request('POST', '/v1/policies', { token, body: { name: 'pitr', recovery_window: '14d' } });
+    expect(p.status, p.text).toBe(201);
+    expect(p.body.recovery_window).toBe('14d');
+    const patched = await s.request('PATCH', `/v1/policies/${p.body.id}`, { token, body: { recovery_window: '12h' } });
+    expect(patched.status).toBe(200);
+    expect((await s.request('GET', `/v1/policies/${p.body.id}`, { token })).body).toMatchObject({ recovery_window: '12h' });
+    // Leaving it out of a patch keeps it; null clears it.
+    expect((await s.request('PATCH', `/v1/policies/${p.body.id}`, { token, body: { max_backups: 12 } })).body.recovery_window).toBe('12h');
+    expect((await s.request('PATCH', `/v1/policies/${p.body.id}`, { token, body: { recovery_window: null } })).body.recovery_window).toBeNull();
+    for (const bad of [
+      await s.request('POST', '/v1/policies', { token, body: { name: 'bad-window', recovery_window: '2 weeks' } }),
+      await s.request('PATCH', `/v1/policies/${p.body.id}`, { token, body: { recovery_window: '0d' } }),
+    ]) {
+      expect(bad.status).toBe(422);
+      expect(bad.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(bad.body.errors).toEqual([{ path: 'body.recovery_window', message: expect.stringMatching(/invalid interval/) }]);
+    }
+    expect((await s.request('GET', `/v1/policies/${p.body.id}`, { token })).body.recovery_window).toBeNull();
+  });
+
   it('lets the environment defaults be changed but never deleted (SPEC section 11)', async () => {
     const list = await s.request('GET', '/v1/policies?limit=100', { token });
     const defaults = list.body.items.filter((p: { is_default: boolean }) => p.is_default);

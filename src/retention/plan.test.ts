@@ -134,6 +134,80 @@ describe('planRetention: examples', () => {
     }
   });
 
+  describe('recovery_window', () => {
+    // Daily base backups at 03:00, each stopping ten minutes after it started.
+    const continuous = (n: number, from = '2024-05-01T03:00:00Z') =>
+      days(n, from).map((b) => ({ ...b, base_backup_stop: new Date(b.created_at.getTime() + 600_000) }));
+
+    it('keeps every base backup that stopped within the window and the newest one before it', () => {
+      const bs = continuous(10); // 05-01 .. 05-10; R = 05-10T03:00, R - 3d = 05-07T03:00
+      const k = kept(bs, policy({ recovery_window: '3d' }));
+      expect(k).toEqual({
+        [bs[5]!.id]: ['recovery_window'], // stopped 05-06T03:10, before the window: a restore to 05-07T03:00 starts here
+        [bs[6]!.id]: ['recovery_window'], // stopped 05-07T03:10
+        [bs[7]!.id]: ['recovery_window'],
+        [bs[8]!.id]: ['1d x 2', 'recovery_window'],
+        [bs[9]!.id]: ['1d x 2', 'recovery_window', 'newest'],
+      });
+    });
+
+    it('a base backup that stopped exactly at the window start is the one a restore starts from', () => {
+      const bs = continuous(5);
+      const exact = { ...bs[2]!, base_backup_stop: new Date('2024-05-03T03:00:00Z') }; // R - 2d exactly
+      const k = kept([bs[0]!, bs[1]!, exact, bs[3]!, bs[4]!], policy({ recovery_window: '2d', max_backups: 3 }));
+      // max_backups 3 trims the older of the two at or before the start, never the one at the start.
+      expect(k).toEqual({
+        [exact.id]: ['recovery_window'],
+        [bs[3]!.id]: ['1d x 2', 'recovery_window'],
+        [bs[4]!.id]: ['1d x 2', 'recovery_window', 'newest'],
+      });
+    });
+
+    it('max_backups trims the newer base backups of the window before the one its start needs', () => {
+      const bs = continuous(10);
+      const k = kept(bs, policy({ recovery_window: '5d', max_backups: 3, schedule: [{ interval: '1d', count: 1 }] }));
+      // bs[3] stopped before R - 5d = 05-05T03:00, the newest such: forced, like the newest.
+      expect(k).toEqual({
+        [bs[3]!.id]: ['recovery_window'],
+        [bs[8]!.id]: ['recovery_window'],
+        [bs[9]!.id]: ['1d x 1', 'recovery_window', 'newest'],
+      });
+      // Forced ones alone may exceed max_backups.
+      expect(Object.keys(kept(bs, policy({ recovery_window: '5d', max_backups: 1 })))).toEqual([bs[3]!.id, bs[9]!.id]);
+    });
+
+    it('is measured from the newest backup, not a clock: an idle cluster keeps its window', () => {
+      const bs = continuous(4, '2020-01-01T03:00:00Z');
+      // R - 1d = 01-03T03:00: bs[2] stopped after it, bs[1] is the newest before it.
+      expect(Object.keys(kept(bs, policy({ recovery_window: '1d', schedule: [] })))).toEqual([bs[1]!.id, bs[2]!.id, bs[3]!.id]);
+    });
+
+    it('counts the window in the policy time zone (a local day across DST)', () => {
+      // Berlin's clocks go forward on 2024-03-31: R - 1d local is 23 hours before R.
+      const r = backup('2024-03-31T12:00:00Z', { base_backup_stop: new Date('2024-03-31T12:10:00Z') });
+      const at = (iso: string) => backup(iso, { base_backup_stop: new Date(iso) });
+      const inside = at('2024-03-30T13:00:00Z'); // R - 23h
+      const outside = at('2024-03-30T12:30:00Z'); // R - 23.5h: before the local window's start, the newest such
+      const older = at('2024-03-30T12:00:00Z');
+      const p = policy({ recovery_window: '1d', schedule: [], manual_count: 0 });
+      expect(Object.keys(kept([older, outside, inside, r], { ...p, timezone: 'Europe/Berlin' }))).toEqual([outside.id, inside.id, r.id]);
+      // In UTC the window starts at 03-30T12:00, which `older` reaches exactly.
+      expect(Object.keys(kept([older, outside, inside, r], p))).toEqual([older.id, outside.id, inside.id, r.id]);
+    });
+
+    it('ignores backups without a base backup, and failed ones', () => {
+      const plain = days(3);
+      const failed = backup('2024-05-02T12:00:00Z', { status: 'failed', base_backup_stop: new Date('2024-05-02T12:10:00Z') });
+      const p = policy({ recovery_window: '7d', schedule: [{ interval: '1d', count: 1 }], failed_count: 0 });
+      expect(kept([...plain, failed], p)).toEqual({ [plain[2]!.id]: ['1d x 1', 'newest'] });
+    });
+
+    it('null or absent: no window', () => {
+      const bs = continuous(5);
+      expect(kept(bs, policy({ recovery_window: null }))).toEqual(kept(bs, policy()));
+    });
+  });
+
   it('is empty for no backups', () => {
     expect(planRetention([], policy())).toEqual([]);
   });
@@ -143,6 +217,8 @@ describe('planRetention: examples', () => {
     expect(() => planRetention([b], policy({ timezone: 'Nowhere' }))).toThrow(RangeError);
     expect(() => planRetention([b], policy({ schedule: [{ interval: 'daily', count: 1 }] }))).toThrow(RangeError);
     expect(() => planRetention([b], policy({ max_backups: -1 }))).toThrow(RangeError);
+    expect(() => planRetention([b], policy({ recovery_window: '2 weeks' }))).toThrow(RangeError);
+    expect(() => planRetention([{ ...b, base_backup_stop: new Date(Number.NaN) }], policy())).toThrow(RangeError);
     expect(() => planRetention([{ ...b, created_at: new Date(Number.NaN) }], policy())).toThrow(RangeError);
     const running = { ...b, status: 'running' } as unknown as RetentionBackup;
     expect(() => planRetention([running], policy())).toThrow(RangeError);

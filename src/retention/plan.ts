@@ -1,4 +1,4 @@
-import { bucketStarter, requireZone } from '../scheduling/index.js';
+import { bucketStarter, requireInterval, requireZone, subtractInterval } from '../scheduling/index.js';
 
 export type BackupTrigger = 'manual' | 'scheduled';
 
@@ -9,6 +9,11 @@ export interface RetentionBackup {
   readonly created_at: Date;
   /** A running restore reads it. */
   readonly in_use?: boolean;
+  /**
+   * When the backup holds a base backup of a continuously archived database: its stop time, from
+   * which on a point-in-time restore can start from it. Absent or null otherwise.
+   */
+  readonly base_backup_stop?: Date | null;
 }
 
 export interface RetentionPolicy {
@@ -17,6 +22,8 @@ export interface RetentionPolicy {
   readonly max_backups: number;
   readonly manual_count: number;
   readonly failed_count: number;
+  /** An interval (`"14d"`): point-in-time restores must reach this far back from the newest backup; absent or null: no window. */
+  readonly recovery_window?: string | null;
 }
 
 export interface RetentionDecision {
@@ -31,6 +38,7 @@ export const RETENTION_REASON = {
   failedCount: 'failed_count',
   newest: 'newest',
   inUse: 'in use',
+  recoveryWindow: 'recovery_window',
 } as const;
 
 /** `"1d x 7"`: the reason a schedule entry gives for keeping a backup. */
@@ -42,6 +50,8 @@ interface Item {
   readonly backup: RetentionBackup;
   readonly index: number;
   readonly ms: number;
+  /** base_backup_stop in ms; null when the backup holds no base backup. */
+  readonly stopMs: number | null;
   readonly reasons: string[];
   /** Never dropped by max_backups. */
   forced: boolean;
@@ -60,6 +70,7 @@ export function planRetention(
   const maxBackups = requireCount(policy.max_backups, 'max_backups');
   const manualCount = requireCount(policy.manual_count, 'manual_count');
   const failedCount = requireCount(policy.failed_count, 'failed_count');
+  const recoveryWindow = policy.recovery_window == null ? null : requireInterval(policy.recovery_window);
   const entries = policy.schedule.map((entry) => ({
     reason: scheduleReason(entry),
     count: requireCount(entry.count, 'schedule count'),
@@ -70,6 +81,7 @@ export function planRetention(
     backup,
     index,
     ms: createdAtMs(backup),
+    stopMs: baseBackupStopMs(backup),
     reasons: [],
     forced: false,
   }));
@@ -107,6 +119,17 @@ export function planRetention(
   }
 
   const newestCompleted = completed.at(-1);
+  if (newestCompleted && recoveryWindow) {
+    // Measured back from the newest backup, not from a clock, so that a cluster that stops
+    // backing up keeps its window (time passing alone deletes nothing).
+    const cutoff = subtractInterval(new Date(newestCompleted.ms), recoveryWindow, policy.timezone).getTime();
+    const w = recoveryWindowItems(completed, cutoff);
+    for (const item of w.kept) addReason(item, RETENTION_REASON.recoveryWindow);
+    // Only the base backup a restore to the window's start replays is forced past max_backups:
+    // with the WAL after it, it alone makes every point of the window restorable. The newer
+    // ones in the window only shorten the replay, and yield to max_backups like any kept backup.
+    if (w.start) w.start.forced = true;
+  }
   if (newestCompleted) {
     addReason(newestCompleted, RETENTION_REASON.newest);
     newestCompleted.forced = true;
@@ -134,6 +157,27 @@ export function planRetention(
     keep: item.reasons.length > 0,
     reasons: item.reasons,
   }));
+}
+
+/**
+ * The base backups a recovery window starting at `cutoff` keeps: every one that stopped at or
+ * after it, and the newest that stopped before it (a restore to the cutoff itself starts there).
+ * `start` is the one such a restore replays: the latest stop at or before the cutoff.
+ */
+function recoveryWindowItems(completedOldestFirst: readonly Item[], cutoff: number): { kept: Item[]; start: Item | undefined } {
+  const kept: Item[] = [];
+  let before: Item | undefined;
+  let start: Item | undefined;
+  for (const item of completedOldestFirst) {
+    const stop = item.stopMs;
+    if (stop === null) continue;
+    if (stop >= cutoff) kept.push(item);
+    // By stop time, not creation: the restore picks the base backup by where it ends.
+    else if (!before || stop >= before.stopMs!) before = item;
+    if (stop <= cutoff && (!start || stop >= start.stopMs!)) start = item;
+  }
+  if (before) kept.push(before);
+  return { kept, start };
 }
 
 function newest(sortedOldestFirst: readonly Item[], count: number): readonly Item[] {
@@ -189,5 +233,13 @@ function createdAtMs(backup: RetentionBackup): number {
   }
   const ms = backup.created_at instanceof Date ? backup.created_at.getTime() : Number.NaN;
   if (!Number.isFinite(ms)) throw new RangeError(`backup ${backup.id}: invalid created_at`);
+  return ms;
+}
+
+function baseBackupStopMs(backup: RetentionBackup): number | null {
+  const stop = backup.base_backup_stop;
+  if (stop === undefined || stop === null) return null;
+  const ms = stop instanceof Date ? stop.getTime() : Number.NaN;
+  if (!Number.isFinite(ms)) throw new RangeError(`backup ${backup.id}: invalid base_backup_stop`);
   return ms;
 }

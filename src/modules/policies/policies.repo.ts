@@ -12,6 +12,7 @@ function toData(v: Partial<PolicyValues>) {
     ...(v.manual_rate_limit !== undefined && { manualRateLimit: v.manual_rate_limit }),
     ...(v.failed_count !== undefined && { failedCount: v.failed_count }),
     ...(v.scheduled_live !== undefined && { scheduledLive: v.scheduled_live }),
+    ...(v.recovery_window !== undefined && { recoveryWindow: v.recovery_window }),
   };
 }
 
@@ -32,6 +33,7 @@ export function createPolicyRepo(db: Db) {
           manualRateLimit: input.manual_rate_limit,
           failedCount: input.failed_count,
           scheduledLive: input.scheduled_live,
+          recoveryWindow: input.recovery_window,
           createdAt: input.now,
           updatedAt: input.now,
         },

@@ -12,6 +12,7 @@ export const DEFAULT_POLICY = Object.freeze({
   manual_rate_limit: '1h' as string | null,
   failed_count: 3,
   scheduled_live: true,
+  recovery_window: null as string | null,
 });
 
 export const ENVIRONMENTS = ['production', 'staging', 'development'] as const;
@@ -44,6 +45,9 @@ const policyFields = {
   manual_rate_limit: interval.nullable().describe('at most one manual backup per this period per cluster; null: no limit'),
   failed_count: z.number().int().describe('failed backups kept per trigger (0..100)'),
   scheduled_live: z.boolean().describe("false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live)"),
+  recovery_window: interval
+    .nullable()
+    .describe('continuous postgres components: base backups and WAL are kept to restore to any point this far back from the newest backup, e.g. "14d"; null: no window'),
 };
 
 export const createPolicyBody = z
@@ -56,6 +60,7 @@ export const createPolicyBody = z
     manual_rate_limit: policyFields.manual_rate_limit.default(DEFAULT_POLICY.manual_rate_limit),
     failed_count: policyFields.failed_count.default(DEFAULT_POLICY.failed_count),
     scheduled_live: policyFields.scheduled_live.default(DEFAULT_POLICY.scheduled_live),
+    recovery_window: policyFields.recovery_window.default(DEFAULT_POLICY.recovery_window),
   })
   .strict();
 
@@ -69,6 +74,7 @@ export const patchPolicyBody = z
     manual_rate_limit: policyFields.manual_rate_limit.optional(),
     failed_count: policyFields.failed_count.optional(),
     scheduled_live: policyFields.scheduled_live.optional(),
+    recovery_window: policyFields.recovery_window.optional(),
   })
   .strict();
 
@@ -85,6 +91,7 @@ export const policySchema = z
     manual_rate_limit: z.string().nullable(),
     failed_count: z.number().int(),
     scheduled_live: z.boolean(),
+    recovery_window: z.string().nullable().describe('how far back a point-in-time restore can go; null: no window'),
     created_at: timestamp,
     updated_at: timestamp,
   })
@@ -115,6 +122,8 @@ export function validatePolicy(p: PolicyValues): FieldProblem[] {
   if (p.manual_rate_limit !== null && !isInterval(p.manual_rate_limit))
     add('manual_rate_limit', `invalid interval "${p.manual_rate_limit}" (expected <n><unit> or null)`);
   if (p.failed_count < 0 || p.failed_count > 100) add('failed_count', 'must be between 0 and 100');
+  if (p.recovery_window !== null && !isInterval(p.recovery_window))
+    add('recovery_window', `invalid interval "${p.recovery_window}" (expected <n><unit> or null)`);
   return errors;
 }
 

@@ -21,6 +21,7 @@ export function policyValues(p: PolicyRow): PolicyValues {
     manual_rate_limit: p.manualRateLimit,
     failed_count: p.failedCount,
     scheduled_live: p.scheduledLive,
+    recovery_window: p.recoveryWindow,
   };
 }
 
