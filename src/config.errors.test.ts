@@ -28,7 +28,7 @@ const cases: Record<(typeof CONFIG_VARIABLES)[number], { bad: string; form: stri
   STORAGE_URL: { bad: '/var/backups', form: 'must be a file:///absolute/path or s3://bucket/prefix URL' },
   STORAGE_SECONDARY_URL: { bad: 'file://relative', form: 'must be a file:///absolute/path or s3://bucket/prefix URL' },
   ENCRYPTION_KEY: { bad: 'c2hvcnQ=', form: 'must be 32 bytes, base64-encoded', secret: true },
-  ROLES: { bad: 'api,janitor', form: 'must be a comma-separated subset of api,worker,scheduler' },
+  ROLES: { bad: 'api,janitor', form: 'must be a comma-separated subset of api,worker,scheduler,archiver' },
   LOG_LEVEL: { bad: 'verbose', form: 'must be one of fatal, error, warn, info, debug, trace, silent' },
   WORKER_CONCURRENCY: { bad: '0', form: 'must be an integer number of jobs 1-64' },
   DB_POOL_SIZE: { bad: '2.5', form: 'must be an integer number of connections 1-200' },
@@ -59,6 +59,9 @@ const cases: Record<(typeof CONFIG_VARIABLES)[number], { bad: string; form: stri
   WEBHOOK_RETRY_MAX_MS: { bad: '1h', form: 'must be an integer number of milliseconds, at least 10' },
   WEBHOOK_RETRY_WINDOW_MS: { bad: '24h', form: 'must be an integer number of milliseconds, at least 0' },
   WEBHOOK_DISABLE_AFTER_MS: { bad: '5d', form: 'must be an integer number of milliseconds, at least 0' },
+  ARCHIVER_LEASE_MS: { bad: '1000', form: 'must be an integer number of milliseconds, at least 3000' },
+  PITR_WORK_DIR: { bad: '', form: 'must be a directory path' },
+  PITR_SCRATCH_USER: { bad: '', form: 'must be an OS user name, e.g. postgres' },
 };
 
 describe('configuration errors', () => {
@@ -94,7 +97,7 @@ describe('configuration errors', () => {
 
   it('ENCRYPTION_KEY, when split roles require it, says so and names its form', () => {
     expect(() => loadConfig({ ROLES: 'api' }, tmpdir(), () => {})).toThrow(
-      /^invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of api,worker,scheduler .*32 bytes, base64-encoded/,
+      /^invalid configuration: ENCRYPTION_KEY: required when ROLES is not all of api,worker,scheduler,archiver .*32 bytes, base64-encoded/,
     );
   });
 

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_ALLOWED_HOSTS, parseAllowedHosts, type AllowedHosts } from './components/targets.js';
 
-export const ROLE_NAMES = ['api', 'worker', 'scheduler'] as const;
+export const ROLE_NAMES = ['api', 'worker', 'scheduler', 'archiver'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -125,6 +125,12 @@ const envSchema = z.object({
   WEBHOOK_RETRY_WINDOW_MS: ms(0).default(86_400_000),
   /** A webhook whose every attempt has failed for this long is disabled (5 days). */
   WEBHOOK_DISABLE_AFTER_MS: ms(0).default(5 * 86_400_000),
+  /** An archiver that stops renewing its hold on a continuous component's stream is replaced by another after this (SPEC section 13). */
+  ARCHIVER_LEASE_MS: ms(3000).default(30_000),
+  /** Where archivers keep the WAL they receive until it is in the repository, and workers recover base backups in scratch PostgreSQL instances. */
+  PITR_WORK_DIR: nonEmpty('a directory path').default('./data/pitr'),
+  /** The OS user scratch PostgreSQL instances run as when the service runs as root (PostgreSQL refuses to run as root). */
+  PITR_SCRATCH_USER: nonEmpty('an OS user name, e.g. postgres').default('postgres'),
 });
 
 /** The environment variables the service reads (docs and tests check they are all described). */
@@ -189,6 +195,8 @@ export interface Config {
   retentionSweepMs: number;
   /** How long a stopping worker lets running jobs finish before aborting them. */
   shutdownGraceMs: number;
+  /** Point-in-time recovery (SPEC section 13): the archivers' lease, their spool and the workers' scratch instances, and who those run as under root. */
+  pitr: { archiverLeaseMs: number; workDir: string; scratchUser: string };
 }
 
 export class ConfigError extends Error {}
@@ -255,6 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     retentionSweepMs: e.RETENTION_SWEEP_MS,
+    pitr: { archiverLeaseMs: e.ARCHIVER_LEASE_MS, workDir: path.resolve(cwd, e.PITR_WORK_DIR), scratchUser: e.PITR_SCRATCH_USER },
   });
 }
 

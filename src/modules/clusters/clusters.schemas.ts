@@ -18,7 +18,15 @@ export const postgresComponentInput = z
     name: componentName,
     type: z.literal('postgres'),
     config: z
-      .object({ url: z.string().max(2048).describe('postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***`') })
+      .object({
+        url: z.string().max(2048).describe('postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***`'),
+        continuous: z
+          .boolean()
+          .optional()
+          .describe(
+            'Point-in-time recovery (docs/pitr.md): the WAL of the server is archived continuously from a replication slot the service creates, and each backup is a base backup. The role needs REPLICATION, the server wal_level replica or logical, and pg_hba.conf a replication line for the role; a save that lacks one answers 422 naming it',
+          ),
+      })
       .strict(),
   })
   .strict();
@@ -113,7 +121,10 @@ export const componentSchema = z
     z.object({
       name: z.string(),
       type: z.literal('postgres'),
-      config: z.object({ url: z.string().describe('the postgresql:// URL given, its password (and secret parameters) masked as `***`') }),
+      config: z.object({
+        url: z.string().describe('the postgresql:// URL given, its password (and secret parameters) masked as `***`'),
+        continuous: z.boolean().describe('whether the WAL is archived continuously (point-in-time recovery)'),
+      }),
     }),
     z.object({ name: z.string(), type: z.literal('redis'), config: z.object({ url: z.string().describe('the redis:// URL given, its password masked as `***`') }) }),
     z.object({ name: z.string(), type: z.literal('mysql'), config: z.object({ url: z.string().describe('the mysql:// URL given, its password masked as `***`') }) }),

@@ -16,6 +16,7 @@ import type { ComponentInput } from './clusters.schemas.js';
 import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
 import type { TenantRootOf } from '../tenants/tenant-folder.js';
 import type { UrlGuard } from '../../net/url-guard.js';
+import { dropClusterStreams, syncStreams } from '../pitr/wal-streams.js';
 import { applyHooks, checkHooks, newHooksSecret, presentHooks, unpairedHooks, type HookConfig, type HookName } from '../hooks/hooks.js';
 
 type BackupLocationApi = 'same-region' | 'dual-region';
@@ -105,7 +106,8 @@ export function createClusterService(deps: ClusterServiceDeps) {
       const id = randomUUID();
       const t = now();
       const row = await uniqueName(() =>
-        repo.create(db, {
+        db.$transaction(async (tx) => {
+          const created = await repo.create(tx, {
           id,
           tenantId,
           name: input.name,
@@ -121,6 +123,9 @@ export function createClusterService(deps: ClusterServiceDeps) {
           nextBackupAt: scheduleFor(policy, id, t),
           createdAt: t,
           updatedAt: t,
+          });
+          await syncStreams(tx, deps.box, { tenantId, clusterId: id, components: stored });
+          return created;
         }),
       );
       return { ...presentCluster(row), ...(secret && { hooks_secret: secret.secret }) };
@@ -158,6 +163,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
           if (errors.length) throw new Invalid('invalid cluster', errors);
           // The first hook brings the secret calls are signed with (shown in this answer only).
           secret = hooks && Object.keys(hooks).length > 0 && !current.hooksSecretEnc ? newHooksSecret(deps.box) : null;
+          if (prepared) await syncStreams(tx, deps.box, { tenantId, clusterId: id, components: prepared.stored });
           return repo.update(tx, tenantId, id, {
             ...(patch.name !== undefined && { name: patch.name }),
             ...(patch.environment !== undefined && { environment: patch.environment }),
@@ -185,6 +191,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
         const current = (await repo.find(tx, tenantId, id))!;
         if (current.deletionProtection) throw new Conflict('deletion protection is on for this cluster; turn it off first (PATCH deletion_protection: false)');
         if (current.status === 'deleting') return current;
+        await dropClusterStreams(tx, id);
         return repo.update(tx, tenantId, id, { status: 'deleting', nextBackupAt: null, updatedAt: now() });
       });
       await deps.queues

@@ -3,6 +3,8 @@ import type { FieldProblem } from '../../errors.js';
 import { stat } from 'node:fs/promises';
 import { checkRelativePath, NO_SUCH_DIRECTORY, resolveInsideRoot } from '../../components/paths.js';
 import { parsePostgresUrl } from '../../components/postgres-connection.js';
+import { pinAddresses } from '../../components/postgres-targets.js';
+import { checkContinuous } from '../../components/pitr/checks.js';
 import { checkRedisConnection, checkRedisUrl } from '../../components/redis.js';
 import { checkMysqlConnection, checkMysqlUrl } from '../../components/mysql.js';
 import { ComponentError } from '../../components/types.js';
@@ -17,22 +19,27 @@ const isUrlComponent = <T extends { type: string }>(c: T): c is T & { type: UrlC
 /** How a component is kept in the database: secrets encrypted, with a masked copy for display. */
 export type StoredComponent =
   | { name: string; type: 'directory'; config: { path: string } }
-  | { name: string; type: UrlComponentType; config: { url_encrypted: string; url_masked: string } };
+  | { name: string; type: UrlComponentType; config: { url_encrypted: string; url_masked: string; continuous?: boolean } };
 
-/** A component as a driver needs it: secrets decrypted (worker only; never logged). */
-export type RuntimeComponent = { name: string; type: 'directory'; config: { path: string } } | { name: string; type: UrlComponentType; config: { url: string } };
+/** A component as a driver needs it: secrets decrypted (worker only; never logged). `continuous`: postgres only (SPEC section 13). */
+export type RuntimeComponent = { name: string; type: 'directory'; config: { path: string } } | { name: string; type: UrlComponentType; config: { url: string; continuous?: boolean } };
+
+/** A postgres component whose WAL is archived continuously (point-in-time recovery). */
+export const isContinuous = (c: StoredComponent | RuntimeComponent): boolean => c.type === 'postgres' && (c.config as { continuous?: boolean }).continuous === true;
+const continuousFlag = (c: StoredComponent | RuntimeComponent) => (isContinuous(c) ? { continuous: true } : {});
 
 export function presentComponent(c: StoredComponent): ComponentView {
-  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url: c.config.url_masked } } : { name: c.name, type: 'directory', config: { path: c.config.path } };
+  if (!isUrlComponent(c)) return { name: c.name, type: 'directory', config: { path: c.config.path } };
+  return c.type === 'postgres' ? { name: c.name, type: 'postgres', config: { url: c.config.url_masked, continuous: isContinuous(c) } } : { name: c.name, type: c.type, config: { url: c.config.url_masked } };
 }
 
 export function decryptComponent(c: StoredComponent, box: SecretBox): RuntimeComponent {
-  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url: box.decrypt(c.config.url_encrypted) } } : c;
+  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url: box.decrypt(c.config.url_encrypted), ...continuousFlag(c) } } : c;
 }
 
 /** The stored form of a runtime component (secrets encrypted under `box`): what `npm run recover` writes back. */
 export function encryptComponent(c: RuntimeComponent, box: SecretBox): StoredComponent {
-  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url_encrypted: box.encrypt(c.config.url), url_masked: maskUrl(c.config.url) } } : c;
+  return isUrlComponent(c) ? { name: c.name, type: c.type, config: { url_encrypted: box.encrypt(c.config.url), url_masked: maskUrl(c.config.url), ...continuousFlag(c) } } : c;
 }
 
 /** How long a save may wait for a tenant's redis or mysql server to answer (the check at save time; the worker has its own timeouts). */
@@ -75,8 +82,13 @@ async function serverUrlProblem(type: 'redis' | 'mysql', url: string, targets: T
   }
 }
 
-/** What is wrong with a postgres URL: its shape, its parameters, or the operator's policy for its server (a name that does not resolve yet is let through: the worker checks again). */
-async function postgresUrlProblem(url: string, policy: TargetPolicy): Promise<string | null> {
+/**
+ * What is wrong with a postgres URL: its shape, its parameters, or the operator's policy for its
+ * server (a name that does not resolve yet is let through: the worker checks again). A continuous
+ * component is also checked on its server (checks.ts: REPLICATION, wal_level, a replication
+ * connection, free senders and slots), each problem naming its fix; its name must resolve.
+ */
+async function postgresUrlProblem(url: string, policy: TargetPolicy, continuous: boolean): Promise<string | null> {
   const shape = checkUrlShape(url);
   if (shape) return shape;
   let conn;
@@ -86,7 +98,10 @@ async function postgresUrlProblem(url: string, policy: TargetPolicy): Promise<st
     return (err as Error).message;
   }
   const verdict = await policy.check(conn);
-  return 'problem' in verdict && !verdict.unresolved ? verdict.problem : null;
+  if ('problem' in verdict && (!verdict.unresolved || continuous)) return verdict.problem;
+  if (!continuous || 'problem' in verdict) return null;
+  const problems = await checkContinuous(pinAddresses(conn, verdict.addresses));
+  return problems.length ? problems.join('; ') : null;
 }
 
 /**
@@ -133,12 +148,13 @@ export async function prepareComponents(
       }
       stored.push({ name: c.name, type: 'directory', config: { path: c.config.path } });
     } else {
-      const problem = c.type === 'postgres' ? await postgresUrlProblem(c.config.url, ctx.targets) : await serverUrlProblem(c.type, c.config.url, ctx.targets);
+      const continuous = c.type === 'postgres' && c.config.continuous === true;
+      const problem = c.type === 'postgres' ? await postgresUrlProblem(c.config.url, ctx.targets, continuous) : await serverUrlProblem(c.type, c.config.url, ctx.targets);
       if (problem) {
         errors.push({ path: `${at}.config.url`, message: problem });
         continue;
       }
-      stored.push(encryptComponent({ name: c.name, type: c.type, config: { url: c.config.url } }, ctx.box));
+      stored.push(encryptComponent({ name: c.name, type: c.type, config: { url: c.config.url, ...(continuous && { continuous }) } }, ctx.box));
     }
   }
   return { stored, errors };
