@@ -645,6 +645,8 @@ export interface components {
                 failed_count?: number;
                 /** @description false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live) */
                 scheduled_live?: boolean;
+                /** @description continuous postgres components: base backups and WAL are kept to restore to any point this far back from the newest backup, e.g. "14d"; null: no window */
+                recovery_window?: string | null;
             };
         };
         /** @description RFC 9457 problem details, always sent as application/problem+json */
@@ -682,6 +684,8 @@ export interface components {
             manual_rate_limit: string | null;
             failed_count: number;
             scheduled_live: boolean;
+            /** @description how far back a point-in-time restore can go; null: no window */
+            recovery_window: string | null;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -922,6 +926,8 @@ export interface components {
             config: {
                 /** @description the postgresql:// URL given, its password (and secret parameters) masked as `***` */
                 url: string;
+                /** @description whether the WAL is archived continuously (point-in-time recovery) */
+                continuous: boolean;
             };
         } | {
             name: string;
@@ -1817,6 +1823,11 @@ export interface operations {
                      * @default true
                      */
                     scheduled_live?: boolean;
+                    /**
+                     * @description continuous postgres components: base backups and WAL are kept to restore to any point this far back from the newest backup, e.g. "14d"; null: no window
+                     * @default null
+                     */
+                    recovery_window?: string | null;
                 };
             };
         };
@@ -1964,6 +1975,8 @@ export interface operations {
                     failed_count?: number;
                     /** @description false: scheduled backups are consistent, the cluster paused by its pre_backup/post_backup hooks (clusters without a pre_backup hook have nothing to pause and stay live) */
                     scheduled_live?: boolean;
+                    /** @description continuous postgres components: base backups and WAL are kept to restore to any point this far back from the newest backup, e.g. "14d"; null: no window */
+                    recovery_window?: string | null;
                 };
             };
         };
@@ -2160,6 +2173,8 @@ export interface operations {
                         config: {
                             /** @description postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***` */
                             url: string;
+                            /** @description Point-in-time recovery (docs/pitr.md): the WAL of the server is archived continuously from a replication slot the service creates, and each backup is a base backup. The role needs REPLICATION, the server wal_level replica or logical, and pg_hba.conf a replication line for the role; a save that lacks one answers 422 naming it */
+                            continuous?: boolean;
                         };
                     } | {
                         name: string;
@@ -2363,6 +2378,8 @@ export interface operations {
                         config: {
                             /** @description postgresql:// URL; stored encrypted, and returned with its password (and secret parameters) masked as `***` */
                             url: string;
+                            /** @description Point-in-time recovery (docs/pitr.md): the WAL of the server is archived continuously from a replication slot the service creates, and each backup is a base backup. The role needs REPLICATION, the server wal_level replica or logical, and pg_hba.conf a replication line for the role; a save that lacks one answers 422 naming it */
+                            continuous?: boolean;
                         };
                     } | {
                         name: string;
