@@ -109,6 +109,6 @@ describe('configuration errors', () => {
     );
     expect(config).toMatchObject({ port: 0, roles: ['api', 'worker'], gcRepackThreshold: 0.25, targetAllowServiceServer: false, packTargetBytes: 1048576 });
     const defaults = loadConfig({ ENCRYPTION_KEY: KEY }, tmpdir(), () => {});
-    expect(defaults).toMatchObject({ port: 3000, host: '127.0.0.1', roles: ['api', 'worker', 'scheduler'], logLevel: 'info', oauthTokenTtlS: 300, targetAllowServiceServer: false });
+    expect(defaults).toMatchObject({ port: 3000, host: '127.0.0.1', roles: ['api', 'worker', 'scheduler', 'archiver'], logLevel: 'info', oauthTokenTtlS: 300, targetAllowServiceServer: false });
   });
 });
