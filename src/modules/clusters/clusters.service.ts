@@ -13,10 +13,11 @@ import { policyValues } from '../policies/policies.service.js';
 import type { EnvironmentName } from '../policies/policies.schemas.js';
 import type { ClusterRepo, ClusterRow } from './clusters.repo.js';
 import type { ComponentInput } from './clusters.schemas.js';
-import { prepareComponents, presentComponent, type StoredComponent } from './components.js';
+import { isContinuous, prepareComponents, presentComponent, type StoredComponent } from './components.js';
 import type { TenantRootOf } from '../tenants/tenant-folder.js';
 import type { UrlGuard } from '../../net/url-guard.js';
 import { dropClusterStreams, syncStreams } from '../pitr/wal-streams.js';
+import { dropClusterSlots, ensureClusterSlots } from '../pitr/slots.js';
 import { applyHooks, checkHooks, newHooksSecret, presentHooks, unpairedHooks, type HookConfig, type HookName } from '../hooks/hooks.js';
 
 type BackupLocationApi = 'same-region' | 'dual-region';
@@ -74,6 +75,7 @@ export function scheduleFor(policy: PolicyRow, clusterId: string, after: Date): 
 
 export function createClusterService(deps: ClusterServiceDeps) {
   const { db, repo, now } = deps;
+  const slotDeps = { db, box: deps.box, targets: deps.targets, queues: deps.queues, log: deps.log };
 
   /** The policy named, or (none named) the default of the cluster's environment, which the cluster then follows. */
   async function resolvePolicy(tx: Tx | Db, tenantId: string, policyId: string | null | undefined, environment: EnvironmentName, errors: FieldProblem[]) {
@@ -128,6 +130,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
           return created;
         }),
       );
+      if (stored.some(isContinuous)) await ensureClusterSlots(slotDeps, id);
       return { ...presentCluster(row), ...(secret && { hooks_secret: secret.secret }) };
     },
     async get(tenantId: string, id: string) {
@@ -180,6 +183,11 @@ export function createClusterService(deps: ClusterServiceDeps) {
           });
         }),
       );
+      if (prepared) {
+        // Slots of removed or re-pointed components go now, new ones are made (SPEC section 13).
+        await dropClusterSlots(slotDeps, id);
+        await ensureClusterSlots(slotDeps, id);
+      }
       if (patch.policy_id !== undefined || patch.environment !== undefined) await this.afterPolicyChange(tenantId, id);
       const given = secret as ReturnType<typeof newHooksSecret> | null;
       return { ...presentCluster(row), ...(given && { hooks_secret: given.secret }) };
@@ -194,6 +202,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
         await dropClusterStreams(tx, id);
         return repo.update(tx, tenantId, id, { status: 'deleting', nextBackupAt: null, updatedAt: now() });
       });
+      await dropClusterSlots(slotDeps, id);
       await deps.queues
         .add('maintenance', 'delete-cluster', { tenant_id: tenantId, cluster_id: id }, id)
         .catch((err: unknown) => deps.log.warn({ err, cluster_id: id }, 'could not enqueue cluster deletion; the reconciler will'));
