@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bucketKey } from '../scheduling/index.js';
-import { planRetention, type RetentionBackup, type RetentionDecision, type RetentionPolicy } from './plan.js';
+import { bucketKey, subtractInterval } from '../scheduling/index.js';
+import { planRetention, recoveryWindowStart, type RetentionBackup, type RetentionDecision, type RetentionPolicy } from './plan.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 const DAY = 86_400_000;
@@ -218,6 +218,191 @@ describe('planRetention properties', () => {
           const reason = `${interval} x ${count}`;
           for (const b of bs) expect(plan.get(b.id)!.reasons.includes(reason)).toBe(expected.has(b.id));
         }
+      }),
+    );
+  });
+});
+
+// recovery_window (SPEC section 13). Some backups hold a base backup that stopped a while after
+// the backup began (or at one of a few fixed instants, so that stops tie); the window is measured
+// back from the newest completed backup R: it starts at W = R - window in the policy's zone.
+const HOUR = 3_600_000;
+const continuousArb: fc.Arbitrary<RetentionBackup[]> = fc
+  .tuple(
+    backupsArb,
+    // One per backup (backupsArb makes at most 60); not an infinite stream, whose cloning
+    // confuses the tuples built on this one.
+    fc.array(
+      fc.oneof(
+        { weight: 2, arbitrary: fc.constant(null) },
+        { weight: 4, arbitrary: fc.integer({ min: 0, max: 6 * HOUR }).map((d) => ({ after: d })) },
+        { weight: 1, arbitrary: fc.constantFrom(T0 + 20 * DAY, T0 + 60 * DAY).map((at) => ({ at })) },
+      ),
+      { minLength: 60, maxLength: 60 },
+    ),
+  )
+  .map(([bs, stops]) =>
+    bs.map((b, i) => {
+      const s = stops[i]!;
+      const stop = s === null ? null : 'after' in s ? b.created_at.getTime() + s.after : s.at;
+      return { ...b, base_backup_stop: stop === null ? null : new Date(stop) };
+    }),
+  );
+
+const windowArb = fc
+  .tuple(fc.integer({ min: 1, max: 3 }), fc.constantFrom('h', 'd', 'd', 'w', 'M'))
+  .map(([n, u]) => `${n}${u}`);
+
+type Case = { bs: RetentionBackup[]; p: RetentionPolicy & { recovery_window: string }; w: number };
+/** The backups, a policy with a window, and where the window starts (W, null without a completed backup). */
+const windowCaseArb: fc.Arbitrary<Case> = fc
+  .tuple(continuousArb, policyArb, windowArb, fc.boolean())
+  .map(([bs0, p0, recovery_window, pinOne]) => {
+    const p = { ...p0, recovery_window };
+    const newest = newestFirst(bs0.filter((b) => b.status === 'completed'))[0];
+    const w = newest ? subtractInterval(newest.created_at, recovery_window, p.timezone).getTime() : Number.NaN;
+    // Often one base backup stops exactly at W, the boundary a restore to W starts from.
+    const withStop = bs0.findIndex((b) => b.base_backup_stop && b.status === 'completed' && b !== newest);
+    const bs = pinOne && newest && withStop >= 0 ? bs0.map((b, i) => (i === withStop ? { ...b, base_backup_stop: new Date(w) } : b)) : bs0;
+    return { bs, p, w };
+  })
+  .filter((c) => Number.isFinite(c.w));
+
+const stopMs = (b: RetentionBackup) => b.base_backup_stop?.getTime() ?? null;
+const completedWithStop = (bs: readonly RetentionBackup[]) => bs.filter((b) => b.status === 'completed' && stopMs(b) !== null);
+/** The base backup a restore to W replays (as planRetention breaks ties: the latest stop, then the newest). */
+function replayedAt(bs: readonly RetentionBackup[], w: number): RetentionBackup | undefined {
+  const before = completedWithStop(bs).filter((b) => stopMs(b)! <= w);
+  const latest = Math.max(...before.map((b) => stopMs(b)!));
+  return newestFirst(before.filter((b) => stopMs(b) === latest))[0];
+}
+/** Never dropped by max_backups under a window: in use, the newest completed, the one W replays. */
+function forcedUnderWindow(bs: readonly RetentionBackup[], w: number): Set<string> {
+  const completed = bs.filter((b) => b.status === 'completed');
+  const ids = completed.filter((b) => b.in_use).map((b) => b.id);
+  const newest = newestFirst(completed)[0];
+  if (newest) ids.push(newest.id);
+  const replayed = replayedAt(bs, w);
+  if (replayed) ids.push(replayed.id);
+  return new Set(ids);
+}
+const runWindow = (prop: fc.IProperty<[Case]>) => fc.assert(prop, { numRuns: 500 });
+
+describe('planRetention properties: recovery_window', () => {
+  it('(i) the window start stays restorable: if a base backup stopped at or before W, the latest such is kept, whatever max_backups', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p, w }) => {
+        const replayed = replayedAt(bs, w);
+        const start = recoveryWindowStart(bs, p);
+        expect(start).toEqual({ start: new Date(w), replayed_backup_id: replayed?.id ?? null });
+        fc.pre(replayed !== undefined);
+        const plan = decisionsById(planRetention(bs, p));
+        expect(plan.get(replayed!.id)!.reasons).toContain('recovery_window');
+        // Hence the kept set holds a base backup that stopped at or before W.
+        expect(completedWithStop(bs).some((b) => stopMs(b)! <= w && plan.get(b.id)!.keep)).toBe(true);
+      }),
+    );
+  });
+
+  it('(ii) every base backup that stopped at or after W is kept with reason recovery_window, unless max_backups trims it as the oldest of a full plan', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p, w }) => {
+        const inWindow = completedWithStop(bs).filter((b) => stopMs(b)! >= w);
+        const unlimited = decisionsById(planRetention(bs, { ...p, max_backups: UNLIMITED }));
+        for (const b of inWindow) expect(unlimited.get(b.id)!.reasons).toContain('recovery_window');
+        const plan = decisionsById(planRetention(bs, p));
+        const forced = forcedUnderWindow(bs, w);
+        const kept = bs.filter((b) => b.status === 'completed' && plan.get(b.id)!.keep);
+        const keptFree = kept.filter((b) => !forced.has(b.id));
+        for (const b of inWindow) {
+          if (plan.get(b.id)!.keep) {
+            expect(plan.get(b.id)!.reasons).toContain('recovery_window');
+            continue;
+          }
+          expect(kept.length).toBe(Math.max(p.max_backups, forced.size));
+          for (const k of keptFree) expect(byAge(b, k)).toBeLessThan(0);
+        }
+      }),
+    );
+  });
+
+  it('recovery_window is given only to completed base backups at or after W, and to the latest that stopped before it', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p, w }) => {
+        const plan = decisionsById(planRetention(bs, { ...p, max_backups: UNLIMITED }));
+        const before = completedWithStop(bs).filter((b) => stopMs(b)! < w);
+        const latestBefore = Math.max(...before.map((b) => stopMs(b)!));
+        for (const b of bs) {
+          const stop = stopMs(b);
+          const eligible = b.status === 'completed' && stop !== null && (stop >= w || stop === latestBefore);
+          if (!eligible) expect(plan.get(b.id)!.reasons).not.toContain('recovery_window');
+        }
+        // Of the latest before W (ties on the stop), exactly one is kept for the window.
+        const tied = before.filter((b) => stopMs(b) === latestBefore);
+        if (tied.length) expect(tied.filter((b) => plan.get(b.id)!.reasons.includes('recovery_window'))).toHaveLength(1);
+      }),
+    );
+  });
+
+  it('(iii) with recovery_window null or absent, the plan is the plan of the same backups without base_backup_stop', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p }) => {
+        const plain = bs.map(({ base_backup_stop: _s, ...b }) => b);
+        const expected = planRetention(plain, { ...p, recovery_window: null });
+        expect(planRetention(bs, { ...p, recovery_window: null })).toEqual(expected);
+        const { recovery_window: _w, ...absent } = p;
+        expect(planRetention(bs, absent)).toEqual(expected);
+      }),
+    );
+  });
+
+  // Precisely: with max_backups unlimited, the window only adds: every backup keeps the reasons it
+  // has without the window, plus perhaps recovery_window. With max_backups, a backup kept without
+  // the window may be dropped with it only because the window's plan is full: it then keeps
+  // exactly max(max_backups, forced) completed backups, and every dropped one is older than every
+  // kept one that is not forced (in use, the newest, the one W replays).
+  it('(iv) the window keeps a superset of what the plan without it keeps, except what max_backups trims as the oldest of a full plan', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p, w }) => {
+        const noWindow = { ...p, recovery_window: null };
+        const unlimitedWith = decisionsById(planRetention(bs, { ...p, max_backups: UNLIMITED }));
+        const unlimitedWithout = decisionsById(planRetention(bs, { ...noWindow, max_backups: UNLIMITED }));
+        for (const b of bs) {
+          expect(unlimitedWith.get(b.id)!.reasons.filter((r) => r !== 'recovery_window')).toEqual(unlimitedWithout.get(b.id)!.reasons);
+        }
+        const withW = decisionsById(planRetention(bs, p));
+        const without = decisionsById(planRetention(bs, noWindow));
+        const forced = forcedUnderWindow(bs, w);
+        const kept = bs.filter((b) => b.status === 'completed' && withW.get(b.id)!.keep);
+        const keptFree = kept.filter((b) => !forced.has(b.id));
+        for (const b of bs) {
+          if (!without.get(b.id)!.keep || withW.get(b.id)!.keep) continue;
+          expect(b.status).toBe('completed'); // failed ones are untouched by the window
+          expect(kept.length).toBe(Math.max(p.max_backups, forced.size));
+          for (const k of keptFree) expect(byAge(b, k)).toBeLessThan(0);
+        }
+        for (const b of bs.filter((x) => x.status === 'failed')) expect(withW.get(b.id)).toEqual(without.get(b.id));
+      }),
+    );
+  });
+
+  it('keeps at most max_backups completed backups, unless the forced ones (the one W replays among them) alone exceed it', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p, w }) => {
+        const plan = decisionsById(planRetention(bs, p));
+        const kept = bs.filter((b) => b.status === 'completed' && plan.get(b.id)!.keep);
+        expect(kept.length).toBeLessThanOrEqual(Math.max(p.max_backups, forcedUnderWindow(bs, w).size));
+      }),
+    );
+  });
+
+  it('is idempotent and independent of input order under a window too', () => {
+    runWindow(
+      fc.property(windowCaseArb, ({ bs, p }) => {
+        const plan = planRetention(bs, p);
+        const keptSet = bs.filter((_, i) => plan[i]!.keep);
+        for (const d of planRetention(keptSet, p)) expect(d.keep).toBe(true);
+        expect(decisionsById(planRetention([...bs].reverse(), p))).toEqual(decisionsById(plan));
       }),
     );
   });

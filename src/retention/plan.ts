@@ -1,4 +1,4 @@
-import { bucketStarter, requireInterval, requireZone, subtractInterval } from '../scheduling/index.js';
+import { bucketStarter, requireInterval, requireZone, subtractInterval, type Interval } from '../scheduling/index.js';
 
 export type BackupTrigger = 'manual' | 'scheduled';
 
@@ -77,34 +77,7 @@ export function planRetention(
     bucketStart: bucketStarter(entry.interval, policy.timezone),
   }));
 
-  const items: Item[] = backups.map((backup, index) => ({
-    backup,
-    index,
-    ms: createdAtMs(backup),
-    stopMs: baseBackupStopMs(backup),
-    reasons: [],
-    forced: false,
-  }));
-  // Oldest first; equal instants by id, then input position, so the plan is
-  // the same whatever order the repository returned.
-  const sorted = [...items].sort(
-    (a, b) => a.ms - b.ms || compareStrings(a.backup.id, b.backup.id) || a.index - b.index,
-  );
-
-  const completed: Item[] = [];
-  const completedManual: Item[] = [];
-  const completedScheduled: Item[] = [];
-  const failedManual: Item[] = [];
-  const failedScheduled: Item[] = [];
-  for (const item of sorted) {
-    const { status, trigger } = item.backup;
-    if (status === 'completed') {
-      completed.push(item);
-      (trigger === 'manual' ? completedManual : completedScheduled).push(item);
-    } else {
-      (trigger === 'manual' ? failedManual : failedScheduled).push(item);
-    }
-  }
+  const { items, completed, completedManual, completedScheduled, failedManual, failedScheduled } = sortItems(backups);
 
   for (const item of newest(completedManual, manualCount)) addReason(item, RETENTION_REASON.manualCount);
   for (const entry of entries) {
@@ -120,9 +93,7 @@ export function planRetention(
 
   const newestCompleted = completed.at(-1);
   if (newestCompleted && recoveryWindow) {
-    // Measured back from the newest backup, not from a clock, so that a cluster that stops
-    // backing up keeps its window (time passing alone deletes nothing).
-    const cutoff = subtractInterval(new Date(newestCompleted.ms), recoveryWindow, policy.timezone).getTime();
+    const cutoff = windowStartMs(newestCompleted, recoveryWindow, policy.timezone);
     const w = recoveryWindowItems(completed, cutoff);
     for (const item of w.kept) addReason(item, RETENTION_REASON.recoveryWindow);
     // Only the base backup a restore to the window's start replays is forced past max_backups:
@@ -157,6 +128,70 @@ export function planRetention(
     keep: item.reasons.length > 0,
     reasons: item.reasons,
   }));
+}
+
+/** Where a recovery window starts, and the base backup a restore to that instant replays. */
+export interface RecoveryWindowStart {
+  /** The newest completed backup's created_at minus the window, counted in the policy's time zone. */
+  readonly start: Date;
+  /** The completed base backup with the latest stop at or before `start`; null if none stopped that early. */
+  readonly replayed_backup_id: string | null;
+}
+
+/**
+ * Where the policy's recovery window starts for these backups (what planRetention measures
+ * `recovery_window` from); null without a window or without a completed backup. Validates like
+ * planRetention.
+ */
+export function recoveryWindowStart(backups: readonly RetentionBackup[], policy: RetentionPolicy): RecoveryWindowStart | null {
+  requireZone(policy.timezone);
+  if (policy.recovery_window == null) return null;
+  const recoveryWindow = requireInterval(policy.recovery_window);
+  const { completed } = sortItems(backups);
+  const newestCompleted = completed.at(-1);
+  if (!newestCompleted) return null;
+  const cutoff = windowStartMs(newestCompleted, recoveryWindow, policy.timezone);
+  const { start } = recoveryWindowItems(completed, cutoff);
+  return { start: new Date(cutoff), replayed_backup_id: start ? start.backup.id : null };
+}
+
+// Measured back from the newest backup, not from a clock, so that a cluster that stops backing
+// up keeps its window (time passing alone deletes nothing).
+function windowStartMs(newestCompleted: Item, window: Interval, timezone: string): number {
+  return subtractInterval(new Date(newestCompleted.ms), window, timezone).getTime();
+}
+
+function sortItems(backups: readonly RetentionBackup[]) {
+  const items: Item[] = backups.map((backup, index) => ({
+    backup,
+    index,
+    ms: createdAtMs(backup),
+    stopMs: baseBackupStopMs(backup),
+    reasons: [],
+    forced: false,
+  }));
+  // Oldest first; equal instants by id, then input position, so the plan is
+  // the same whatever order the repository returned.
+  const sorted = [...items].sort(
+    (a, b) => a.ms - b.ms || compareStrings(a.backup.id, b.backup.id) || a.index - b.index,
+  );
+
+  const completed: Item[] = [];
+  const completedManual: Item[] = [];
+  const completedScheduled: Item[] = [];
+  const failedManual: Item[] = [];
+  const failedScheduled: Item[] = [];
+  for (const item of sorted) {
+    const { status, trigger } = item.backup;
+    if (status === 'completed') {
+      completed.push(item);
+      (trigger === 'manual' ? completedManual : completedScheduled).push(item);
+    } else {
+      (trigger === 'manual' ? failedManual : failedScheduled).push(item);
+    }
+  }
+
+  return { items, completed, completedManual, completedScheduled, failedManual, failedScheduled };
 }
 
 /**
