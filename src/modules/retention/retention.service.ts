@@ -3,6 +3,8 @@ import type { Ledger } from '../../jobs/ledger.js';
 import { Invalid, NotFound } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import { planRetention } from '../../retention/index.js';
+import { recoveryWindowStart } from '../../retention/plan.js';
+import { pruneWal } from '../pitr/wal-prune.js';
 import { policyValues } from '../policies/policies.service.js';
 import { applyPolicyPatch, validatePolicy, type PolicyValues } from '../policies/policies.schemas.js';
 
@@ -20,7 +22,7 @@ async function plan(tx: Tx | Db, tenantId: string, clusterId: string, policyFor?
   const policy = policyFor ? policyFor(saved) : saved;
   const backups = await tx.backup.findMany({
     where: { clusterId },
-    select: { id: true, trigger: true, status: true, createdAt: true },
+    select: { id: true, trigger: true, status: true, createdAt: true, artifacts: { select: { baseBackup: true } } },
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
   });
   const reading = new Set(
@@ -28,12 +30,34 @@ async function plan(tx: Tx | Db, tenantId: string, clusterId: string, policyFor?
       (r) => r.backupId,
     ),
   );
-  const finished = backups.filter((b) => b.status === 'completed' || b.status === 'failed');
-  const decisions = planRetention(
-    finished.map((b) => ({ id: b.id, trigger: b.trigger, status: b.status as 'completed' | 'failed', created_at: b.createdAt, in_use: reading.has(b.id) })),
-    policy,
-  );
-  return { cluster, backups, decisions: new Map<string, Decision>(decisions.map((d) => [d.id, d])) };
+  const finished = backups
+    .filter((b) => b.status === 'completed' || b.status === 'failed')
+    .map((b) => ({
+      id: b.id,
+      trigger: b.trigger,
+      status: b.status as 'completed' | 'failed',
+      created_at: b.createdAt,
+      in_use: reading.has(b.id),
+      base_backup_stop: b.status === 'completed' ? baseBackupStop(b.artifacts) : null,
+    }));
+  const decisions = planRetention(finished, policy);
+  const stops = new Map(finished.map((b) => [b.id, b.base_backup_stop]));
+  return { cluster, backups, policy, stops, window: recoveryWindowStart(finished, policy), decisions: new Map<string, Decision>(decisions.map((d) => [d.id, d])) };
+}
+
+/**
+ * When a backup's base backups (one per continuous postgres component, in its artifacts'
+ * base_backup) all stopped: a point-in-time restore of the cluster can start from it at the latest
+ * stop. Null when it holds none; a stop_time that is not a time counts as none.
+ */
+export function baseBackupStop(artifacts: readonly { baseBackup: unknown }[]): Date | null {
+  let latest: number | null = null;
+  for (const a of artifacts) {
+    const stop = (a.baseBackup as { stop_time?: unknown } | null)?.stop_time;
+    const ms = typeof stop === 'string' ? Date.parse(stop) : Number.NaN;
+    if (Number.isFinite(ms) && (latest === null || ms > latest)) latest = ms;
+  }
+  return latest === null ? null : new Date(latest);
 }
 
 /** A policy as a preview is given it: any field left out keeps the cluster's saved value. */
@@ -51,7 +75,7 @@ function draftPolicy(saved: PolicyValues, draft: PolicyDraft): PolicyValues {
   return merged;
 }
 
-export function createRetentionService(deps: { db: Db; ledger?: Ledger }) {
+export function createRetentionService(deps: { db: Db; ledger?: Ledger; now?: () => Date }) {
   const { db } = deps;
   /** The plan as GET .../retention answers it; with a draft, the plan that policy would make. */
   async function explain(tenantId: string, clusterId: string, draft?: PolicyDraft) {
@@ -60,6 +84,11 @@ export function createRetentionService(deps: { db: Db; ledger?: Ledger }) {
     return {
       cluster_id: clusterId,
       policy_id: p.cluster.policyId!,
+      recovery_window: p.window && {
+        interval: p.policy.recovery_window!,
+        start: iso(p.window.start),
+        replayed_backup_id: p.window.replayed_backup_id,
+      },
       items: p.backups.map((b) => {
         const d = p.decisions.get(b.id);
         const inProgress = b.status === 'queued' || b.status === 'running';
@@ -68,6 +97,7 @@ export function createRetentionService(deps: { db: Db; ledger?: Ledger }) {
           trigger: b.trigger,
           status: b.status,
           created_at: iso(b.createdAt),
+          base_backup_stop: iso(p.stops.get(b.id)),
           keep: d ? d.keep : inProgress,
           reasons: d ? d.reasons : inProgress ? ['in progress'] : ['being deleted'],
         };
@@ -107,6 +137,12 @@ export function createRetentionService(deps: { db: Db; ledger?: Ledger }) {
         return moved;
       });
     },
+    /**
+     * Deletes the cluster's stored WAL that no kept base backup needs (src/modules/pitr/wal-prune.ts);
+     * run after prune, so the backups it moved to `deleting` no longer hold WAL back. The caller
+     * asks for a GC when something was deleted.
+     */
+    pruneWal: (tenantId: string, clusterId: string) => pruneWal(db, { tenantId, clusterId, now: deps.now?.() ?? new Date() }),
   };
 }
 export type RetentionService = ReturnType<typeof createRetentionService>;
