@@ -22,6 +22,7 @@ import { opsRoutes, type ReadinessCheck } from './modules/ops/ops.routes.js';
 import { dataRetentionRoutes, policyRoutes } from './modules/policies/policies.routes.js';
 import { retentionRoutes } from './modules/retention/retention.routes.js';
 import { restoreRoutes } from './modules/restores/restores.routes.js';
+import { pitrRoutes } from './modules/pitr/pitr.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
 import { tenantRoutes } from './modules/tenants/tenants.routes.js';
 import { eventRoutes } from './modules/events/events.routes.js';
@@ -95,6 +96,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   usageRoutes(app, { guard, service: s.usage });
   retentionRoutes(app, { guard, service: s.retention });
   restoreRoutes(app, { guard, service: s.restores });
+  pitrRoutes(app, { guard, service: s.pitr });
   eventRoutes(app, { guard, service: s.events });
   webhookRoutes(app, { guard, service: s.webhooks });
   opsRoutes(app, { checks: deps.checks, metrics: deps.metrics });

@@ -9,6 +9,7 @@ import { createPolicyRepo } from './modules/policies/policies.repo.js';
 import { createPolicyService } from './modules/policies/policies.service.js';
 import { createRetentionService } from './modules/retention/retention.service.js';
 import { createRestoreService } from './modules/restores/restores.service.js';
+import { createPitrService } from './modules/pitr/pitr.service.js';
 import { createAuditService } from './modules/audit/audit.service.js';
 import { createTenantRepo } from './modules/tenants/tenants.repo.js';
 import { createTenantService } from './modules/tenants/tenants.service.js';
@@ -83,6 +84,7 @@ export function createServices(rt: Runtime) {
     backups: createBackupService({ db, ledger: rt.ledger, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
     restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log, files }),
+    pitr: createPitrService({ db, clusters: repos.clusters, box: rt.box, targets: rt.targets, queues, now, log }),
     audit: createAuditService({ db, log }),
     events: createEventService({ db }),
     webhooks: createWebhookService({ db, box: rt.box, urlGuard: rt.webhookUrls, sender: createWebhookSender({ urlGuard: rt.webhookUrls, timeoutMs: rt.config.webhooks.timeoutMs }), queues, settings: rt.config.webhooks, now, log }),

@@ -1,15 +1,19 @@
+import type { Readable } from 'node:stream';
 import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './postgres-connection.js';
 import { describePostgresFailure } from './postgres-errors.js';
 import { pinAddresses } from './postgres-targets.js';
 import { exportSnapshot, type ExportedSnapshot } from './postgres-snapshot.js';
 import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
-import { ComponentError, type BackupContext, type ComponentDriver } from './types.js';
+import { ComponentError, type BackupContext, type ComponentBackupContext, type ComponentDriver, type ComponentSnapshot } from './types.js';
+import { baseBackup, type BaseBackupResult } from './pitr/basebackup.js';
 import { ArtifactChangedError, hashArtifact } from './verify.js';
 import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
 
 export interface PostgresConfig {
   /** postgresql:// URL, possibly with a password. */
   url: string;
+  /** Point-in-time recovery (SPEC section 13): the WAL is archived continuously, and a backup is a base backup of the server. */
+  continuous?: boolean;
 }
 
 /** The connection for a component URL, refused or pinned by the operator's target policy. */
@@ -41,6 +45,7 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
    * with success; any failure of pg_dump errors it instead.
    */
   backup(config, ctx) {
+    if (config.continuous) return baseBackupSnapshot(config, ctx);
     let logical = 0;
     async function* manifest(): AsyncGenerator<Buffer> {
       // A consistent backup dumps an exported snapshot: its consistent point is the export, not
@@ -86,15 +91,7 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
     const counted = hashArtifact(dump, (got) => {
       if (got.bytes !== ref.bytes) throw new ArtifactChangedError(`the dump read back has ${got.bytes} bytes, ${ref.bytes} recorded; nothing was restored`);
     });
-    await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], counted.stream, {
-      gate: () => counted.check(),
-      label: 'pg_restore',
-      env: { ...childEnv(conn.env), BK_CLEAR_SQL: RESTORE_SETTINGS + CLEAR_DATABASE },
-      redact: conn.redact,
-      describe: describePostgresFailure,
-      ...(ctx.log ? { log: ctx.log } : {}),
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-    });
+    await restoreDump(conn, counted.stream, () => counted.check(), ctx);
   },
 
   async exportArchive(manifest, source) {
@@ -102,6 +99,46 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
     return source.read(ref.chunks);
   },
 };
+
+/**
+ * Replaces the database of `conn` with a pg_dump custom-format stream in one transaction (see
+ * the driver's restore): COMMIT only once `gate` resolved after the last byte; on any failure
+ * the database stays as it was.
+ */
+export async function restoreDump(conn: PostgresConnection, dump: Readable, gate: () => Promise<void>, ctx: Pick<BackupContext, 'log' | 'signal'>): Promise<void> {
+  await runWithInput('bash', ['-c', RESTORE_PIPELINE, 'restore', dbnameArgument(conn.database)], dump, {
+    gate,
+    label: 'pg_restore',
+    env: { ...childEnv(conn.env), BK_CLEAR_SQL: RESTORE_SETTINGS + CLEAR_DATABASE },
+    redact: conn.redact,
+    describe: describePostgresFailure,
+    ...(ctx.log ? { log: ctx.log } : {}),
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+  });
+}
+
+/** The connection of a postgres component, refused or pinned by the target policy (the worker's check). */
+export const postgresConnection = connectionFor;
+
+/**
+ * A continuous component's backup: a base backup of the whole server (pg_basebackup's tar, no
+ * WAL: the archiver stores the WAL), into the chunker like a dump, so that successive base
+ * backups deduplicate against each other. Where its WAL starts and ends is known at the end.
+ */
+function baseBackupSnapshot(config: PostgresConfig, ctx: ComponentBackupContext): ComponentSnapshot {
+  let logical = 0;
+  let info: BaseBackupResult | null = null;
+  async function* manifest(): AsyncGenerator<Buffer> {
+    const conn = await connectionFor(config, ctx);
+    const taken = baseBackup(conn, { ...(ctx.signal && { signal: ctx.signal }), ...(ctx.log && { log: ctx.log }) });
+    const onBytes = (n: number) => ctx.onProgress?.({ bytes_done: n, bytes_total: null, files_done: 0, files_total: null });
+    const ref = await ctx.sink.writeStream(counted(taken.stream, onBytes));
+    info = await taken.result;
+    logical = ref.bytes;
+    yield* encodeStreamManifest(ref);
+  }
+  return { manifest: manifest(), logicalBytes: () => logical, baseBackup: () => info };
+}
 
 /**
  * A restore is one bulk load: like pg_restore's own performance advice, give its index builds

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { TargetPolicy } from './postgres-targets.js';
 import type { ChunkSink, ChunkSource, Progress } from '../repo/types.js';
 import type { ToolLog } from './process.js';
+import type { BaseBackupResult } from './pitr/basebackup.js';
 
 export const COMPONENT_TYPES = ['directory', 'postgres', 'redis', 'mysql'] as const;
 export type ComponentType = (typeof COMPONENT_TYPES)[number];
@@ -36,6 +37,11 @@ export interface ComponentSnapshot {
   manifest: AsyncIterable<Buffer>;
   /** Logical bytes backed up (known once `manifest` has ended). */
   logicalBytes(): number;
+  /**
+   * A continuous postgres component's snapshot is a base backup (SPEC section 13): where its WAL
+   * starts and ends, known once `manifest` has ended. Absent for every other snapshot.
+   */
+  baseBackup?(): BaseBackupResult | null;
 }
 
 export interface RestoreContext extends BackupContext {

@@ -56,6 +56,8 @@ export interface SnapshotRecord {
     /** sha256 of the manifest bytes. */
     sha256: string;
     manifest: StreamRef;
+    /** A continuous postgres component's base backup: where its WAL starts and ends (SPEC section 13). */
+    base_backup?: unknown;
   }[];
 }
 

@@ -15,6 +15,7 @@ import { startDispatcher } from '../modules/webhooks/dispatcher.js';
 import { createRetentionService } from '../modules/retention/retention.service.js';
 import { tenantRootOf } from '../modules/tenants/tenant-folder.js';
 import { sweepRestoreLeftovers } from '../components/index.js';
+import { sweepScratch } from '../components/pitr/scratch.js';
 import type { StoredComponent } from '../modules/clusters/components.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from 'pino';
@@ -46,7 +47,7 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
     log,
     handlers: {
       backups: { 'run-backup': createBackupRunner({ ...common, repo: rt.repo, queues }) },
-      restores: { 'run-restore': createRestoreRunner({ ...common, repo: rt.repo }) },
+      restores: { 'run-restore': createRestoreRunner({ ...common, repo: rt.repo, pitr: rt.config.pitr }) },
       maintenance: {
         'delete-backup': createBackupDeleter({ db, ledger, repo: rt.repo, queues, now }),
         'delete-cluster': createClusterDeleter({ db, ledger, repo: rt.repo, queues, now }),
@@ -60,6 +61,8 @@ export function startWorkerRole(rt: Runtime, opts: { graceMs?: number } = {}): W
     },
   });
   void sweepLeftovers(db, dataRootOf, log);
+  // Scratch PostgreSQL instances a killed worker left (point-in-time restores).
+  void sweepScratch(rt.config.pitr.workDir, { log }).catch((err: unknown) => log.warn({ err }, 'could not sweep scratch instances'));
   // Workers turn committed events into deliveries as they are notified (any number may: the fan-out is idempotent).
   const dispatcher = startDispatcher({ db, databaseUrl: rt.config.databaseUrl, queues, now, log });
   return {

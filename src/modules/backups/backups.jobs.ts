@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { getDriver, type TargetPolicy } from '../../components/index.js';
+import { ComponentError } from '../../components/types.js';
+import { lsnToBigInt, type BaseBackupResult } from '../../components/pitr/basebackup.js';
 import type { RepoService } from '../../repo/service.js';
 import { IntegrityError, type Progress } from '../../repo/types.js';
 import { writeSnapshot, type SnapshotRecord } from '../../repo/snapshot.js';
@@ -53,6 +55,48 @@ async function previousArtifact(db: Db, clusterId: string, component: string, ty
     where: { component, type, backup: { clusterId, status: 'completed' } },
     orderBy: { backup: { completedAt: 'desc' } },
   });
+}
+
+/** How long a base backup waits for the archiver to have stored the WAL up to its end. */
+const BASE_BACKUP_WAL_WAIT_MS = 120_000;
+
+/** What backup_artifacts.base_backup records of a continuous component's snapshot. */
+export interface BaseBackupRecord {
+  start_lsn: string;
+  end_lsn: string;
+  timeline: number;
+  /** ISO time: a point in time at or after it is reachable from this backup. */
+  stop_time: string;
+  /** The wal_streams row whose stored WAL replays it. */
+  stream_id: string;
+}
+
+/**
+ * Waits until the component's archiver has stored the WAL from the base backup's start to its
+ * end (replay needs at least that much), failing with what the archiver says when it does not
+ * get there in time, or when the stored WAL begins after the backup's start (the stream started
+ * later: the backup could never be replayed).
+ */
+async function waitForBaseBackupWal(db: Db, o: { clusterId: string; component: string; base: BaseBackupResult; signal: AbortSignal }): Promise<BaseBackupRecord> {
+  const start = lsnToBigInt(o.base.startLsn);
+  const end = lsnToBigInt(o.base.endLsn);
+  const deadline = Date.now() + BASE_BACKUP_WAL_WAIT_MS;
+  for (;;) {
+    const stream = await db.walStream.findFirst({ where: { clusterId: o.clusterId, component: o.component, status: 'active' } });
+    if (!stream) throw new ComponentError('postgres: the component is no longer continuous; its base backup cannot be replayed');
+    if (stream.storedLsn !== null && stream.storedLsn >= end) {
+      const first = await db.walSegment.findFirst({ where: { streamId: stream.id, status: 'stored', partial: false }, orderBy: { startLsn: 'asc' }, select: { startLsn: true } })
+        ?? await db.walSegment.findFirst({ where: { streamId: stream.id, status: 'stored' }, orderBy: { startLsn: 'asc' }, select: { startLsn: true } });
+      if (!first || first.startLsn > start) throw new ComponentError(`postgres: the archived WAL begins after this base backup's start (${o.base.startLsn}); take another backup once the archiver streams`);
+      return { start_lsn: o.base.startLsn, end_lsn: o.base.endLsn, timeline: o.base.timeline, stop_time: o.base.stopTime.toISOString(), stream_id: stream.id };
+    }
+    if (Date.now() > deadline) {
+      const why = stream.error ? `: ${stream.error}` : stream.leaseOwner ? '' : ' (no archiver holds the stream: is a process with the archiver role running?)';
+      throw new ComponentError(`postgres: the WAL this base backup needs (up to ${o.base.endLsn}) was not archived within ${BASE_BACKUP_WAL_WAIT_MS / 1000} s; the archiver is ${stream.state}${why}`);
+    }
+    if (o.signal.aborted) throw o.signal.reason instanceof Error ? o.signal.reason : new Error('aborted');
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** Passes bytes through, hashing them. */
@@ -182,8 +226,11 @@ export function createBackupRunner(deps: BackupJobDeps) {
               const ref = await writer.writeStream(manifest.stream);
               points[i]!.reached(); // every byte read (a directory's consistent point)
               await writer.flush();
+              // A base backup is restorable once the WAL up to its end is archived (SPEC section 13).
+              const base = snap.baseBackup?.() ?? null;
+              const baseBackup = base ? await waitForBaseBackupWal(db, { clusterId: backup.clusterId, component: c.name, base, signal: abort.signal }) : null;
               status.set(c.name, 'completed');
-              return { component: c.name, type: c.type, bytes: snap.logicalBytes(), storedBytes: writer.storedBytes, sha256: manifest.digest(), manifest: ref };
+              return { component: c.name, type: c.type, bytes: snap.logicalBytes(), storedBytes: writer.storedBytes, sha256: manifest.digest(), manifest: ref, baseBackup };
             } catch (err) {
               status.set(c.name, abort.signal.aborted ? 'cancelled' : 'failed');
               if (!failure && !interrupted) {
@@ -266,7 +313,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
             failed_count: cl.policy.failedCount,
           },
         },
-        components: artifacts.map((a) => ({ name: a.component, type: a.type, bytes: a.bytes, stored_bytes: a.storedBytes, sha256: a.sha256, manifest: a.manifest })),
+        components: artifacts.map((a) => ({ name: a.component, type: a.type, bytes: a.bytes, stored_bytes: a.storedBytes, sha256: a.sha256, manifest: a.manifest, ...(a.baseBackup && { base_backup: a.baseBackup }) })),
       };
       let key: string;
       try {
@@ -301,6 +348,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
               storedBytes: BigInt(a.storedBytes),
               sha256: a.sha256,
               manifest: a.manifest as never,
+              ...(a.baseBackup && { baseBackup: a.baseBackup as never }),
               locations: [
                 { store: 'primary', url: repo.primary.locationOf(key), status: 'present' },
                 ...(replicate ? [{ store: 'secondary' as const, url: repo.secondary!.locationOf(key), status: 'pending' as const }] : []),

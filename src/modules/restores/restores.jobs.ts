@@ -11,6 +11,9 @@ import { RetryLater } from '../../queue/worker.js';
 import { decryptComponent, type StoredComponent } from '../clusters/components.js';
 import type { HookCaller } from '../hooks/hooks.js';
 import { beginPause, type Pause } from '../hooks/pause.js';
+import { postgresConnection, restoreDump, type PostgresConfig } from '../../components/postgres.js';
+import { copyDatabase } from '../../components/pitr/scratch.js';
+import { baseBackupOf, dumpScratch, replayToScratch, type BaseBackupArtifact } from '../pitr/pitr-restore.js';
 
 export interface RestoreJobDeps {
   db: Db;
@@ -28,6 +31,8 @@ export interface RestoreJobDeps {
   hooks: HookCaller;
   /** Aborted when the worker must stop now: the restore rolls back, the target stays as it was. */
   shutdown?: AbortSignal;
+  /** Scratch instances of point-in-time and base backup restores (PITR_WORK_DIR, PITR_SCRATCH_USER). */
+  pitr?: { workDir: string; scratchUser: string };
 }
 
 /**
@@ -54,6 +59,12 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
       await withLease(
         renew,
         async () => {
+          if (r.pointInTime && r.targetDatabase) {
+            // Into a new database: nothing of the cluster is replaced, so no pause.
+            current = (r.components as string[])[0] ?? null;
+            await restorePointInTime(deps, { ...r, pointInTime: r.pointInTime, targetDatabase: r.targetDatabase });
+            return;
+          }
           // pre_restore stops the target's components (SAP's procedure) before anything is
           // written; post_restore starts them again afterwards, whatever the outcome.
           const begun = await beginPause({ db, hooks: deps.hooks, now: deps.now, log }, { kind: 'restore', tenantId: r.tenantId, cluster: r.cluster, jobId: r.id, live: false });
@@ -85,6 +96,10 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
           for (const step of plan) {
             current = step.name;
             deps.shutdown?.throwIfAborted();
+            if (baseBackupOf(step.artifact)) {
+              await restoreBaseBackup(deps, { tenantId: r.tenantId, artifact: step.artifact, target: step.target, source });
+              continue;
+            }
             await getDriver(step.target.type).restore(decryptComponent(step.target, deps.box).config, {
               dataRoot,
               targets: deps.targets,
@@ -121,6 +136,50 @@ export function createRestoreRunner(deps: RestoreJobDeps) {
     else await ledger.complete('restore', r.id, { completedAt: end });
     log.info({ restore_id: r.id, failed: failure !== null }, 'restore finished');
   };
+}
+
+const replayDeps = (deps: RestoreJobDeps) => ({
+  db: deps.db,
+  repo: deps.repo,
+  pitr: deps.pitr ?? { workDir: 'data/pitr', scratchUser: 'postgres' },
+  log: deps.log,
+  ...(deps.shutdown && { signal: deps.shutdown }),
+});
+
+/**
+ * A point-in-time restore (SPEC section 13): the base backup replayed up to point_in_time in a
+ * scratch instance, then its database copied into the new target database on the component's
+ * server (made by copyDatabase, dropped again on failure).
+ */
+async function restorePointInTime(deps: RestoreJobDeps, r: { tenantId: string; components: unknown; pointInTime: Date; targetDatabase: string; cluster: { components: unknown }; backup: { artifacts: BaseBackupArtifact[] } }): Promise<void> {
+  const name = (r.components as string[])[0]!;
+  const artifact = r.backup.artifacts.find((a) => a.component === name);
+  const component = (r.cluster.components as StoredComponent[]).find((c) => c.name === name);
+  if (!artifact || !component || component.type !== 'postgres') throw new Error(`component "${name}" is no longer present in the backup or the cluster`);
+  const conn = await postgresConnection(decryptComponent(component, deps.box).config as PostgresConfig, { dataRoot: '', targets: deps.targets });
+  const source = await deps.repo.source(r.tenantId, deps.shutdown ? { signal: deps.shutdown } : {});
+  const scratch = await replayToScratch(replayDeps(deps), { tenantId: r.tenantId, artifact, source, target: { time: r.pointInTime } });
+  try {
+    await copyDatabase(scratch, conn.database, conn, r.targetDatabase, { log: deps.log, ...(deps.shutdown && { signal: deps.shutdown }) });
+  } finally {
+    await scratch.stop();
+  }
+}
+
+/**
+ * A restore of a continuous component's backup (a base backup) into the component's database:
+ * replayed to its consistent point in a scratch instance, then dumped from there into the
+ * single-transaction path every postgres restore takes.
+ */
+async function restoreBaseBackup(deps: RestoreJobDeps, o: { tenantId: string; artifact: BaseBackupArtifact; target: StoredComponent; source: import('../../repo/types.js').ChunkSource }): Promise<void> {
+  const conn = await postgresConnection(decryptComponent(o.target, deps.box).config as PostgresConfig, { dataRoot: '', targets: deps.targets });
+  const scratch = await replayToScratch(replayDeps(deps), { tenantId: o.tenantId, artifact: o.artifact, source: o.source, target: 'immediate' });
+  try {
+    const dump = dumpScratch(scratch, conn.database, { log: deps.log, ...(deps.shutdown && { signal: deps.shutdown }) });
+    await restoreDump(conn, dump, async () => {}, { log: deps.log, ...(deps.shutdown && { signal: deps.shutdown }) });
+  } finally {
+    await scratch.stop();
+  }
 }
 
 /** A pre_restore hook that did not answer 2xx: the restore fails with nothing written. */

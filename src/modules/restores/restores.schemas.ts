@@ -40,6 +40,8 @@ export const restoreSchema = z
     cluster_id: z.uuid().describe('the target cluster'),
     components: z.array(z.string()),
     paths: z.array(z.string()).nullable().describe('the paths a partial restore replaces; null: whole components'),
+    point_in_time: timestamp.nullable().describe('a point-in-time restore (POST /v1/clusters/{id}/restores): the moment restored; backup_id is the base backup it replays from. null: a restore of a backup'),
+    target_database: z.string().nullable().describe('a point-in-time restore: the new database it creates on the component\'s server; null otherwise'),
     status: z.enum(['queued', 'running', 'completed', 'failed']),
     error: z.object({ component: z.string().nullable(), message: z.string() }).nullable(),
     created_at: timestamp,

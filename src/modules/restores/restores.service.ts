@@ -20,6 +20,8 @@ export function presentRestore(r: RestoreRow): RestoreView {
     cluster_id: r.clusterId,
     components: r.components as string[],
     paths: (r.paths as string[] | null) ?? null,
+    point_in_time: iso(r.pointInTime),
+    target_database: r.targetDatabase,
     status: r.status,
     error: r.errorMessage === null ? null : { component: r.errorComponent, message: r.errorMessage },
     created_at: iso(r.createdAt),
