@@ -116,6 +116,7 @@ async function recoverSnapshots(o: { db: Db; store: ArtifactStore; seal: SealPoo
             manualRateLimit: p.manual_rate_limit,
             failedCount: p.failed_count,
             scheduledLive: p.scheduled_live ?? true,
+            recoveryWindow: p.recovery_window ?? null,
           },
         });
       }

@@ -46,6 +46,8 @@ export interface SnapshotRecord {
       manual_count: number;
       manual_rate_limit: string | null;
       failed_count: number;
+      /** SPEC section 13 (absent in records written before point-in-time recovery). */
+      recovery_window?: string | null;
     } | null;
   };
   components: {
