@@ -8,6 +8,7 @@ import { createRuntime } from './runtime.js';
 import { startApiRole } from './roles/api.js';
 import { startWorkerRole } from './roles/worker.js';
 import { startSchedulerRole } from './roles/scheduler.js';
+import { startArchiverRole } from './roles/archiver.js';
 import { createMetrics } from './modules/ops/metrics.js';
 import { checkKeyFingerprint, KeyMismatch } from './crypto/fingerprint.js';
 import { assertUnwrapsStoredKeys } from './repo/repository.js';
@@ -75,6 +76,7 @@ async function main() {
   }
   const stops: (() => Promise<void>)[] = [];
   if (config.roles.includes('worker')) stops.push(startWorkerRole(rt).close);
+  if (config.roles.includes('archiver')) stops.push(startArchiverRole(rt).close);
   // One registry per process: /metrics shows what every role of this process counted.
   const metrics = createMetrics({ db: rt.db, queues: rt.queues, token: config.metricsToken });
   if (config.roles.includes('scheduler')) stops.push(startSchedulerRole(rt, { onSkip: () => metrics.schedulerSkipped.inc() }).close);

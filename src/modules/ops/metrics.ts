@@ -187,6 +187,45 @@ export function createMetrics(deps: { db: Db; queues: Queues; token?: string | u
       this.set(Math.max(0, row?.age ?? 0));
     },
   });
+  // Continuous archiving (SPEC section 13): one small row per stream, read at each scrape.
+  const streams = () =>
+    deps.db.$queryRaw<{ id: string; tenant_id: string; component: string; state: string; lag_bytes: number | null; behind_s: number | null }[]>`
+      SELECT id::text, tenant_id::text, component, state, lag_bytes::float8 AS lag_bytes,
+        extract(epoch FROM now() - latest_restorable_time)::float8 AS behind_s
+      FROM wal_streams WHERE status = 'active'`;
+  new Gauge({
+    name: 'archiver_lag_bytes',
+    help: "Bytes of a continuous component's WAL its server wrote that are not stored yet, per stream (as last reported by its archiver)",
+    labelNames: ['stream_id', 'tenant_id', 'component'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await streams();
+      this.reset();
+      for (const r of rows) if (r.lag_bytes !== null) this.set({ stream_id: r.id, tenant_id: r.tenant_id, component: r.component }, r.lag_bytes);
+    },
+  });
+  new Gauge({
+    name: 'archiver_seconds_behind',
+    help: "Seconds between now and a continuous component's latest restorable time, per stream (absent until some WAL is stored)",
+    labelNames: ['stream_id', 'tenant_id', 'component'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await streams();
+      this.reset();
+      for (const r of rows) if (r.behind_s !== null) this.set({ stream_id: r.id, tenant_id: r.tenant_id, component: r.component }, Math.max(0, r.behind_s));
+    },
+  });
+  new Gauge({
+    name: 'archiver_streams',
+    help: 'Continuous components being archived, by state: streaming, behind, stopped',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await deps.db.$queryRaw<{ state: string; n: number }[]>`SELECT state, count(*)::int AS n FROM wal_streams WHERE status = 'active' GROUP BY state`;
+      this.reset();
+      for (const state of ['streaming', 'behind', 'stopped']) this.set({ state }, rows.find((r) => r.state === state)?.n ?? 0);
+    },
+  });
   const schedulerSkipped = new Counter({
     name: 'scheduler_slots_skipped_total',
     help: 'Scheduled slots skipped because the cluster was busy',
