@@ -304,4 +304,20 @@ describe('sweepScratch', () => {
     expect(await scratchDirs()).toEqual(['pitr-scratch-live']);
     await rm(live, { recursive: true });
   });
+
+  it("stops the running server of a dead worker's instance before removing it", async () => {
+    const instance = await recoverScratch(options('immediate', await walFrom(walDir, startSegment)));
+    try {
+      const pid = Number((await readFile(path.join(instance.socketDir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+      expect(() => process.kill(pid, 0)).not.toThrow();
+      const gone = spawn('true');
+      await new Promise((r) => gone.once('close', r));
+      await writeFile(path.join(instance.socketDir, 'owner'), `${gone.pid} 1\n`);
+      expect(await sweepScratch(workDir)).toEqual([path.basename(instance.socketDir)]);
+      expect(() => process.kill(pid, 0)).toThrow();
+      expect(await scratchDirs()).toEqual([]);
+    } finally {
+      await instance.stop();
+    }
+  }, 60_000);
 });

@@ -110,7 +110,12 @@ export async function recoverScratch(o: RecoverOptions): Promise<ScratchInstance
   await mkdir(o.workDir, { recursive: true });
   await mkdir(dir, { mode: 0o700 });
   const server: { child?: ScratchServer } = {};
+  let work: Promise<unknown> = Promise.resolve();
   const cleanup = async () => {
+    await server.child?.stop().catch(() => {});
+    // After an abort the steps still under way end soon (each watches the signal, and its server
+    // is gone): wait for them, so that none starts anything in the directory once it is removed.
+    await Promise.race([work.catch(() => {}), new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
     await server.child?.stop().catch(() => {});
     await rm(dir, { recursive: true, force: true });
   };
@@ -123,9 +128,10 @@ export async function recoverScratch(o: RecoverOptions): Promise<ScratchInstance
   try {
     await writeFile(path.join(dir, 'owner'), `${process.pid} ${await processStart(process.pid)}\n`);
     await own(dir, ids);
-    const work = recover(o, dir, ids, server);
-    work.catch(() => {});
-    const inst = await Promise.race([work, aborted]);
+    const recovering = recover(o, dir, ids, server);
+    work = recovering;
+    recovering.catch(() => {});
+    const inst = await Promise.race([recovering, aborted]);
     return { ...inst, stop: async () => cleanup() };
   } catch (err) {
     await cleanup();
@@ -230,6 +236,7 @@ async function recover(o: RecoverOptions, dir: string, ids: Ids, server: { child
   await own(path.join(data, 'recovery.signal'), ids, 0o600);
 
   const start = async () => {
+    check();
     const s = startServer(tool('postgres'), data, dir, ids, o.log);
     server.child = s;
     return s.ready;
@@ -566,7 +573,7 @@ export async function sweepScratch(workDir: string, opts: { olderThanMs?: number
     const owner = await readFile(path.join(dir, 'owner'), 'utf8').catch(() => null);
     if (owner !== null) {
       const [pid, started] = owner.trim().split(' ');
-      if (pid && (await processStart(Number(pid))) === started && started !== '') continue; // its owner lives
+      if (await alive(Number(pid), started ?? '')) continue; // its owner is still at work
     } else {
       const st = await stat(dir).catch(() => null);
       if (!st || Date.now() - st.mtimeMs < olderThanMs) continue;
@@ -587,7 +594,7 @@ async function killPostmaster(data: string): Promise<void> {
   // only a process that really is this data directory's postgres (pids are reused)
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   if (!cmdline.split('\0').includes(data)) return;
-  const alive = () => {
+  const running = () => {
     try {
       process.kill(pid, 0);
       return true;
@@ -596,9 +603,21 @@ async function killPostmaster(data: string): Promise<void> {
     }
   };
   process.kill(pid, 'SIGQUIT');
-  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
-  if (alive()) process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && running(); i++) await new Promise((r) => setTimeout(r, 100));
+  if (running()) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 50 && running(); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+/** Whether the process of that pid and start time runs (without /proc, which gives no start time: whether the pid does). */
+async function alive(pid: number, started: string): Promise<boolean> {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (started !== '') return (await processStart(pid)) === started;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** A process's start time (field 22 of /proc/<pid>/stat), '' when it does not exist: pid plus start time names a process for good. */
