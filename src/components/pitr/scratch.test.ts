@@ -22,7 +22,8 @@ import { copyDatabase, recoverScratch, sweepScratch, type RecoverOptions, type S
  * `postgres` OS user (scratchUser) and chowns the instance to it; the work dir is made 0711 so
  * that user can reach its subdirectory (a mkdtemp dir is 0700). Run as an ordinary user, the same
  * test passes unchanged: recoverScratch then ignores scratchUser and runs postgres as that user,
- * who owns the work dir anyway.
+ * who owns the work dir anyway. (Checked by running this file as the `postgres` OS user with a
+ * vitest config that `provide`s tenantPgUrl instead of the global setup, which needs root here.)
  */
 
 const SCRATCH_USER = 'postgres';

@@ -29,6 +29,10 @@ import { lsnToBigInt, TarScanner, walSegmentName } from './basebackup.js';
  * directory, and its pg_hba.conf is replaced by `local all all trust`: only its owner (and root)
  * can connect at all.
  *
+ * The recovered catalog is the tenant's: a tenant who is superuser on its own server can have put
+ * C functions there that pg_dump would call (a type's output function). Give PITR_SCRATCH_USER
+ * nothing else to lose (not the owner of the service's own PostgreSQL in production).
+ *
  * Layout: <workDir>/pitr-scratch-<random>/ (0700, the scratch user's) holding `owner` (our pid
  * and start time, for sweepScratch), `data/` (the extracted backup), `wal/` (the segments
  * restore_command copies from) and the server's socket. Every parent of workDir must be
@@ -216,6 +220,8 @@ async function recover(o: RecoverOptions, dir: string, ids: Ids, server: { child
     max_wal_size: q('1GB'),
     autovacuum: 'off',
     jit: 'off',
+    // PostgreSQL 17's login event triggers would run the tenant's code as our connections log in
+    ...(major >= 17 ? { event_triggers: 'off' } : {}),
   };
   const targetConf: Record<string, string> =
     o.target === 'immediate'
