@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -167,7 +167,7 @@ export function startArchiver(d: ArchiverDeps): Archiver {
           log,
           onSegment: (f) => store({ name: f.name, timeline: f.timeline, startLsn: f.startLsn, endLsn: f.endLsn, partial: false, coversUntil: null, path: f.path }),
           onPartial: (f) => store({ name: f.name, timeline: f.timeline, startLsn: f.startLsn, endLsn: f.upToLsn, partial: true, coversUntil: f.sourceTime, path: f.path }),
-          onHistory: (name, file) => store({ name, timeline: Number.parseInt(name.slice(0, 8), 16), startLsn: 0n, endLsn: 0n, partial: false, coversUntil: null, path: file }).then(() => {}),
+          onHistory: async (name, file) => store({ name, timeline: Number.parseInt(name.slice(0, 8), 16), startLsn: 0n, endLsn: 0n, partial: false, coversUntil: null, path: file, length: (await stat(file)).size }),
         });
         // Lag and the age of the window's end are checked apart from the stores: a receiver or an upload that is stuck turns the stream 'behind'.
         const lagTimer = setInterval(() => {

@@ -138,6 +138,8 @@ export interface WalFileIn {
   /** Partial: the source time its bytes cover; complete: null (it covers what the files before it did). */
   coversUntil: Date | null;
   path: string;
+  /** Bytes of `path` to store when not endLsn - startLsn (a timeline history file: all of it). */
+  length?: number;
 }
 
 /** What the source said just before: its current WAL position (null if unknown) and its segment size. */
@@ -184,7 +186,7 @@ export async function storeWalFile(
       return 'refreshed';
     }
   }
-  const length = Number(f.endLsn - f.startLsn);
+  const length = f.length ?? Number(f.endLsn - f.startLsn);
   const id = randomUUID();
   await db.$executeRaw`
     INSERT INTO wal_segments (id, stream_id, tenant_id, name, timeline, start_lsn, end_lsn, partial, covers_until, status, bytes)
