@@ -391,7 +391,9 @@ async function materialiseWal(wal: WalSource, walDir: string, b: { timeline: num
   const segments = wal.names.filter((n) => SEGMENT.test(n) && (segno(n) > segno(first) || (segno(n) === segno(first) && tli(n) >= b.timeline)));
   const histories = wal.names.filter((n) => HISTORY.test(n));
   const missing = (what: string) => new ComponentError(`WAL is missing: ${what}`);
-  if (segments[0] !== first) throw missing(`the archive has no segment ${first}, where the base backup starts`);
+  // a later timeline's copy of the start segment will do (a switch inside it): recovery follows timeline 'latest'
+  const head = segments[0];
+  if (head === undefined || segno(head) !== segno(first)) throw missing(`the archive has no segment ${first}, where the base backup starts`);
   for (let i = 1; i < segments.length; i++) {
     const prev = segments[i - 1] as string;
     const cur = segments[i] as string;
