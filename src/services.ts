@@ -84,7 +84,7 @@ export function createServices(rt: Runtime) {
     backups: createBackupService({ db, ledger: rt.ledger, repo: repos.backups, clusters: repos.clusters, queues, now, log }),
     retention: createRetentionService({ db }),
     restores: createRestoreService({ db, ledger: rt.ledger, clusters: repos.clusters, queues, now, log, files }),
-    pitr: createPitrService({ db, clusters: repos.clusters, box: rt.box, targets: rt.targets, queues, now, log }),
+    pitr: createPitrService({ db, ledger: rt.ledger, clusters: repos.clusters, box: rt.box, targets: rt.targets, queues, now, log }),
     audit: createAuditService({ db, log }),
     events: createEventService({ db }),
     webhooks: createWebhookService({ db, box: rt.box, urlGuard: rt.webhookUrls, sender: createWebhookSender({ urlGuard: rt.webhookUrls, timeoutMs: rt.config.webhooks.timeoutMs }), queues, settings: rt.config.webhooks, now, log }),

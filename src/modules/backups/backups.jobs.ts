@@ -311,6 +311,7 @@ export function createBackupRunner(deps: BackupJobDeps) {
             manual_count: cl.policy.manualCount,
             manual_rate_limit: cl.policy.manualRateLimit,
             failed_count: cl.policy.failedCount,
+            recovery_window: cl.policy.recoveryWindow,
           },
         },
         components: artifacts.map((a) => ({ name: a.component, type: a.type, bytes: a.bytes, stored_bytes: a.storedBytes, sha256: a.sha256, manifest: a.manifest, ...(a.baseBackup && { base_backup: a.baseBackup }) })),

@@ -42,14 +42,14 @@ export function baseBackupOf(a: { baseBackup: unknown }): BaseBackupRecord | nul
  */
 export async function replayToScratch(deps: ReplayDeps, o: { tenantId: string; artifact: BaseBackupArtifact; source: ChunkSource; target: RecoveryTarget }): Promise<ScratchInstance> {
   const base = baseBackupOf(o.artifact);
-  if (!base) throw new ComponentError(`component "${o.artifact.component}": this backup is not a base backup`);
+  if (!base) throw new ComponentError('this backup is not a base backup');
   // The backup's own consistent point: WAL through its end, which its stop time (read after the end) covers.
   const untilTime = o.target === 'immediate' ? new Date(base.stop_time) : o.target.time;
   let wal;
   try {
     wal = await storedWal(deps.db, base.stream_id, { fromLsn: lsnToBigInt(base.start_lsn), untilTime });
   } catch (err) {
-    if (err instanceof WalGap) throw new ComponentError(`component "${o.artifact.component}": the archived WAL cannot replay this point (integrity problem of the WAL archive): ${err.message}`);
+    if (err instanceof WalGap) throw new ComponentError(`the archived WAL cannot replay to this point (integrity problem of the WAL archive): ${err.message}`);
     throw err;
   }
   const files = new Map([...wal.history, ...wal.segments].map((f) => [f.name, f]));
@@ -58,7 +58,7 @@ export async function replayToScratch(deps: ReplayDeps, o: { tenantId: string; a
     read(name) {
       const f = files.get(name);
       if (!f) throw new ComponentError(`WAL file ${name} is missing from the archive`);
-      return checkedBytes(o.source.read(f.manifest.chunks), { sha256: f.sha256, bytes: f.bytes }, `component "${o.artifact.component}": WAL file ${name} (integrity problem)`);
+      return checkedBytes(o.source.read(f.manifest.chunks), { sha256: f.sha256, bytes: f.bytes }, `WAL file ${name} (integrity problem)`);
     },
   };
   const ref = await deps.repo.streamOf(o.source, o.artifact);

@@ -29,12 +29,12 @@ export function pitrRoutes(app: App, deps: { guard: Guard; service: PitrService 
       security: securityFor('operator'),
       summary: 'Restore a continuous postgres component as of a point in time into a new database',
       description:
-        "A worker replays the newest base backup taken before `point_in_time` and the archived WAL up to it in a scratch PostgreSQL instance of the same major version, then copies the recovered database into the new `target_database` on the component's server. The component's own database is not touched, and backups of the cluster go on meanwhile. A time outside the recovery window answers 422 naming the window; an existing `target_database` answers 409.",
+        "A worker replays the newest base backup taken before `point_in_time` and the archived WAL up to it in a scratch PostgreSQL instance of the same major version, then copies the recovered database into the new `target_database` on the component's server. The component's own database is not touched; like every restore, it is the cluster's one active job until it ends (409 while another backup or restore is queued or running). A time outside the recovery window answers 422 naming the window; an existing `target_database` answers 409.",
       params: idParams,
       body: pointInTimeRestoreBody,
       response: {
         202: json(restoreSchema, 'the restore, queued; Location is where to poll it', ['Location']),
-        409: problemResponse('target_database already exists on the server, or the cluster is being deleted'),
+        409: problemResponse('target_database already exists on the server, another backup or restore of the cluster is queued or running, or the cluster is being deleted'),
       },
     },
     handler: async (req, reply) => {

@@ -7,6 +7,7 @@ import { ComponentError } from '../../components/types.js';
 import { Conflict, Invalid, NotFound } from '../../errors.js';
 import { iso } from '../../http/schemas.js';
 import type { Queues } from '../../queue/queues.js';
+import type { Ledger } from '../../jobs/ledger.js';
 import type { ClusterRepo } from '../clusters/clusters.repo.js';
 import { isContinuous, type StoredComponent } from '../clusters/components.js';
 import type { BaseBackupRecord } from '../backups/backups.jobs.js';
@@ -16,6 +17,7 @@ import type { PointInTimeRestoreInput, RecoveryWindowView } from './pitr.schemas
 
 export interface PitrServiceDeps {
   db: Db;
+  ledger: Ledger;
   clusters: ClusterRepo;
   box: SecretBox;
   targets: TargetPolicy;
@@ -46,8 +48,7 @@ export async function baseBackupsOf(db: Db, clusterId: string, component: string
 
 /**
  * The recovery window of continuous components (SPEC section 13) and restores to a point in time
- * inside it. A point-in-time restore writes a NEW database, never the component's own, so it
- * does not take the cluster's job slot: backups go on while it runs.
+ * inside it. A point-in-time restore writes a NEW database, never the component's own.
  */
 export function createPitrService(deps: PitrServiceDeps) {
   const { db } = deps;
@@ -130,19 +131,15 @@ export function createPitrService(deps: PitrServiceDeps) {
       );
       if (exists) throw new Conflict(`database "${input.target_database}" already exists on the component's server; a point-in-time restore creates a new database: name another`);
 
-      const row = await db.restore.create({
-        data: {
-          id: randomUUID(),
-          tenantId,
-          backupId: base.backupId,
-          sourceClusterId: clusterId,
-          clusterId,
-          components: [component.name],
-          status: 'queued',
-          pointInTime: at,
-          targetDatabase: input.target_database,
-          createdAt: deps.now(),
-        },
+      // A job of the cluster like any restore (one active job per cluster, SPEC rule 2): it
+      // holds the cluster's slot until it ends, though it writes only the new database.
+      const row = await db.$transaction(async (tx) => {
+        if (!(await deps.clusters.lock(tx, tenantId, clusterId))) throw new NotFound('cluster');
+        const locked = (await deps.clusters.find(tx, tenantId, clusterId))!;
+        if (locked.status !== 'active') throw new Conflict(`the cluster is ${locked.status}`);
+        if (locked.activeJobId !== null) throw new Conflict('a backup or restore of the cluster is already queued or running; try again when it has ended');
+        const queued = await deps.ledger.queueRestore(tx, { id: randomUUID(), tenantId, backupId: base.backupId, sourceClusterId: clusterId, clusterId, components: [component.name], now: deps.now() });
+        return tx.restore.update({ where: { id: queued.id }, data: { pointInTime: at, targetDatabase: input.target_database } });
       });
       await deps.queues
         .add('restores', 'run-restore', { tenant_id: tenantId, restore_id: row.id }, row.id)
