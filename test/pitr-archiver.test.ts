@@ -265,6 +265,50 @@ describe('the archiver', () => {
     expect((await s.rt.db.repository.findUnique({ where: { tenantId } }))!.gcRequestedAt).not.toBeNull();
   }, 60_000);
 
+  it('uploads that hang do not let the lease lapse; the stream turns behind with one archiver.behind event, then streams again', async () => {
+    const other = await createTenantDatabase();
+    try {
+      const res = await s.request('POST', '/v1/clusters', { token, body: { name: 'pitr-slow', components: [{ name: 'db', type: 'postgres', config: { url: other.url, continuous: true } }] } });
+      expect(res.status, res.text).toBe(201);
+      const id = (await s.rt.db.walStream.findFirst({ where: { clusterId: res.body.id, status: 'active' } }))!.id;
+      for (const a of [...archivers]) await closeArchiver(a);
+      // As if it had stored WAL up to two minutes ago and nothing since.
+      await s.rt.db.walStream.update({ where: { id }, data: { latestRestorableTime: new Date(Date.now() - 120_000), storedLsn: 0n } });
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const stuckRepo = { ...s.rt.repo, writer: async () => { await released; throw new Error('the store is down'); } } as typeof s.rt.repo;
+      const stuck = startArchiver({ db: s.rt.db, box: s.rt.box, targets: s.rt.targets, repo: stuckRepo, log: s.rt.log, now: () => new Date(), leaseMs: LEASE_MS, workDir: path.join(work, 'stuck'), id: 'arch-stuck' });
+      archivers.push(stuck);
+      const behind = await waitUntil(async () => {
+        const r = await stream(id);
+        return r?.state === 'behind' ? r : null;
+      }, 20_000, 'the stream to be behind');
+      expect(behind.leaseOwner).toBe('arch-stuck');
+      expect(Number(behind.lagBytes)).toBeGreaterThan(0);
+      // Several lease periods with every upload hanging: still held, still behind.
+      await new Promise((r) => setTimeout(r, 2 * LEASE_MS));
+      const later = (await stream(id))!;
+      expect(later.leaseOwner).toBe('arch-stuck');
+      expect(later.leaseExpiresAt!.getTime()).toBeGreaterThan(Date.now());
+      expect(later.state).toBe('behind');
+      const events = (await s.rt.db.event.findMany({ where: { tenantId, type: 'archiver.behind' } })).filter((e) => (e.data as { stream: { id: string } }).stream.id === id);
+      expect(events).toHaveLength(1);
+      expect(events[0]!.data).toMatchObject({ stream: { id, component: 'db', state: 'behind' } });
+      release();
+      await closeArchiver(stuck);
+      // A working archiver catches up.
+      archiver('arch-e');
+      await waitUntil(async () => {
+        const r = await stream(id);
+        return r?.state === 'streaming' && Date.now() - r.latestRestorableTime!.getTime() < 10_000;
+      }, 30_000, 'the stream to stream again');
+      await s.rt.db.walStream.update({ where: { id }, data: { status: 'dropping' } });
+      await waitUntil(async () => (await stream(id)) === null, 20_000, 'the stream to go');
+    } finally {
+      await other.drop();
+    }
+  }, 120_000);
+
   it('a stream whose server refuses it is stopped with a tenant-fit error and one archiver.stopped event, however often it is retried', async () => {
     const id = randomUUID();
     const cluster = await s.rt.db.cluster.findFirst({ where: { tenantId } });
