@@ -132,6 +132,7 @@ export async function recoverScratch(o: RecoverOptions): Promise<ScratchInstance
   try {
     await writeFile(path.join(dir, 'owner'), `${process.pid} ${await processStart(process.pid)}\n`);
     await own(dir, ids);
+    await assertReachable(dir, ids, o.scratchUser);
     const recovering = recover(o, dir, ids, server);
     work = recovering;
     recovering.catch(() => {});
@@ -655,6 +656,21 @@ async function scratchIds(user: string): Promise<Ids> {
   const [uid, gid] = [await id('-u'), await id('-g')];
   if (uid === 0) throw new ComponentError('PITR_SCRATCH_USER must not be root: PostgreSQL refuses to run as root');
   return { uid, gid };
+}
+
+/**
+ * The scratch user must be able to reach the instance's directory: every directory above
+ * PITR_WORK_DIR searchable by it (a root-owned 0700 one, like /root or a mkdtemp directory, is
+ * not). Found out before anything is extracted, with an operator-facing message.
+ */
+async function assertReachable(dir: string, ids: Ids, user: string): Promise<void> {
+  if (ids.uid === undefined) return;
+  const ok = await new Promise<boolean>((resolve) => {
+    const child = spawn('test', ['-x', dir, '-a', '-w', dir], { env: childEnv(), stdio: 'ignore', ...ids });
+    child.once('error', () => resolve(false));
+    child.once('close', (code) => resolve(code === 0));
+  });
+  if (!ok) throw new ComponentError(`the worker's PITR_WORK_DIR is not reachable by its scratch user ${user} (PITR_SCRATCH_USER): every directory above it must be searchable by that user (an operator setting, see docs/pitr.md)`);
 }
 
 async function own(p: string, ids: Ids, mode?: number): Promise<void> {
