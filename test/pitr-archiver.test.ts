@@ -309,6 +309,36 @@ describe('the archiver', () => {
     }
   }, 120_000);
 
+  it('WAL the server removed before it was stored: stopped once with the reason, then streaming from the slot', async () => {
+    const other = await createTenantDatabase();
+    try {
+      const res = await s.request('POST', '/v1/clusters', { token, body: { name: 'pitr-gap', components: [{ name: 'db', type: 'postgres', config: { url: other.url, continuous: true } }] } });
+      expect(res.status, res.text).toBe(201);
+      const id = (await s.rt.db.walStream.findFirst({ where: { clusterId: res.body.id, status: 'active' } }))!.id;
+      // As if segment 1 (long recycled on the shared server) were the last one stored.
+      const oldest = (await onTenant<{ n: string }>("SELECT min(name) AS n FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'")).rows[0]!.n;
+      expect(oldest > '000000010000000000000002').toBe(true);
+      await s.rt.db.walSegment.create({
+        data: { id: randomUUID(), streamId: id, tenantId, name: '000000010000000000000001', timeline: 1, startLsn: 0x1000000n, endLsn: 0x2000000n, coversUntil: new Date(Date.now() - 3_600_000), status: 'stored', sha256: 'x', manifest: { chunks: [], bytes: 0 } },
+      });
+      if (archivers.length === 0) archiver('arch-f');
+      await waitUntil(async () => {
+        const r = await stream(id);
+        return r?.state === 'streaming' && Date.now() - r.latestRestorableTime!.getTime() < 10_000;
+      }, 30_000, 'the stream to stream from its slot');
+      const events = (await s.rt.db.event.findMany({ where: { tenantId, type: 'archiver.stopped' } })).filter((e) => (e.data as { stream: { id: string } }).stream.id === id);
+      expect(events).toHaveLength(1);
+      expect((events[0]!.data as { stream: { error: string } }).stream.error).toMatch(/removed WAL before it was archived/);
+      // Restores cannot replay across the gap.
+      const first = (await segments(id))[0]!;
+      await expect(storedWal(s.rt.db, id, { fromLsn: first.startLsn, untilTime: new Date() })).rejects.toThrow(/gap at 0\/2000000/);
+      await s.rt.db.walStream.update({ where: { id }, data: { status: 'dropping' } });
+      await waitUntil(async () => (await stream(id)) === null, 20_000, 'the stream to go');
+    } finally {
+      await other.drop();
+    }
+  }, 90_000);
+
   it('a stream whose server refuses it is stopped with a tenant-fit error and one archiver.stopped event, however often it is retried', async () => {
     const id = randomUUID();
     const cluster = await s.rt.db.cluster.findFirst({ where: { tenantId } });

@@ -137,6 +137,9 @@ export function startArchiver(d: ArchiverDeps): Archiver {
     const heldSince = Date.now();
     let delay = RETRY_MIN_MS;
     let cleared = false;
+    // The server removed WAL that was never stored (a slot dropped and made again, say): the gap
+    // cannot be filled, so streaming starts again from the slot (storedWal refuses to replay across it).
+    let fromSlot = false;
     while (!signal.aborted) {
       const started = Date.now();
       try {
@@ -151,7 +154,12 @@ export function startArchiver(d: ArchiverDeps): Archiver {
         const first = await probe.position();
         if (!first) throw new ComponentError('postgres: cannot read the server\'s WAL position');
         const segSize = first.segSize;
-        const resume = await resumePoint(db, row.id, (f) => segmentName(f.timeline, f.endLsn, segSize));
+        let resume = await resumePoint(db, row.id, (f) => segmentName(f.timeline, f.endLsn, segSize));
+        if (fromSlot) {
+          await rm(dir, { recursive: true, force: true });
+          resume = null;
+          fromSlot = false;
+        }
         const store = async (f: WalFileIn) => {
           const pos = (await probe.position()) ?? { currentLsn: null, segSize };
           await storeWalFile(ctx, row, f, pos);
@@ -187,7 +195,11 @@ export function startArchiver(d: ArchiverDeps): Archiver {
         return; // stopped by us
       } catch (err) {
         if (signal.aborted || err instanceof LeaseLost) return;
-        const message = tenantMessage(err);
+        let message = tenantMessage(err);
+        if (err instanceof ComponentError && /has already been removed/.test(`${err.message}\n${err.detail ?? ''}`)) {
+          fromSlot = true;
+          message = 'the server removed WAL before it was archived, so there is a gap in the recovery window: archiving starts again from the replication slot, and restores to later times need a base backup taken after this';
+        }
         log.warn({ stream_id: row.id, tenant_id: row.tenantId, err: message, detail: err instanceof ComponentError ? err.detail : (err as Error).message }, 'archiver: stream stopped; retrying');
         try {
           await markStopped(db, ctx, row, message);
