@@ -341,6 +341,14 @@ const cases: Case[] = [
   },
   { name: 'a restore', op: 'getRestore', status: 200, run: (c) => c.viewer.GET('/v1/clusters/{id}/restores/{restore_id}', { params: { path: { id: c.clusterId, restore_id: c.restoreId } } }) },
   { name: 'restores', op: 'listRestores', status: 200, run: (c) => c.viewer.GET('/v1/clusters/{id}/restores', { params: { path: { id: c.clusterId } } }) },
+  { name: 'recovery window (no continuous component)', op: 'getRecoveryWindow', status: 200, run: (c) => c.viewer.GET('/v1/clusters/{id}/recovery-window', { params: { path: { id: c.clusterId } } }) },
+  {
+    name: 'point-in-time restore of a cluster with no continuous component',
+    op: 'createPointInTimeRestore',
+    status: 422,
+    run: (c) =>
+      c.admin.POST('/v1/clusters/{id}/restores', { params: { path: { id: c.clusterId } }, body: { point_in_time: new Date(Date.now() - 60_000).toISOString(), target_database: 'bk_replay_pitr' } }),
+  },
   {
     name: 'api client creation',
     op: 'createApiClient',

@@ -384,7 +384,11 @@ export interface paths {
         /** Restores into this cluster or from its backups, newest first */
         get: operations["listRestores"];
         put?: never;
-        post?: never;
+        /**
+         * Restore a continuous postgres component as of a point in time into a new database
+         * @description A worker replays the newest base backup taken before `point_in_time` and the archived WAL up to it in a scratch PostgreSQL instance of the same major version, then copies the recovered database into the new `target_database` on the component's server. The component's own database is not touched; like every restore, it is the cluster's one active job until it ends (409 while another backup or restore is queued or running). A time outside the recovery window answers 422 naming the window; an existing `target_database` answers 409.
+         */
+        post: operations["createPointInTimeRestore"];
         delete?: never;
         options?: never;
         head?: never;
@@ -400,6 +404,26 @@ export interface paths {
         };
         /** Get a restore */
         get: operations["getRestore"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/clusters/{id}/recovery-window": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How far back and how recently each continuous postgres component can be restored to a point in time
+         * @description Per component with `config.continuous: true`: the window `[earliest_restorable_time, latest_restorable_time]` a point-in-time restore accepts, how much WAL the archiver has not stored yet, and its state. See docs/pitr.md.
+         */
+        get: operations["getRecoveryWindow"];
         put?: never;
         post?: never;
         delete?: never;
@@ -994,6 +1018,18 @@ export interface components {
             cluster_id: string;
             /** Format: uuid */
             policy_id: string;
+            /** @description null: the policy has no recovery_window, or the cluster no completed backup. Otherwise the backups kept with reason recovery_window are the base backups that stopped at or after `start`, and the latest that stopped before it */
+            recovery_window: {
+                /** @description the policy's recovery_window, e.g. "14d" */
+                interval: string;
+                /**
+                 * Format: date-time
+                 * @description the newest completed backup's created_at minus the window, in the policy's time zone (not the current time, so an idle cluster keeps its window): a point-in-time restore to any moment from here on stays possible
+                 */
+                start: string;
+                /** @description the base backup a restore to `start` replays (the latest that stopped at or before it): kept whatever max_backups says; null: no base backup stopped that early */
+                replayed_backup_id: string | null;
+            } | null;
             items: {
                 /** Format: uuid */
                 backup_id: string;
@@ -1003,8 +1039,10 @@ export interface components {
                 status: "queued" | "running" | "completed" | "failed" | "deleting";
                 /** Format: date-time */
                 created_at: string;
+                /** @description a completed backup of continuous postgres components: when its base backups stopped (the latest of them), from when on a point-in-time restore can start from it; null otherwise */
+                base_backup_stop: string | null;
                 keep: boolean;
-                /** @description the rules that keep it, e.g. "1d x 7", "manual_count", "newest", "in use", "failed_count" */
+                /** @description the rules that keep it, e.g. "1d x 7", "manual_count", "newest", "in use", "failed_count", "recovery_window" (a base backup the recovery window needs, see recovery_window) */
                 reasons: string[];
             }[];
         };
@@ -1023,6 +1061,10 @@ export interface components {
             components: string[];
             /** @description the paths a partial restore replaces; null: whole components */
             paths: string[] | null;
+            /** @description a point-in-time restore (POST /v1/clusters/{id}/restores): the moment restored; backup_id is the base backup it replays from. null: a restore of a backup */
+            point_in_time: string | null;
+            /** @description a point-in-time restore: the new database it creates on the component's server; null otherwise */
+            target_database: string | null;
             /** @enum {string} */
             status: "queued" | "running" | "completed" | "failed";
             error: {
@@ -1033,6 +1075,23 @@ export interface components {
             created_at: string;
             started_at: string | null;
             completed_at: string | null;
+        };
+        ComponentRecoveryWindow: {
+            component: string;
+            /** @description the stop time of the oldest base backup kept with its WAL; null until the first base backup completes */
+            earliest_restorable_time: string | null;
+            /** @description every transaction committed before it is archived; trails the source by at most 10 s while streaming; null until WAL is stored */
+            latest_restorable_time: string | null;
+            /** @description WAL the source has written that is not archived yet */
+            lag_bytes: number | null;
+            /** @enum {string} */
+            state: "streaming" | "behind" | "stopped";
+            /** @description why the archiver stopped or fell behind, when it did */
+            error: string | null;
+        };
+        RecoveryWindow: {
+            /** @description one per continuous postgres component of the cluster */
+            components: components["schemas"]["ComponentRecoveryWindow"][];
         };
         AuditEvent: {
             /** Format: uuid */
@@ -1079,7 +1138,7 @@ export interface components {
              */
             id: string;
             /** @enum {string} */
-            type: "backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled";
+            type: "backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled" | "archiver.behind" | "archiver.stopped";
             /**
              * Format: date-time
              * @description when the change happened (for a start or an end, the resource's started_at or completed_at)
@@ -1117,7 +1176,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             url: string;
-            events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+            events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled" | "archiver.behind" | "archiver.stopped")[];
             description: string | null;
             enabled: boolean;
             /** @description when it was disabled (by an admin, or after failing for too long); null while enabled */
@@ -1132,7 +1191,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             url: string;
-            events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+            events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled" | "archiver.behind" | "archiver.stopped")[];
             description: string | null;
             enabled: boolean;
             /** @description when it was disabled (by an admin, or after failing for too long); null while enabled */
@@ -3071,6 +3130,69 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    createPointInTimeRestore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * Format: date-time
+                     * @description the moment whose state is restored: every transaction committed before it, none after; within GET /v1/clusters/{id}/recovery-window (else 422)
+                     */
+                    point_in_time: string;
+                    /** @description the continuous postgres component to restore; omitted: the cluster's only one (422 when it has several) */
+                    components?: string[];
+                    /** @description the NEW database the state as of point_in_time is restored into, on the component's server (409 when it exists) */
+                    target_database: string;
+                };
+            };
+        };
+        responses: {
+            /** @description the restore, queued; Location is where to poll it */
+            202: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restore"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description target_database already exists on the server, another backup or restore of the cluster is queued or running, or the cluster is being deleted */
+            409: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: components["responses"]["ContentTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     getRestore: {
         parameters: {
             query?: never;
@@ -3104,11 +3226,43 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    getRecoveryWindow: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the recovery window of each continuous component */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecoveryWindow"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listEvents: {
         parameters: {
             query?: {
                 /** @description only events of this type */
-                type?: "backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled";
+                type?: "backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled" | "archiver.behind" | "archiver.stopped";
                 /** @description only events of this cluster (a deleted cluster's too); another tenant's id gives an empty page */
                 cluster_id?: string;
                 limit?: number;
@@ -3193,7 +3347,7 @@ export interface operations {
                     /** @description where to POST the events: https (http only where WEBHOOK_ALLOW_HTTP=true), a host that resolves to public addresses only (or one WEBHOOK_ALLOWED_HOSTS lists), no credentials */
                     url: string;
                     /** @description the event types to deliver: at least one, each once */
-                    events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+                    events: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled" | "archiver.behind" | "archiver.stopped")[];
                     description?: string | null;
                 };
             };
@@ -3315,7 +3469,7 @@ export interface operations {
                     /** @description checked again like at creation */
                     url?: string;
                     /** @description the event types to deliver: at least one, each once */
-                    events?: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled")[];
+                    events?: ("backup.started" | "backup.completed" | "backup.failed" | "backup.deleted" | "restore.started" | "restore.completed" | "restore.failed" | "verification.failed" | "cluster.deleted" | "hook.failed" | "webhook.disabled" | "archiver.behind" | "archiver.stopped")[];
                     description?: string | null;
                     /** @description false stops deliveries; true re-enables a webhook (one disabled after failing for too long, too), clearing disabled_at and disabled_reason */
                     enabled?: boolean;

@@ -31,7 +31,13 @@ export const ENVIRONMENT_DEFAULTS: Readonly<Record<EnvironmentName, Readonly<typ
 
 export const MAX_SCHEDULE_ENTRIES = 10;
 
-const interval = z.string().max(10).describe('<n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d"');
+// Printable ASCII only: then maxLength means the same to JSON Schema (code points) and to the
+// server (UTF-16 units), and a client validating against the document is never refused for length.
+const interval = z
+  .string()
+  .max(10)
+  .regex(/^[ -~]*$/, 'must be <n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d"')
+  .describe('<n><unit>, n >= 1, unit h|d|w|M|y, e.g. "1d"');
 const scheduleEntry = z.object({ interval, count: z.number().int().describe('>= 1') }).strict();
 
 // Field shapes only: the semantic rules live in validatePolicy so that one 422 lists every problem,
