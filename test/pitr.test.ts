@@ -3,7 +3,8 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startService, waitUntil } from './faults/procs.js';
 import { createTenant, startStack, waitFor, type Stack } from './helpers/stack.js';
 import { createTenantDatabase, tenantServerUrl } from './helpers/db.js';
 import { startArchiverRole } from '../src/roles/archiver.js';
@@ -115,6 +116,14 @@ describe('point-in-time recovery', () => {
     expect(w.earliest_restorable_time).toBe((artifact.baseBackup as { stop_time: string }).stop_time);
   }, 180_000);
 
+  it('the continuous component\'s archive is the base backup\'s tar', async () => {
+    const r = await s.request('GET', `/v1/clusters/${clusterId}/backups/${backupId}/components/db/archive`, { token });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toBe('application/x-tar');
+    expect(r.headers['content-disposition']).toMatch(/\.basebackup\.tar"$/);
+    expect(r.text).toContain('START WAL LOCATION');
+  });
+
   it('rows inserted at t1 < t2 < t3; latest_restorable_time stays within 10 s of now while streaming', async () => {
     for (const id of [1, 2, 3]) {
       await insertRow(id);
@@ -167,6 +176,45 @@ describe('point-in-time recovery', () => {
     expect(noTz.status).toBe(422);
     expect((await query('postgres', "SELECT 1 FROM pg_database WHERE datname = 'bk_pitr_never'")).length).toBe(0);
   }, 60_000);
+
+  it('after an archiver is killed with kill -9 another takes over, and a restore to a time inside the outage works', async () => {
+    // The stream moves to an archiver in a process of its own.
+    await archiver.close();
+    const child = startService({
+      DATABASE_URL: s.databaseUrl,
+      REDIS_URL: inject('redisUrl'),
+      ENCRYPTION_KEY: s.rt.config.encryptionKey.toString('base64'),
+      STORAGE_URL: s.rt.config.storageUrl,
+      DATA_ROOT: s.dataRoot,
+      ROLES: 'archiver',
+      ARCHIVER_LEASE_MS: '3000',
+      PITR_WORK_DIR: path.join(workDir, 'child'),
+      TARGET_ALLOWED_HOSTS: '127.0.0.1',
+      QUEUE_PREFIX: `bktest-pitr-${randomBytes(4).toString('hex')}`,
+    });
+    try {
+      const since = new Date();
+      await waitUntil(async () => {
+        const row = await s.rt.db.walStream.findFirst({ where: { clusterId, status: 'active' } });
+        return row?.leaseOwner?.includes(`:${child.proc.pid}:`) && row.reportedAt! > since && row.state === 'streaming';
+      }, 30_000, `the child archiver to stream (logs: ${child.logs()})`);
+      await insertRow(4);
+      await sleep(1000);
+      child.proc.kill('SIGKILL');
+      await child.exited;
+      // The outage: rows 5 and 6 while nobody archives; then another archiver takes over.
+      await insertRow(5);
+      await sleep(1200);
+      await insertRow(6);
+      await sleep(1000);
+    } finally {
+      child.proc.kill('SIGKILL');
+    }
+    archiver = startArchiverRole(s.rt);
+    await waitFor(async () => Date.parse((await window()).latest_restorable_time ?? '0') > stamps[5]!.after.getTime() + 500, 30_000, 'the window to pass the outage');
+    const inOutage = new Date((stamps[4]!.after.getTime() + stamps[5]!.before.getTime()) / 2);
+    expect(await restoreAt(inOutage, `bk_pitr_out_${randomBytes(3).toString('hex')}`)).toEqual([1, 2, 3, 4, 5]);
+  }, 180_000);
 
   it('restoring the base backup itself puts the component back as it was at the backup', async () => {
     const r = await s.request('POST', `/v1/clusters/${clusterId}/backups/${backupId}/restore`, { token });

@@ -225,10 +225,12 @@ export function createBackupFilesService(deps: { db: Db; repo: RepoService; back
         const src: ChunkSource = await repo.source(tenantId);
         return primed(await driver.exportArchive(repo.manifestBytes(src, artifact), src));
       });
+      // A continuous postgres component's snapshot is a base backup: pg_basebackup's tar (its WAL is in the archive).
+      const kind = (artifact as { baseBackup?: unknown }).baseBackup ? { extension: 'basebackup.tar', mediaType: 'application/x-tar' } : driver.archive;
       return {
         stream,
-        mediaType: driver.archive.mediaType,
-        filename: `${fileSafe(cluster.name)}-${backupId}-${fileSafe(component)}.${driver.archive.extension}`,
+        mediaType: kind.mediaType,
+        filename: `${fileSafe(cluster.name)}-${backupId}-${fileSafe(component)}.${kind.extension}`,
       };
     },
 
