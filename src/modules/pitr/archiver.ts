@@ -138,10 +138,12 @@ export function startArchiver(d: ArchiverDeps): Archiver {
     let delay = RETRY_MIN_MS;
     let cleared = false;
     // The server removed WAL that was never stored (a slot dropped and made again, say): the gap
-    // cannot be filled, so streaming starts again from the slot (storedWal refuses to replay across it).
+    // cannot be filled, so streaming starts again from a new slot (storedWal refuses to replay across it).
     let fromSlot = false;
     while (!signal.aborted) {
       const started = Date.now();
+      let probe: ReturnType<typeof probeOf> | undefined;
+      let lagTimer: NodeJS.Timeout | undefined;
       try {
         const conn = await connectionOf(row);
         if (!cleared) {
@@ -149,9 +151,11 @@ export function startArchiver(d: ArchiverDeps): Archiver {
           if (n > 0) await d.repo.repositories.requestGc(row.tenantId, d.now()).catch(() => {});
           cleared = true;
         }
+        // Made again, not reused: a failed start from the lost position moved the slot back there.
+        if (fromSlot) await dropSlot(conn, row.slotName);
         await createSlot(conn, row.slotName);
-        const probe = probeOf(conn);
-        const first = await probe.position();
+        const p = (probe = probeOf(conn));
+        const first = await p.position();
         if (!first) throw new ComponentError('postgres: cannot read the server\'s WAL position');
         const segSize = first.segSize;
         let resume = await resumePoint(db, row.id, (f) => segmentName(f.timeline, f.endLsn, segSize));
@@ -161,7 +165,7 @@ export function startArchiver(d: ArchiverDeps): Archiver {
           fromSlot = false;
         }
         const store = async (f: WalFileIn) => {
-          const pos = (await probe.position()) ?? { currentLsn: null, segSize };
+          const pos = (await p.position()) ?? { currentLsn: null, segSize };
           await storeWalFile(ctx, row, f, pos);
         };
         const receiver = startWalReceiver({
@@ -178,27 +182,26 @@ export function startArchiver(d: ArchiverDeps): Archiver {
           onHistory: async (name, file) => store({ name, timeline: Number.parseInt(name.slice(0, 8), 16), startLsn: 0n, endLsn: 0n, partial: false, coversUntil: null, path: file, length: (await stat(file)).size }),
         });
         // Lag and the age of the window's end are checked apart from the stores: a receiver or an upload that is stuck turns the stream 'behind'.
-        const lagTimer = setInterval(() => {
+        lagTimer = setInterval(() => {
           void (async () => {
-            const pos = (await probe.position()) ?? { currentLsn: null, segSize };
+            const pos = (await p.position()) ?? { currentLsn: null, segSize };
             await db.$transaction((tx) => report(tx, ctx, row, { coversUntil: null, storedLsn: null, heldSinceMs: Date.now() - heldSince }, pos));
           })().catch((err: unknown) => {
             if (!(err instanceof LeaseLost)) log.debug({ stream_id: row.id, err: (err as Error).message }, 'archiver: lag check failed');
           });
         }, LAG_CHECK_MS);
-        try {
-          await receiver.done;
-        } finally {
-          clearInterval(lagTimer);
-          await probe.close();
-        }
+        await receiver.done;
         return; // stopped by us
       } catch (err) {
+        // No lag report may follow the stop.
+        clearInterval(lagTimer);
+        await probe?.close();
+        probe = undefined;
         if (signal.aborted || err instanceof LeaseLost) return;
         let message = tenantMessage(err);
         if (err instanceof ComponentError && /has already been removed/.test(`${err.message}\n${err.detail ?? ''}`)) {
           fromSlot = true;
-          message = 'the server removed WAL before it was archived, so there is a gap in the recovery window: archiving starts again from the replication slot, and restores to later times need a base backup taken after this';
+          message = 'the server removed WAL before it was archived, so there is a gap in the recovery window: archiving starts again from now, and restores to later times need a base backup taken after this';
         }
         log.warn({ stream_id: row.id, tenant_id: row.tenantId, err: message, detail: err instanceof ComponentError ? err.detail : (err as Error).message }, 'archiver: stream stopped; retrying');
         try {
@@ -211,6 +214,9 @@ export function startArchiver(d: ArchiverDeps): Archiver {
         if (Date.now() - started > RETRY_MAX_MS) delay = RETRY_MIN_MS;
         await sleep(delay, signal);
         delay = Math.min(delay * 2, RETRY_MAX_MS);
+      } finally {
+        clearInterval(lagTimer);
+        await probe?.close();
       }
     }
   }

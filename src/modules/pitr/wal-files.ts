@@ -16,8 +16,8 @@ import { recordEvent } from '../events/outbox.js';
  */
 
 const SEGMENT_NAME = /^[0-9A-F]{24}$/;
-/** More than this many bytes of the source's WAL not stored, or a recovery window end older than BEHIND_AGE_MS: the stream is 'behind'. */
-export const BEHIND_SEGMENTS = 2n;
+/** More than this many segments of the source's WAL not stored (a busy server writes a few between two partials), or a recovery window end older than BEHIND_AGE_MS: the stream is 'behind'. */
+export const BEHIND_SEGMENTS = 8n;
 export const BEHIND_AGE_MS = 60_000;
 /** covers_until of a file that promises nothing (no partial of it or before it was reported). */
 const NO_PROMISE = new Date(0);
