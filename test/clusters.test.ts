@@ -77,7 +77,7 @@ describe('clusters', () => {
     const url = `postgresql://backup:${SECRET}@127.0.0.1:${port}/appdb?sslmode=disable`;
     const res = await s.request('POST', '/v1/clusters', { token, body: { name: 'pg', components: [pgc(url), dir('app', 'files')] } });
     expect(res.status, res.text).toBe(201);
-    expect(res.body.components[0].config).toEqual({ url: `postgresql://backup:***@127.0.0.1:${port}/appdb?sslmode=disable` });
+    expect(res.body.components[0].config).toEqual({ url: `postgresql://backup:***@127.0.0.1:${port}/appdb?sslmode=disable`, continuous: false });
     const reads = [
       await s.request('GET', `/v1/clusters/${res.body.id}`, { token }),
       await s.request('GET', '/v1/clusters', { token }),

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startService, waitUntil } from './faults/procs.js';
-import { createTenant, startStack, waitFor, type Stack } from './helpers/stack.js';
-import { createTenantDatabase, tenantServerUrl } from './helpers/db.js';
-import { startArchiverRole } from '../src/roles/archiver.js';
-import type { Archiver } from '../src/modules/pitr/archiver.js';
+import { startService, waitUntil } from '../faults/procs.js';
+import { createTenant, startStack, waitFor, type Stack } from '../helpers/stack.js';
+import { createTenantDatabase, tenantServerUrl } from '../helpers/db.js';
+import { startArchiverRole } from '../../src/roles/archiver.js';
+import type { Archiver } from '../../src/modules/pitr/archiver.js';
 
 // Point-in-time recovery end to end (SPEC section 13): a continuous component on the tenants'
 // server, its WAL archived by an archiver role, a base backup taken by a worker, and restores

@@ -7,11 +7,11 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTenantDatabase, tenantServerUrl, tenantUrl } from '../../../test/helpers/db.js';
-import { parsePostgresUrl } from '../postgres-connection.js';
-import { ComponentError } from '../types.js';
-import { baseBackup, lsnToBigInt, walSegmentName } from './basebackup.js';
-import { copyDatabase, recoverScratch, sweepScratch, type RecoverOptions, type ScratchInstance, type WalSource } from './scratch.js';
+import { createTenantDatabase, tenantServerUrl, tenantUrl } from '../helpers/db.js';
+import { parsePostgresUrl } from '../../src/components/postgres-connection.js';
+import { ComponentError } from '../../src/components/types.js';
+import { baseBackup, lsnToBigInt, walSegmentName } from '../../src/components/pitr/basebackup.js';
+import { copyDatabase, recoverScratch, sweepScratch, type RecoverOptions, type ScratchInstance, type WalSource } from '../../src/components/pitr/scratch.js';
 
 /*
  * Real servers throughout: the source is a database of ours on the tests' tenant server, its WAL

@@ -5,14 +5,14 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { createTenant, startStack, type Stack } from './helpers/stack.js';
-import { createTenantDatabase, tenantServerUrl, tenantUrl } from './helpers/db.js';
-import { startService, waitUntil, type Service } from './faults/procs.js';
-import { startArchiver, type Archiver } from '../src/modules/pitr/archiver.js';
-import { storedWal, WalGap } from '../src/modules/pitr/wal-files.js';
-import { slotNameOf } from '../src/modules/pitr/wal-streams.js';
-import { parseLsn } from '../src/components/pitr/receiver.js';
-import { createMetrics } from '../src/modules/ops/metrics.js';
+import { createTenant, startStack, type Stack } from '../helpers/stack.js';
+import { createTenantDatabase, tenantServerUrl, tenantUrl } from '../helpers/db.js';
+import { startService, waitUntil, type Service } from '../faults/procs.js';
+import { startArchiver, type Archiver } from '../../src/modules/pitr/archiver.js';
+import { storedWal, WalGap } from '../../src/modules/pitr/wal-files.js';
+import { slotNameOf } from '../../src/modules/pitr/wal-streams.js';
+import { parseLsn } from '../../src/components/pitr/receiver.js';
+import { createMetrics } from '../../src/modules/ops/metrics.js';
 
 // The archiver role (SPEC section 13): WAL streamed into the repository with a recovery window
 // trailing the source by < 10 s, taken over without a gap after a kill -9, slots dropped with
