@@ -1146,7 +1146,7 @@ export interface components {
             occurred_at: string;
             /** @description the cluster concerned (the target cluster of a restore); null for events of no cluster (webhook.disabled) */
             cluster_id: string | null;
-            /** @description the resource concerned, under its kind: one of backup, restore, cluster, webhook */
+            /** @description the resource concerned, under its kind: one of backup, restore, cluster, webhook, hook, stream */
             data: {
                 /** @description backup.*, verification.failed: the backup as `GET /v1/clusters/{id}/backups/{backup_id}` showed it right after the change (schema Backup); for backup.deleted, as last shown (`deleting`) */
                 backup?: {
@@ -1166,6 +1166,10 @@ export interface components {
                 };
                 /** @description hook.failed: which hook failed and how: `{name, status_code, duration_ms, error}` (with the backup or restore it was called for) */
                 hook?: {
+                    [key: string]: unknown;
+                };
+                /** @description archiver.behind, archiver.stopped: a continuous component's WAL stream `{id, cluster_id, component, state, error, lag_bytes, latest_restorable_time, stored_lsn}` (docs/pitr.md) */
+                stream?: {
                     [key: string]: unknown;
                 };
             } & {

@@ -28,8 +28,9 @@ export const eventSchema = z
         cluster: resource('cluster.deleted: the cluster as `GET /v1/clusters/{id}` last showed it (`deleting`) (schema Cluster)'),
         webhook: resource('webhook.disabled: the webhook as `GET /v1/webhooks/{id}` showed it (schema Webhook)'),
         hook: resource('hook.failed: which hook failed and how: `{name, status_code, duration_ms, error}` (with the backup or restore it was called for)'),
+        stream: resource("archiver.behind, archiver.stopped: a continuous component's WAL stream `{id, cluster_id, component, state, error, lag_bytes, latest_restorable_time, stored_lsn}` (docs/pitr.md)"),
       })
-      .describe('the resource concerned, under its kind: one of backup, restore, cluster, webhook'),
+      .describe('the resource concerned, under its kind: one of backup, restore, cluster, webhook, hook, stream'),
   })
   .meta({ id: 'Event', description: 'a change of state of a backup, restore or cluster, recorded in the transaction of the change (SPEC section 10)' });
 export type EventView = z.infer<typeof eventSchema>;

@@ -59,6 +59,8 @@ export function createPitrService(deps: PitrServiceDeps) {
     return { cluster, components: (cluster.components as StoredComponent[]).filter(isContinuous) };
   }
 
+  const held = (st: { leaseExpiresAt: Date | null } | null) => st?.leaseExpiresAt != null && st.leaseExpiresAt.getTime() > deps.now().getTime();
+
   async function windowOf(clusterId: string, component: string) {
     const stream = await db.walStream.findFirst({ where: { clusterId, component, status: 'active' } });
     const bases = stream ? await baseBackupsOf(db, clusterId, component, stream.id) : [];
@@ -77,8 +79,9 @@ export function createPitrService(deps: PitrServiceDeps) {
           // Nothing before the first base backup can be restored: no window until there is one.
           latest_restorable_time: w.earliest ? iso(w.latest) : null,
           lag_bytes: w.stream?.lagBytes === null || w.stream?.lagBytes === undefined ? null : Number(w.stream.lagBytes),
-          state: (w.stream?.state ?? 'stopped') as 'streaming' | 'behind' | 'stopped',
-          error: w.stream?.error ?? null,
+          // A stream no archiver holds is stopped, whatever its last holder reported.
+          state: (held(w.stream) ? w.stream!.state : 'stopped') as 'streaming' | 'behind' | 'stopped',
+          error: w.stream?.error ?? (held(w.stream) ? null : 'no archiver is streaming this component: is a process with the archiver role running?'),
         });
       }
       return { components: out };
