@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bigIntToLsn } from '../src/components/pitr/basebackup.js';
+import { formatLsn } from '../src/components/pitr/lsn.js';
 import { pruneWal } from '../src/modules/pitr/wal-prune.js';
 import { createPruneJob } from '../src/modules/retention/retention.jobs.js';
 import { createRetentionService } from '../src/modules/retention/retention.service.js';
@@ -84,8 +84,8 @@ async function backup(clusterId: string, createdAt: string, base?: { stop: strin
       type: 'postgres',
       ...(base && {
         baseBackup: {
-          start_lsn: bigIntToLsn(base.start),
-          end_lsn: bigIntToLsn(base.start + 0x1000n),
+          start_lsn: formatLsn(base.start),
+          end_lsn: formatLsn(base.start + 0x1000n),
           timeline: 1,
           stop_time: base.stop,
           server_version: 150000,

@@ -11,7 +11,7 @@ import { startService, waitUntil, type Service } from '../faults/procs.js';
 import { startArchiver, type Archiver } from '../../src/modules/pitr/archiver.js';
 import { storedWal, WalGap } from '../../src/modules/pitr/wal-files.js';
 import { slotNameOf } from '../../src/modules/pitr/wal-streams.js';
-import { parseLsn } from '../../src/components/pitr/receiver.js';
+import { parseLsn } from '../../src/components/pitr/lsn.js';
 import { createMetrics } from '../../src/modules/ops/metrics.js';
 
 // The archiver role (SPEC section 13): WAL streamed into the repository with a recovery window

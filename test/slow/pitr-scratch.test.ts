@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenantDatabase, tenantServerUrl, tenantUrl } from '../helpers/db.js';
 import { parsePostgresUrl } from '../../src/components/postgres-connection.js';
 import { ComponentError } from '../../src/components/types.js';
-import { baseBackup, lsnToBigInt, walSegmentName } from '../../src/components/pitr/basebackup.js';
+import { baseBackup } from '../../src/components/pitr/basebackup.js';
+import { parseLsn, walSegmentName } from '../../src/components/pitr/lsn.js';
 import { copyDatabase, recoverScratch, sweepScratch, type RecoverOptions, type ScratchInstance, type WalSource } from '../../src/components/pitr/scratch.js';
 
 /*
@@ -135,7 +136,7 @@ beforeAll(async () => {
   const backup = baseBackup(parsePostgresUrl(`${tenantServerUrl()}/postgres`), {});
   await pipeline(backup.stream, createWriteStream(tarFile));
   const result = await backup.result;
-  startSegment = walSegmentName(result.timeline, lsnToBigInt(result.startLsn));
+  startSegment = walSegmentName(result.timeline, parseLsn(result.startLsn));
   await source.query('SELECT pg_switch_wal()');
 
   for (let i = 1; i <= 3; i++) {
@@ -147,7 +148,7 @@ beforeAll(async () => {
   await source.query('INSERT INTO ticks DEFAULT VALUES');
   tick = (await source.query<{ t: Date }>('SELECT clock_timestamp() AS t')).rows[0]!.t;
   const sw = await source.query<{ lsn: string; tli: number }>('SELECT pg_switch_wal()::text AS lsn, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli');
-  const last = walSegmentName(sw.rows[0]!.tli, lsnToBigInt(sw.rows[0]!.lsn) - 1n);
+  const last = walSegmentName(sw.rows[0]!.tli, parseLsn(sw.rows[0]!.lsn) - 1n);
   for (let i = 0; ; i++) {
     if ((await readdir(walDir)).includes(last)) break;
     if (i > 300) throw new Error(`pg_receivewal did not complete ${last}`);

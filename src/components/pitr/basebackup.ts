@@ -118,33 +118,6 @@ class Tail {
   }
 }
 
-const MAX_LSN = (1n << 64n) - 1n;
-
-export function lsnToBigInt(lsn: string): bigint {
-  const m = /^([0-9A-F]{1,8})\/([0-9A-F]{1,8})$/i.exec(lsn);
-  if (!m) throw new RangeError(`not an LSN: ${JSON.stringify(lsn)}`);
-  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-}
-
-export function bigIntToLsn(n: bigint): string {
-  if (n < 0n || n > MAX_LSN) throw new RangeError(`LSN out of range: ${n}`);
-  return `${(n >> 32n).toString(16).toUpperCase()}/${(n & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-export const DEFAULT_WAL_SEGMENT_SIZE = 16 * 1024 * 1024;
-
-/** The name of the WAL segment file holding `lsn` on `timeline` (what pg_walfile_name() says). */
-export function walSegmentName(timeline: number, lsn: bigint, segSize: number = DEFAULT_WAL_SEGMENT_SIZE): string {
-  // initdb allows powers of two from 1 MiB to 1 GiB
-  if (!Number.isInteger(segSize) || segSize < 1 << 20 || segSize > 1 << 30 || (segSize & (segSize - 1)) !== 0) throw new RangeError(`invalid WAL segment size ${segSize}`);
-  if (!Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) throw new RangeError(`invalid timeline ${timeline}`);
-  if (lsn < 0n || lsn > MAX_LSN) throw new RangeError(`LSN out of range: ${lsn}`);
-  const segno = lsn / BigInt(segSize);
-  const perId = 0x100000000n / BigInt(segSize);
-  const hex8 = (n: bigint | number) => n.toString(16).toUpperCase().padStart(8, '0');
-  return hex8(timeline) + hex8(segno / perId) + hex8(segno % perId);
-}
-
 export type TarEvent =
   | { type: 'entry'; name: string; /** '0' file, '5' directory, '2' symlink, '1' hard link, ... */ kind: string; mode: number; size: number }
   | { type: 'data'; chunk: Buffer };

@@ -8,6 +8,7 @@ import { describePostgresFailure } from '../postgres-errors.js';
 import { childEnv, StderrTail } from '../process.js';
 import { ComponentError } from '../types.js';
 import { connectClient, releaseSlot, stepError } from './checks.js';
+import { formatLsn, parseLsn, parseSegmentName, walSegmentName } from './lsn.js';
 
 export interface WalFile {
   /** The segment's file name (24 hex digits, no `.partial`). */
@@ -59,32 +60,6 @@ const SNAPSHOT_PREFIX = 'bk-snapshot-';
 const POLL_MS = 1_000;
 const CATCH_UP_MS = 2_000;
 const RETRY_MAX_MS = 30_000;
-
-export function parseLsn(text: string): bigint {
-  const m = /^([0-9A-F]{1,8})\/([0-9A-F]{1,8})$/i.exec(text);
-  if (!m) throw new Error(`not an LSN: ${text}`);
-  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-}
-
-export function formatLsn(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-/** The name of the segment holding `lsn` (PostgreSQL's XLogFileName). */
-export function segmentName(timeline: number, lsn: bigint, segSize: bigint): string {
-  const segno = lsn / segSize;
-  const perId = 0x100000000n / segSize;
-  const hex = (n: bigint | number) => n.toString(16).toUpperCase().padStart(8, '0');
-  return `${hex(timeline)}${hex(segno / perId)}${hex(segno % perId)}`;
-}
-
-export function parseSegmentName(name: string, segSize: bigint): { timeline: number; startLsn: bigint } {
-  const m = SEGMENT.exec(name);
-  if (!m) throw new ComponentError(`not a WAL segment name: ${JSON.stringify(name)}`);
-  const perId = 0x100000000n / segSize;
-  const segno = BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`);
-  return { timeline: Number.parseInt(m[1] as string, 16), startLsn: segno * segSize };
-}
 
 // pg_receivewal must not outlive us, even after a kill -9 of Node: its wrapper reads our pipe on
 // stdin and SIGINTs it at EOF (pg_receivewal 15 flushes and exits 0 on SIGINT; SIGTERM would
@@ -248,7 +223,7 @@ export function startWalReceiver(o: WalReceiverOptions): WalReceiver {
       const timeline = partial ? parseSegmentName(partial, segSize).timeline : lastTimeline;
       if (!partial && flushed !== startLsn) return; // renamed meanwhile: the next tick reports the next segment
       if (timeline === 0) return;
-      const name = partial ?? segmentName(timeline, startLsn, segSize);
+      const name = partial ?? walSegmentName(timeline, startLsn, segSize);
       const snapshot = path.join(o.dir, `${SNAPSHOT_PREFIX}${name}`);
       await rm(snapshot, { force: true });
       try {

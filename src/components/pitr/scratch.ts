@@ -10,7 +10,8 @@ import { describePostgresFailure } from '../postgres-errors.js';
 import { abortError, childEnv, runWithInput, spawnOutput, type ToolLog } from '../process.js';
 import { ComponentError } from '../types.js';
 import { withClient } from './checks.js';
-import { lsnToBigInt, TarScanner, walSegmentName } from './basebackup.js';
+import { TarScanner } from './basebackup.js';
+import { parseLsn, walSegmentName } from './lsn.js';
 
 /**
  * The restore half of point-in-time recovery (SPEC section 13): a base backup's tar plus WAL
@@ -185,7 +186,7 @@ async function recover(o: RecoverOptions, dir: string, ids: Ids, server: { child
   const endLsn = [...manifest.matchAll(/"End-LSN"\s*:\s*"([0-9A-F]+\/[0-9A-F]+)"/gi)].at(-1)?.[1];
   if (!endLsn) throw new ComponentError('the base backup has no backup_manifest with its WAL range');
 
-  await materialiseWal(o.wal, walDir, { timeline, startLsn: lsnToBigInt(startLsn), endLsn: lsnToBigInt(endLsn), segSize }, ids, o.signal);
+  await materialiseWal(o.wal, walDir, { timeline, startLsn: parseLsn(startLsn), endLsn: parseLsn(endLsn), segSize }, ids, o.signal);
   check();
 
   // The source's settings stay out: its postgresql.conf may include files, preload libraries,

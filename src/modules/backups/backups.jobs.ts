@@ -4,7 +4,8 @@ import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { getDriver, type TargetPolicy } from '../../components/index.js';
 import { ComponentError } from '../../components/types.js';
-import { lsnToBigInt, type BaseBackupResult } from '../../components/pitr/basebackup.js';
+import type { BaseBackupResult } from '../../components/pitr/basebackup.js';
+import { parseLsn } from '../../components/pitr/lsn.js';
 import type { RepoService } from '../../repo/service.js';
 import { IntegrityError, type Progress } from '../../repo/types.js';
 import { writeSnapshot, type SnapshotRecord } from '../../repo/snapshot.js';
@@ -78,8 +79,8 @@ export interface BaseBackupRecord {
  * later: the backup could never be replayed).
  */
 async function waitForBaseBackupWal(db: Db, o: { clusterId: string; component: string; base: BaseBackupResult; signal: AbortSignal }): Promise<BaseBackupRecord> {
-  const start = lsnToBigInt(o.base.startLsn);
-  const end = lsnToBigInt(o.base.endLsn);
+  const start = parseLsn(o.base.startLsn);
+  const end = parseLsn(o.base.endLsn);
   const deadline = Date.now() + BASE_BACKUP_WAL_WAIT_MS;
   for (;;) {
     const stream = await db.walStream.findFirst({ where: { clusterId: o.clusterId, component: o.component, status: 'active' } });

@@ -9,7 +9,8 @@ import { parsePostgresUrl, type PostgresConnection } from '../../components/post
 import { pinAddresses, type TargetPolicy } from '../../components/postgres-targets.js';
 import { ComponentError } from '../../components/types.js';
 import { connectClient, createSlot, dropSlot } from '../../components/pitr/checks.js';
-import { parseLsn, segmentName, startWalReceiver } from '../../components/pitr/receiver.js';
+import { startWalReceiver } from '../../components/pitr/receiver.js';
+import { parseLsn, walSegmentName } from '../../components/pitr/lsn.js';
 import { deleteLeftovers, LeaseLost, markStopped, report, resumePoint, storeWalFile, type SourcePosition, type StreamKey, type WalFileIn } from './wal-files.js';
 
 /*
@@ -158,7 +159,7 @@ export function startArchiver(d: ArchiverDeps): Archiver {
         const first = await p.position();
         if (!first) throw new ComponentError('postgres: cannot read the server\'s WAL position');
         const segSize = first.segSize;
-        let resume = await resumePoint(db, row.id, (f) => segmentName(f.timeline, f.endLsn, segSize));
+        let resume = await resumePoint(db, row.id, (f) => walSegmentName(f.timeline, f.endLsn, segSize));
         if (fromSlot) {
           await rm(dir, { recursive: true, force: true });
           resume = null;

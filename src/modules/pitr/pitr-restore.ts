@@ -2,7 +2,7 @@ import type { Db } from '../../db/client.js';
 import type { RepoService } from '../../repo/service.js';
 import { checkedBytes } from '../../repo/service.js';
 import type { ChunkSource } from '../../repo/types.js';
-import { lsnToBigInt } from '../../components/pitr/basebackup.js';
+import { parseLsn } from '../../components/pitr/lsn.js';
 import { recoverScratch, type RecoveryTarget, type ScratchInstance, type WalSource } from '../../components/pitr/scratch.js';
 import { spawnOutput, childEnv, type ToolLog } from '../../components/process.js';
 import { dbnameArgument } from '../../components/postgres-connection.js';
@@ -47,7 +47,7 @@ export async function replayToScratch(deps: ReplayDeps, o: { tenantId: string; a
   const untilTime = o.target === 'immediate' ? new Date(base.stop_time) : o.target.time;
   let wal;
   try {
-    wal = await storedWal(deps.db, base.stream_id, { fromLsn: lsnToBigInt(base.start_lsn), untilTime });
+    wal = await storedWal(deps.db, base.stream_id, { fromLsn: parseLsn(base.start_lsn), untilTime });
   } catch (err) {
     if (err instanceof WalGap) throw new ComponentError(`the archived WAL cannot replay to this point (integrity problem of the WAL archive): ${err.message}`);
     throw err;

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import type { Db, Tx } from '../../db/client.js';
 import type { RepoService } from '../../repo/service.js';
 import type { StreamRef } from '../../repo/types.js';
-import { formatLsn } from '../../components/pitr/receiver.js';
+import { formatLsn } from '../../components/pitr/lsn.js';
 import { recordEvent } from '../events/outbox.js';
 
 /*

@@ -1,5 +1,5 @@
 import type { Db } from '../../db/client.js';
-import { lsnToBigInt } from '../../components/pitr/basebackup.js';
+import { parseLsn } from '../../components/pitr/lsn.js';
 
 /*
  * WAL retention (SPEC section 13). A point-in-time restore replays a kept base backup and the WAL
@@ -34,7 +34,7 @@ function neededFrom(stream: { id: string; component: string }, rows: readonly Ba
     if (bb.stream_id !== stream.id) continue;
     let start: bigint;
     try {
-      start = lsnToBigInt(String(bb.start_lsn));
+      start = parseLsn(String(bb.start_lsn));
     } catch {
       return null;
     }
