@@ -137,8 +137,14 @@ async function startSource(dir: string): Promise<Source> {
   };
 }
 
+/** CPU seconds of this process (the service's roles: the archiver's compression, encryption and uploads) during each pgbench run. */
+const cpuDuring: number[] = [];
+
 async function pgbench(src: Source, seconds: number): Promise<number> {
+  const cpu = process.cpuUsage();
   const out = await sh(`${bin('pgbench')} -n -c 4 -j 2 -T ${seconds} ${SOURCE_DB}`, { env: src.libpq });
+  const d = process.cpuUsage(cpu);
+  cpuDuring.push((d.user + d.system) / 1e6);
   const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
   if (!m) throw new Error(`pgbench printed no tps: ${out.slice(-1000)}`);
   return Number(m[1]);
@@ -441,6 +447,7 @@ async function main(): Promise<void> {
     note(`    without archiving: ${tps.without.map((x) => x.toFixed(1)).join(' (before), ')} (after); median ${without.toFixed(1)}`);
     note(`    archived:          ${tps.with.toFixed(1)}`);
     note(`    ratio with / without: ${(tps.with / without).toFixed(3)}`);
+    note(`    CPU of this process (the service's roles; pg_receivewal not counted) during the runs: ${cpuDuring.map((c) => `${c.toFixed(1)} s`).join(', ')} (without, archived, without) of ${SECONDS} s on ${os.cpus().length} cores`);
     note(`lag during the archived run (${lag.samples} samples, one a second; states ${[...lag.states].join(', ')}${lag.nullSamples ? `; ${lag.nullSamples} without a latest_restorable_time` : ''}):`);
     note(`    max lag_bytes ${lag.bytes} (${mb(lag.bytes)} MB); max source now - latest_restorable_time ${lag.seconds.toFixed(1)} s (SPEC: at most 10 s while streaming ${verdict(lag.seconds <= 10)})`);
     note(`restore to a point in time (${mb(dbBytes)} MB database, WAL of the ${SECONDS} s archived run and the marker):`);
