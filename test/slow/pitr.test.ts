@@ -74,7 +74,10 @@ beforeAll(async () => {
   token = (await createTenant(s)).adminToken;
   source = await createTenantDatabase();
   await query(source.name, 'CREATE TABLE items (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())');
-  const c = await s.request('POST', '/v1/clusters', { token, body: { name: 'pitr', components: [{ name: 'db', type: 'postgres', config: { url: source.url, continuous: true } }] } });
+  // Two manual backups in a row (no manual rate limit), and a one-day recovery window.
+  const policy = await s.request('POST', '/v1/policies', { token, body: { name: 'pitr', manual_rate_limit: null, recovery_window: '1d' } });
+  expect(policy.status, policy.text).toBe(201);
+  const c = await s.request('POST', '/v1/clusters', { token, body: { name: 'pitr', policy_id: policy.body.id, components: [{ name: 'db', type: 'postgres', config: { url: source.url, continuous: true } }] } });
   expect(c.status, c.text).toBe(201);
   clusterId = c.body.id;
   archiver = startArchiverRole(s.rt);
@@ -114,6 +117,23 @@ describe('point-in-time recovery', () => {
     const w = await window();
     expect(w.component).toBe('db');
     expect(w.earliest_restorable_time).toBe((artifact.baseBackup as { stop_time: string }).stop_time);
+  }, 180_000);
+
+  it('a second base backup deduplicates against the first', async () => {
+    const b = await s.request('POST', `/v1/clusters/${clusterId}/backups`, { token });
+    expect(b.status, b.text).toBe(202);
+    const done = await waitFor(
+      async () => {
+        const g = await s.request('GET', `/v1/clusters/${clusterId}/backups/${b.body.id}`, { token });
+        return ['completed', 'failed'].includes(g.body.status) ? g.body : null;
+      },
+      150_000,
+      'the second base backup',
+    );
+    expect(done.error, JSON.stringify(done.error)).toBeNull();
+    // The whole server, read again: only what changed (a few pages, the new backup_label) is stored.
+    expect(done.size_bytes).toBeGreaterThan(10 * 1024 * 1024);
+    expect(done.stored_bytes, `stored ${done.stored_bytes} of ${done.size_bytes}`).toBeLessThan(done.size_bytes * 0.2);
   }, 180_000);
 
   it('the continuous component\'s archive is the base backup\'s tar', async () => {
