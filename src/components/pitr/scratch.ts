@@ -1,15 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { access, chmod, chown, mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { dbnameArgument, type PostgresConnection } from '../postgres-connection.js';
-import { describePostgresFailure } from '../postgres-errors.js';
-import { abortError, childEnv, runWithInput, spawnOutput, type ToolLog } from '../process.js';
+import type { PostgresConnection } from '../postgres-connection.js';
+import { abortError, childEnv, type ToolLog } from '../process.js';
 import { ComponentError } from '../types.js';
-import { withClient } from './checks.js';
+import { DIR_PREFIX, processStart } from './scratch-sweep.js';
 import { TarScanner } from './basebackup.js';
 import { parseLsn, walSegmentName } from './lsn.js';
 
@@ -96,7 +94,6 @@ export interface ScratchInstance {
   stop(): Promise<void>;
 }
 
-const DIR_PREFIX = 'pitr-scratch-';
 /** sun_path is 108 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
 const STOP_GRACE_MS = 30_000;
@@ -505,139 +502,6 @@ async function extractTar(tar: AsyncIterable<Buffer>, data: string, ids: Ids, si
   return { pgVersion };
 }
 
-/**
- * Copies database `source` of the scratch instance into a NEW database `targetDatabase` on the
- * target server (`target.database` is the maintenance database to connect to). An existing
- * database of that name is refused and left alone; on any later failure (or an abort) the
- * database this made is dropped again, so nothing half-made is left.
- */
-export async function copyDatabase(scratch: ScratchInstance, source: string, target: PostgresConnection, targetDatabase: string, opts: { signal?: AbortSignal; log?: ToolLog } = {}): Promise<void> {
-  opts.signal?.throwIfAborted();
-  const src = scratch.connection(source);
-  const facts = await withClient(src, 'reading the recovered database', async (c) => {
-    const r = await c.query<{ encoding: string; collate: string; ctype: string }>('SELECT pg_encoding_to_char(encoding) AS encoding, datcollate AS collate, datctype AS ctype FROM pg_database WHERE datname = $1', [source]);
-    return r.rows[0];
-  }).catch((err: unknown) => {
-    if (err instanceof ComponentError && /does not exist/.test(err.message)) throw new ComponentError(`database ${source} did not exist at the recovered point`, { detail: err.detail });
-    throw err;
-  });
-  if (!facts) throw new ComponentError(`database ${source} did not exist at the recovered point`);
-  const exists = () => new ComponentError(`database ${targetDatabase} already exists on the target server`);
-  const name = ident(targetDatabase);
-  await withClient(target, 'creating the target database', async (c) => {
-    const r = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [targetDatabase]);
-    if (r.rowCount) throw exists();
-    const variants = [
-      `CREATE DATABASE ${name} TEMPLATE template0 ENCODING ${lit(facts.encoding)} LC_COLLATE ${lit(facts.collate)} LC_CTYPE ${lit(facts.ctype)}`,
-      // the target lacks the source's locale: the server's own, in the source's encoding, else its defaults
-      `CREATE DATABASE ${name} TEMPLATE template0 ENCODING ${lit(facts.encoding)}`,
-      `CREATE DATABASE ${name} TEMPLATE template0`,
-    ];
-    for (const [i, sql] of variants.entries()) {
-      try {
-        await c.query(sql);
-        return;
-      } catch (err) {
-        // made by someone else since the check: theirs, not ours to drop
-        if ((err as { code?: string }).code === '42P04') throw exists();
-        const code = (err as { code?: string }).code;
-        if (i === variants.length - 1 || (code !== '22023' && code !== '42809' && code !== '22021')) throw err;
-        opts.log?.debug({ err: (err as Error).message }, 'CREATE DATABASE with the source locale failed; trying the server defaults');
-      }
-    }
-  });
-  try {
-    opts.signal?.throwIfAborted();
-    const bin = async (t: string) => ((await exists_(path.join(scratch.pgBin, t))) ? path.join(scratch.pgBin, t) : t);
-    const [pgDump, pgRestore] = [await bin('pg_dump'), await bin('pg_restore')];
-    const common = { describe: describePostgresFailure, ...(opts.log && { log: opts.log }) };
-    const dump = spawnOutput(pgDump, ['-Fc', '--no-password', dbnameArgument(source)], { label: 'pg_dump', env: childEnv(src.env), redact: src.redact, ...common });
-    const restoreArgs = ['--no-owner', '--no-privileges', '--no-tablespaces', '--no-subscriptions', '--exit-on-error', '--no-password', dbnameArgument(targetDatabase)];
-    await runWithInput(pgRestore, restoreArgs, dump, { label: 'pg_restore', env: childEnv(target.env), redact: target.redact, ...common, ...(opts.signal && { signal: opts.signal }) });
-  } catch (err) {
-    await withClient(target, 'dropping the half-made target database', async (c) => {
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(async (e: { code?: string }) => {
-        if (e.code !== '42601') throw e; // before PostgreSQL 13: no FORCE
-        await c.query(`DROP DATABASE IF EXISTS ${name}`);
-      });
-    }).catch((dropErr: unknown) => opts.log?.debug({ err: String(dropErr) }, 'could not drop the half-made target database'));
-    if (opts.signal?.aborted) throw abortError(opts.signal);
-    throw err;
-  }
-}
-
-/**
- * Removes scratch directories in `workDir` that no live process of ours owns any more (a worker
- * killed mid-restore), stopping their server first (immediate shutdown). A directory whose owner
- * record cannot be read is removed once it is older than `olderThanMs`. Returns the names removed.
- */
-export async function sweepScratch(workDir: string, opts: { olderThanMs?: number; log?: ToolLog } = {}): Promise<string[]> {
-  const olderThanMs = opts.olderThanMs ?? 10 * 60_000;
-  const names = await readdir(workDir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [] as string[];
-    throw err;
-  });
-  const removed: string[] = [];
-  for (const name of names.filter((n) => n.startsWith(DIR_PREFIX))) {
-    const dir = path.join(workDir, name);
-    const owner = await readFile(path.join(dir, 'owner'), 'utf8').catch(() => null);
-    if (owner !== null) {
-      const [pid, started] = owner.trim().split(' ');
-      if (await alive(Number(pid), started ?? '')) continue; // its owner is still at work
-    } else {
-      const st = await stat(dir).catch(() => null);
-      if (!st || Date.now() - st.mtimeMs < olderThanMs) continue;
-    }
-    await killPostmaster(path.join(dir, 'data'));
-    await rm(dir, { recursive: true, force: true });
-    opts.log?.debug({ dir: name }, 'removed a stale scratch instance');
-    removed.push(name);
-  }
-  return removed;
-}
-
-/** SIGQUIT (immediate shutdown) to the postmaster of `data`, if it still runs, then SIGKILL; waits for it to go. */
-async function killPostmaster(data: string): Promise<void> {
-  const pidText = await readFile(path.join(data, 'postmaster.pid'), 'utf8').catch(() => null);
-  const pid = Number(pidText?.split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  // only a process that really is this data directory's postgres (pids are reused)
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (!cmdline.split('\0').includes(data)) return;
-  const running = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  process.kill(pid, 'SIGQUIT');
-  for (let i = 0; i < 100 && running(); i++) await new Promise((r) => setTimeout(r, 100));
-  if (running()) process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 50 && running(); i++) await new Promise((r) => setTimeout(r, 100));
-}
-
-/** Whether the process of that pid and start time runs (without /proc, which gives no start time: whether the pid does). */
-async function alive(pid: number, started: string): Promise<boolean> {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (started !== '') return (await processStart(pid)) === started;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** A process's start time (field 22 of /proc/<pid>/stat), '' when it does not exist: pid plus start time names a process for good. */
-async function processStart(pid: number): Promise<string> {
-  if (!Number.isInteger(pid) || pid <= 0) return '';
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return rest[19] ?? '';
-}
-
 interface Ids {
   uid?: number;
   gid?: number;
@@ -730,12 +594,6 @@ function freePort(): Promise<number> {
   });
 }
 
-async function exists_(p: string): Promise<boolean> {
-  return access(p, fsc.X_OK).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** A timestamp PostgreSQL reads unambiguously, in UTC, to the millisecond. */
 function pgTimestamp(d: Date): string {
@@ -751,7 +609,7 @@ function lit(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
-function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
+
+export { copyDatabase } from './scratch-copy.js';
+export { sweepScratch } from './scratch-sweep.js';
