@@ -153,23 +153,39 @@ export class RespReader {
   /**
    * Bytes up to (not including) `mark`, piece by piece: the diskless form of a replication
    * payload, which ends with a 40-byte random mark instead of announcing its length. The last
-   * `mark.length - 1` bytes seen are held back until the next piece tells whether they start it.
+   * `mark.length - 1` bytes seen are held back (copied: they are few) until the next piece tells
+   * whether they start the mark; the pieces themselves are passed on as views, never joined.
    */
   async *streamUntil(mark: Buffer): AsyncGenerator<Buffer> {
     const keep = mark.length - 1;
+    const none = Buffer.alloc(0);
+    let piece = this.#buf;
+    this.#buf = none;
+    let held = none;
     for (;;) {
-      const at = this.#buf.indexOf(mark);
+      if (held.length > 0) {
+        // a mark starting in the held bytes ends within the piece's first `keep` bytes
+        const joint = Buffer.concat([held, piece.subarray(0, keep)]);
+        const at = joint.indexOf(mark);
+        if (at >= 0) {
+          if (at > 0) yield joint.subarray(0, at);
+          this.#buf = piece.subarray(at + mark.length - held.length);
+          return;
+        }
+        if (piece.length >= keep) yield held; // no mark starts in them
+        else piece = joint; // too few bytes to tell: they go on together
+        held = none;
+      }
+      const at = piece.indexOf(mark);
       if (at >= 0) {
-        if (at > 0) yield this.#buf.subarray(0, at);
-        this.#buf = this.#buf.subarray(at + mark.length);
+        if (at > 0) yield piece.subarray(0, at);
+        this.#buf = piece.subarray(at + mark.length);
         return;
       }
-      if (this.#buf.length > keep) {
-        const ready = this.#buf.subarray(0, this.#buf.length - keep);
-        this.#buf = Buffer.from(this.#buf.subarray(this.#buf.length - keep));
-        yield ready;
-      }
-      await this.#more();
+      const ready = Math.max(0, piece.length - keep);
+      if (ready > 0) yield piece.subarray(0, ready);
+      held = Buffer.from(piece.subarray(ready));
+      piece = await this.#next();
     }
   }
 

@@ -31,6 +31,7 @@
  * tenant, far beyond any tenant's repository.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { compress, decompress } from '@mongodb-js/zstd';
 
 export const CHUNK_RAW = 0x10;
@@ -102,14 +103,32 @@ function gcmOpen(key, format, label, blob) {
   }
 }
 
-/** zstd (stored raw when that is not smaller), then AES-256-GCM under dataKey with the id as AAD. */
-export async function sealChunk(keys, id, plain) {
+/**
+ * zstd level of stream chunks (database dumps, RDB snapshots: writer.ts writeStream). Measured on
+ * this machine, 1 MiB chunks: a mariadb-dump --hex-blob 8.5 ms/MB at level 3 against 2.2 at
+ * level 1, to 24.4% and 23.0% of its size; a Redis RDB 5.0 against 2.0 ms/MB, 83.6% and 84.5%.
+ */
+export const STREAM_ZSTD_LEVEL = 1;
+/** The package's native binding, whose compress honours the level (its JS wrapper, 1.2.2, drops it). */
+const zstdNative = createRequire(import.meta.url)('@mongodb-js/zstd/bindings.js');
+
+async function compressAt(plain, level) {
+  if (level === ZSTD_LEVEL) return compress(plain);
+  try {
+    return await zstdNative.compress(plain, level);
+  } catch (e) {
+    throw new Error(`zstd: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** zstd at `level` (stored raw when that is not smaller), then AES-256-GCM under dataKey with the id as AAD. */
+export async function sealChunk(keys, id, plain, level = ZSTD_LEVEL) {
   checkKey(keys.dataKey, 'dataKey');
   checkId(id);
   let format = CHUNK_RAW;
   let payload = plain;
   if (plain.length > 0) {
-    const packed = await compress(plain, ZSTD_LEVEL);
+    const packed = await compressAt(plain, level);
     if (packed.length < plain.length) {
       format = CHUNK_ZSTD;
       payload = packed;

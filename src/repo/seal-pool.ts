@@ -26,6 +26,14 @@ export interface SealPool {
   seal(keys: TenantKeys, items: { id: ChunkId; plain: Buffer }[]): Promise<Buffer[]>;
   /** Verified plaintexts; the first damaged chunk rejects the call with an IntegrityError. */
   open(keys: TenantKeys, items: { id: ChunkId; blob: Buffer }[]): Promise<Buffer[]>;
+  /**
+   * One block of a stream, cut into chunks on this thread (`lengths` tile `block` from its start),
+   * on a worker thread (stream-worker.mjs): the chunk ids, and with `seal` every chunk sealed too
+   * (`blobs`), else the chunks' plaintexts (`plain`: views of the block, which comes back). The
+   * block's memory is transferred, not copied: the caller's views of it are detached. Optional
+   * (a wrapper of a pool may lack it): the writer then hashes the chunks with `hash`.
+   */
+  block?(keys: TenantKeys, block: Buffer, lengths: number[], opts: { seal: boolean }): Promise<BlockResult>;
   /** Reads, chunks, hashes and seals files on a worker thread (file-core.mjs: one batch of jobs). */
   files(keys: TenantKeys, jobs: FileJob[], opts: FileBatchOptions): Promise<FileResult[]>;
   /** Writes restored files from chunks in local pack files on a worker thread (restore-core.mjs); answers the bytes written. */
@@ -38,7 +46,16 @@ export const INLINE_HASH_BYTES = 64 * 1024;
 /** seal/open calls carrying less than this in total run on the calling thread. */
 export const INLINE_BYTES = 64 * 1024;
 const MIN_BATCH_BYTES = 1024 * 1024;
+const STREAM_WORKER = new URL('./stream-worker.mjs', import.meta.url).href;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+export interface BlockResult {
+  ids: ChunkId[];
+  /** Without `seal`: each chunk's plaintext, a view of the block. */
+  plain: Buffer[] | null;
+  /** With `seal`: each chunk's blob. */
+  blobs: Buffer[] | null;
+}
 
 export interface FileBatchOptions {
   chunking: ChunkerOptions;
@@ -146,7 +163,7 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
     return submit(task, [input]);
   }
 
-  async function submit(task: object, transferList: ArrayBuffer[]): Promise<TaskResult> {
+  async function submit(task: object, transferList: ArrayBuffer[], filename?: string): Promise<TaskResult> {
     if (closed) throw new Error('seal pool closed');
     if (broken) throw broken;
     const abort = new AbortController();
@@ -156,7 +173,7 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
         reject(err);
       };
       inFlight.add(fail);
-      (piscina.run(task, { transferList, signal: abort.signal }) as Promise<TaskResult>)
+      (piscina.run(task, { transferList, signal: abort.signal, ...(filename && { filename }) }) as Promise<TaskResult>)
         .then(resolve, reject)
         .finally(() => inFlight.delete(fail));
     });
@@ -211,6 +228,20 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
           return views(r.output!, r.lengths!);
         },
       );
+    },
+
+    async block(keys, block, lengths, opts) {
+      // Only a whole ArrayBuffer can be transferred: a view of a larger one (Node's pool slab) is copied first.
+      let own = block;
+      if (block.byteOffset !== 0 || block.buffer.byteLength !== block.length) {
+        own = Buffer.allocUnsafeSlow(block.length);
+        block.copy(own);
+      }
+      const input = own.buffer as ArrayBuffer;
+      const task = { block: input, lengths, macKey: ownCopy(keys.macKey), seal: opts.seal, ...(opts.seal && { dataKey: ownCopy(keys.dataKey) }) };
+      const r = (await submit(task, [input], STREAM_WORKER)) as TaskResult & { block?: ArrayBuffer; blobLengths?: number[] };
+      if (opts.seal) return { ids: r.ids!, plain: null, blobs: views(r.output!, r.blobLengths!) };
+      return { ids: r.ids!, plain: views(r.block!, lengths), blobs: null };
     },
 
     async files(keys, jobs, opts) {

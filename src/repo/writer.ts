@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { ArtifactStore } from '../storage/types.js';
-import { chunkStream, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js';
+import { cutPoint, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js';
 import { packKey } from './layout.js';
 import { PackBuilder } from './pack.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { lookupChunks, registerPack, type RefHolder } from './refs.js';
-import type { SealPool } from './seal-pool.js';
+import type { BlockResult, SealPool } from './seal-pool.js';
 import type { FileJob } from './file-core.mjs';
 import type { ChunkId, ChunkSink, StoredFile, StreamRef, TenantKeys } from './types.js';
 
@@ -46,8 +46,10 @@ const LOOKUP_BATCH = 2048;
 const QUEUE_BYTES = 8 * 1024 * 1024;
 /** Chunks go to the seal pool in groups of about this many plaintext bytes. */
 const SEAL_GROUP_BYTES = 4 * 1024 * 1024;
-/** Hashing goes to the pool in batches of about this many bytes. */
-const HASH_BATCH_BYTES = 4 * 1024 * 1024;
+/** A stream goes to the pool in blocks of this many bytes (or twice the largest chunk, if more). */
+const STREAM_BLOCK_BYTES = 8 * 1024 * 1024;
+/** A stream's blocks are sealed along with their hashing while at least this share of the chunks looked up so far was new. */
+const SEAL_AHEAD_SHARE = 0.5;
 
 /** A chunk waiting for its lookup: its plaintext (to seal if new), or its blob already sealed, or neither (a hint: it must be held already). */
 interface Queued {
@@ -100,6 +102,10 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   const waiters: (() => void)[] = [];
   const stats = { chunks: 0, newChunks: 0, packs: 0 };
   let storedBytes = 0;
+  /** Chunks with data looked up so far, and how many of them were new: whether sealing ahead pays (writeStream). */
+  let lookedUp = 0;
+  let lookedUpNew = 0;
+  const sealAhead = () => lookedUp > 0 && lookedUpNew >= lookedUp * SEAL_AHEAD_SHARE;
 
   const check = () => {
     if (failure) throw failure;
@@ -154,12 +160,14 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       const found = await lookupChunks(opts.pool, opts.tenantId, holder, batch.map((q) => q.id));
       const fresh: Queued[] = [];
       for (const q of batch) {
+        if (q.plain || q.blob) lookedUp++;
         if (found.has(q.id) || pending.has(q.id)) continue;
         if (!q.plain && !q.blob) {
           q.ticket?.missing.add(q.id); // a hint the repository does not hold (any more)
           continue;
         }
         pending.add(q.id);
+        lookedUpNew++;
         fresh.push(q);
       }
       for (let i = 0; i < fresh.length; ) {
@@ -217,8 +225,12 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     check();
   }
 
-  async function hashAll(chunks: Buffer[]): Promise<ChunkId[]> {
-    return opts.seal.hash(opts.keys.macKey, chunks);
+  /** A block's chunks hashed by a pool without `block`: views of the block, copied to the pool. */
+  async function hashOnly(block: Buffer, lengths: number[]): Promise<BlockResult> {
+    const plain: Buffer[] = [];
+    let at = 0;
+    for (const n of lengths) plain.push(block.subarray(at, (at += n)));
+    return { ids: await opts.seal.hash(opts.keys.macKey, plain), plain, blobs: null };
   }
 
   return {
@@ -230,40 +242,63 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       check();
       const ids: ChunkId[] = [];
       let bytes = 0;
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      // Two batches in flight: while the pool hashes one, this loop goes on reading and chunking
+      // The source is copied into blocks (each byte once: a chunk is a view of its block, and a
+      // block travels to the pool and back without a copy), cut into chunks here; the chunk in
+      // progress at a block's end is copied to the start of the next block. A block goes to the
+      // pool as one task: its ids, and while this writer's chunks have mostly been new (a first
+      // backup), its blobs too, so a new chunk costs no second round trip nor copy.
+      const size = Math.max(STREAM_BLOCK_BYTES, 2 * chunking.maxSize);
+      let block = Buffer.allocUnsafeSlow(size);
+      let fill = 0;
+      // Two blocks in flight: while the pool works on one, this loop goes on reading and cutting
       // the next, so the source (pg_dump, a Redis master, mariadb-dump) is never left waiting on
-      // a full pipe while a thread works. Batches are enqueued in order, so `ids` stays in order.
+      // a full pipe while a thread works. Blocks are enqueued in order, so `ids` stays in order.
       let inFlight: Promise<void> = Promise.resolve();
-      const flushBatch = (): Promise<void> => {
-        if (batch.length === 0) return inFlight;
-        const mine = batch;
-        batch = [];
-        batchBytes = 0;
-        const hashed = hashAll(mine);
+      const cut = (last: boolean): Promise<void> => {
+        const lengths: number[] = [];
+        let start = 0;
+        while (start < fill) {
+          const end = cutPoint(block, start, fill, chunking);
+          if (!last && end === fill && fill - start < chunking.maxSize) break; // the chunk may go on in the next block
+          lengths.push(end - start);
+          start = end;
+        }
+        const mine = block;
+        if (last) {
+          fill = 0;
+        } else {
+          block = Buffer.allocUnsafeSlow(size);
+          mine.copy(block, 0, start, fill);
+          fill -= start;
+        }
+        if (lengths.length === 0) return inFlight;
+        bytes += start;
+        stats.chunks += lengths.length;
+        const done = opts.seal.block ? opts.seal.block(opts.keys, mine, lengths, { seal: sealAhead() }) : hashOnly(mine, lengths);
         const previous = inFlight;
         inFlight = (async () => {
-          const got = await hashed;
+          const r = await done;
           await previous;
-          ids.push(...got);
-          await enqueue(mine.map((plain, i) => ({ id: got[i]!, plain, blob: null, rawLength: plain.length })));
+          ids.push(...r.ids);
+          await enqueue(r.ids.map((id, i) => ({ id, plain: r.plain?.[i] ?? null, blob: r.blobs?.[i] ?? null, rawLength: lengths[i]! })));
         })();
         inFlight.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
         return previous;
       };
       try {
-        for await (const chunk of chunkStream(source, chunking)) {
+        for await (const piece of source) {
           check();
-          batch.push(chunk);
-          batchBytes += chunk.length;
-          bytes += chunk.length;
-          stats.chunks++;
-          if (batchBytes >= HASH_BATCH_BYTES) await flushBatch();
+          for (let at = 0; at < piece.length; ) {
+            const n = Math.min(piece.length - at, size - fill);
+            block.set(at === 0 && n === piece.length ? piece : piece.subarray(at, at + n), fill);
+            fill += n;
+            at += n;
+            if (fill === size) await cut(false);
+          }
         }
-        await flushBatch();
+        await cut(true);
       } finally {
-        // Whatever happened to the source, the batch in flight has settled before this returns:
+        // Whatever happened to the source, the block in flight has settled before this returns:
         // nothing is enqueued behind a caller that already gave up on the stream.
         await inFlight.catch(() => {});
       }

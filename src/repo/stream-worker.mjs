@@ -1,0 +1,72 @@
+/*
+ * A second task module of the seal pool's threads (seal-pool.ts `block`, run with piscina's
+ * per-task `filename`): one block of a stream (writer.ts writeStream), already cut into chunks on
+ * the main thread, arrives as one transferred ArrayBuffer with the chunk lengths. The thread
+ * computes the chunk ids and, when asked (`seal`: the writer expects the chunks to be new, as in
+ * a first backup), seals every chunk as well, so a new chunk costs one round trip and no copy on
+ * the main thread. Answers, moved (not copied) back:
+ *   - without `seal`: { ids, block } (the block itself, so the main thread keeps the plaintext
+ *     for the chunks its lookup finds new);
+ *   - with `seal`: { ids, output, blobLengths } (every blob, in order, in one ArrayBuffer).
+ * Errors are answered as data, as in seal-worker.mjs.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { chunkId, sealChunk, STREAM_ZSTD_LEVEL } from './seal-core.mjs';
+
+/* A full collection once a thread has handled this many bytes, when it goes idle (see seal-worker.mjs, Memory). */
+const COLLECT_EVERY_BYTES = 64 * 1024 * 1024;
+let sinceCollect = 0;
+let collectPending = false;
+let collect = null;
+try {
+  setFlagsFromString('--expose-gc');
+  collect = runInNewContext('gc');
+} catch {
+  collect = null;
+}
+function collectSoon(bytes) {
+  sinceCollect += bytes;
+  if (!collect || collectPending || sinceCollect < COLLECT_EVERY_BYTES) return;
+  sinceCollect = 0;
+  collectPending = true;
+  setImmediate(() => {
+    collectPending = false;
+    collect();
+  });
+}
+
+function key(u8) {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+export default async function block({ block, lengths, macKey, dataKey, seal }) {
+  try {
+    const mac = key(macKey);
+    const chunks = [];
+    let at = 0;
+    for (const n of lengths) {
+      chunks.push(Buffer.from(block, at, n));
+      at += n;
+    }
+    const ids = chunks.map((c) => chunkId(mac, c));
+    if (!seal) return move({ [transferableSymbol]: [block], [valueSymbol]: { ids, block } });
+    const keys = { dataKey: key(dataKey) };
+    const blobs = await Promise.all(chunks.map((c, i) => sealChunk(keys, ids[i], c, STREAM_ZSTD_LEVEL)));
+    let total = 0;
+    for (const b of blobs) total += b.length;
+    const out = Buffer.allocUnsafeSlow(total);
+    const blobLengths = [];
+    let o = 0;
+    for (const b of blobs) {
+      o += b.copy(out, o);
+      blobLengths.push(b.length);
+    }
+    return move({ [transferableSymbol]: [out.buffer], [valueSymbol]: { ids, output: out.buffer, blobLengths } });
+  } catch (err) {
+    return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
+  } finally {
+    collectSoon(block?.byteLength ?? 0);
+  }
+}
