@@ -55,6 +55,8 @@ export interface BlockResult {
   plain: Buffer[] | null;
   /** With `seal`: each chunk's blob. */
   blobs: Buffer[] | null;
+  /** With `seal`: the block, back and unused, to be filled again. */
+  spare: Buffer | null;
 }
 
 export interface FileBatchOptions {
@@ -86,9 +88,9 @@ function remoteError(e: { name: string; message: string }): Error {
   return err;
 }
 
-function views(output: ArrayBuffer, lengths: number[]): Buffer[] {
+function views(output: ArrayBufferLike, lengths: number[], from = 0): Buffer[] {
   const out: Buffer[] = [];
-  let at = 0;
+  let at = from;
   for (const n of lengths) {
     out.push(Buffer.from(output, at, n));
     at += n;
@@ -231,17 +233,21 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
     },
 
     async block(keys, block, lengths, opts) {
-      // Only a whole ArrayBuffer can be transferred: a view of a larger one (Node's pool slab) is copied first.
+      // A block in shared memory is read by the thread in place (the writer's, reused from block
+      // to block: no garbage, no page faults); any other is transferred, and only a whole
+      // ArrayBuffer can be: a view of a larger one (Node's pool slab) is copied first.
+      const shared = block.buffer instanceof SharedArrayBuffer;
       let own = block;
-      if (block.byteOffset !== 0 || block.buffer.byteLength !== block.length) {
+      if (!shared && (block.byteOffset !== 0 || block.buffer.byteLength !== block.length)) {
         own = Buffer.allocUnsafeSlow(block.length);
         block.copy(own);
       }
-      const input = own.buffer as ArrayBuffer;
-      const task = { block: input, lengths, macKey: ownCopy(keys.macKey), seal: opts.seal, ...(opts.seal && { dataKey: ownCopy(keys.dataKey) }) };
-      const r = (await submit(task, [input], STREAM_WORKER)) as TaskResult & { block?: ArrayBuffer; blobLengths?: number[] };
-      if (opts.seal) return { ids: r.ids!, plain: null, blobs: views(r.output!, r.blobLengths!) };
-      return { ids: r.ids!, plain: views(r.block!, lengths), blobs: null };
+      const input = own.buffer;
+      const task = { block: input, offset: own.byteOffset, lengths, macKey: ownCopy(keys.macKey), seal: opts.seal, ...(opts.seal && { dataKey: ownCopy(keys.dataKey) }) };
+      const r = (await submit(task, shared ? [] : [input as ArrayBuffer], STREAM_WORKER)) as TaskResult & { block?: ArrayBuffer; blobLengths?: number[] };
+      const back = shared ? own : Buffer.from(r.block!);
+      if (opts.seal) return { ids: r.ids!, plain: null, blobs: views(r.output!, r.blobLengths!), spare: back };
+      return { ids: r.ids!, plain: views(back.buffer, lengths, back.byteOffset), blobs: null, spare: null };
     },
 
     async files(keys, jobs, opts) {
