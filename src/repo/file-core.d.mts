@@ -37,12 +37,16 @@ export type FileResult =
 
 export interface ProcessOptions {
   hash(plain: Buffer): string;
-  /** null: keep the plaintext (tests' in-memory sink). */
+  /** null: keep the plaintext (tests' in-memory sink). What it answers becomes the chunk's `blob`. */
   seal: ((id: string, plain: Buffer) => Promise<Buffer>) | null;
   chunking: ChunkerOptions;
   /** At least 2 x chunking.maxSize. */
   segmentBytes: number;
   budgetBytes: number;
+  /** Bytes a batch may read in all (at least segmentBytes + 1; default: no limit but the budget): a read past it waits for the next batch. */
+  readLimit?: number;
+  /** Where reads go (a read past its end gets a buffer of its own): reusable by the caller once the call has answered. */
+  arena?: Buffer;
 }
 
 export declare function statOf(st: import('node:fs').BigIntStats): FileStat;

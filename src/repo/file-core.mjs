@@ -18,7 +18,8 @@
  * At the end of the file, one byte more than the size is asked for and fstat is compared again:
  * a file that grew, shrank or was written meanwhile answers 'changed'.
  *
- * A batch stops taking new files once it has read `budgetBytes`: the rest answer 'deferred'.
+ * A batch stops taking new files once it has read `budgetBytes`: the rest answer 'deferred'; so
+ * does a file whose read would take the batch past `readLimit` (when given; not the first read).
  * Chunks whose id is in the job's `hints` (the chunks of the file's previous version, which the
  * repository most likely holds) are not sealed: their blob is null and the caller checks that
  * the repository holds them.
@@ -67,6 +68,20 @@ function readFully(fd, buf, length, position) {
  */
 export async function processFiles(jobs, opts) {
   const { hash, seal, chunking, segmentBytes, budgetBytes } = opts;
+  // Reads go into one buffer of the caller's when given (reused from batch to batch: a worker then
+  // makes no garbage of its reads), from its start on; a read past its end gets a buffer of its own.
+  // With `readLimit`, a file whose read would take the batch past it is deferred (unless it is
+  // the first read: a segment always goes), so the buffers of a batch need only hold that much.
+  const limit = opts.readLimit ?? Infinity;
+  const arena = opts.arena ?? null;
+  let used = 0;
+  const room = (n) => used === 0 || used + n <= limit;
+  const buffer = (n) => {
+    const at = used;
+    used += n;
+    if (!arena || used > arena.length) return Buffer.allocUnsafe(n); // small files come from Node's pool slab
+    return arena.subarray(at, used);
+  };
   const results = [];
   // Seals of the whole batch run together: one small file's zstd call (~115 us on libuv's pool,
   // mostly its set-up) then overlaps with the others' (~37 us each when several are under way).
@@ -77,7 +92,7 @@ export async function processFiles(jobs, opts) {
       results.push({ kind: 'deferred' });
       continue;
     }
-    results.push(processOne(job, { hash, seal, chunking, segmentBytes }, (n) => (spent += n), sealing));
+    results.push(processOne(job, { hash, seal, chunking, segmentBytes, buffer, room }, (n) => (spent += n), sealing));
   }
   await Promise.all(sealing);
   return results;
@@ -115,7 +130,8 @@ function processOne(job, opts, spend, sealing) {
     const last = left <= opts.segmentBytes;
     // at the end, one byte more than expected: a file that grew is noticed here
     const want = last ? left + 1 : opts.segmentBytes;
-    const buf = Buffer.allocUnsafe(Math.max(1, want)); // small files come from Node's pool slab
+    if (!opts.room(Math.max(1, want))) return { kind: 'deferred' };
+    const buf = opts.buffer(Math.max(1, want));
     let got;
     try {
       got = readFully(fd, buf, want, start);

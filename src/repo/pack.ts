@@ -41,12 +41,37 @@ export class PackBuilder {
   #blobs: Buffer[] = [];
   #entries: PackEntry[] = [];
   #bytes = 0;
+  /** Where blobs are copied as they come (then `#blobs` stays empty), when the caller gave one. */
+  #into: Buffer | null;
+
+  /**
+   * `into`: a buffer of the caller's that the pack is built in (each blob copied in as it is
+   * added, so the caller's blobs, often views of larger buffers, are not held); the body `finish`
+   * answers is then a view of it while the pack fits, and the caller may reuse it once the body
+   * is no longer needed. Without it, blobs are kept as given and concatenated by `finish`.
+   */
+  constructor(into?: Buffer) {
+    this.#into = into ?? null;
+  }
 
   add(id: ChunkId, blob: Buffer, rawLength?: number): void {
     if (!CHUNK_ID.test(id)) throw new TypeError('not a chunk id');
     this.#entries.push({ id, offset: this.#bytes, length: blob.length, ...(rawLength !== undefined && { rawLength }) });
-    this.#blobs.push(blob);
+    if (this.#into && this.#bytes + blob.length <= this.#into.length) blob.copy(this.#into, this.#bytes);
+    else {
+      if (this.#into) {
+        // outgrown: what was copied so far becomes the first blob
+        this.#blobs.push(Buffer.from(this.#into.subarray(0, this.#bytes)));
+        this.#into = null;
+      }
+      this.#blobs.push(blob);
+    }
     this.#bytes += blob.length;
+  }
+
+  /** The caller's buffer the pack is built in (null when none was given or the pack outgrew it). */
+  get buffer(): Buffer | null {
+    return this.#into;
   }
 
   /** Bytes of the blobs added so far (the trailer and footer come on top). */
@@ -65,7 +90,16 @@ export class PackBuilder {
     const footer = Buffer.alloc(PACK_FOOTER_BYTES);
     footer.writeUInt32BE(trailer.length, 0);
     MAGIC.copy(footer, 4);
-    const body = Buffer.concat([...this.#blobs, trailer, footer]);
+    let body: Buffer;
+    const into = this.#into;
+    if (into && this.#bytes + trailer.length + footer.length <= into.length) {
+      trailer.copy(into, this.#bytes);
+      footer.copy(into, this.#bytes + trailer.length);
+      body = into.subarray(0, this.#bytes + trailer.length + footer.length);
+    } else {
+      body = Buffer.concat([...(into ? [into.subarray(0, this.#bytes)] : []), ...this.#blobs, trailer, footer]);
+    }
+    this.#into = null;
     this.#blobs = [];
     this.#entries = [];
     this.#bytes = 0;

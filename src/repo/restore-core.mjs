@@ -23,7 +23,7 @@ const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | const
 const APPEND = constants.O_WRONLY | constants.O_NOFOLLOW;
 const PACK = constants.O_RDONLY | constants.O_NOFOLLOW;
 /** Chunks opened ahead of the one being written. */
-const AHEAD = 4;
+const AHEAD = 2;
 
 function integrityError(message) {
   const err = new Error(message);
@@ -31,8 +31,15 @@ function integrityError(message) {
   return err;
 }
 
+/**
+ * One read buffer for every chunk of a call: openChunk authenticates and decrypts a blob before
+ * it first waits (seal-core.mjs), so the blob's bytes are not needed once it has been called.
+ */
+let scratch = null;
+
 function readRange(fd, length, position, what) {
-  const buf = Buffer.allocUnsafe(length);
+  if (!scratch || scratch.length < length) scratch = Buffer.allocUnsafeSlow(Math.max(length, 4 * 1024 * 1024 + 64));
+  const buf = scratch.subarray(0, length);
   let got = 0;
   while (got < length) {
     const n = readSync(fd, buf, got, length - got, position + got);

@@ -35,7 +35,7 @@ export interface SealPool {
    */
   block?(keys: TenantKeys, block: Buffer, lengths: number[], opts: { seal: boolean }): Promise<BlockResult>;
   /** Reads, chunks, hashes and seals files on a worker thread (file-core.mjs: one batch of jobs). */
-  files(keys: TenantKeys, jobs: FileJob[], opts: FileBatchOptions): Promise<FileResult[]>;
+  files(keys: TenantKeys, jobs: FileJob[], opts: FileBatchOptions): Promise<FileResults>;
   /** Writes restored files from chunks in local pack files on a worker thread (restore-core.mjs); answers the bytes written. */
   restore(keys: TenantKeys, jobs: RestoreJob[], opts: { asRoot: boolean; now: number }): Promise<number>;
   close(): Promise<void>;
@@ -63,7 +63,15 @@ export interface FileBatchOptions {
   chunking: ChunkerOptions;
   segmentBytes: number;
   budgetBytes: number;
+  /**
+   * The `output` of an earlier answer whose blobs are no longer used: transferred to the thread
+   * (detached here) to hold this call's blobs if it is large enough, so answers make no garbage.
+   */
+  reuse?: ArrayBuffer;
 }
+
+/** The results of a files call; their blobs are views of `output`, which the caller may hand back as `reuse` once it is done with them. */
+export type FileResults = FileResult[] & { output?: ArrayBuffer };
 
 type Op = 'hash' | 'seal' | 'open';
 type WireFileResult = Exclude<FileResult, { kind: 'data' }> | (Omit<Extract<FileResult, { kind: 'data' }>, 'chunks'> & { chunks: { id: string; length: number; blobLength: number }[] });
@@ -251,10 +259,11 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
     },
 
     async files(keys, jobs, opts) {
-      const r = await submit({ op: 'files', jobs, ...opts, dataKey: ownCopy(keys.dataKey), macKey: ownCopy(keys.macKey) }, []);
+      const reuse = opts.reuse && opts.reuse.byteLength > 0 ? opts.reuse : undefined; // 0: detached
+      const r = await submit({ op: 'files', jobs, ...opts, reuse, dataKey: ownCopy(keys.dataKey), macKey: ownCopy(keys.macKey) }, reuse ? [reuse] : []);
       const output = r.output!;
       let at = 0;
-      return r.results!.map((res): FileResult => {
+      const results: FileResults = r.results!.map((res): FileResult => {
         if (res.kind !== 'data') return res;
         const chunks = res.chunks.map((c) => {
           let blob: Buffer | null = null;
@@ -266,6 +275,8 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
         });
         return { ...res, chunks };
       });
+      results.output = output;
+      return results;
     },
 
     async restore(keys, jobs, opts) {

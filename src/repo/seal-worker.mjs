@@ -10,7 +10,7 @@ import { runInNewContext } from 'node:vm';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { processFiles } from './file-core.mjs';
 import { restoreFiles } from './restore-core.mjs';
-import { chunkId, openChunk, sealChunk } from './seal-core.mjs';
+import { chunkId, openChunk, sealChunk, sealChunkParts } from './seal-core.mjs';
 
 /*
  * Memory: a task's input, the compressed and encrypted intermediates and the output copy are all
@@ -22,7 +22,7 @@ import { chunkId, openChunk, sealChunk } from './seal-core.mjs';
  * cost more than half of the sealing throughput (200 against 519 MB/s on 4 MiB tasks). `gc` is
  * obtained the documented-by-V8 way (--expose-gc then a fresh context); without it nothing changes.
  */
-const COLLECT_EVERY_BYTES = 64 * 1024 * 1024;
+const COLLECT_EVERY_BYTES = 16 * 1024 * 1024;
 let sinceCollect = 0;
 let collect = null;
 try {
@@ -77,32 +77,59 @@ function packed(buffers) {
  * Op 'files' (file-core.mjs): the results as data, every sealed blob in one moved ArrayBuffer in
  * result order (a chunk's `blob` becomes `blobLength`, -1 for none).
  */
-async function files({ dataKey, macKey, jobs, chunking, segmentBytes, budgetBytes }) {
+/** The read buffer of 'files' tasks, reused from task to task (a worker runs one task at a time; null while one holds it). */
+let arena = null;
+
+/** Room for the blobs' overhead (SEAL_OVERHEAD each) in an answer's buffer. */
+const OUTPUT_SLACK = 64 * 1024;
+
+async function files({ dataKey, macKey, jobs, chunking, segmentBytes, budgetBytes, reuse }) {
   const keys = { dataKey: key(dataKey) };
   const mac = key(macKey);
-  const results = await processFiles(jobs, {
-    hash: (plain) => chunkId(mac, plain),
-    seal: (id, plain) => sealChunk(keys, id, plain),
-    chunking,
-    segmentBytes,
-    budgetBytes,
-  });
+  // One segment (and the byte after it) a batch: the reads, and so the blobs, fit one such buffer.
+  const size = segmentBytes + 1;
+  let mine = arena && arena.length >= size ? arena : Buffer.allocUnsafeSlow(size);
+  arena = null;
+  let results;
+  try {
+    results = await processFiles(jobs, {
+      hash: (plain) => chunkId(mac, plain),
+      // the blob's pieces, copied once into the answer below
+      seal: (id, plain) => sealChunkParts(keys, id, plain),
+      chunking,
+      segmentBytes,
+      budgetBytes,
+      readLimit: size,
+      arena: mine,
+    });
+  } catch (err) {
+    mine = null; // a seal may still be reading it
+    throw err;
+  } finally {
+    if (mine) arena = mine;
+  }
   const blobs = [];
   let read = 0;
+  let total = 0;
   for (const r of results) {
     if (r.kind !== 'data') continue;
     r.chunks = r.chunks.map((c) => {
       read += c.length;
-      if (c.blob) blobs.push(c.blob);
-      return { id: c.id, length: c.length, blobLength: c.blob ? c.blob.length : -1 };
+      let blobLength = -1;
+      if (c.blob) {
+        blobLength = 0;
+        for (const part of c.blob) blobLength += part.length;
+        blobs.push(c.blob);
+        total += blobLength;
+      }
+      return { id: c.id, length: c.length, blobLength };
     });
   }
   collectSoon(read);
-  let total = 0;
-  for (const b of blobs) total += b.length;
-  const out = Buffer.allocUnsafeSlow(total);
+  // The answer's buffer: the caller's spare one if it fits, else one it can reuse for any batch.
+  const out = reuse && reuse.byteLength >= total ? Buffer.from(reuse) : Buffer.allocUnsafeSlow(Math.max(total, size + OUTPUT_SLACK));
   let at = 0;
-  for (const b of blobs) at += b.copy(out, at);
+  for (const parts of blobs) for (const part of parts) at += part.copy(out, at);
   return move({ [transferableSymbol]: [out.buffer], [valueSymbol]: { results, output: out.buffer } });
 }
 

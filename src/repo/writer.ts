@@ -6,7 +6,8 @@ import { PackBuilder } from './pack.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { lookupChunks, registerPack, type RefHolder } from './refs.js';
 import type { BlockResult, SealPool } from './seal-pool.js';
-import type { FileJob } from './file-core.mjs';
+import { SEAL_OVERHEAD } from './seal-core.mjs';
+import type { FileJob, FileResult } from './file-core.mjs';
 import type { ChunkId, ChunkSink, StoredFile, StreamRef, TenantKeys } from './types.js';
 
 export const DEFAULT_PACK_TARGET_BYTES = 16 * 1024 * 1024;
@@ -73,18 +74,23 @@ const queuedSize = (q: Queued) => q.plain?.length ?? q.blob?.length ?? 0;
 
 /** A middle segment of a file read by the pool; at least twice the largest chunk (file-core.mjs). */
 const FILE_SEGMENT_BYTES = 8 * 1024 * 1024;
-/** storeFiles calls on the pool at once: two per thread of a two-core machine keeps each busy while the other answer is unpacked. */
-const FILE_CALLS = 4;
+/** storeFiles calls from the pool's answer to the end of their lookups, at once: one per thread of a two-core machine, and one whose answer is being looked up and packed. */
+const FILE_CALLS = 3;
 /** A batch of files read by one pool task stops taking new files after this many bytes. */
 const FILE_BATCH_BYTES = 4 * 1024 * 1024;
+/** A pack's blobs may go this far past its target; a blob that would go further starts the next pack. */
+const PACK_SLACK_BYTES = 1024 * 1024;
+/** Room in a pack buffer for the trailer (about 100 bytes an entry); a bigger one is concatenated. */
+const PACK_TRAILER_ROOM = 512 * 1024;
 
 /**
  * The write side of a tenant's repository for one backup (or one repack): chunks streams, looks
  * the chunks up in PostgreSQL in batches (recording this backup's references to those found, see
  * refs.ts), seals the rest on the pool's threads, fills packs of about `packTargetBytes` and
  * uploads them with bounded parallelism, registering each pack with its chunks and references
- * once it is durable. Memory stays bounded: the lookup queue (8 MiB), one seal group (4 MiB), one pack being filled and
- * `uploads` packs in flight.
+ * once it is durable. Memory stays bounded, and reused rather than made anew: a files call's
+ * answer buffer (FILE_CALLS of them, handed back to the pool), the lookup queue (8 MiB), one seal
+ * group (4 MiB), and the pack buffers (one filling, `uploads` uploading).
  */
 export function createRepoWriter(opts: WriterOptions): RepoWriter {
   const holder: RefHolder = opts.backupId !== null ? { backupId: opts.backupId } : opts.walSegmentId ? { walSegmentId: opts.walSegmentId } : null;
@@ -96,7 +102,16 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
   let queuedBytes = 0;
   /** Ids handed to the pack being filled or to packs uploading: not registered yet, but ours. */
   const pending = new Set<ChunkId>();
-  let builder = new PackBuilder();
+  /**
+   * Packs are built in buffers of `packBufferBytes` reused from pack to pack (one filling, up to
+   * `maxUploads` uploading): no pack-sized garbage per pack, and a pack holds no views of the
+   * pool's answers, which can then be freed as soon as their chunks are copied in.
+   */
+  const packBlobBytes = target + Math.min(PACK_SLACK_BYTES, chunking.maxSize + SEAL_OVERHEAD);
+  const packBufferBytes = packBlobBytes + PACK_TRAILER_ROOM;
+  const spareBuffers: Buffer[] = [];
+  const newBuilder = () => new PackBuilder(spareBuffers.pop() ?? Buffer.allocUnsafeSlow(packBufferBytes));
+  let builder = newBuilder();
   const uploads = new Set<Promise<void>>();
   let draining: Promise<void> | null = null;
   const waiters: (() => void)[] = [];
@@ -146,9 +161,16 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     if (builder.count === 0) return;
     while (uploads.size >= maxUploads) await Promise.race(uploads);
     check();
+    const buffer = builder.buffer;
     const packed = builder.finish(opts.keys.dataKey);
-    builder = new PackBuilder();
-    const p = upload(packed).catch(fail);
+    builder = newBuilder();
+    const p = upload(packed).then(
+      () => {
+        // the store is done with the body: the buffer takes the next pack
+        if (buffer && spareBuffers.length < maxUploads) spareBuffers.push(buffer);
+      },
+      fail,
+    );
     const tracked = p.finally(() => uploads.delete(tracked));
     uploads.add(tracked);
   }
@@ -181,6 +203,8 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         let k = 0;
         for (const q of group) {
           const blob = q.blob ?? sealed[k++]!;
+          // a blob that would overflow the pack's buffer starts the next pack
+          if (builder.count > 0 && builder.bytes + blob.length > packBlobBytes) await finishPack();
           builder.add(q.id, blob, q.rawLength);
           storedBytes += blob.length;
           stats.newChunks++;
@@ -223,6 +247,44 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       await new Promise<void>((resolve) => waiters.push(resolve));
     }
     check();
+  }
+
+  /** Buffers of answers done with (see FileBatchOptions.reuse). */
+  const spareOutputs: ArrayBuffer[] = [];
+
+  /** storeFiles under its fileCalls place: the pool's work, then the lookups of its chunks. */
+  async function storeFilesHeld(jobs: FileJob[]): Promise<StoredFile[]> {
+    const results = await opts.seal.files(opts.keys, jobs, { chunking, segmentBytes: Math.max(FILE_SEGMENT_BYTES, 2 * chunking.maxSize), budgetBytes: FILE_BATCH_BYTES, reuse: spareOutputs.pop() });
+    const stored = await lookUpFiles(results);
+    // every new chunk of it is now copied into a pack: its buffer holds the next call's blobs
+    if (results.output && spareOutputs.length < FILE_CALLS) spareOutputs.push(results.output);
+    return stored;
+  }
+
+  async function lookUpFiles(results: FileResult[]): Promise<StoredFile[]> {
+    check();
+    const items: Queued[] = [];
+    for (const r of results) {
+      if (r.kind !== 'data') continue;
+      for (const c of r.chunks) items.push({ id: c.id, plain: c.plain, blob: c.blob, rawLength: c.length });
+      stats.chunks += r.chunks.length;
+    }
+    let missing = new Set<ChunkId>();
+    if (items.length > 0) {
+      const done = new Promise<Set<ChunkId>>((resolve, reject) => {
+        const ticket: Ticket = { remaining: items.length, missing, resolve, reject };
+        tickets.add(ticket);
+        for (const q of items) q.ticket = ticket;
+      });
+      done.catch(() => {}); // a failure is thrown by enqueue or awaited below
+      await enqueue(items, true);
+      missing = await done;
+    }
+    return results.map((r): StoredFile => {
+      if (r.kind !== 'data') return r;
+      const chunks = r.chunks.map((c) => c.id);
+      return { kind: 'data', stat: r.stat, chunks, bytes: r.chunks.reduce((a, c) => a + c.length, 0), next: r.next, missing: chunks.some((id) => missing.has(id)) };
+    });
   }
 
   /** A block's chunks hashed by a pool without `block`: views of the block, copied to the pool. */
@@ -314,37 +376,14 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     },
     async storeFiles(jobs: FileJob[]): Promise<StoredFile[]> {
       check();
-      // Only the pool's part is limited here: a call waiting for its lookups holds no thread.
+      // A call holds its place until its chunks are looked up (and the new ones copied into a
+      // pack): the sealed answers held on this thread are at most FILE_CALLS calls' worth.
       await fileCalls.acquire();
-      let results;
       try {
-        results = await opts.seal.files(opts.keys, jobs, { chunking, segmentBytes: Math.max(FILE_SEGMENT_BYTES, 2 * chunking.maxSize), budgetBytes: FILE_BATCH_BYTES });
+        return await storeFilesHeld(jobs);
       } finally {
         fileCalls.release();
       }
-      check();
-      const items: Queued[] = [];
-      for (const r of results) {
-        if (r.kind !== 'data') continue;
-        for (const c of r.chunks) items.push({ id: c.id, plain: c.plain, blob: c.blob, rawLength: c.length });
-        stats.chunks += r.chunks.length;
-      }
-      let missing = new Set<ChunkId>();
-      if (items.length > 0) {
-        const done = new Promise<Set<ChunkId>>((resolve, reject) => {
-          const ticket: Ticket = { remaining: items.length, missing, resolve, reject };
-          tickets.add(ticket);
-          for (const q of items) q.ticket = ticket;
-        });
-        done.catch(() => {}); // a failure is thrown by enqueue or awaited below
-        await enqueue(items, true);
-        missing = await done;
-      }
-      return results.map((r): StoredFile => {
-        if (r.kind !== 'data') return r;
-        const chunks = r.chunks.map((c) => c.id);
-        return { kind: 'data', stat: r.stat, chunks, bytes: r.chunks.reduce((a, c) => a + c.length, 0), next: r.next, missing: chunks.some((id) => missing.has(id)) };
-      });
     },
     async reuse(files: ChunkId[][]): Promise<boolean[]> {
       check();
