@@ -30,6 +30,8 @@ export interface SnapshotEvents {
 }
 
 const RDB_MAGIC = Buffer.from('REDIS');
+/** What the snapshot's socket reads ahead of the repository (see WireOptions.readAheadBytes). */
+const SNAPSHOT_READ_AHEAD = 8 * 1024 * 1024;
 
 /**
  * The RDB bytes, exactly, read from the socket only as fast as the consumer takes them (the
@@ -40,7 +42,7 @@ const RDB_MAGIC = Buffer.from('REDIS');
 export async function* rdbSnapshot(endpoint: RedisEndpoint, opts: WireOptions & SnapshotEvents): AsyncGenerator<Buffer> {
   const { conn } = endpoint;
   for (let attempt = 1; ; attempt++) {
-    const c = await openRedis(endpoint, opts);
+    const c = await openRedis(endpoint, { ...opts, readAheadBytes: SNAPSHOT_READ_AHEAD });
     try {
       const [capa, rdbOnly] = await c.pipeline([
         ['REPLCONF', 'capa', 'eof'],
