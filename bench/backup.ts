@@ -49,7 +49,7 @@ import { createSealPool, type SealPool } from '../src/repo/seal-pool.js';
 import { writeSnapshot, type SnapshotRecord } from '../src/repo/snapshot.js';
 import type { ArtifactStore } from '../src/storage/types.js';
 import { createStore } from '../src/storage/index.js';
-import { benchDatabase, BusyTimer, DATABASE_URL, median, timeIt, verdict } from './support.js';
+import { benchDatabase, BusyTimer, DATABASE_URL, median, sh, timeIt, verdict } from './support.js';
 
 const MiB = 1024 * 1024;
 const DIR_MB = Number(process.env.BENCH_DIR_MB ?? 1024);
@@ -85,18 +85,6 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 const runsText = (xs: number[]) => xs.map(secs).join(', ');
 const pct = (part: number, whole: number) => `${whole > 0 ? ((100 * part) / whole).toFixed(0) : '0'}%`;
 
-/** Runs `bash -c cmd`; rejects with the stderr tail on a non-zero exit. */
-function sh(cmd: string, env: NodeJS.ProcessEnv = process.env, cwd?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', cmd], { env, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd && { cwd }) });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
-    child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`\`${cmd}\` exited ${code}: ${err.trim()}`))));
-  });
-}
 
 async function hasCommand(name: string): Promise<boolean> {
   return sh(`command -v ${name}`).then(
@@ -672,8 +660,8 @@ async function profiled<T>(fn: () => Promise<T>): Promise<{ value: T; lines: str
 const resticFlags = 'restic backup -q (defaults: repository format of `restic init`, compression auto, cache in RESTIC_CACHE_DIR)';
 let resticCache = '';
 const resticEnv = (repo: string): NodeJS.ProcessEnv => ({ ...process.env, RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: resticCache });
-const resticInit = (repo: string) => sh('restic init -q', resticEnv(repo));
-const resticBackup = (repo: string, dir: string) => sh(`restic backup -q ${q(dir)}`, resticEnv(repo));
+const resticInit = (repo: string) => sh('restic init -q', { env: resticEnv(repo) });
+const resticBackup = (repo: string, dir: string) => sh(`restic backup -q ${q(dir)}`, { env: resticEnv(repo) });
 
 // ---------------------------------------------------------------------------------------------
 // comparisons
@@ -822,12 +810,12 @@ async function directoryPhase(env: Env, tree: TreeStats): Promise<void> {
     const runRestic = async () => {
       if (!env.restic) return;
       await fresh(resticTarget);
-      const ms = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)}`, resticEnv(resticRepo)));
+      const ms = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)}`, { env: resticEnv(resticRepo) }));
       resticR.push(ms);
       log(`  round ${round + 1} restic restore: ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
       if (lastRound) resticOk = sameTree(walk(path.join(resticTarget, env.srcDir)), tree);
       await fresh(resticTarget);
-      const msSync = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)} && sync --file-system ${q(resticTarget)}`, resticEnv(resticRepo)));
+      const msSync = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)} && sync --file-system ${q(resticTarget)}`, { env: resticEnv(resticRepo) }));
       resticRSync.push(msSync);
       log(`  round ${round + 1} restic restore + sync -f: ${secs(msSync)} s (${mbps(tree.bytes, msSync)} MB/s)`);
     };
@@ -958,7 +946,7 @@ async function postgresPhase(env: Env): Promise<void> {
   const u = new URL(dbUrl);
   const libpq: NodeJS.ProcessEnv = { ...process.env, PGHOST: u.hostname, PGPORT: u.port || '5432', PGUSER: decodeURIComponent(u.username || 'postgres'), PGDATABASE: name };
   const t0 = performance.now();
-  await sh(`pgbench -i -q -s ${scale} ${q(name)}`, libpq);
+  await sh(`pgbench -i -q -s ${scale} ${q(name)}`, { env: libpq });
   const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   const size = async () => Number((await c.query<{ s: string }>('SELECT pg_database_size(current_database()) AS s')).rows[0]!.s);
@@ -993,7 +981,7 @@ async function postgresPhase(env: Env): Promise<void> {
     if (i === 0) oursFirst = oursAfter;
     let rs = 'restic n/a';
     if (env.restic) {
-      const ms = await timeIt(() => sh(`set -o pipefail; pg_dump -Fc -Z0 ${q(name)} | restic backup -q --stdin --stdin-filename ${name}.pgdump`, { ...libpq, ...resticEnv(repo) }));
+      const ms = await timeIt(() => sh(`set -o pipefail; pg_dump -Fc -Z0 ${q(name)} | restic backup -q --stdin --stdin-filename ${name}.pgdump`, { env: { ...libpq, ...resticEnv(repo) } }));
       resticAfter = await duBytes(repo);
       if (i === 0) resticFirst = resticAfter;
       rs = `restic --stdin of the same pg_dump -Fc -Z0 ${secs(ms)} s, repo ${mb(resticAfter)} MB`;

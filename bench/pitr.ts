@@ -22,7 +22,6 @@
  * Environment: BENCH_PITR_SCALE (pgbench scale, default 70 = about 1 GB), BENCH_PITR_SECONDS
  * (each pgbench run, default 60), BENCH_TMPDIR, DATABASE_URL, REDIS_URL, PG_BIN.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -40,7 +39,7 @@ import { startWorkerRole, type WorkerRole } from '../src/roles/worker.js';
 import { startArchiverRole } from '../src/roles/archiver.js';
 import type { Archiver } from '../src/modules/pitr/archiver.js';
 import type { App } from '../src/http/types.js';
-import { benchDatabase, REDIS_URL, verdict } from './support.js';
+import { benchDatabase, REDIS_URL, sh, verdict } from './support.js';
 
 const SCALE = Number(process.env.BENCH_PITR_SCALE ?? 70);
 const SECONDS = Number(process.env.BENCH_PITR_SECONDS ?? 60);
@@ -65,25 +64,6 @@ const median = (xs: number[]) => {
 // ---------------------------------------------------------------------------------------------
 // processes
 
-interface ShOpts {
-  env?: NodeJS.ProcessEnv;
-  /** Run as the postgres OS user when we are root (server-side tools). */
-  asPg?: boolean;
-}
-
-/** Runs `cmd` in bash; resolves with its stdout, rejects with its stderr's tail. */
-function sh(cmd: string, o: ShOpts = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const [file, args] = o.asPg && IS_ROOT ? ['runuser', ['-u', 'postgres', '--', 'bash', '-c', cmd]] : ['bash', ['-c', cmd]];
-    const child = spawn(file, args, { env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
-    child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`\`${cmd}\` exited ${code}: ${err.trim()}`))));
-  });
-}
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 const bin = (tool: string) => path.join(PG_BIN, tool);

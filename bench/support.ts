@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -160,4 +161,25 @@ export async function countingBackup(driver: { backup(config: never, ctx: never)
     logical = snap.logicalBytes();
   });
   return { ms, logical };
+}
+
+export interface ShOpts {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Run as the postgres OS user when we are root (PostgreSQL's server-side tools refuse root). */
+  asPg?: boolean;
+}
+
+/** Runs `cmd` in bash; resolves with its stdout, rejects with its stderr's tail on a non-zero exit. */
+export function sh(cmd: string, o: ShOpts = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const [file, args] = o.asPg && process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', 'bash', '-c', cmd]] : ['bash', ['-c', cmd]];
+    const child = spawn(file, args, { env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], ...(o.cwd && { cwd: o.cwd }) });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`\`${cmd}\` exited ${code}: ${err.trim()}`))));
+  });
 }

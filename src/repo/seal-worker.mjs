@@ -5,43 +5,14 @@
  * batch costs two messages and no per-chunk cloning. Errors are answered as data ({ error: {name,
  * message} }) because structured cloning keeps only standard error names.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collectSoon as collectAfter } from './worker-gc.mjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { processFiles } from './file-core.mjs';
 import { restoreFiles } from './restore-core.mjs';
 import { chunkId, openChunk, sealChunk, sealChunkParts } from './seal-core.mjs';
 
-/*
- * Memory: a task's input, the compressed and encrypted intermediates and the output copy are all
- * large external buffers, while the task allocates almost no JS objects, so V8 would only collect
- * them under external-memory pressure, i.e. after each worker held tens of MiB of dead buffers
- * (measured: a 2 GiB backup peaked at ~580 MB RSS, most of it outside the main isolate). So a
- * full collection runs once a worker has handled COLLECT_EVERY_BYTES since the last one, when it
- * goes idle (every buffer of the finished tasks is then unreachable). Not after every task: that
- * cost more than half of the sealing throughput (200 against 519 MB/s on 4 MiB tasks). `gc` is
- * obtained the documented-by-V8 way (--expose-gc then a fresh context); without it nothing changes.
- */
+/* A full collection once a thread has handled this many bytes, when it goes idle (worker-gc.mjs). */
 const COLLECT_EVERY_BYTES = 16 * 1024 * 1024;
-let sinceCollect = 0;
-let collect = null;
-try {
-  setFlagsFromString('--expose-gc');
-  collect = runInNewContext('gc');
-} catch {
-  collect = null;
-}
-let collectPending = false;
-function collectSoon(bytes) {
-  sinceCollect += bytes;
-  if (!collect || collectPending || sinceCollect < COLLECT_EVERY_BYTES) return;
-  sinceCollect = 0;
-  collectPending = true;
-  setImmediate(() => {
-    collectPending = false;
-    collect();
-  });
-}
 
 function split(input, lengths) {
   const out = [];
@@ -125,7 +96,7 @@ async function files({ dataKey, macKey, jobs, chunking, segmentBytes, budgetByte
       return { id: c.id, length: c.length, blobLength };
     });
   }
-  collectSoon(read);
+  collectAfter(read, COLLECT_EVERY_BYTES);
   // The answer's buffer: the caller's spare one if it fits, else one it can reuse for any batch.
   const out = reuse && reuse.byteLength >= total ? Buffer.from(reuse) : Buffer.allocUnsafeSlow(Math.max(total, size + OUTPUT_SLACK));
   let at = 0;
@@ -138,7 +109,7 @@ export default async function task(message) {
     try {
       if (message.op === 'files') return await files(message);
       const written = await restoreFiles(message.jobs, { dataKey: key(message.dataKey), macKey: key(message.macKey) }, message.opts);
-      collectSoon(written);
+      collectAfter(written, COLLECT_EVERY_BYTES);
       return { written };
     } catch (err) {
       return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
@@ -166,6 +137,6 @@ export default async function task(message) {
   } catch (err) {
     return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
   } finally {
-    collectSoon(input?.byteLength ?? 0);
+    collectAfter(input?.byteLength ?? 0, COLLECT_EVERY_BYTES);
   }
 }

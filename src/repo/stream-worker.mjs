@@ -12,32 +12,12 @@
  *     the block too, for the main thread to fill again: no fresh memory per block).
  * Errors are answered as data, as in seal-worker.mjs.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collectSoon as collectAfter } from './worker-gc.mjs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { chunkId, sealChunk, STREAM_ZSTD_LEVEL } from './seal-core.mjs';
 
-/* A full collection once a thread has handled this many bytes, when it goes idle (see seal-worker.mjs, Memory). */
+/* A full collection once a thread has handled this many bytes, when it goes idle (worker-gc.mjs): less often than for the seal tasks, since a stream's blocks are reused. */
 const COLLECT_EVERY_BYTES = 64 * 1024 * 1024;
-let sinceCollect = 0;
-let collectPending = false;
-let collect = null;
-try {
-  setFlagsFromString('--expose-gc');
-  collect = runInNewContext('gc');
-} catch {
-  collect = null;
-}
-function collectSoon(bytes) {
-  sinceCollect += bytes;
-  if (!collect || collectPending || sinceCollect < COLLECT_EVERY_BYTES) return;
-  sinceCollect = 0;
-  collectPending = true;
-  setImmediate(() => {
-    collectPending = false;
-    collect();
-  });
-}
 
 function key(u8) {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
@@ -71,6 +51,6 @@ export default async function block({ block, offset, lengths, macKey, dataKey, s
   } catch (err) {
     return { error: { name: err?.name ?? 'Error', message: err?.message ?? String(err) } };
   } finally {
-    collectSoon(block?.byteLength ?? 0);
+    collectAfter(block?.byteLength ?? 0, COLLECT_EVERY_BYTES);
   }
 }
