@@ -5,8 +5,9 @@ import type { Logger } from 'pino';
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import type { RepoService } from '../../repo/service.js';
-import { parsePostgresUrl, type PostgresConnection } from '../../components/postgres-connection.js';
-import { pinAddresses, type TargetPolicy } from '../../components/postgres-targets.js';
+import type { PostgresConnection } from '../../components/postgres-connection.js';
+import type { TargetPolicy } from '../../components/postgres-targets.js';
+import { streamConnection } from './slots.js';
 import { ComponentError } from '../../components/types.js';
 import { connectClient, createSlot, dropSlot } from '../../components/pitr/checks.js';
 import { startWalReceiver } from '../../components/pitr/receiver.js';
@@ -98,17 +99,7 @@ export function startArchiver(d: ArchiverDeps): Archiver {
   const ctx = { db, repo: d.repo, owner: me, now: d.now };
 
   /** The component's connection, checked against the operator's target policy and pinned to the checked addresses. */
-  async function connectionOf(row: StreamRow): Promise<PostgresConnection> {
-    let conn: PostgresConnection;
-    try {
-      conn = parsePostgresUrl(d.box.decrypt(row.urlEnc));
-    } catch (err) {
-      throw new ComponentError(`postgres: the component's URL is invalid: ${err instanceof ComponentError ? err.message : 'it cannot be read'}`);
-    }
-    const verdict = await d.targets.check(conn);
-    if ('problem' in verdict) throw new ComponentError(`postgres target refused: ${verdict.problem}`);
-    return pinAddresses(conn, verdict.addresses);
-  }
+  const connectionOf = (row: StreamRow): Promise<PostgresConnection> => streamConnection(d, row);
 
   /** The source's position, on one client of ours per receiver run (null when it cannot answer). */
   function probeOf(conn: PostgresConnection) {

@@ -1,7 +1,8 @@
 import type { Db } from '../../db/client.js';
 import type { SecretBox } from '../../crypto/secrets.js';
 import { parsePostgresUrl, type PostgresConnection } from '../../components/postgres-connection.js';
-import { pinAddresses, type TargetPolicy } from '../../components/postgres-targets.js';
+import type { TargetPolicy } from '../../components/postgres-targets.js';
+import { postgresConnection } from '../../components/postgres.js';
 import { ComponentError } from '../../components/types.js';
 import { createSlot, dropSlot } from '../../components/pitr/checks.js';
 import type { Queues } from '../../queue/queues.js';
@@ -29,12 +30,16 @@ interface StreamRow {
   urlEnc: string;
 }
 
-/** The stream's connection, refused or pinned by the operator's target policy like every connection to a tenant's server. */
+/** The stream's connection, refused or pinned by the operator's target policy like every connection to a tenant's server (the postgres driver's check). */
 export async function streamConnection(deps: Pick<SlotDeps, 'box' | 'targets'>, s: Pick<StreamRow, 'urlEnc'>): Promise<PostgresConnection> {
-  const conn = parsePostgresUrl(deps.box.decrypt(s.urlEnc));
-  const verdict = await deps.targets.check(conn);
-  if ('problem' in verdict) throw new ComponentError(`postgres target refused: ${verdict.problem}`);
-  return pinAddresses(conn, verdict.addresses);
+  let url: string;
+  try {
+    url = deps.box.decrypt(s.urlEnc);
+    parsePostgresUrl(url);
+  } catch (err) {
+    throw new ComponentError(`postgres: the component's URL is invalid: ${err instanceof ComponentError ? err.message : 'it cannot be read'}`);
+  }
+  return postgresConnection({ url }, { dataRoot: '', targets: deps.targets });
 }
 
 /** Creates the slots of the cluster's active streams (idempotent): WAL is kept for the archiver from now on. */
