@@ -355,8 +355,11 @@ function probedSeal(pool: SealPool, p: Probes): SealPool {
   return {
     hash: (k, c) => p.hash.track(pool.hash(k, c)),
     seal: (k, items) => p.seal.track(pool.seal(k, items)),
-    // a stream's block (writer.ts writeStream): hashed, and sealed too while its chunks are new
-    block: (k, b, lengths, o) => (o.seal ? p.seal : p.hash).track(pool.block!(k, b, lengths, o)),
+    // a stream's block (writer.ts writeStream): cut, hashed, and sealed too while its chunks are new
+    block: (k, b, o) => {
+      const task = pool.block!(k, b, o);
+      return { cut: task.cut, result: (o.seal ? p.seal : p.hash).track(task.result) };
+    },
     open: (k, items) => p.open.track(pool.open(k, items)),
     files: (k, jobs, o) => p.files.track(pool.files(k, jobs, o)),
     restore: (k, jobs, o) => p.restoreFiles.track(pool.restore(k, jobs, o)),

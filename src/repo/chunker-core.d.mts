@@ -14,6 +14,8 @@ export declare function checkChunkerOptions(o: ChunkerOptions): void;
  * `data.length`. Returns a value in (start, end] (start itself only when start === end).
  */
 export declare function cutPoint(data: Uint8Array, start: number, end?: number, o?: ChunkerOptions): number;
+/** The chunk lengths of `data[start, end)`, a block of a stream that begins at a chunk boundary; without `last`, short of a chunk that may go on in the next block. */
+export declare function blockCuts(data: Uint8Array, start: number, end: number, last: boolean, o?: ChunkerOptions): number[];
 /** Convenience for tests/small data: the chunk lengths of a whole buffer. */
 export declare function chunkLengths(data: Uint8Array, o?: ChunkerOptions): number[];
 /**

@@ -225,6 +225,23 @@ export function cutPoint(data, start, end = data.length, o = DEFAULT_CHUNKING) {
     const cut = scan(data, from, limit, start + p.avg, 0, p, from, null);
     return cut < 0 ? limit : cut;
 }
+/**
+ * The chunks of one block of a stream (writer.ts writeStream): `data[start, end)` begins at a
+ * chunk boundary. With `last` the stream ends at `end` and every byte is cut; otherwise the cuts
+ * stop before a chunk that may go on in the next block (one that reaches `end` short of maxSize),
+ * whose bytes (`end` - the lengths' sum, under maxSize) begin the next block.
+ */
+export function blockCuts(data, start, end, last, o = DEFAULT_CHUNKING) {
+    const lengths = [];
+    for (let at = start; at < end;) {
+        const cut = cutPoint(data, at, end, o);
+        if (!last && cut === end && end - at < o.maxSize)
+            break;
+        lengths.push(cut - at);
+        at = cut;
+    }
+    return lengths;
+}
 /** Convenience for tests/small data: the chunk lengths of a whole buffer. */
 export function chunkLengths(data, o = DEFAULT_CHUNKING) {
     const lengths = [];

@@ -13,6 +13,7 @@
  * threads: on machines with more than 4 cores raise UV_THREADPOOL_SIZE at process start.
  */
 import { availableParallelism } from 'node:os';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { ChunkerOptions } from './chunker.js';
 import type { FileJob, FileResult } from './file-core.mjs';
@@ -27,13 +28,16 @@ export interface SealPool {
   /** Verified plaintexts; the first damaged chunk rejects the call with an IntegrityError. */
   open(keys: TenantKeys, items: { id: ChunkId; blob: Buffer }[]): Promise<Buffer[]>;
   /**
-   * One block of a stream, cut into chunks on this thread (`lengths` tile `block` from its start),
-   * on a worker thread (stream-worker.mjs): the chunk ids, and with `seal` every chunk sealed too
-   * (`blobs`), else the chunks' plaintexts (`plain`: views of the block, which comes back). The
-   * block's memory is transferred, not copied: the caller's views of it are detached. Optional
-   * (a wrapper of a pool may lack it): the writer then hashes the chunks with `hash`.
+   * One block of a stream (`block[start, end)`, from a chunk boundary) on a worker thread
+   * (stream-worker.mjs), read in place: `block` (and `output`) are views of SharedArrayBuffers.
+   * `cut` settles first, with the chunk lengths; `result` then with the chunk ids and, with
+   * `seal`, every chunk sealed into `output` (`blobs`, views of it), else the chunks' plaintexts
+   * (`plain`, views of the block). The caller leaves the block's bytes [start, end) as they are
+   * until `result` settles, and the output's until it is done with the blobs. Optional (a
+   * wrapper of a pool may lack it): the writer then cuts on its own thread and hashes the chunks
+   * with `hash`.
    */
-  block?(keys: TenantKeys, block: Buffer, lengths: number[], opts: { seal: boolean }): Promise<BlockResult>;
+  block?(keys: TenantKeys, block: StreamBlock, opts: { seal: boolean; chunking: ChunkerOptions }): BlockTask;
   /** Reads, chunks, hashes and seals files on a worker thread (file-core.mjs: one batch of jobs). */
   files(keys: TenantKeys, jobs: FileJob[], opts: FileBatchOptions): Promise<FileResults>;
   /** Writes restored files from chunks in local pack files on a worker thread (restore-core.mjs); answers the bytes written. */
@@ -49,14 +53,31 @@ const MIN_BATCH_BYTES = 1024 * 1024;
 const STREAM_WORKER = new URL('./stream-worker.mjs', import.meta.url).href;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
+/** A stream's next bytes, `block[start, end)`, from a chunk boundary; with `last` the stream ends at `end`. */
+export interface StreamBlock {
+  block: Buffer;
+  /** Room for the blobs when sealing: at least the block's bytes plus SEAL_OVERHEAD per chunk. */
+  output: Buffer;
+  start: number;
+  end: number;
+  last: boolean;
+}
+
+export interface BlockCut {
+  lengths: number[];
+}
+
+export interface BlockTask {
+  cut: Promise<BlockCut>;
+  result: Promise<BlockResult>;
+}
+
 export interface BlockResult {
   ids: ChunkId[];
   /** Without `seal`: each chunk's plaintext, a view of the block. */
   plain: Buffer[] | null;
-  /** With `seal`: each chunk's blob. */
+  /** With `seal`: each chunk's blob, a view of the output. */
   blobs: Buffer[] | null;
-  /** With `seal`: the block, back and unused, to be filled again. */
-  spare: Buffer | null;
 }
 
 export interface FileBatchOptions {
@@ -173,7 +194,7 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
     return submit(task, [input]);
   }
 
-  async function submit(task: object, transferList: ArrayBuffer[], filename?: string): Promise<TaskResult> {
+  async function submit(task: object, transferList: (ArrayBuffer | MessagePort)[], filename?: string): Promise<TaskResult> {
     if (closed) throw new Error('seal pool closed');
     if (broken) throw broken;
     const abort = new AbortController();
@@ -240,22 +261,53 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
       );
     },
 
-    async block(keys, block, lengths, opts) {
-      // A block in shared memory is read by the thread in place (the writer's, reused from block
-      // to block: no garbage, no page faults); any other is transferred, and only a whole
-      // ArrayBuffer can be: a view of a larger one (Node's pool slab) is copied first.
-      const shared = block.buffer instanceof SharedArrayBuffer;
-      let own = block;
-      if (!shared && (block.byteOffset !== 0 || block.buffer.byteLength !== block.length)) {
-        own = Buffer.allocUnsafeSlow(block.length);
-        block.copy(own);
+    block(keys, b, opts) {
+      if (!(b.block.buffer instanceof SharedArrayBuffer) || !(b.output.buffer instanceof SharedArrayBuffer)) {
+        throw new TypeError('a stream block and its output must be views of SharedArrayBuffers');
       }
-      const input = own.buffer;
-      const task = { block: input, offset: own.byteOffset, lengths, macKey: ownCopy(keys.macKey), seal: opts.seal, ...(opts.seal && { dataKey: ownCopy(keys.dataKey) }) };
-      const r = (await submit(task, shared ? [] : [input as ArrayBuffer], STREAM_WORKER)) as TaskResult & { block?: ArrayBuffer; blobLengths?: number[] };
-      const back = shared ? own : Buffer.from(r.block!);
-      if (opts.seal) return { ids: r.ids!, plain: null, blobs: views(r.output!, r.blobLengths!), spare: back };
-      return { ids: r.ids!, plain: views(back.buffer, lengths, back.byteOffset), blobs: null, spare: null };
+      const { port1, port2 } = new MessageChannel();
+      let cutSettled = false;
+      let failCut: (err: unknown) => void = () => {};
+      const cut = new Promise<BlockCut>((resolve, reject) => {
+        failCut = reject;
+        port1.once('message', (m: { lengths?: number[]; error?: { name: string; message: string } }) => {
+          cutSettled = true;
+          port1.close();
+          if (m.error) reject(remoteError(m.error));
+          else resolve({ lengths: m.lengths! });
+        });
+      });
+      const task = {
+        block: b.block.buffer,
+        blockOffset: b.block.byteOffset,
+        output: b.output.buffer,
+        outputOffset: b.output.byteOffset,
+        start: b.start,
+        end: b.end,
+        last: b.last,
+        chunking: { minSize: opts.chunking.minSize, avgSize: opts.chunking.avgSize, maxSize: opts.chunking.maxSize },
+        port: port2,
+        macKey: ownCopy(keys.macKey),
+        seal: opts.seal,
+        ...(opts.seal && { dataKey: ownCopy(keys.dataKey) }),
+      };
+      const answer = submit(task, [port2], STREAM_WORKER).catch((err: unknown) => {
+        // a task that failed before its cut was posted (a broken or closed pool) fails the cut too
+        if (!cutSettled) {
+          cutSettled = true;
+          port1.close();
+          failCut(err);
+        }
+        throw err;
+      });
+      const result = Promise.all([answer, cut]).then(([a, c]): BlockResult => {
+        const r = a as TaskResult & { blobLengths?: number[] };
+        if (opts.seal) return { ids: r.ids!, plain: null, blobs: views(b.output.buffer, r.blobLengths!, b.output.byteOffset) };
+        return { ids: r.ids!, plain: views(b.block.buffer, c.lengths, b.block.byteOffset + b.start), blobs: null };
+      });
+      cut.catch(() => {});
+      result.catch(() => {});
+      return { cut, result };
     },
 
     async files(keys, jobs, opts) {

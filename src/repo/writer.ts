@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { ArtifactStore } from '../storage/types.js';
-import { cutPoint, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js';
+import { blockCuts, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js';
 import { packKey } from './layout.js';
 import { PackBuilder } from './pack.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { lookupChunks, registerPack, type RefHolder } from './refs.js';
-import type { BlockResult, SealPool } from './seal-pool.js';
+import type { BlockTask, SealPool, StreamBlock } from './seal-pool.js';
 import { SEAL_OVERHEAD } from './seal-core.mjs';
 import type { FileJob, FileResult } from './file-core.mjs';
 import type { ChunkId, ChunkSink, StoredFile, StreamRef, TenantKeys } from './types.js';
@@ -49,6 +49,8 @@ const QUEUE_BYTES = 8 * 1024 * 1024;
 const SEAL_GROUP_BYTES = 4 * 1024 * 1024;
 /** A stream goes to the pool in blocks of this many bytes (or twice the largest chunk, if more). */
 const STREAM_BLOCK_BYTES = 8 * 1024 * 1024;
+/** Blocks (with their outputs) of one stream at most: one filling here, two on the threads, one being looked up. */
+const STREAM_SLOTS = 4;
 /** A stream's blocks are sealed along with their hashing while at least this share of the chunks looked up so far was new. */
 const SEAL_AHEAD_SHARE = 0.5;
 
@@ -287,12 +289,13 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     });
   }
 
-  /** A block's chunks hashed by a pool without `block`: views of the block, copied to the pool. */
-  async function hashOnly(block: Buffer, lengths: number[]): Promise<BlockResult> {
+  /** A pool without `block`: the block cut on this thread, its chunks hashed with `hash` (views of the block, copied to the pool). */
+  function localBlock(b: StreamBlock): BlockTask {
+    const lengths = blockCuts(b.block, b.start, b.end, b.last, chunking);
     const plain: Buffer[] = [];
-    let at = 0;
-    for (const n of lengths) plain.push(block.subarray(at, (at += n)));
-    return { ids: await opts.seal.hash(opts.keys.macKey, plain), plain, blobs: null, spare: null };
+    let at = b.start;
+    for (const n of lengths) plain.push(b.block.subarray(at, (at += n)));
+    return { cut: Promise.resolve({ lengths }), result: opts.seal.hash(opts.keys.macKey, plain).then((ids) => ({ ids, plain, blobs: null, spare: null })) };
   }
 
   return {
@@ -304,74 +307,145 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       check();
       const ids: ChunkId[] = [];
       let bytes = 0;
-      // The source is copied into blocks (each byte once: a chunk is a view of its block, and a
-      // block travels to the pool and back without a copy), cut into chunks here; the chunk in
-      // progress at a block's end is copied to the start of the next block. A block goes to the
-      // pool as one task: its ids, and while this writer's chunks have mostly been new (a first
-      // backup), its blobs too, so a new chunk costs no second round trip nor copy.
-      const size = Math.max(STREAM_BLOCK_BYTES, 2 * chunking.maxSize);
-      // A block sealed ahead comes back unused and is filled again (a fresh 8 MiB costs page
-      // faults and garbage). Not shared memory, which the pool's threads could read in place:
-      // V8 copies into a SharedArrayBuffer at a misaligned offset byte by byte (measured: 6 ms
-      // per MB of a Redis stream, whose pieces have any length).
-      const spares: Buffer[] = [];
-      const newBlock = () => spares.pop() ?? Buffer.allocUnsafeSlow(size);
-      let block = newBlock();
-      let fill = 0;
-      // Two blocks in flight: while the pool works on one, this loop goes on reading and cutting
-      // the next, so the source (pg_dump, a Redis master, mariadb-dump) is never left waiting on
-      // a full pipe while a thread works. Blocks are enqueued in order, so `ids` stays in order.
-      let inFlight: Promise<void> = Promise.resolve();
-      const cut = (last: boolean): Promise<void> => {
-        const lengths: number[] = [];
-        let start = 0;
-        while (start < fill) {
-          const end = cutPoint(block, start, fill, chunking);
-          if (!last && end === fill && fill - start < chunking.maxSize) break; // the chunk may go on in the next block
-          lengths.push(end - start);
-          start = end;
+      // The source is copied into blocks of shared memory (each byte once, but for the chunk in
+      // progress at a block's end), each handed to the pool as one task and read there in place:
+      // the thread cuts the block into chunks, answers the cut at once, then computes the ids
+      // and, while this writer's chunks have mostly been new (a first backup), seals them too,
+      // into the block's shared output, so a new chunk costs no second round trip nor copy. This
+      // thread only copies and packs, and no memory is transferred into its heap (see
+      // stream-worker.mjs).
+      //
+      // A block begins with `room` bytes for the previous block's unfinished chunk (under
+      // maxSize), copied there once that block's cut is known, so a block is sent only after the
+      // previous one was cut (cuts are sequential; hashing and sealing are not). Meanwhile this
+      // loop fills the next block: the source (pg_dump, a Redis master, mariadb-dump) is not left
+      // waiting on a full pipe while a thread works. Results are enqueued in block order.
+      const room = chunking.maxSize;
+      const size = room + Math.max(STREAM_BLOCK_BYTES, 2 * chunking.maxSize);
+      const outputBytes = size + (Math.ceil(size / chunking.minSize) + 1) * SEAL_OVERHEAD;
+      const run = (b: StreamBlock): BlockTask => (opts.seal.block ? opts.seal.block(opts.keys, b, { seal: sealAhead(), chunking }) : localBlock(b));
+      /**
+       * A block and its output, reused: free once its task answered, its unfinished chunk was
+       * copied into the next block, and its chunks were looked up (and the new ones copied into
+       * a pack). At most STREAM_SLOTS, made as needed: a stream waits for a free one.
+       */
+      interface Slot {
+        block: Buffer;
+        output: Buffer;
+        holds: number;
+      }
+      const slots: Slot[] = [];
+      const free: Slot[] = [];
+      const acquire = async (): Promise<Slot> => {
+        for (;;) {
+          check();
+          const s = free.pop();
+          if (s) return s;
+          if (slots.length < STREAM_SLOTS) {
+            const made: Slot = { block: Buffer.from(new SharedArrayBuffer(size)), output: Buffer.from(new SharedArrayBuffer(outputBytes)), holds: 0 };
+            slots.push(made);
+            return made;
+          }
+          await new Promise<void>((resolve) => waiters.push(resolve));
         }
-        const mine = block;
-        if (last) {
-          fill = 0;
-        } else {
-          block = newBlock();
-          mine.copy(block, 0, start, fill);
-          fill -= start;
+      };
+      const release = (s: Slot) => {
+        if (--s.holds === 0) {
+          free.push(s);
+          wake();
         }
-        if (lengths.length === 0) return inFlight;
-        bytes += start;
-        stats.chunks += lengths.length;
-        const done = opts.seal.block ? opts.seal.block(opts.keys, mine, lengths, { seal: sealAhead() }) : hashOnly(mine, lengths);
-        const previous = inFlight;
-        inFlight = (async () => {
-          const r = await done;
-          if (r.spare && spares.length < 2) spares.push(r.spare);
-          await previous;
-          ids.push(...r.ids);
-          await enqueue(r.ids.map((id, i) => ({ id, plain: r.plain?.[i] ?? null, blob: r.blobs?.[i] ?? null, rawLength: lengths[i]! })));
+      };
+      let slot = await acquire();
+      let fill = room;
+      /** The previous block's unfinished chunk, once its cut is known: bytes [from, to) of its slot. */
+      let carry: Promise<{ slot: Slot; from: number; to: number } | null> = Promise.resolve(null);
+      /** Blocks sent and not yet enqueued, oldest first. */
+      let previous: Promise<void> = Promise.resolve();
+      const pendingBlocks = new Set<Promise<void>>();
+      /**
+       * Sends the block filled so far, once the previous block's cut is known (its unfinished
+       * chunk is then copied in front), without waiting for that: this loop goes on filling the
+       * next slot, and waits only when none is free.
+       */
+      const send = async (last: boolean): Promise<void> => {
+        const mine = slot;
+        const end = fill;
+        const prevCarry = carry;
+        mine.holds = last ? 1 : 2; // its task, and the copy of its unfinished chunk into the next block
+        const sent = (async () => {
+          const tail = await prevCarry;
+          check();
+          const start = room - (tail ? tail.to - tail.from : 0);
+          if (tail) {
+            tail.slot.block.copy(mine.block, start, tail.from, tail.to);
+            release(tail.slot);
+          }
+          if (start === end) return null; // the stream ended at a chunk's end: nothing to send
+          return { start, task: run({ block: mine.block, output: mine.output, start, end, last }) };
         })();
-        inFlight.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
-        return previous;
+        carry = sent.then(async (x) => {
+          if (!x) return null;
+          const c = await x.task.cut;
+          let from = x.start;
+          for (const n of c.lengths) from += n;
+          bytes += from - x.start;
+          stats.chunks += c.lengths.length;
+          return last ? null : { slot: mine, from, to: end };
+        });
+        carry.catch(() => {}); // awaited by the next send or below
+        const before = previous;
+        const done = (async () => {
+          const x = await sent;
+          if (!x) {
+            mine.holds = 0;
+            free.push(mine);
+            return;
+          }
+          const [r, c] = await Promise.all([x.task.result, x.task.cut]);
+          await before;
+          ids.push(...r.ids);
+          const items: Queued[] = r.ids.map((id, i) => ({ id, plain: r.plain?.[i] ?? null, blob: r.blobs?.[i] ?? null, rawLength: c.lengths[i]! }));
+          if (items.length > 0) {
+            // the slot is held until every chunk of it was looked up (and the new ones packed)
+            mine.holds++;
+            const ticket: Ticket = { remaining: items.length, missing: new Set(), resolve: () => release(mine), reject: () => {} };
+            tickets.add(ticket);
+            for (const q of items) q.ticket = ticket;
+          }
+          release(mine); // the task
+          await enqueue(items);
+        })();
+        done.catch(fail); // a block that failed fails the writer: nothing waits on a slot that never comes free
+        previous = done;
+        pendingBlocks.add(done);
+        void done.then(
+          () => pendingBlocks.delete(done),
+          () => pendingBlocks.delete(done),
+        );
+        if (!last) {
+          slot = await acquire();
+          fill = room;
+        }
       };
       try {
         for await (const piece of source) {
           check();
           for (let at = 0; at < piece.length; ) {
             const n = Math.min(piece.length - at, size - fill);
-            block.set(at === 0 && n === piece.length ? piece : piece.subarray(at, at + n), fill);
+            piece.copy(slot.block, fill, at, at + n);
             fill += n;
             at += n;
-            if (fill === size) await cut(false);
+            if (fill === size) await send(false);
           }
         }
-        await cut(true);
+        await send(true);
+        await previous;
       } finally {
-        // Whatever happened to the source, the block in flight has settled before this returns:
+        // Whatever happened to the source, the blocks sent have settled before this returns:
         // nothing is enqueued behind a caller that already gave up on the stream.
-        await inFlight.catch(() => {});
+        await Promise.allSettled([carry, ...pendingBlocks]);
       }
-      await inFlight;
+      check();
       return { chunks: ids, bytes };
     },
     async storeFiles(jobs: FileJob[]): Promise<StoredFile[]> {
