@@ -6,7 +6,7 @@ import { triggerQualifierFilter } from './mysql-dump-filter.js';
 import { describeMysqlError, describeMysqlToolFailure } from './mysql-errors.js';
 import { MYSQL_CONNECT_TIMEOUT_MS, connectMysql, mysqlTools, preflight, toolArgs, toolEnv, withMysql, type MysqlServer, type MysqlServerOptions } from './mysql-server.js';
 import { swapIntoTarget } from './mysql-swap.js';
-import { lazyReadable, runWithInput, spawnOutput } from './process.js';
+import { runWithInput, spawnChunks } from './process.js';
 import { ComponentError, type BackupContext, type ComponentDriver, type RestoreContext } from './types.js';
 import { ArtifactChangedError, hashArtifact } from './verify.js';
 import { decodeStreamManifest, encodeStreamManifest } from '../repo/manifest.js';
@@ -101,22 +101,23 @@ export function createMysqlDriver(opts: MysqlDriverOptions = {}): ComponentDrive
       async function* manifest(): AsyncGenerator<Buffer> {
         const conn = parseMysqlUrl(config.url);
         const tools = mysqlTools();
-        const dump = lazyReadable(async () => {
+        async function* dump(): AsyncGenerator<Buffer> {
           const server = await withMysql(conn, serverOptions(ctx, opts), async (s) => {
             await preflight(s, 'backup');
             return { conn: s.conn, address: s.address };
           });
           const [cmd, args] = tools.dumpCommand([...toolArgs(server), ...DUMP_OPTIONS, '--', conn.database]);
-          return spawnOutput(cmd, args, {
+          yield* spawnChunks(cmd, args, {
             label: tools.dump,
             env: toolEnv(server),
             redact: conn.redact,
             describe: (stderr) => describeMysqlToolFailure(stderr, conn.database),
             ...(ctx.log ? { log: ctx.log } : {}),
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
           });
-        }, ctx.signal);
+        }
         const onBytes = (n: number) => ctx.onProgress?.({ bytes_done: n, bytes_total: null, files_done: 0, files_total: null });
-        const ref = await ctx.sink.writeStream(watched(dump, onBytes, ctx.onConsistent));
+        const ref = await ctx.sink.writeStream(watched(dump(), onBytes, ctx.onConsistent));
         logical = ref.bytes;
         yield* encodeStreamManifest(ref);
       }

@@ -3,7 +3,7 @@ import { dbnameArgument, parsePostgresUrl, type PostgresConnection } from './pos
 import { describePostgresFailure } from './postgres-errors.js';
 import { pinAddresses } from './postgres-targets.js';
 import { exportSnapshot, type ExportedSnapshot } from './postgres-snapshot.js';
-import { childEnv, lazyReadable, runWithInput, spawnOutput } from './process.js';
+import { childEnv, runWithInput, spawnChunks } from './process.js';
 import { ComponentError, type BackupContext, type ComponentBackupContext, type ComponentDriver, type ComponentSnapshot } from './types.js';
 import { baseBackup, type BaseBackupResult } from './pitr/basebackup.js';
 import { ArtifactChangedError, hashArtifact } from './verify.js';
@@ -51,23 +51,24 @@ export const postgresDriver: ComponentDriver<PostgresConfig> = {
       // A consistent backup dumps an exported snapshot: its consistent point is the export, not
       // the end of the dump (postgres-snapshot.ts). The snapshot is held until the dump ends.
       let snapshot: ExportedSnapshot | undefined;
-      const dump = lazyReadable(async () => {
+      async function* dump(): AsyncGenerator<Buffer> {
         const conn = await connectionFor(config, ctx);
         if (ctx.onConsistent) {
           snapshot = await exportSnapshot(conn, { ...(ctx.signal && { signal: ctx.signal }), ...(ctx.log && { log: ctx.log }) });
           ctx.onConsistent();
         }
-        return spawnOutput('pg_dump', ['--format=custom', '--compress=0', '--no-password', ...(snapshot ? [`--snapshot=${snapshot.id}`] : []), dbnameArgument(conn.database)], {
+        yield* spawnChunks('pg_dump', ['--format=custom', '--compress=0', '--no-password', ...(snapshot ? [`--snapshot=${snapshot.id}`] : []), dbnameArgument(conn.database)], {
           label: 'pg_dump',
           env: childEnv(conn.env),
           redact: conn.redact,
           describe: describePostgresFailure,
           ...(ctx.log ? { log: ctx.log } : {}),
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
         });
-      }, ctx.signal);
+      }
       const onBytes = (n: number) => ctx.onProgress?.({ bytes_done: n, bytes_total: null, files_done: 0, files_total: null });
       try {
-        const ref = await ctx.sink.writeStream(counted(dump, onBytes));
+        const ref = await ctx.sink.writeStream(counted(dump(), onBytes));
         logical = ref.bytes;
         yield* encodeStreamManifest(ref);
       } finally {

@@ -1,7 +1,10 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { childEnv, runWithInput, spawnOutput, StderrTail } from './process.js';
+import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { childEnv, runWithInput, spawnChunks, spawnOutput, StderrTail } from './process.js';
 import { ComponentError } from './types.js';
 
 async function collect(stream: Readable): Promise<string> {
@@ -46,6 +49,64 @@ describe('spawnOutput', () => {
     } finally {
       delete process.env.SOME_SERVICE_SECRET;
     }
+  });
+});
+
+/** What a consumer that copies each piece before asking for the next (as the repository writer) sees. */
+async function drain(it: AsyncIterable<Buffer>, onPiece?: (n: number) => Promise<void> | void): Promise<{ sha: string; bytes: number; pieces: number }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  let pieces = 0;
+  for await (const b of it) {
+    h.update(Buffer.from(b)); // a copy now: the memory is reused after the next pull
+    bytes += b.length;
+    pieces++;
+    await onPiece?.(pieces);
+  }
+  return { sha: h.digest('hex'), bytes, pieces };
+}
+
+const leftovers = async () => (await readdir(tmpdir())).filter((n) => n.startsWith('bk-out-'));
+
+describe('spawnChunks', () => {
+  // 24 MiB of a deterministic byte pattern, made by the tool itself
+  const script = 'i=0; while [ $i -lt 24 ]; do head -c 1048576 /dev/zero | tr "\\0" "$(printf "\\\\%03o" $((i + 65)))"; i=$((i+1)); done';
+  const expected = (() => {
+    const h = createHash('sha256');
+    for (let i = 0; i < 24; i++) h.update(Buffer.alloc(1048576, i + 65));
+    return h.digest('hex');
+  })();
+
+  it('yields every byte of stdout, in order, through reused buffers, and ends once the tool exited 0', async () => {
+    const before = await leftovers();
+    const fast = await drain(spawnChunks('sh', ['-c', script], opts));
+    expect(fast).toMatchObject({ sha: expected, bytes: 24 * 1048576 });
+    // a consumer slower than the tool: reading pauses while every buffer is queued, and nothing is lost or overwritten
+    const slow = await drain(spawnChunks('sh', ['-c', script], opts), (n) => (n % 8 === 0 ? new Promise((r) => setTimeout(r, 20)) : undefined));
+    expect(slow).toMatchObject({ sha: expected, bytes: 24 * 1048576 });
+    expect(await leftovers()).toEqual(before); // the socket's private directory is gone
+  });
+
+  it('errors, after the output it produced, when the tool exits non-zero or cannot start', async () => {
+    const err = await drain(spawnChunks('sh', ['-c', 'echo partial; echo "it broke" >&2; exit 3'], opts)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComponentError);
+    expect((err as Error).message).toBe('sh failed: it broke');
+    const missing = await drain(spawnChunks('no-such-tool-xyz', [], { ...opts, label: 'no-such-tool-xyz' })).catch((e: unknown) => e);
+    expect((missing as Error).message).toBe('could not start no-such-tool-xyz: ENOENT');
+  });
+
+  it('an abort or a consumer that stops early kills the tool', async () => {
+    const ac = new AbortController();
+    const started = Date.now();
+    setTimeout(() => ac.abort(), 200);
+    const err = await drain(spawnChunks('sh', ['-c', 'echo first; sleep 30; echo never'], { ...opts, signal: ac.signal })).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('AbortError');
+    expect(Date.now() - started).toBeLessThan(5000);
+    const marker = `bk-spawn-chunks-${process.pid}`;
+    for await (const _ of spawnChunks('yes', [marker], { ...opts, label: 'yes' })) break;
+    await new Promise((r) => setTimeout(r, 200));
+    const { execFileSync } = await import('node:child_process');
+    expect(execFileSync('ps', ['-eo', 'args']).toString()).not.toContain(marker);
   });
 });
 

@@ -1,6 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { SocketPieces } from '../lib/socket-pieces.js';
 import { ComponentError } from './types.js';
 
 const STDERR_TAIL_BYTES = 4096;
@@ -91,8 +96,8 @@ function terminate(child: ChildProcess): void {
   child.once('exit', () => clearTimeout(timer));
 }
 
-function spawnTool(cmd: string, args: string[], opts: ChildOptions, mode: 'read-stdout' | 'write-stdin', gateFd = false) {
-  const stdio = mode === 'read-stdout' ? (['ignore', 'pipe', 'pipe'] as const) : (['pipe', 'ignore', 'pipe'] as const);
+function spawnTool(cmd: string, args: string[], opts: ChildOptions, mode: 'read-stdout' | 'write-stdin' | net.Socket, gateFd = false) {
+  const stdio = mode === 'read-stdout' ? (['ignore', 'pipe', 'pipe'] as const) : mode === 'write-stdin' ? (['pipe', 'ignore', 'pipe'] as const) : (['ignore', mode, 'pipe'] as const);
   const child = spawn(cmd, args, { env: opts.env, stdio: gateFd ? [...stdio, 'pipe'] : [...stdio] });
   const tail = new StderrTail();
   child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
@@ -124,6 +129,57 @@ export function spawnOutput(cmd: string, args: string[], opts: ChildOptions): Re
   );
   out.once('close', () => terminate(child));
   return out;
+}
+
+/**
+ * stdout of a tool as pieces, for a consumer that is done with each piece when it asks for the
+ * next (the repository writer copies it into its block at once): the pieces are views of a few
+ * buffers reused from read to read (SocketPieces), so a dump of any size makes no garbage. A
+ * pipe's reads each allocate a fresh buffer, so stdout is instead one end of a Unix stream
+ * socket, made by a listener in a private directory (0700: only this user can connect) that
+ * accepts exactly one connection, ours, and is gone before the tool starts.
+ *
+ * Nothing is spawned before the first piece is asked for. The pieces end only once the tool
+ * exited 0; any other exit throws a ComponentError carrying the stderr tail, as spawnOutput.
+ * Returning early, an error of the consumer, or an abort of `opts.signal` kills the tool.
+ */
+export async function* spawnChunks(cmd: string, args: string[], opts: ChildOptions): AsyncGenerator<Buffer> {
+  opts.signal?.throwIfAborted();
+  let ours: SocketPieces | undefined;
+  let child: ChildProcess | undefined;
+  const onAbort = () => ours?.fail(abortError(opts.signal as AbortSignal));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const dir = await mkdtemp(path.join(tmpdir(), 'bk-out-'));
+  try {
+    const socketPath = path.join(dir, 'out');
+    const server = net.createServer({ pauseOnConnect: true });
+    const theirs = await new Promise<net.Socket>((resolve, reject) => {
+      server.once('error', reject);
+      server.once('connection', (sock) => {
+        server.close();
+        resolve(sock);
+      });
+      server.listen(socketPath, () => (ours = SocketPieces.connect({ path: socketPath })));
+    });
+    await rm(dir, { recursive: true, force: true });
+    opts.signal?.throwIfAborted();
+    const spawned = spawnTool(cmd, args, opts, theirs);
+    child = spawned.child;
+    theirs.destroy(); // the tool has its own copy; ours must close for the tool's exit to end the stream
+    const pieces = ours!;
+    spawned.exited.catch((err: Error) => pieces.fail(err));
+    for (;;) {
+      const piece = await pieces.next();
+      if (!piece) break;
+      yield piece;
+    }
+    await spawned.exited;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    ours?.destroy();
+    if (child) terminate(child);
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
 }
 
 /**
@@ -186,50 +242,4 @@ export async function runWithInput(cmd: string, args: string[], input: Readable,
     input.off('error', onInputError);
     terminate(child);
   }
-}
-
-/**
- * A stream whose producer is created on the first read, so nothing is spawned for a stream
- * nobody consumes, and setup errors surface as stream errors. Aborting `signal` destroys it.
- */
-export function lazyReadable(start: () => Promise<Readable> | Readable, signal?: AbortSignal): Readable {
-  let source: Readable | undefined;
-  let starting = false;
-  const onAbort = () => out.destroy(abortError(signal as AbortSignal));
-  const out = new Readable({
-    highWaterMark: 1 << 20,
-    read() {
-      if (source) {
-        source.resume();
-        return;
-      }
-      if (starting) return;
-      starting = true;
-      if (signal?.aborted) return onAbort();
-      Promise.resolve()
-        .then(start)
-        .then(
-          (src) => {
-            if (out.destroyed) {
-              src.destroy();
-              return;
-            }
-            source = src;
-            src.on('data', (chunk: Buffer) => {
-              if (!out.push(chunk)) src.pause();
-            });
-            src.once('end', () => out.push(null));
-            src.once('error', (err) => out.destroy(err));
-          },
-          (err: Error) => out.destroy(err),
-        );
-    },
-    destroy(err, callback) {
-      signal?.removeEventListener('abort', onAbort);
-      source?.destroy();
-      callback(err);
-    },
-  });
-  signal?.addEventListener('abort', onAbort, { once: true });
-  return out;
 }

@@ -30,19 +30,18 @@ export interface SnapshotEvents {
 }
 
 const RDB_MAGIC = Buffer.from('REDIS');
-/** What the snapshot's socket reads ahead of the repository (see WireOptions.readAheadBytes). */
-const SNAPSHOT_READ_AHEAD = 8 * 1024 * 1024;
 
 /**
  * The RDB bytes, exactly, read from the socket only as fast as the consumer takes them (the
- * socket is not read while it waits: TCP pushes back on the master). Nothing connects before
+ * socket is not read while it waits: TCP pushes back on the master). A piece is valid only until
+ * the next is asked for (WireOptions.snapshot): the consumer copies it. Nothing connects before
  * the first `next()`. Any failure, and a payload cut short, throws; returning early (the
  * consumer gave up) or an abort of `opts.signal` closes the connection.
  */
 export async function* rdbSnapshot(endpoint: RedisEndpoint, opts: WireOptions & SnapshotEvents): AsyncGenerator<Buffer> {
   const { conn } = endpoint;
   for (let attempt = 1; ; attempt++) {
-    const c = await openRedis(endpoint, { ...opts, readAheadBytes: SNAPSHOT_READ_AHEAD });
+    const c = await openRedis(endpoint, { ...opts, snapshot: true });
     try {
       const [capa, rdbOnly] = await c.pipeline([
         ['REPLCONF', 'capa', 'eof'],

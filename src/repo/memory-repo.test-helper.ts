@@ -79,7 +79,7 @@ export class MemoryRepo implements ChunkSink, ChunkSource {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     for await (const piece of source) {
-      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece);
+      const buf = Buffer.from(piece); // a copy: the source may reuse the piece's memory once the next is asked for (ChunkSink.writeStream)
       bytes += buf.length;
       pending.push(buf);
       pendingBytes += buf.length;

@@ -41,7 +41,9 @@ export interface ChunkSink {
   /**
    * Chunks `source`, stores every chunk the repository does not hold yet, and records that this
    * backup references every chunk of it. Resolves once each chunk is either known to the
-   * repository or queued in a pack of this backup (durable at `flush()`).
+   * repository or queued in a pack of this backup (durable at `flush()`). A sink is done with
+   * each piece of `source` when it asks for the next (it copies what it keeps), so a source may
+   * reuse a piece's memory from then on (spawnChunks does).
    */
   writeStream(source: AsyncIterable<Buffer>): Promise<StreamRef>;
   /**
