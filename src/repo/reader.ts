@@ -49,8 +49,11 @@ const COALESCE_GAP = 256 * 1024;
 export function createChunkSource(opts: ReaderOptions): ChunkSource {
   async function locate(ids: readonly ChunkId[]): Promise<Map<ChunkId, Location>> {
     const res = await opts.pool.query<{ id: string; pack_id: string; pack_offset: number; length: number; raw_length: number; secondary_status: string | null }>(
+      // an index probe per id and per chunk's pack, whatever the statistics (see refs.ts liveCte)
       `SELECT c.id, c.pack_id, c.pack_offset, c.length, c.raw_length, p.secondary_status
-       FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.tenant_id = $1 AND c.id = ANY($2::text[])`,
+       FROM unnest($2::text[]) AS u(id)
+       CROSS JOIN LATERAL (SELECT c.id, c.pack_id, c.pack_offset, c.length, c.raw_length FROM chunks c WHERE c.tenant_id = $1 AND c.id = u.id LIMIT 1) c
+       CROSS JOIN LATERAL (SELECT p.secondary_status FROM packs p WHERE p.id = c.pack_id LIMIT 1) p`,
       [opts.tenantId, [...new Set(ids)]],
     );
     return new Map(

@@ -17,19 +17,24 @@ import { inTransaction } from '../db/transaction.js';
 
 /**
  * Locks the live packs of `ids` FOR SHARE and records this backup's references to the chunks in
- * them, in one statement. Answers the ids found. Driven from the id list (an index probe per id),
- * so the plan does not depend on table statistics: a young repository, never analyzed, got
- * nested loops over whole tables from `= ANY(...)` (80-320 ms per 256 ids instead of ~2 ms).
+ * them, in one statement. Answers the ids found. Driven from the id list (an index probe per id,
+ * then one per pack, in pack order so that lock order is the same as GC's), so the plan does not
+ * depend on table statistics: a plain join of the list with `chunks` and `packs` got, in a young
+ * repository never analyzed, a scan of every chunk of the tenant and every pack (180 ms per 90
+ * ids with 28,000 chunks, against 1 ms: most of a first backup's SQL time). The `LIMIT 1` keeps
+ * the planner from flattening the per-id probe back into such a join.
  */
-/** The ids of $3 in live packs of tenant $1, those packs' rows held FOR SHARE. */
-const LIVE_CTE = `live AS (
-  SELECT c.id FROM unnest($3::text[]) AS u(id)
-  JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
-  JOIN packs p ON p.id = c.pack_id
-  WHERE p.status = 'live'
-  ORDER BY p.id
-  FOR SHARE OF p
-)`;
+/** The ids of $<idsParam> in live packs of tenant $1 (`live`), those packs' rows held FOR SHARE. */
+const liveCte = (idsParam: number) => `found AS MATERIALIZED (
+  SELECT c.id, c.pack_id FROM unnest($${idsParam}::text[]) AS u(id)
+  CROSS JOIN LATERAL (SELECT c.id, c.pack_id FROM chunks c WHERE c.tenant_id = $1 AND c.id = u.id LIMIT 1) c
+),
+locked AS MATERIALIZED (
+  SELECT p.id FROM (SELECT DISTINCT pack_id FROM found ORDER BY pack_id) f
+  CROSS JOIN LATERAL (SELECT p.id FROM packs p WHERE p.id = f.pack_id AND p.status = 'live' FOR SHARE) p
+),
+live AS (SELECT found.id FROM found JOIN locked ON locked.id = found.pack_id)`;
+const LIVE_CTE = liveCte(3);
 
 /**
  * Who a reference belongs to: a backup (backup_chunks) or a stored WAL file (wal_chunks, SPEC
@@ -51,13 +56,7 @@ WITH ${LIVE_CTE}, ins AS (
 SELECT id FROM live`;
 
 /** Like REUSE_SQL without recording references: for repacking, which is not a backup. */
-const LOCATE_LIVE_SQL = `
-SELECT c.id FROM unnest($2::text[]) AS u(id)
-JOIN chunks c ON c.tenant_id = $1 AND c.id = u.id
-JOIN packs p ON p.id = c.pack_id
-WHERE p.status = 'live'
-ORDER BY p.id
-FOR SHARE OF p`;
+const LOCATE_LIVE_SQL = `WITH ${liveCte(2)} SELECT id FROM live`;
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
