@@ -54,6 +54,30 @@ const STREAM_SLOTS = 4;
 /** A stream's blocks are sealed along with their hashing while at least this share of the chunks looked up so far was new. */
 const SEAL_AHEAD_SHARE = 0.5;
 
+/**
+ * A stream's block and its output, in shared memory (writer.ts writeStream): free once its task
+ * answered, its unfinished chunk was copied into the next block, and its chunks were looked up
+ * (and the new ones copied into a pack).
+ */
+interface Slot {
+  block: Buffer;
+  output: Buffer;
+  holds: number;
+}
+
+/** Free slots kept for the next stream of any writer (a WAL file, a manifest, the next component): made once, not per stream; at most IDLE_SLOTS (48 MiB) stay. */
+const IDLE_SLOTS = 2;
+const idleSlots: Slot[] = [];
+
+function takeIdleSlot(size: number, outputBytes: number): Slot | undefined {
+  const i = idleSlots.findIndex((s) => s.block.length === size && s.output.length === outputBytes);
+  return i >= 0 ? idleSlots.splice(i, 1)[0] : undefined;
+}
+
+function keepIdleSlot(s: Slot): void {
+  if (idleSlots.length < IDLE_SLOTS) idleSlots.push(s);
+}
+
 /** A chunk waiting for its lookup: its plaintext (to seal if new), or its blob already sealed, or neither (a hint: it must be held already). */
 interface Queued {
   id: ChunkId;
@@ -324,23 +348,18 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       const size = room + Math.max(STREAM_BLOCK_BYTES, 2 * chunking.maxSize);
       const outputBytes = size + (Math.ceil(size / chunking.minSize) + 1) * SEAL_OVERHEAD;
       const run = (b: StreamBlock): BlockTask => (opts.seal.block ? opts.seal.block(opts.keys, b, { seal: sealAhead(), chunking }) : localBlock(b));
-      /**
-       * A block and its output, reused: free once its task answered, its unfinished chunk was
-       * copied into the next block, and its chunks were looked up (and the new ones copied into
-       * a pack). At most STREAM_SLOTS, made as needed: a stream waits for a free one.
-       */
-      interface Slot {
-        block: Buffer;
-        output: Buffer;
-        holds: number;
-      }
+      /** At most STREAM_SLOTS slots, taken from the idle ones or made as needed: a stream waits for a free one. */
       const slots: Slot[] = [];
       const free: Slot[] = [];
+      let finished = false;
       const acquire = async (): Promise<Slot> => {
         for (;;) {
           check();
-          const s = free.pop();
-          if (s) return s;
+          const s = free.pop() ?? takeIdleSlot(size, outputBytes);
+          if (s) {
+            if (!slots.includes(s)) slots.push(s);
+            return s;
+          }
           if (slots.length < STREAM_SLOTS) {
             const made: Slot = { block: Buffer.from(new SharedArrayBuffer(size)), output: Buffer.from(new SharedArrayBuffer(outputBytes)), holds: 0 };
             slots.push(made);
@@ -351,7 +370,8 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       };
       const release = (s: Slot) => {
         if (--s.holds === 0) {
-          free.push(s);
+          if (finished) keepIdleSlot(s);
+          else free.push(s);
           wake();
         }
       };
@@ -444,6 +464,9 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         // Whatever happened to the source, the blocks sent have settled before this returns:
         // nothing is enqueued behind a caller that already gave up on the stream.
         await Promise.allSettled([carry, ...pendingBlocks]);
+        // the slots free now serve the next stream (of any writer); the others once released
+        finished = true;
+        for (const f of free.splice(0)) keepIdleSlot(f);
       }
       check();
       return { chunks: ids, bytes };
