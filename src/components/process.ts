@@ -159,7 +159,13 @@ export async function* spawnChunks(cmd: string, args: string[], opts: ChildOptio
         server.close();
         resolve(sock);
       });
-      server.listen(socketPath, () => (ours = SocketPieces.connect({ path: socketPath })));
+      server.listen(socketPath, () => {
+        ours = SocketPieces.connect({ path: socketPath });
+        ours.socket.once('error', (err) => {
+          server.close();
+          reject(err); // never accepted: nothing to wait for
+        });
+      });
     });
     await rm(dir, { recursive: true, force: true });
     opts.signal?.throwIfAborted();

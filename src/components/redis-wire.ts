@@ -87,10 +87,12 @@ export class RespReader {
   constructor(socket: net.Socket | SocketPieces, idleMs: number, signal?: AbortSignal, maxBulk = MAX_TENANT_BULK) {
     if (socket instanceof SocketPieces) {
       this.#transient = true;
-      this.#it = { next: async () => {
-        const piece = await socket.next();
-        return piece ? { value: piece, done: false } : { value: undefined, done: true };
-      } };
+      this.#it = {
+        next: async () => {
+          const piece = await socket.next();
+          return piece ? { value: piece, done: false } : { value: undefined, done: true };
+        },
+      };
     } else {
       this.#transient = false;
       this.#it = socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>;

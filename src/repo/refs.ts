@@ -83,10 +83,11 @@ export async function reuseChunks(db: Queryable, tenantId: string, holder: RefHo
  */
 const ASYNC_COMMIT = 'SET LOCAL synchronous_commit TO OFF';
 
-const lookupSql = (insert: string) => `
+/** The writer's lookup statement for `holder` ($1 tenant, $2 holder id, $3 ids); exported for the plan test. */
+export const lookupSql = (holder: NonNullable<RefHolder>) => `
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
 ${LIVE_CTE}, ins AS (
-  ${insert}
+  ${refTarget(holder).insert}
   SELECT $2, $1, live.id FROM live, async_commit
   ON CONFLICT DO NOTHING
 )
@@ -96,8 +97,7 @@ SELECT id FROM live`;
 export async function lookupChunks(pool: pg.Pool, tenantId: string, holder: RefHolder, ids: readonly ChunkId[]): Promise<Set<ChunkId>> {
   if (ids.length === 0) return new Set();
   if (holder === null) return reuseChunks(pool, tenantId, null, ids); // a read and row locks: nothing to commit
-  const t = refTarget(holder);
-  const res = await pool.query<{ id: string }>(lookupSql(t.insert), [tenantId, t.id, [...new Set(ids)]]);
+  const res = await pool.query<{ id: string }>(lookupSql(holder), [tenantId, refTarget(holder).id, [...new Set(ids)]]);
   return new Set(res.rows.map((r) => r.id));
 }
 

@@ -319,7 +319,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     const plain: Buffer[] = [];
     let at = b.start;
     for (const n of lengths) plain.push(b.block.subarray(at, (at += n)));
-    return { cut: Promise.resolve({ lengths }), result: opts.seal.hash(opts.keys.macKey, plain).then((ids) => ({ ids, plain, blobs: null, spare: null })) };
+    return { cut: Promise.resolve({ lengths }), result: opts.seal.hash(opts.keys.macKey, plain).then((ids) => ({ ids, plain, blobs: null })) };
   }
 
   return {
@@ -349,21 +349,18 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       const outputBytes = size + (Math.ceil(size / chunking.minSize) + 1) * SEAL_OVERHEAD;
       const run = (b: StreamBlock): BlockTask => (opts.seal.block ? opts.seal.block(opts.keys, b, { seal: sealAhead(), chunking }) : localBlock(b));
       /** At most STREAM_SLOTS slots, taken from the idle ones or made as needed: a stream waits for a free one. */
-      const slots: Slot[] = [];
       const free: Slot[] = [];
+      /** Slots this stream took (from the idle ones or made): at most STREAM_SLOTS. */
+      let owned = 0;
       let finished = false;
       const acquire = async (): Promise<Slot> => {
         for (;;) {
           check();
-          const s = free.pop() ?? takeIdleSlot(size, outputBytes);
-          if (s) {
-            if (!slots.includes(s)) slots.push(s);
-            return s;
-          }
-          if (slots.length < STREAM_SLOTS) {
-            const made: Slot = { block: Buffer.from(new SharedArrayBuffer(size)), output: Buffer.from(new SharedArrayBuffer(outputBytes)), holds: 0 };
-            slots.push(made);
-            return made;
+          const mine = free.pop();
+          if (mine) return mine;
+          if (owned < STREAM_SLOTS) {
+            owned++;
+            return takeIdleSlot(size, outputBytes) ?? { block: Buffer.from(new SharedArrayBuffer(size)), output: Buffer.from(new SharedArrayBuffer(outputBytes)), holds: 0 };
           }
           await new Promise<void>((resolve) => waiters.push(resolve));
         }
