@@ -31,12 +31,18 @@
  * BENCH_PG_SERVER ('tenant' (default): the tests' second cluster, test/tenant-pg.sh; 'same': the
  * service's own server), BENCH_PG_PATTERN ('range' (default): 1% of rows in one aid range between
  * backups; 'spread': every 100th row, which no chunk-level dedup keeps small).
+ * Diagnostics of (f)'s children (off by default): BENCH_SMAPS=1 (/proc/self/smaps at the sampled
+ * peak into /tmp/<mode>.smaps), BENCH_HEAPSNAP=<MB> (a heap snapshot into /tmp/child.heapsnapshot
+ * once the main isolate uses that much), BENCH_HEAPPROF=1 (V8's sampling heap profile, garbage
+ * included, into /tmp/<mode>.heapprofile), BENCH_CHILD_PERF=backup|restore (that child under
+ * `perf record -g`, into /tmp/<mode>.perf).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import os from 'node:os';
+import v8 from 'node:v8';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -1004,7 +1010,7 @@ async function postgresPhase(env: Env): Promise<void> {
 
 /** (f): a child process that only backs up, then one that only restores, a ~BENCH_MEM_MB tree. */
 async function memoryPhase(env: Env, tree: TreeStats): Promise<void> {
-  log(`\n== (f) memory: backup and restore of a ~${MEM_MB} MiB tree, each in a child process (load ${load()})`);
+  log(`\n== (f) memory: backup and restore of a ~${MEM_MB} MiB tree, each in a child process with npm start's flags (${START_FLAGS.join(' ') || 'none'}, MALLOC_ARENA_MAX=2) (load ${load()})`);
   const current = walk(env.srcDir);
   const extraBytes = Math.max(0, Math.floor(MEM_MB * MiB) - current.bytes);
   let memTree = current;
@@ -1047,9 +1053,17 @@ interface ChildResult {
   artifact?: ComponentArtifact;
 }
 
+/** The node flags of `npm start` (package.json), so that the children run as the service does. */
+const START_FLAGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
+  return pkg.scripts.start.match(/--max-[a-z-]+-size=\d+/g) ?? [];
+})();
+
 function runChild(mode: string, config: Record<string, unknown>): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+    const perf = process.env.BENCH_CHILD_PERF && mode.includes(process.env.BENCH_CHILD_PERF);
+    const argv = [...process.execArgv, ...START_FLAGS, ...(perf ? ['--perf-basic-prof'] : []), fileURLToPath(import.meta.url)];
+    const child = spawn(perf ? 'perf' : process.execPath, perf ? ['record', '-F', '499', '-g', '-o', `/tmp/${mode}.perf`, '--', process.execPath, ...argv] : argv, {
       // as `npm start` and the Dockerfile run the service
       env: { MALLOC_ARENA_MAX: '2', ...process.env, BENCH_CHILD: mode, BENCH_CHILD_CONFIG: JSON.stringify(config) },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -1065,6 +1079,16 @@ function runChild(mode: string, config: Record<string, unknown>): Promise<ChildR
   });
 }
 
+/** RssAnon, RssFile and RssShmem of /proc/self/status (Linux), as one line. */
+function procStatus(): string {
+  try {
+    const t = readFileSync('/proc/self/status', 'utf8');
+    return ['RssAnon', 'RssFile', 'RssShmem', 'Threads'].map((k) => `${k} ${new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? '?'}${k === 'Threads' ? '' : ' kB'}`).join(', ');
+  } catch {
+    return '/proc/self/status unreadable';
+  }
+}
+
 /** The child's whole job: one backup or one restore, then its max RSS. */
 async function childMain(mode: string): Promise<void> {
   const cfg = JSON.parse(process.env.BENCH_CHILD_CONFIG ?? '{}') as { dbUrl: string; storeRoot: string; dataRoot: string; masterKey: string; tenantId: string; clusterId: string; srcRel: string; artifact?: ComponentArtifact; targetRel?: string };
@@ -1072,11 +1096,30 @@ async function childMain(mode: string): Promise<void> {
   const ours = await openOurs({ dbUrl: cfg.dbUrl, storeRoot: cfg.storeRoot, dataRoot: cfg.dataRoot, masterKey: Buffer.from(cfg.masterKey, 'hex') });
   const startRss = process.memoryUsage().rss;
   let atPeak = process.memoryUsage();
+  let peakStatus = procStatus();
+  let peakSpaces = v8.getHeapSpaceStatistics();
+  let snapped = false;
+  let peakSmaps = '';
   const sampler = setInterval(() => {
     const m = process.memoryUsage();
-    if (m.rss > atPeak.rss) atPeak = m;
+    if (m.rss > atPeak.rss) {
+      atPeak = m;
+      peakStatus = procStatus();
+      peakSpaces = v8.getHeapSpaceStatistics();
+      if (process.env.BENCH_SMAPS) peakSmaps = readFileSync('/proc/self/smaps', 'utf8');
+    }
+    if (process.env.BENCH_HEAPSNAP && !snapped && v8.getHeapStatistics().used_heap_size > Number(process.env.BENCH_HEAPSNAP) * 1e6) {
+      snapped = true;
+      console.error('heap snapshot', v8.writeHeapSnapshot('/tmp/child.heapsnapshot'));
+    }
   }, 50);
   const tenant: Tenant = { id: cfg.tenantId, clusterId: cfg.clusterId, dataDir: '', previous: new Map() };
+  let hp: Session | null = null;
+  if (process.env.BENCH_HEAPPROF) {
+    hp = new Session();
+    hp.connect();
+    await hp.post('HeapProfiler.startSampling', { samplingInterval: 65536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+  }
   let ms: number;
   let artifact: ComponentArtifact | undefined;
   if (mode === 'mem-backup') {
@@ -1087,9 +1130,15 @@ async function childMain(mode: string): Promise<void> {
     ms = await ours.restoreDir(tenant, cfg.artifact!, cfg.targetRel!);
   }
   clearInterval(sampler);
+  if (hp) {
+    const { profile } = await hp.post('HeapProfiler.stopSampling');
+    writeFileSync(`/tmp/${mode}.heapprofile`, JSON.stringify(profile));
+  }
   const mem = atPeak;
   const maxRss = process.resourceUsage().maxRSS * 1024;
   await ours.close();
+  if (peakSmaps) writeFileSync(`/tmp/${mode}.smaps`, peakSmaps);
+  console.error(`  ${mode} at the sampled peak: ${peakStatus}; V8 spaces (committed/used MB): ${peakSpaces.map((x) => `${x.space_name.replace('_space', '')} ${mb(x.physical_space_size)}/${mb(x.space_used_size)}`).join(', ')}`);
   console.log(`BENCH_CHILD_RESULT ${JSON.stringify({ ms, maxRss, startRss, peakRss: mem.rss, heap: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers, artifact })}`);
 }
 
