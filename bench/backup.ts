@@ -1056,7 +1056,7 @@ interface ChildResult {
 /** The node flags of `npm start` (package.json), so that the children run as the service does. */
 const START_FLAGS: string[] = (() => {
   const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
-  return pkg.scripts.start.match(/--max-[a-z-]+-size=\d+/g) ?? [];
+  return pkg.scripts.start.match(/--[a-z-]+=\d+/g) ?? [];
 })();
 
 function runChild(mode: string, config: Record<string, unknown>): Promise<ChildResult> {
