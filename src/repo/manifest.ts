@@ -70,16 +70,24 @@ export function compareSegments(a: string, b: string): number {
  * `compareSegments`. Negative, zero or positive like every comparator.
  */
 export function comparePaths(a: string, b: string): number {
-  if (a === b) return 0;
-  const sa = a.split('/');
-  const sb = b.split('/');
-  const n = Math.min(sa.length, sb.length);
+  // One pass, no split (this runs for every entry of every manifest written or read): up to the
+  // first code unit where they differ the two paths have the same segments; there, the end of a
+  // path or of a segment ('/') sorts before any character (a segment that is a prefix of the
+  // other's comes first, and so does a path with fewer segments), the end before '/' (an entry
+  // before what lies below it), and characters by code point.
+  const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    const c = compareSegments(sa[i] as string, sb[i] as string);
-    if (c !== 0) return c;
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === SLASH) return -1;
+    if (y === SLASH) return 1;
+    return codePointOrderUnit(x) - codePointOrderUnit(y);
   }
-  return sa.length - sb.length;
+  return a.length - b.length;
 }
+
+const SLASH = 0x2f;
 
 /** True when `p` is `dir` itself or below it (relative manifest paths). */
 export function isSameOrInside(dir: string, p: string): boolean {
