@@ -440,6 +440,7 @@ describe('repository GC under faults', () => {
     // At least 10 s of racing, and on until the race has done what the assertions below ask
     // (more than 50 completed backups, doomed and repacked packs): a slower or busier machine
     // races longer rather than less (at most 60 s; then the assertions say what fell short).
+    const totals: GcReport = { droppedRefs: 0, doomed: 0, repacked: 0, deleted: 0, orphans: 0, staleSnapshots: 0 };
     const started = Date.now();
     const enough = () => stats.completed > 50 && totals.doomed > 0 && totals.repacked > 0;
     const racing = () => Date.now() - started < 10_000 || (!enough() && Date.now() - started < 60_000);
@@ -520,7 +521,6 @@ describe('repository GC under faults', () => {
         return Reflect.get(target, prop, receiver);
       },
     }) as ArtifactStore;
-    const totals: GcReport = { droppedRefs: 0, doomed: 0, repacked: 0, deleted: 0, orphans: 0, staleSnapshots: 0 };
     let gcRuns = 0;
     const gcLoop = async () => {
       while (racing()) {
