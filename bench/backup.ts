@@ -31,6 +31,9 @@
  * BENCH_PG_SERVER ('tenant' (default): the tests' second cluster, test/tenant-pg.sh; 'same': the
  * service's own server), BENCH_PG_PATTERN ('range' (default): 1% of rows in one aid range between
  * backups; 'spread': every 100th row, which no chunk-level dedup keeps small).
+ * BENCH_THREADS=1: each of our backups prints its CPU by thread, user + system (the main thread,
+ * then the others by total: the seal pool's, libuv's where zstd runs and packs are written, V8's).
+ * SEAL_NICE: as the service's (default 10, src/repo/thread-priority.mjs).
  * Diagnostics of (f)'s children (off by default): BENCH_SMAPS=1 (/proc/self/smaps at the sampled
  * peak into /tmp/<mode>.smaps), BENCH_HEAPSNAP=<MB> (a heap snapshot into /tmp/child.heapsnapshot
  * once the main isolate uses that much), BENCH_HEAPPROF=1 (V8's sampling heap profile, garbage
@@ -52,10 +55,11 @@ import { mysqlBenchPhase } from './mysql.js';
 import { createDb, type Db } from '../src/db/client.js';
 import { createRepoService, type ComponentArtifact, type RepoService } from '../src/repo/service.js';
 import { createSealPool, type SealPool } from '../src/repo/seal-pool.js';
+import { DEFAULT_SEAL_NICE } from '../src/repo/thread-priority.mjs';
 import { writeSnapshot, type SnapshotRecord } from '../src/repo/snapshot.js';
 import type { ArtifactStore } from '../src/storage/types.js';
 import { createStore } from '../src/storage/index.js';
-import { benchDatabase, BusyTimer, DATABASE_URL, median, sh, timeIt, verdict } from './support.js';
+import { benchDatabase, BusyTimer, DATABASE_URL, median, sh, threadCpu, threadCpuLine, timeIt, verdict } from './support.js';
 
 const MiB = 1024 * 1024;
 const DIR_MB = Number(process.env.BENCH_DIR_MB ?? 1024);
@@ -73,6 +77,10 @@ const INCR_BACKUPS = 10;
 const INCR_CHANGED = 0.02;
 const PG_BACKUPS = 5;
 const PACK_TARGET_BYTES = Number(process.env.BENCH_PACK_MB ?? 16) * MiB;
+/** The service's SEAL_NICE (src/config.ts): its seal pool's and libuv's threads below the event loop. */
+/** BENCH_THREADS=1: each backup of ours prints its CPU by thread (user + system), the main thread first. */
+const THREADS = process.env.BENCH_THREADS === '1';
+const SEAL_NICE = process.env.SEAL_NICE !== undefined ? Number(process.env.SEAL_NICE) : DEFAULT_SEAL_NICE;
 
 // ---------------------------------------------------------------------------------------------
 // output helpers
@@ -443,10 +451,10 @@ async function openOurs(opts: { dbUrl: string; storeRoot: string; dataRoot: stri
   let store = rawStore;
   if (opts.probes) {
     probePool(db.$pool, probes);
-    seal = probedSeal(createSealPool(), probes);
+    seal = probedSeal(createSealPool({ nice: SEAL_NICE }), probes);
     store = probedStore(rawStore, probes);
   }
-  const repo = createRepoService({ db, masterKey: opts.masterKey, primary: store, secondary: null, settings: { packTargetBytes: PACK_TARGET_BYTES }, ...(seal && { seal }) });
+  const repo = createRepoService({ db, masterKey: opts.masterKey, primary: store, secondary: null, settings: { packTargetBytes: PACK_TARGET_BYTES, sealNice: SEAL_NICE }, ...(seal && { seal }) });
   const sql = db.$pool;
   const analyzeAfterBackup = (await sql.query<{ autovacuum: string }>('SHOW autovacuum')).rows[0]?.autovacuum !== 'on';
 
@@ -495,6 +503,7 @@ async function openOurs(opts: { dbUrl: string; storeRoot: string; dataRoot: stri
           JSON.stringify([{ name: c.name, status: 'running' }]),
         ]);
       });
+      const cpu0 = THREADS ? threadCpu() : null;
       const t0 = performance.now();
       const writer = await repo.writer({ tenantId: t.id, backupId, clusterId: t.clusterId });
       const prev = c.type === 'directory' ? t.previous.get(c.name) : undefined;
@@ -540,6 +549,7 @@ async function openOurs(opts: { dbUrl: string; storeRoot: string; dataRoot: stri
         );
       });
       const ms = performance.now() - t0;
+      if (cpu0) console.log(`  CPU by thread of this backup (${secs(ms)} s): ${threadCpuLine(cpu0, threadCpu())}`);
       // With autovacuum off on the server (as on the dev box), the repository tables of a fresh
       // database are never analyzed and the reuse lookups get nested-loop plans (80-320 ms per
       // 256 ids instead of ~2 ms): do what autovacuum would, untimed.
@@ -1189,7 +1199,7 @@ async function main(): Promise<void> {
     const ours = await openOurs({ dbUrl: db.url, storeRoot, dataRoot, masterKey, probes: true });
     cleanups.push(() => ours.close());
     note(`server autovacuum: ${(await ours.db.$pool.query<{ autovacuum: string }>('SHOW autovacuum')).rows[0]?.autovacuum}${(await ours.db.$pool.query<{ autovacuum: string }>('SHOW autovacuum')).rows[0]?.autovacuum === 'on' ? '' : ' -> ANALYZE chunks, packs, backup_chunks after each of our backups (untimed), as autovacuum would'}`);
-    note(`ours: service database ${db.name} (fresh, migrated), file store ${storeRoot}, packs of ${PACK_TARGET_BYTES / MiB} MiB, seal pool of ${os.availableParallelism()} threads, UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`);
+    note(`ours: service database ${db.name} (fresh, migrated), file store ${storeRoot}, packs of ${PACK_TARGET_BYTES / MiB} MiB, seal pool of ${os.availableParallelism()} threads, SEAL_NICE ${SEAL_NICE}, UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`);
     const env: Env = { base, dataRoot, srcRel, srcDir, storeRoot, dbUrl: db.url, masterKey, ours, restic };
 
     const t0 = performance.now();

@@ -5,11 +5,17 @@
  * ~sizeMB of mixed keys. Medians of 3 rounds each, interleaved (redis-cli first in odd rounds).
  * Target: ours >= 0.9 of redis-cli's throughput (ratio = redis-cli's time / ours).
  *
+ * Where the time goes: the snapshot is serialised by the server's fork on one core, at the speed
+ * that core gives it, so each run also prints the fork's time on a CPU, runnable but waiting for
+ * one, and its life (/proc schedstat): what our backup's own CPU work took from the fork on a
+ * machine that runs both.
+ *
  * bench/backup.ts calls `redisBenchPhase` with `runOurs` backing the component up through the
  * service's own path. Run alone (`tsx bench/redis.ts`, BENCH_REDIS_MB, default 512) it backs up
  * into a sink that only counts, which measures the driver and not the repository.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
@@ -72,6 +78,42 @@ function redisCliRdb(port: number): Promise<void> {
   });
 }
 
+/**
+ * Samples the snapshot fork of redis-server `pid` (its child) while `fn` runs: the fork's last
+ * /proc schedstat (ns on a CPU, ns runnable waiting for one) and its lifetime as seen, so a run
+ * tells whether the fork was short of CPU (waiting) or held up by its reader (neither: blocked on
+ * the pipe to the server, whose socket the reader drains).
+ */
+async function forkTimes<T>(pid: number, fn: () => Promise<T>): Promise<{ value: T; onCpu: number; waiting: number; life: number }> {
+  /** Per fork seen (a run may fork twice: ours backs up again, untimed; the timed fork is the first long one): its last sample and first and last sight. */
+  const forks = new Map<number, { run: number; wait: number; first: number; last: number }>();
+  let stop = false;
+  const poll = (async () => {
+    while (!stop) {
+      try {
+        for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number)) {
+          const [run, wait] = readFileSync(`/proc/${child}/schedstat`, 'utf8').split(' ').map(Number);
+          const now = performance.now();
+          const f = forks.get(child) ?? { run: 0, wait: 0, first: now, last: now };
+          forks.set(child, { run: run ?? 0, wait: wait ?? 0, first: f.first, last: now });
+        }
+      } catch {
+        // it exited between the two reads
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    const value = await fn();
+    // the first seen for longer than a moment: a fork of the run before may still be listed (a zombie) at the start
+    const f = [...forks.values()].find((x) => x.last - x.first > 500) ?? { run: 0, wait: 0, first: 0, last: 0 };
+    return { value, onCpu: f.run / 1e9, waiting: f.wait / 1e9, life: (f.last - f.first) / 1000 };
+  } finally {
+    stop = true;
+    await poll;
+  }
+}
+
 export async function redisBenchPhase(opts: RedisBenchOptions): Promise<{ ok: boolean; ratio: number }> {
   const rounds = opts.rounds ?? 3;
   const server = await startRedisServer({ args: ['--enable-debug-command', 'yes'] });
@@ -82,12 +124,25 @@ export async function redisBenchPhase(opts: RedisBenchOptions): Promise<{ ok: bo
     c.disconnect();
     opts.log(`redis: filled a scratch redis-server with ~${opts.sizeMB} MB (used_memory ${(used / 1e6).toFixed(0)} MB) in ${(t / 1000).toFixed(1)} s`);
     const component: RedisBenchComponent = { name: 'bench-redis', type: 'redis', config: { url: server.url } };
-    const r = await interleavedRounds(rounds, () => redisCliRdb(server.port), () => opts.runOurs(component));
+    // The snapshot fork serialises on one core: per run, its time on a CPU, runnable but waiting
+    // for one (what the rest of the machine, our backup included, took from it), and its life.
+    const fork = { theirs: [] as string[], ours: [] as string[] };
+    const sampled = async <T>(forks: string[], fn: () => Promise<T>): Promise<T> => {
+      const f = await forkTimes(server.pid, fn);
+      forks.push(`${f.onCpu.toFixed(2)}/${f.waiting.toFixed(2)}/${f.life.toFixed(2)}`);
+      return f.value;
+    };
+    const r = await interleavedRounds(
+      rounds,
+      () => sampled(fork.theirs, () => redisCliRdb(server.port)),
+      () => sampled(fork.ours, () => opts.runOurs(component)),
+    );
     const { theirs, ours, ratio, logical } = r;
     const [mt, mo] = [median(theirs), median(ours)];
     const ok = ratio >= TARGET;
     const mbps = (ms: number) => (logical / 1e6 / (ms / 1000)).toFixed(1);
     opts.log(`redis: redis-cli --rdb - ${theirs.map((x) => (x / 1000).toFixed(2)).join(', ')} s; ours ${ours.map((x) => (x / 1000).toFixed(2)).join(', ')} s`);
+    opts.log(`redis: the snapshot fork on a CPU / runnable waiting for one / its life, s: during redis-cli ${fork.theirs.join(', ')}; during ours ${fork.ours.join(', ')} (ours: the timed backup's)`);
     opts.note(
       `${verdict(ok)} redis backup of a ${(logical / 1e6).toFixed(0)} MB RDB: ours ${mbps(mo)} MB/s vs redis-cli --rdb - ${mbps(mt)} MB/s, ratio ${ratio.toFixed(2)} (target >= ${TARGET})`,
     );

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { deleteKeysByPrefix } from '../src/queue/keys.js';
@@ -182,4 +183,32 @@ export function sh(cmd: string, o: ShOpts = {}): Promise<string> {
     child.once('error', reject);
     child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`\`${cmd}\` exited ${code}: ${err.trim()}`))));
   });
+}
+
+/** CPU seconds (user, system) of each thread of this process, by thread id (/proc/self/task/<tid>/stat, fields 14 and 15). */
+export function threadCpu(): Map<number, { user: number; sys: number }> {
+  const out = new Map<number, { user: number; sys: number }>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+/** The CPU each thread used between two threadCpu() samples: the main thread, then the rest by total (those above 0.02 s). */
+export function threadCpuLine(before: Map<number, { user: number; sys: number }>, after: Map<number, { user: number; sys: number }>): string {
+  const used = [...after].map(([tid, a]) => {
+    const b = before.get(tid) ?? { user: 0, sys: 0 };
+    return { tid, user: a.user - b.user, sys: a.sys - b.sys };
+  });
+  const main = used.find((u) => u.tid === process.pid);
+  const rest = used.filter((u) => u.tid !== process.pid && u.user + u.sys > 0.02).sort((x, y) => y.user + y.sys - (x.user + x.sys));
+  const f = (u: { user: number; sys: number }) => `${u.user.toFixed(2)} user + ${u.sys.toFixed(2)} sys`;
+  const total = used.reduce((n, u) => n + u.user + u.sys, 0);
+  return `${total.toFixed(2)} s in all; main ${main ? f(main) : '?'}; ${rest.map((u) => `${u.tid} ${f(u)}`).join('; ')}`;
 }

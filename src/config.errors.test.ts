@@ -46,6 +46,7 @@ const cases: Record<(typeof CONFIG_VARIABLES)[number], { bad: string; form: stri
   RATE_LIMIT_WINDOW_MS: { bad: '1m', form: 'must be an integer number of milliseconds, at least 1000' },
   METRICS_TOKEN: { bad: 'abc', form: 'must be a bearer token of at least 16 characters', secret: true },
   PACK_TARGET_BYTES: { bad: '16MiB', form: 'must be an integer number of bytes 1048576-268435456' },
+  SEAL_NICE: { bad: '-5', form: 'must be an integer nice value 0-19' },
   GC_GRACE_MS: { bad: '10m', form: 'must be an integer number of milliseconds, at least 0' },
   GC_REPACK_THRESHOLD: { bad: '50%', form: 'must be a fraction 0-1' },
   GC_SWEEP_MS: { bad: '0', form: 'must be an integer number of milliseconds, at least 1000' },

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_ALLOWED_HOSTS, parseAllowedHosts, type AllowedHosts } from './components/targets.js';
+import { DEFAULT_SEAL_NICE } from './repo/thread-priority.mjs';
 
 export const ROLE_NAMES = ['api', 'worker', 'scheduler', 'archiver'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
@@ -104,6 +105,8 @@ const envSchema = z.object({
   RATE_LIMIT_WINDOW_MS: ms(1000).default(60_000),
   METRICS_TOKEN: secret('a bearer token of at least 16 characters').optional(),
   PACK_TARGET_BYTES: int('an integer number of bytes 1048576-268435456 (1-256 MiB)', 1024 * 1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Nice value of the repository's CPU-heavy threads (seal pool, libuv pool): 0-19, 0 leaves them at the event loop's. */
+  SEAL_NICE: int('an integer nice value 0-19 (0: as the event loop)', 0, 19).default(DEFAULT_SEAL_NICE),
   GC_GRACE_MS: ms(0).default(600_000),
   GC_REPACK_THRESHOLD: num('a fraction 0-1, e.g. 0.5', { min: 0, max: 1 }).default(0.5),
   GC_SWEEP_MS: ms(1000).default(3_600_000),
@@ -165,6 +168,8 @@ export interface Config {
   metricsToken: string | undefined;
   /** Target size of a pack object of the repository. */
   packTargetBytes: number;
+  /** Nice value of the repository's CPU-heavy threads (seal pool and libuv pool); 0: as the event loop. */
+  sealNice: number;
   /** How long an unreferenced pack (or an orphan upload) stays in the stores before GC deletes it. */
   gcGraceMs: number;
   /** A live pack whose unreferenced share of bytes exceeds this is repacked. */
@@ -244,6 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     metricsToken: e.METRICS_TOKEN,
     packTargetBytes: e.PACK_TARGET_BYTES,
+    sealNice: e.SEAL_NICE,
     gcGraceMs: e.GC_GRACE_MS,
     gcRepackThreshold: e.GC_REPACK_THRESHOLD,
     gcSweepMs: e.GC_SWEEP_MS,

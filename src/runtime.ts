@@ -50,7 +50,7 @@ export function createRuntime(config: Readonly<Config>, log: Logger, opts: { now
     queues,
     store,
     secondaryStore,
-    repo: createRepoService({ db, masterKey: config.encryptionKey, primary: store, secondary: secondaryStore, settings: { packTargetBytes: config.packTargetBytes } }),
+    repo: createRepoService({ db, masterKey: config.encryptionKey, primary: store, secondary: secondaryStore, settings: { packTargetBytes: config.packTargetBytes, sealNice: config.sealNice } }),
     box: createSecretBox(config.encryptionKey),
     targets: createTargetPolicy({
       allowedHosts: config.targetAllowedHosts,

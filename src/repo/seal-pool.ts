@@ -19,6 +19,7 @@ import type { ChunkerOptions } from './chunker.js';
 import type { FileJob, FileResult } from './file-core.mjs';
 import type { RestoreJob } from './restore-core.mjs';
 import { chunkId, openChunk, sealChunk } from './seal.js';
+import { niceThreadPool } from './thread-priority.mjs';
 import { IntegrityError, type ChunkId, type TenantKeys } from './types.js';
 
 export interface SealPool {
@@ -127,10 +128,30 @@ function views(output: ArrayBufferLike, lengths: number[], from = 0): Buffer[] {
   return out;
 }
 
-export function createSealPool(opts: { threads?: number } = {}): SealPool {
+/** Whether libuv's thread pool was niced (by the first pool made with a nice value). */
+let threadPoolNiced = false;
+
+export interface SealPoolOptions {
+  threads?: number;
+  /**
+   * Nice value (0-19) of the pool's threads and of libuv's thread pool (thread-priority.mjs):
+   * below the event loop and a source on the same host. 0 (the default here; the service passes
+   * SEAL_NICE) leaves every thread as it is.
+   */
+  nice?: number;
+}
+
+export function createSealPool(opts: SealPoolOptions = {}): SealPool {
   const threads = Math.max(1, opts.threads ?? availableParallelism());
+  const nice = opts.nice ?? 0;
+  // libuv's pool is the process's: niced once, by the first pool that asks (it cannot be un-niced)
+  if (nice > 0 && !threadPoolNiced) {
+    threadPoolNiced = true;
+    void niceThreadPool(nice);
+  }
   const piscina = new Piscina({
     filename: new URL('./seal-worker.mjs', import.meta.url).href,
+    workerData: { nice },
     minThreads: 0,
     maxThreads: threads,
     // kept a while so consecutive batches reuse warm threads; idle workers are unref'd by piscina
@@ -347,12 +368,13 @@ export function createSealPool(opts: { threads?: number } = {}): SealPool {
 let shared: SealPool | undefined;
 
 /**
- * The process's pool, created on first use; its idle workers do not keep the process alive, so it
- * need not be closed. Closing it is allowed: the next call creates a new one.
+ * The process's pool, created on first use (with the options of that call); its idle workers do not
+ * keep the process alive, so it need not be closed. Closing it is allowed: the next call creates a
+ * new one.
  */
-export function sharedSealPool(): SealPool {
+export function sharedSealPool(opts: SealPoolOptions = {}): SealPool {
   if (!shared) {
-    const pool = createSealPool();
+    const pool = createSealPool(opts);
     const own: SealPool = {
       ...pool,
       close: () => {

@@ -10,6 +10,10 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { processFiles } from './file-core.mjs';
 import { restoreFiles } from './restore-core.mjs';
 import { chunkId, openChunk, sealChunk, sealChunkParts } from './seal-core.mjs';
+import { workerData } from 'node:worker_threads';
+import { niceWorkerThread } from './thread-priority.mjs';
+
+niceWorkerThread(workerData); // below the event loop (thread-priority.mjs)
 
 /* A full collection once a thread has handled this many bytes, when it goes idle (worker-gc.mjs). */
 const COLLECT_EVERY_BYTES = 16 * 1024 * 1024;

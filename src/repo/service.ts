@@ -10,6 +10,8 @@ import { IntegrityError, type ChunkSource, type DirEntry, type StreamRef } from 
 
 export interface RepoSettings {
   packTargetBytes: number;
+  /** Nice value of the seal pool's and libuv's threads (SEAL_NICE; seal-pool.ts). */
+  sealNice?: number;
 }
 
 /** What the rest of the service knows of a component's snapshot (a backup_artifacts row). */
@@ -51,7 +53,7 @@ export async function* checkedBytes(source: AsyncIterable<Buffer>, expected: { s
  * restores, browsing and export. One per process (roles share it).
  */
 export function createRepoService(deps: { db: Db; masterKey: Buffer; primary: ArtifactStore; secondary: ArtifactStore | null; settings: RepoSettings; seal?: SealPool }) {
-  const seal = deps.seal ?? sharedSealPool();
+  const seal = deps.seal ?? sharedSealPool({ nice: deps.settings.sealNice ?? 0 });
   const repositories: Repositories = createRepositories({
     db: deps.db,
     masterKey: deps.masterKey,

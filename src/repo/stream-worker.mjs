@@ -18,6 +18,10 @@
 import { collectSoon as collectAfter } from './worker-gc.mjs';
 import { blockCuts } from './chunker-core.mjs';
 import { chunkId, sealChunk, STREAM_ZSTD_LEVEL } from './seal-core.mjs';
+import { workerData } from 'node:worker_threads';
+import { niceWorkerThread } from './thread-priority.mjs';
+
+niceWorkerThread(workerData); // below the event loop (thread-priority.mjs)
 
 /* A full collection once a thread has handled this many bytes, when it goes idle (worker-gc.mjs): less often than for the seal tasks, since a stream's blocks are shared, not copied. */
 const COLLECT_EVERY_BYTES = 64 * 1024 * 1024;

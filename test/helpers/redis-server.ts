@@ -14,6 +14,8 @@ export interface ScratchRedisServer {
   url: string;
   port: number;
   dir: string;
+  /** The server's process id (its fork for a snapshot is a child of it). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -64,7 +66,7 @@ export async function startRedisServer(opts: { args?: string[] } = {}): Promise<
     };
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && child.exitCode === null) {
-      if (await pingable(port)) return { url: `redis://127.0.0.1:${port}`, port, dir, stop };
+      if (await pingable(port)) return { url: `redis://127.0.0.1:${port}`, port, dir, pid: child.pid!, stop };
       await new Promise((r) => setTimeout(r, 30));
     }
     await stop();
