@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, MIGRATIONS_DIR } from '../src/db/migrate.js';
+import { nextRunAt } from '../src/scheduling/index.js';
 import { createTestDatabase } from './helpers/db.js';
 import { createKey, createTenant, startStack, type Stack } from './helpers/stack.js';
 
@@ -70,16 +71,24 @@ describe('environment defaults', () => {
     const followers = [await cluster('p-follow-1'), await cluster('p-follow-2')];
     const explicit = await cluster('p-explicit', { policy_id: own.body.id });
     const staging = await cluster('s-follow', { environment: 'staging' });
+    const before = new Date();
     const patch = await s.request('PATCH', '/v1/data-retention', { token, body: { production: { default_config: { schedule: [{ interval: '1h', count: 24 }] } } } });
+    const after = new Date();
     expect(patch.status, patch.text).toBe(200);
     expect(patch.body).toEqual({ ...INITIAL, production: { max_backups: 10, default_config: { schedule: [{ interval: '1h', count: 24 }], manual_count: 3 } } });
     expect((await s.request('GET', '/v1/data-retention', { token })).body).toEqual(patch.body);
-    expect((await s.request('GET', `/v1/policies/${d.production.id}`, { token })).body.schedule).toEqual([{ interval: '1h', count: 24 }]);
+    const production = (await s.request('GET', `/v1/policies/${d.production.id}`, { token })).body as { timezone: string; schedule: { interval: string; count: number }[] };
+    expect(production.schedule).toEqual([{ interval: '1h', count: 24 }]);
     for (const c of followers) {
       const now = (await s.request('GET', `/v1/clusters/${c.id}`, { token })).body;
-      // hourly now: the next slot is within the hour, sooner than the daily one it had
-      expect(Date.parse(now.next_backup_at)).toBeLessThanOrEqual(Date.now() + 3600_000);
-      expect(Date.parse(now.next_backup_at)).toBeLessThan(Date.parse(c.next_backup_at!));
+      // hourly now: the cluster's next hourly slot after the change (computed at some instant
+      // of the PATCH), within the hour, and no later than the daily one it had (the two are the
+      // same instant when that daily slot falls within the coming hour: both use the cluster's
+      // offset into the first hour of a bucket)
+      const expected = [before, after].map((t) => nextRunAt(production, c.id, t)!.toISOString());
+      expect(expected).toContain(now.next_backup_at);
+      expect(Date.parse(now.next_backup_at)).toBeLessThanOrEqual(after.getTime() + 3600_000);
+      expect(Date.parse(now.next_backup_at)).toBeLessThanOrEqual(Date.parse(c.next_backup_at!));
     }
     expect((await s.request('GET', `/v1/clusters/${explicit.id}`, { token })).body.next_backup_at).toBe(explicit.next_backup_at);
     expect((await s.request('GET', `/v1/clusters/${staging.id}`, { token })).body.next_backup_at).toBeNull();
