@@ -8,7 +8,8 @@
  *      backup's, and <= 1.1 x restic's repository after the same ten;
  *  (d) five backups of a pgbench database (~1% of rows updated between each): our stored bytes
  *      <= 1.6 x the first's (restic `backup --stdin` of the same dump is shown for context);
- *  (e) full restore of the tree (ours fsynced before the swap): >= 1.0 of `restic restore`;
+ *  (e) full restore of the tree (ours fsynced before the swap): >= 1.0 of `restic restore`, each
+ *      restore into a target of its own (see the phase: deleted trees slow ext4's inode allocation);
  *  (f) peak RSS (process.resourceUsage().maxRSS) of a Node child process that only backs up, and
  *      of one that only restores, a ~2 GiB tree: < 300 MB each.
  * Plus where our time goes: busy time of hashing / sealing / opening on the seal pool, pack
@@ -806,39 +807,48 @@ async function directoryPhase(env: Env, tree: TreeStats): Promise<void> {
 
   if (!last) return;
   log(`\n== (e) full restore of the tree, ${ROUNDS} interleaved rounds (load ${load()})`);
-  const oursRel = 'restore-ours';
-  const oursTarget = path.join(env.dataRoot, oursRel);
-  const resticTarget = path.join(env.base, 'restore-restic');
+  // Every restore (timed or not) goes into a target of its own, never used before, and the
+  // targets are deleted only after the phase: on ext4 without a journal (this machine's root
+  // file system) the inodes of a tree deleted within the last 60-300 s are skipped, one by one,
+  // when new ones are allocated (ext4 recently_deleted()), so a restore run right after another
+  // tree of 26k files was deleted pays for that deletion (measured: ours 7.5 s into a clean
+  // file system, 16.5-23.5 s in later rounds right after restic's and our previous targets were
+  // deleted). The untimed `restore + sync` runs of (e2) would fall on whoever comes next.
+  const targets: string[] = [];
+  const target = (name: string, round: number) => {
+    const rel = `restore-${name}-${round + 1}`;
+    targets.push(path.join(name === 'ours' ? env.dataRoot : env.base, rel));
+    return { rel, abs: targets[targets.length - 1]! };
+  };
   const oursR: number[] = [];
   const resticR: number[] = [];
   const resticRSync: number[] = [];
   let oursOk = false;
   let resticOk = false;
   let restoreDetail = '';
-  const fresh = async (dir: string) => {
-    rmSync(dir, { recursive: true, force: true });
-    await settle();
-  };
   for (let round = 0; round < ROUNDS; round++) {
     const lastRound = round === ROUNDS - 1;
     const runOurs = async () => {
-      await fresh(oursTarget);
-      const m = await measured(ours.probes, () => ours.restoreDir(last!.tenant, last!.artifact, oursRel));
+      const t = target('ours', round);
+      await settle();
+      const m = await measured(ours.probes, () => ours.restoreDir(last!.tenant, last!.artifact, t.rel));
       oursR.push(m.value);
       log(`  round ${round + 1} ours restore (fsynced, then swapped in): ${secs(m.value)} s (${mbps(tree.bytes, m.value)} MB/s)`);
       restoreDetail = breakdown(ours.probes, m.wallMs, m.elu, m.cpuMs, 'restore');
       log(restoreDetail);
-      if (lastRound) oursOk = sameTree(walk(oursTarget), tree) && (await sameContents(env.srcDir, oursTarget));
+      if (lastRound) oursOk = sameTree(walk(t.abs), tree) && (await sameContents(env.srcDir, t.abs));
     };
     const runRestic = async () => {
       if (!env.restic) return;
-      await fresh(resticTarget);
-      const ms = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)}`, { env: resticEnv(resticRepo) }));
+      const t = target('restic', round);
+      await settle();
+      const ms = await timeIt(() => sh(`restic restore latest -q --target ${q(t.abs)}`, { env: resticEnv(resticRepo) }));
       resticR.push(ms);
       log(`  round ${round + 1} restic restore: ${secs(ms)} s (${mbps(tree.bytes, ms)} MB/s)`);
-      if (lastRound) resticOk = sameTree(walk(path.join(resticTarget, env.srcDir)), tree);
-      await fresh(resticTarget);
-      const msSync = await timeIt(() => sh(`restic restore latest -q --target ${q(resticTarget)} && sync --file-system ${q(resticTarget)}`, { env: resticEnv(resticRepo) }));
+      if (lastRound) resticOk = sameTree(walk(path.join(t.abs, env.srcDir)), tree);
+      const ts = target('restic-sync', round);
+      await settle();
+      const msSync = await timeIt(() => sh(`restic restore latest -q --target ${q(ts.abs)} && sync --file-system ${q(ts.abs)}`, { env: resticEnv(resticRepo) }));
       resticRSync.push(msSync);
       log(`  round ${round + 1} restic restore + sync -f: ${secs(msSync)} s (${mbps(tree.bytes, msSync)} MB/s)`);
     };
@@ -861,13 +871,12 @@ async function directoryPhase(env: Env, tree: TreeStats): Promise<void> {
   note(`    ours, last round, restore:`);
   note(restoreDetail);
   if (PROFILE) {
-    await fresh(oursTarget);
-    const { value, lines } = await profiled(() => ours.restoreDir(last!.tenant, last!.artifact, oursRel));
+    const t = target('ours', ROUNDS);
+    const { value, lines } = await profiled(() => ours.restoreDir(last!.tenant, last!.artifact, t.rel));
     note(`profile of a full restore (${secs(value)} s with the profiler on; main thread only):`);
     for (const l of lines) note(l);
   }
-  rmSync(oursTarget, { recursive: true, force: true });
-  rmSync(resticTarget, { recursive: true, force: true });
+  for (const t of targets) rmSync(t, { recursive: true, force: true });
   if (resticRepo) rmSync(resticRepo, { recursive: true, force: true });
 }
 
