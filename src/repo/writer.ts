@@ -431,7 +431,11 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
             for (const q of items) q.ticket = ticket;
           }
           release(mine); // the task
-          await enqueue(items);
+          // Looked up at once: the block's slot stays held until its chunks are, and a queue of
+          // new chunks that sealed to a few KiB each (a pgbench dump) never grows to the size
+          // that starts a lookup by itself, so once every slot was held the stream waited on
+          // itself (test/repo-stream.test.ts). A lookup already running takes them on.
+          await enqueue(items, true);
         })();
         done.catch(fail); // a block that failed fails the writer: nothing waits on a slot that never comes free
         previous = done;
