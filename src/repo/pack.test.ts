@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PACK_FOOTER_BYTES, PackBuilder, packIdOf, packIdOffThread, packTrailerRange, parsePackFooter, readPackTrailer, verifyPack } from './pack.js';
+import { PACK_FOOTER_BYTES, PackBuilder, packIdOf, packTrailerRange, parsePackFooter, readPackTrailer, verifyPack } from './pack.js';
 import { chunkId, generateTenantKeys, openChunk, sealChunk } from './seal.js';
 import { IntegrityError } from './types.js';
 
@@ -22,21 +22,6 @@ async function buildPack(n: number) {
 }
 
 describe('packs', () => {
-  it('packIdOffThread is the sha256 packIdOf gives, for any body (empty, a view into a larger buffer, a shared one)', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ maxLength: 4096 }), fc.nat(64), async (bytes, pad) => {
-        const whole = Buffer.concat([randomBytes(pad), Buffer.from(bytes), randomBytes(pad)]);
-        const view = whole.subarray(pad, pad + bytes.length);
-        expect(await packIdOffThread(view)).toBe(packIdOf(view));
-      }),
-      { numRuns: 200 },
-    );
-    const shared = Buffer.from(new SharedArrayBuffer(3 * 1024 * 1024));
-    randomBytes(shared.length).copy(shared);
-    expect(await packIdOffThread(shared.subarray(7))).toBe(packIdOf(shared.subarray(7)));
-    expect(await packIdOffThread(Buffer.alloc(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-  });
-
   it('build, then read the trailer from the tail bytes only; entries point at blobs that open', async () => {
     const { plains, ids, bytes, packId, body, entries } = await buildPack(12);
     expect(packId).toBe(packIdOf(body));

@@ -9,7 +9,7 @@
  * downloading its blobs. A pack's id is the sha256 of its whole body: a flipped bit anywhere is
  * found by hashing, and verifyPack then says which chunk (or the trailer) it hit.
  */
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { openChunk, openObject, sealObject } from './seal.js';
 import { IntegrityError, type ChunkId, type TenantKeys } from './types.js';
 
@@ -84,12 +84,6 @@ export class PackBuilder {
   }
 
   finish(dataKey: Buffer): { packId: string; body: Buffer; entries: PackEntry[] } {
-    const done = this.finishBody(dataKey);
-    return { packId: packIdOf(done.body), ...done };
-  }
-
-  /** As `finish`, without the pack's id: the caller computes it (packIdOffThread). */
-  finishBody(dataKey: Buffer): { body: Buffer; entries: PackEntry[] } {
     const entries = this.#entries;
     const json = JSON.stringify({ format: TRAILER_FORMAT, entries: entries.map((e) => (e.rawLength === undefined ? [e.id, e.offset, e.length] : [e.id, e.offset, e.length, e.rawLength])) });
     const trailer = sealObject(dataKey, TRAILER_PURPOSE, Buffer.from(json));
@@ -109,24 +103,13 @@ export class PackBuilder {
     this.#blobs = [];
     this.#entries = [];
     this.#bytes = 0;
-    return { body, entries };
+    return { packId: packIdOf(body), body, entries };
   }
 }
 
 /** The content address of a pack body. */
 export function packIdOf(body: Buffer): string {
   return createHash('sha256').update(body).digest('hex');
-}
-
-/**
- * packIdOf on libuv's thread pool (WebCrypto's digest runs as an async job there): the calling
- * thread only copies the body (measured: 16 MiB bodies cost the event loop 3-5 ms each instead
- * of the ~10 ms of hashing them), so a backup's event loop stays free to read its source.
- */
-export async function packIdOffThread(body: Buffer): Promise<string> {
-  // WebCrypto takes no views of shared memory: those are hashed here
-  if (body.buffer instanceof SharedArrayBuffer) return packIdOf(body);
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', body)).toString('hex');
 }
 
 /** The footer at the end of `tail` (the last bytes of a pack, at least PACK_FOOTER_BYTES). */

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { ArtifactStore } from '../storage/types.js';
 import { blockCuts, DEFAULT_CHUNKING, type ChunkerOptions } from './chunker.js';
 import { packKey } from './layout.js';
-import { PackBuilder, packIdOffThread } from './pack.js';
+import { PackBuilder } from './pack.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { lookupChunks, registerPack, type RefHolder } from './refs.js';
 import type { BlockTask, SealPool, StreamBlock } from './seal-pool.js';
@@ -165,13 +165,12 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     wake();
   };
 
-  async function upload(packed: ReturnType<PackBuilder['finishBody']>): Promise<void> {
-    const packId = await packIdOffThread(packed.body);
-    await opts.store.putBuffer(packKey(opts.tenantId, packId), packed.body, { sha256: packId });
+  async function upload(packed: ReturnType<PackBuilder['finish']>): Promise<void> {
+    await opts.store.putBuffer(packKey(opts.tenantId, packed.packId), packed.body, { sha256: packed.packId });
     await registerPack(
       opts.pool,
       {
-        id: packId,
+        id: packed.packId,
         tenantId: opts.tenantId,
         bytes: packed.body.length,
         entries: packed.entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength ?? -1 })),
@@ -189,7 +188,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
     while (uploads.size >= maxUploads) await Promise.race(uploads);
     check();
     const buffer = builder.buffer;
-    const packed = builder.finishBody(opts.keys.dataKey);
+    const packed = builder.finish(opts.keys.dataKey);
     builder = newBuilder();
     const p = upload(packed).then(
       () => {
