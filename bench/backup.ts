@@ -78,9 +78,9 @@ const INCR_BACKUPS = 10;
 const INCR_CHANGED = 0.02;
 const PG_BACKUPS = 5;
 const PACK_TARGET_BYTES = Number(process.env.BENCH_PACK_MB ?? 16) * MiB;
-/** The service's SEAL_NICE (src/config.ts): its seal pool's and libuv's threads below the event loop. */
 /** BENCH_THREADS=1: each backup of ours prints its CPU by thread (user + system), the main thread first. */
 const THREADS = process.env.BENCH_THREADS === '1';
+/** The service's SEAL_NICE (src/config.ts): its seal pool's and libuv's threads below the event loop. */
 const SEAL_NICE = process.env.SEAL_NICE !== undefined ? Number(process.env.SEAL_NICE) : DEFAULT_SEAL_NICE;
 
 // ---------------------------------------------------------------------------------------------

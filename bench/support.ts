@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { deleteKeysByPrefix } from '../src/queue/keys.js';
+import { threadStats } from '../test/helpers/proc.js';
 import { loadConfig } from '../src/config.js';
 import { migrate } from '../src/db/migrate.js';
 import { createLogger } from '../src/lib/logger.js';
@@ -187,17 +187,7 @@ export function sh(cmd: string, o: ShOpts = {}): Promise<string> {
 
 /** CPU seconds (user, system) of each thread of this process, by thread id (/proc/self/task/<tid>/stat, fields 14 and 15). */
 export function threadCpu(): Map<number, { user: number; sys: number }> {
-  const out = new Map<number, { user: number; sys: number }>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(tid), { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 });
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
-  return out;
+  return new Map([...threadStats()].map(([tid, f]) => [tid, { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 }]));
 }
 
 /** The CPU each thread used between two threadCpu() samples: the main thread, then the rest by total (those above 0.02 s). */

@@ -132,11 +132,11 @@ describe('repository writer: streams', () => {
     const w = await s.rt.repo.writer({ tenantId, backupId: null, clusterId: null });
     await expect(w.writeStream(failing())).rejects.toThrow('pg_dump exited 1: boom');
   });
-  it('a long stream of new chunks that compress to almost nothing (a pgbench dump) completes: the stream waiting for a block slot starts the lookups that free one', async () => {
-    // Each 1 MiB chunk is new and seals to a few KiB, so the lookup queue never reaches the size
-    // that starts a lookup by itself; every block's slot stays held until its chunks are looked
-    // up. A stream longer than the writer's slots (4 x 8 MiB) then waited forever on a slot when
-    // no lookup happened to be running (found by bench:backup (d): pg_dump blocked on its pipe).
+  it("a long stream of new chunks that compress to almost nothing (a pgbench dump) completes: each block's chunks are looked up as they come, freeing its slot", async () => {
+    // Each 1 MiB chunk is new and seals to a few KiB; every block's slot stays held until its
+    // chunks are looked up. When lookups waited for the queue to reach a size, a stream longer
+    // than the writer's slots (4 x 8 MiB) waited forever on a slot (found by bench:backup (d):
+    // pg_dump blocked on its pipe).
     const { tenantId } = await createTenant(s);
     const rows: string[] = [];
     for (let i = 1; i <= 1_100_000; i++) rows.push(`${i}\t${1 + Math.floor(i / 100_000)}\t0\t${' '.repeat(84)}\n`);

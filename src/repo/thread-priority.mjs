@@ -20,10 +20,13 @@ import { setPriority } from 'node:os';
 /** SEAL_NICE's default (src/config.ts): ten steps below the event loop. */
 export const DEFAULT_SEAL_NICE = 10;
 
+/** The thread id a /proc/thread-self link names (`<pid>/task/<tid>`). */
+const tidOf = (/** @type {string} */ link) => Number(link.split('/').pop());
+
 /** This thread's id, or null where /proc/thread-self is not there (not Linux). */
 function threadId() {
   try {
-    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return tidOf(readlinkSync('/proc/thread-self'));
   } catch {
     return null;
   }
@@ -62,7 +65,7 @@ export async function niceThreadPool(nice, size = Number(process.env.UV_THREADPO
     const links = await Promise.all(
       Array.from({ length: 16 * size }, () => new Promise((resolve) => readlink('/proc/thread-self', (err, link) => resolve(err ? null : link)))),
     );
-    for (const link of links) if (link) seen.add(Number(String(link).split('/').pop()));
+    for (const link of links) if (link) seen.add(tidOf(String(link)));
   }
   const niced = [];
   for (const tid of seen) {
@@ -76,16 +79,12 @@ export async function niceThreadPool(nice, size = Number(process.env.UV_THREADPO
   return niced;
 }
 
-let workerNiced = false;
-
 /**
- * In a seal pool thread: the nice value the pool was made with (its workerData `nice`), once per
- * thread, whichever task module loads first (seal-worker.mjs, stream-worker.mjs).
+ * In a seal pool thread: the nice value the pool was made with (its workerData `nice`). Each task
+ * module (seal-worker.mjs, stream-worker.mjs) calls it as it loads; setting it twice is harmless.
  * @param {unknown} data the thread's workerData
  */
 export function niceWorkerThread(data) {
-  if (workerNiced) return;
-  workerNiced = true;
   const nice = data && typeof data === 'object' && 'nice' in data ? Number(data.nice) : 0;
   niceThisThread(nice);
 }

@@ -1,23 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
+import { threadStats } from '../../test/helpers/proc.js';
 import { createSealPool } from './seal-pool.js';
 import { generateTenantKeys } from './seal.js';
 import { niceThisThread, niceThreadPool } from './thread-priority.mjs';
 
-/** Nice value of each thread of this process, by thread id (/proc/self/task/<tid>/stat, field 19). */
+/** Nice value of each thread of this process, by thread id. */
 function niceByThread(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
-  return out;
+  return new Map([...threadStats()].map(([tid, f]) => [tid, Number(f[16])]));
 }
 
 const count = (nice: number) => [...niceByThread().values()].filter((n) => n === nice).length;

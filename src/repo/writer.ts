@@ -262,12 +262,19 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
       });
   }
 
-  async function enqueue(items: Queued[], now = false): Promise<void> {
+  /**
+   * Queues chunks for lookup and starts it at once (a lookup already running takes them on):
+   * every caller holds something until its chunks are looked up (a storeFiles call its place, a
+   * stream block its slot), so waiting for the queue to grow could wait forever: a stream of new
+   * chunks that sealed to a few KiB each (a pgbench dump) never grew it enough, and once its
+   * slots were all held it waited on itself (test/repo-stream.test.ts).
+   */
+  async function enqueue(items: Queued[]): Promise<void> {
     for (const q of items) {
       queued.push(q);
       queuedBytes += queuedSize(q);
     }
-    if (now || queued.length >= LOOKUP_BATCH || queuedBytes >= QUEUE_BYTES / 4) kick();
+    kick();
     while (queuedBytes >= QUEUE_BYTES && !failure) {
       kick();
       await new Promise<void>((resolve) => waiters.push(resolve));
@@ -303,7 +310,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
         for (const q of items) q.ticket = ticket;
       });
       done.catch(() => {}); // a failure is thrown by enqueue or awaited below
-      await enqueue(items, true);
+      await enqueue(items);
       missing = await done;
     }
     return results.map((r): StoredFile => {
@@ -430,11 +437,7 @@ export function createRepoWriter(opts: WriterOptions): RepoWriter {
             for (const q of items) q.ticket = ticket;
           }
           release(mine); // the task
-          // Looked up at once: the block's slot stays held until its chunks are, and a queue of
-          // new chunks that sealed to a few KiB each (a pgbench dump) never grows to the size
-          // that starts a lookup by itself, so once every slot was held the stream waited on
-          // itself (test/repo-stream.test.ts). A lookup already running takes them on.
-          await enqueue(items, true);
+          await enqueue(items);
         })();
         done.catch(fail); // a block that failed fails the writer: nothing waits on a slot that never comes free
         previous = done;
