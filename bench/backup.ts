@@ -11,7 +11,9 @@
  *  (e) full restore of the tree (ours fsynced before the swap): >= 1.0 of `restic restore`, each
  *      restore into a target of its own (see the phase: deleted trees slow ext4's inode allocation);
  *  (f) peak RSS (process.resourceUsage().maxRSS) of a Node child process that only backs up, and
- *      of one that only restores, a ~2 GiB tree: < 300 MB each.
+ *      of one that only restores, a ~2 GiB tree: < 300 MB each. Each child runs as `npm start`
+ *      runs the service: this file built to plain JavaScript (scripts/build-service.mjs, into
+ *      dist/), npm start's node flags and its environment defaults (package.json).
  * Plus where our time goes: busy time of hashing / sealing / opening on the seal pool, pack
  * uploads, range reads and SQL, event-loop utilization, and a CPU profile of one backup.
  *
@@ -38,7 +40,10 @@
  * Diagnostics of (f)'s children (off by default): BENCH_SMAPS=1 (/proc/self/smaps at the sampled
  * peak into /tmp/<mode>.smaps), BENCH_HEAPSNAP=<MB> (a heap snapshot into /tmp/child.heapsnapshot
  * once the main isolate uses that much), BENCH_HEAPPROF=1 (V8's sampling heap profile, garbage
- * included, into /tmp/<mode>.heapprofile), BENCH_CHILD_PERF=backup|restore (that child under
+ * included, into /tmp/<mode>.heapprofile; BENCH_HEAPPROF=promoted: only what outlived the young
+ * generation), BENCH_GCPROBE=<MB> (once the main heap uses that much, a forced full collection
+ * and what it left), BENCH_CHILD_OUT=1 (a child's stdout into /tmp/<mode>.out, e.g. with
+ * --trace-gc added to npm start's flags), BENCH_CHILD_PERF=backup|restore (that child under
  * `perf record -g`, into /tmp/<mode>.perf).
  */
 import { spawn } from 'node:child_process';
@@ -48,7 +53,7 @@ import { Session } from 'node:inspector/promises';
 import os from 'node:os';
 import v8 from 'node:v8';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { directoryDriver, getDriver } from '../src/components/index.js';
 import { redisBenchPhase } from './redis.js';
@@ -60,6 +65,7 @@ import { DEFAULT_SEAL_NICE } from '../src/repo/thread-priority.mjs';
 import { writeSnapshot, type SnapshotRecord } from '../src/repo/snapshot.js';
 import type { ArtifactStore } from '../src/storage/types.js';
 import { createStore } from '../src/storage/index.js';
+import { PROJECT_ROOT } from '../src/lib/project-root.js';
 import { benchDatabase, BusyTimer, DATABASE_URL, median, sh, threadCpu, threadCpuLine, timeIt, verdict } from './support.js';
 
 const MiB = 1024 * 1024;
@@ -944,7 +950,7 @@ async function incrementalPhase(env: Env): Promise<void> {
 /** The tenants' PostgreSQL server for (d): the tests' second cluster when it starts, else the service's own. */
 async function sourceServer(): Promise<{ url: string; label: string }> {
   if (PG_SERVER !== 'same') {
-    const script = fileURLToPath(new URL('../test/tenant-pg.sh', import.meta.url));
+    const script = path.join(PROJECT_ROOT, 'test', 'tenant-pg.sh');
     try {
       const url = (await sh(`bash ${q(script)}`)).trim().split('\n').pop()!.trim();
       if (/^postgres(ql)?:\/\//.test(url)) return { url: url.replace(/\/$/, ''), label: `a second cluster (test/tenant-pg.sh: ${url})` };
@@ -1033,7 +1039,7 @@ async function postgresPhase(env: Env): Promise<void> {
 
 /** (f): a child process that only backs up, then one that only restores, a ~BENCH_MEM_MB tree. */
 async function memoryPhase(env: Env, tree: TreeStats): Promise<void> {
-  log(`\n== (f) memory: backup and restore of a ~${MEM_MB} MiB tree, each in a child process with npm start's flags (${START_FLAGS.join(' ') || 'none'}, MALLOC_ARENA_MAX=2) (load ${load()})`);
+  log(`\n== (f) memory: backup and restore of a ~${MEM_MB} MiB tree, each in a child process run as npm start runs the service (built to plain JavaScript; ${[...Object.entries(START_ENV).map(([k, v]) => `${k}=${v}`), ...START_FLAGS].join(' ') || 'no flags'}) (load ${load()})`);
   const current = walk(env.srcDir);
   const extraBytes = Math.max(0, Math.floor(MEM_MB * MiB) - current.bytes);
   let memTree = current;
@@ -1076,25 +1082,36 @@ interface ChildResult {
   artifact?: ComponentArtifact;
 }
 
-/** The node flags of `npm start` (package.json), so that the children run as the service does. */
-const START_FLAGS: string[] = (() => {
-  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
-  return pkg.scripts.start.match(/--[a-z-]+=\d+/g) ?? [];
-})();
+/** `npm start` (package.json): its environment defaults (`NAME=${NAME:-value}`) and node flags, so that the children run as the service does. */
+const START_SCRIPT: string = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+const START_FLAGS: string[] = START_SCRIPT.match(/--[a-z][a-z-]*(?:=\S+)?/g) ?? [];
+const START_ENV: Record<string, string> = Object.fromEntries([...START_SCRIPT.matchAll(/([A-Z_]+)=\$\{\1:-([^}]*)\}/g)].map((m) => [m[1]!, m[2]!]));
 
-function runChild(mode: string, config: Record<string, unknown>): Promise<ChildResult> {
+/**
+ * Each child runs this file built as `npm start` builds the service (scripts/build-service.mjs:
+ * plain JavaScript under dist/, no tsx module hooks and their thread), with npm start's flags.
+ */
+async function childScript(): Promise<string> {
+  const { buildService } = (await import(pathToFileURL(path.join(PROJECT_ROOT, 'scripts', 'build-service.mjs')).href)) as { buildService: (o: { dirs: string[] }) => Promise<string[]> };
+  await buildService({ dirs: ['src', 'bench', 'test/helpers'] });
+  return path.join(PROJECT_ROOT, 'dist', 'bench', 'backup.js');
+}
+
+async function runChild(mode: string, config: Record<string, unknown>): Promise<ChildResult> {
+  const script = await childScript();
   return new Promise((resolve, reject) => {
     const perf = process.env.BENCH_CHILD_PERF && mode.includes(process.env.BENCH_CHILD_PERF);
-    const argv = [...process.execArgv, ...START_FLAGS, ...(perf ? ['--perf-basic-prof'] : []), fileURLToPath(import.meta.url)];
+    const argv = [...START_FLAGS, ...(perf ? ['--perf-basic-prof'] : []), script];
     const child = spawn(perf ? 'perf' : process.execPath, perf ? ['record', '-F', '499', '-g', '-o', `/tmp/${mode}.perf`, '--', process.execPath, ...argv] : argv, {
       // as `npm start` and the Dockerfile run the service
-      env: { MALLOC_ARENA_MAX: '2', ...process.env, BENCH_CHILD: mode, BENCH_CHILD_CONFIG: JSON.stringify(config) },
+      env: { ...START_ENV, ...process.env, BENCH_CHILD: mode, BENCH_CHILD_CONFIG: JSON.stringify(config) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.once('error', reject);
     child.once('close', (code) => {
+      if (process.env.BENCH_CHILD_OUT) writeFileSync(`/tmp/${mode}.out`, out);
       const m = /BENCH_CHILD_RESULT (.*)/.exec(out);
       if (code === 0 && m) resolve(JSON.parse(m[1]!) as ChildResult);
       else reject(new Error(`child ${mode} exited ${code}: ${out.slice(-2000)}`));
@@ -1123,13 +1140,21 @@ async function childMain(mode: string): Promise<void> {
   let peakSpaces = v8.getHeapSpaceStatistics();
   let snapped = false;
   let peakSmaps = '';
-  const sampler = setInterval(() => {
+  const sampler = setInterval(async () => {
     const m = process.memoryUsage();
     if (m.rss > atPeak.rss) {
       atPeak = m;
       peakStatus = procStatus();
       peakSpaces = v8.getHeapSpaceStatistics();
       if (process.env.BENCH_SMAPS) peakSmaps = readFileSync('/proc/self/smaps', 'utf8');
+    }
+    if (process.env.BENCH_GCPROBE && !snapped && m.heapUsed > Number(process.env.BENCH_GCPROBE) * 1e6) {
+      snapped = true;
+      v8.setFlagsFromString('--expose-gc');
+      const gc = (await import('node:vm')).runInNewContext('gc') as () => void;
+      const before = m.heapUsed;
+      gc();
+      console.error(`GCPROBE heapUsed ${mb(before)} -> ${mb(process.memoryUsage().heapUsed)} MB`);
     }
     if (process.env.BENCH_HEAPSNAP && !snapped && v8.getHeapStatistics().used_heap_size > Number(process.env.BENCH_HEAPSNAP) * 1e6) {
       snapped = true;
@@ -1141,7 +1166,7 @@ async function childMain(mode: string): Promise<void> {
   if (process.env.BENCH_HEAPPROF) {
     hp = new Session();
     hp.connect();
-    await hp.post('HeapProfiler.startSampling', { samplingInterval: 65536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+    await hp.post('HeapProfiler.startSampling', { samplingInterval: 65536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_HEAPPROF !== 'promoted' } as never);
   }
   let ms: number;
   let artifact: ComponentArtifact | undefined;

@@ -3,9 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { adminUrl, createTestDatabase, withAdmin } from './helpers/db.js';
@@ -15,11 +14,18 @@ import { freePort, http, waitUntil } from './faults/procs.js';
 import { generateTenantKeys, masterKeyId, wrapTenantKeys } from '../src/repo/seal.js';
 import { readdir } from 'node:fs/promises';
 
-/** Runs the real program (src/main.ts) and collects its output. */
+/** `npm start`'s program: the service built to plain JavaScript (scripts/build-service.mjs), as npm start's prestart builds it. */
+const BUILT_MAIN = path.resolve('dist/src/main.js');
+
+beforeAll(async () => {
+  const { buildService } = (await import(pathToFileURL(path.resolve('scripts/build-service.mjs')).href)) as { buildService: (o: { dirs: string[] }) => Promise<string[]> };
+  await buildService({ dirs: ['src'] });
+}, 60_000);
+
+/** Runs the real program (dist/src/main.js, built from src/main.ts) with npm start's flag, and collects its output. */
 function main(env: Record<string, string>, cwd: string) {
-  // tsx by absolute URL: the program runs from a scratch directory, as from a fresh checkout's data dir.
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  const proc = spawn(process.execPath, ['--import', tsx, path.resolve('src/main.ts')], {
+  // by absolute path: the program runs from a scratch directory, as from a fresh checkout's data dir
+  const proc = spawn(process.execPath, ['--max-semi-space-size=2', BUILT_MAIN], {
     env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...env },
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],

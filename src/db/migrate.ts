@@ -1,12 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { PROJECT_ROOT } from '../lib/project-root.js';
 
 /** Same key Prisma's migrate engine takes, so `prisma migrate deploy` and this runner never overlap. */
 export const MIGRATION_LOCK_KEY = 72707369;
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
+export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, 'prisma', 'migrations');
 
 export interface Migration {
   name: string;

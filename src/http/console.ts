@@ -18,11 +18,11 @@
 import { randomBytes } from 'node:crypto';
 import { access, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { PROJECT_ROOT } from '../lib/project-root.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const REPO_ROOT = PROJECT_ROOT;
 export const CONSOLE_BUILD_DIR = path.join(REPO_ROOT, 'dist', 'console');
 const VITE_CONFIG = path.join(REPO_ROOT, 'web', 'vite.config.ts');
 

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createFileStore } from './file-store.js';
-import { createS3Store } from './s3-store.js';
+import { checkArtifactKey, createFileStore } from './file-store.js';
+import { parseS3Url, resolveS3Options } from './s3-config.js';
+import { InvalidArtifactKeyError } from './types.js';
 import type { ArtifactStore } from './types.js';
 
 export { sha256OfStream } from './checksum.js';
@@ -26,10 +27,42 @@ export function createStore(url: string): ArtifactStore {
     }
     case 's3:':
       // endpoint, region and credentials come from S3_* env (see README.md), never from the URL
-      return createS3Store(url);
+      return lazyS3Store(url);
     default:
       throw new Error(`unsupported storage URL scheme: ${parsed.protocol.replace(/:$/, '')}`);
   }
+}
+
+/**
+ * An s3:// store whose AWS SDK (s3-store.ts) loads at its first use: a service that keeps its
+ * artifacts on a file system never holds the SDK's ~12 MB. The URL and the S3_* settings are
+ * checked now, as createS3Store checks them, so a bad one still stops the service at start.
+ */
+function lazyS3Store(url: string): ArtifactStore {
+  const { bucket, prefix } = parseS3Url(url);
+  resolveS3Options();
+  let loading: Promise<ArtifactStore> | null = null;
+  const real = () => (loading ??= import('./s3-store.js').then((m) => m.createS3Store(url)));
+  return {
+    url: prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`,
+    put: async (key, body, opts) => (await real()).put(key, body, opts),
+    get: async (key) => (await real()).get(key),
+    exists: async (key) => (await real()).exists(key),
+    delete: async (key) => (await real()).delete(key),
+    deletePrefix: async (p) => (await real()).deletePrefix(p),
+    getRange: async (key, start, end) => (await real()).getRange(key, start, end),
+    size: async (key) => (await real()).size(key),
+    async *list(p) {
+      yield* (await real()).list(p);
+    },
+    putBuffer: async (key, body, opts) => (await real()).putBuffer(key, body, opts),
+    sweepTemps: async (p, olderThan) => (await real()).sweepTemps(p, olderThan),
+    locationOf(key) {
+      const problem = checkArtifactKey(key);
+      if (problem) throw new InvalidArtifactKeyError(key, problem);
+      return `s3://${bucket}/${prefix === '' ? key : `${prefix}/${key}`}`;
+    },
+  };
 }
 
 /** The whole object under `key`, in memory (packs, snapshot records, configs: bounded sizes). ArtifactNotFoundError if missing. */

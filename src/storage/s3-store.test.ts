@@ -272,4 +272,49 @@ describe('s3 configuration', () => {
     expect(s.url).toBe(`s3://${BUCKET}/some/prefix`);
     expect(s.locationOf('k/v')).toBe(`s3://${BUCKET}/some/prefix/k/v`);
   });
+
+  /** Runs `fn` with these S3_* settings in process.env, then puts the old ones back. */
+  async function withS3Env<T>(vars: Record<string, string>, fn: () => T | Promise<T>): Promise<T> {
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      return await fn();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  }
+
+  it('createStore loads the SDK at first use, and its store does every operation', async () => {
+    const env = { S3_ENDPOINT: server.endpoint, S3_ACCESS_KEY_ID: S3_TEST_CREDENTIALS.accessKeyId, S3_SECRET_ACCESS_KEY: S3_TEST_CREDENTIALS.secretAccessKey };
+    await withS3Env(env, async () => {
+      const s = createStore(`s3://${BUCKET}/${prefix}`);
+      expect(() => s.locationOf('../x')).toThrow(InvalidArtifactKeyError);
+      await s.putBuffer('a/one', Buffer.from('hello'));
+      await s.put('a/two', Readable.from([Buffer.from('world!')]));
+      expect(await s.exists('a/one')).toBe(true);
+      expect((await s.getRange('a/one', 1, 4)).toString()).toBe('ell');
+      expect(await s.size('a/two')).toBe(6);
+      const chunks: Buffer[] = [];
+      for await (const c of await s.get('a/two')) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe('world!');
+      const listed: string[] = [];
+      for await (const o of s.list('a/')) listed.push(o.key);
+      expect(listed.sort()).toEqual(['a/one', 'a/two']);
+      await s.delete('a/one');
+      await expect(s.get('a/one')).rejects.toBeInstanceOf(ArtifactNotFoundError);
+      await s.deletePrefix('a/');
+      expect(await s.exists('a/two')).toBe(false);
+      expect(await s.sweepTemps('', new Date())).toBe(0);
+      expect(await listKeys(`${prefix}/`)).toEqual([]);
+    });
+  });
+
+  it('createStore checks the S3_* settings at once, before the SDK loads', async () => {
+    await withS3Env({ S3_FORCE_PATH_STYLE: 'maybe' }, () => {
+      expect(() => createStore(`s3://${BUCKET}/x`)).toThrow('S3_FORCE_PATH_STYLE');
+    });
+  });
 });
