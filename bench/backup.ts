@@ -43,7 +43,8 @@
  * included, into /tmp/<mode>.heapprofile; BENCH_HEAPPROF=promoted: only what outlived the young
  * generation), BENCH_GCPROBE=<MB> (once the main heap uses that much, a forced full collection
  * and what it left), BENCH_CHILD_OUT=1 (a child's stdout into /tmp/<mode>.out, e.g. with
- * --trace-gc added to npm start's flags), BENCH_CHILD_PERF=backup|restore (that child under
+ * --trace-gc added to npm start's flags), BENCH_TIMELINE=1 (RSS, heap and external memory once a
+ * second), BENCH_CHILD_PERF=backup|restore (that child under
  * `perf record -g`, into /tmp/<mode>.perf).
  */
 import { spawn } from 'node:child_process';
@@ -1140,8 +1141,16 @@ async function childMain(mode: string): Promise<void> {
   let peakSpaces = v8.getHeapSpaceStatistics();
   let snapped = false;
   let peakSmaps = '';
+  const timeline: string[] = [];
+  const t0 = performance.now();
+  let lastLine = -1;
   const sampler = setInterval(async () => {
     const m = process.memoryUsage();
+    const second = Math.floor((performance.now() - t0) / 1000);
+    if (process.env.BENCH_TIMELINE && second !== lastLine) {
+      lastLine = second;
+      timeline.push(`${second}s rss ${mb(m.rss)} heap ${mb(m.heapUsed)} ext ${mb(m.external)}`);
+    }
     if (m.rss > atPeak.rss) {
       atPeak = m;
       peakStatus = procStatus();
@@ -1186,6 +1195,7 @@ async function childMain(mode: string): Promise<void> {
   const maxRss = process.resourceUsage().maxRSS * 1024;
   await ours.close();
   if (peakSmaps) writeFileSync(`/tmp/${mode}.smaps`, peakSmaps);
+  if (timeline.length) console.error(`  ${mode} timeline (RSS, V8 heap used, external; MB): ${timeline.join(' | ')}`);
   console.error(`  ${mode} at the sampled peak: ${peakStatus}; V8 spaces (committed/used MB): ${peakSpaces.map((x) => `${x.space_name.replace('_space', '')} ${mb(x.physical_space_size)}/${mb(x.space_used_size)}`).join(', ')}`);
   console.log(`BENCH_CHILD_RESULT ${JSON.stringify({ ms, maxRss, startRss, peakRss: mem.rss, heap: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers, artifact })}`);
 }
