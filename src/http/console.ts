@@ -22,9 +22,8 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { PROJECT_ROOT } from '../lib/project-root.js';
 
-const REPO_ROOT = PROJECT_ROOT;
-export const CONSOLE_BUILD_DIR = path.join(REPO_ROOT, 'dist', 'console');
-const VITE_CONFIG = path.join(REPO_ROOT, 'web', 'vite.config.ts');
+export const CONSOLE_BUILD_DIR = path.join(PROJECT_ROOT, 'dist', 'console');
+const VITE_CONFIG = path.join(PROJECT_ROOT, 'web', 'vite.config.ts');
 
 export const CONSOLE_CSP = [
   "default-src 'self'",

@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkArtifactKey, createFileStore } from './file-store.js';
-import { parseS3Url, resolveS3Options } from './s3-config.js';
-import { InvalidArtifactKeyError } from './types.js';
+import { createFileStore } from './file-store.js';
+import { parseS3Url, resolveS3Options, s3ObjectKey, s3StoreUrl } from './s3-config.js';
 import type { ArtifactStore } from './types.js';
 
 export { sha256OfStream } from './checksum.js';
@@ -44,7 +43,7 @@ function lazyS3Store(url: string): ArtifactStore {
   let loading: Promise<ArtifactStore> | null = null;
   const real = () => (loading ??= import('./s3-store.js').then((m) => m.createS3Store(url)));
   return {
-    url: prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`,
+    url: s3StoreUrl(bucket, prefix),
     put: async (key, body, opts) => (await real()).put(key, body, opts),
     get: async (key) => (await real()).get(key),
     exists: async (key) => (await real()).exists(key),
@@ -57,11 +56,7 @@ function lazyS3Store(url: string): ArtifactStore {
     },
     putBuffer: async (key, body, opts) => (await real()).putBuffer(key, body, opts),
     sweepTemps: async (p, olderThan) => (await real()).sweepTemps(p, olderThan),
-    locationOf(key) {
-      const problem = checkArtifactKey(key);
-      if (problem) throw new InvalidArtifactKeyError(key, problem);
-      return `s3://${bucket}/${prefix === '' ? key : `${prefix}/${key}`}`;
-    },
+    locationOf: (key) => `s3://${bucket}/${s3ObjectKey(prefix, key)}`,
   };
 }
 

@@ -4,6 +4,7 @@
  * resident memory) loads only once the store is first used (index.ts).
  */
 import { checkArtifactKey } from './file-store.js';
+import { InvalidArtifactKeyError } from './types.js';
 
 export interface S3StoreOptions {
   /** e.g. `http://127.0.0.1:4569`; omitted means AWS itself. Env: S3_ENDPOINT. */
@@ -87,4 +88,16 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const problem = checkArtifactKey(prefix);
   if (problem) throw new Error(`s3 storage URL prefix ${problem}`);
   return { bucket, prefix };
+}
+
+/** A store's URL as the API shows it: `s3://bucket[/prefix]`. */
+export function s3StoreUrl(bucket: string, prefix: string): string {
+  return prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`;
+}
+
+/** The object key of artifact `key` in a store under `prefix`; InvalidArtifactKeyError for a bad key. */
+export function s3ObjectKey(prefix: string, key: string): string {
+  const problem = checkArtifactKey(key);
+  if (problem) throw new InvalidArtifactKeyError(key, problem);
+  return prefix === '' ? key : `${prefix}/${key}`;
 }

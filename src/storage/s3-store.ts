@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Sha256Meter } from './checksum.js';
 import { checkArtifactKey, checkArtifactPrefix } from './file-store.js';
-import { parseS3Url, resolveS3Options, type S3StoreOptions } from './s3-config.js';
+import { parseS3Url, resolveS3Options, s3ObjectKey, s3StoreUrl, type S3StoreOptions } from './s3-config.js';
 import {
   ArtifactNotFoundError,
   checkByteRange,
@@ -111,11 +111,7 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
   if (resolved.credentials !== undefined) config.credentials = resolved.credentials;
   const client = new S3Client(config);
 
-  function objectKey(key: string): string {
-    const problem = checkArtifactKey(key);
-    if (problem) throw new InvalidArtifactKeyError(key, problem);
-    return prefix === '' ? key : `${prefix}/${key}`;
-  }
+  const objectKey = (key: string) => s3ObjectKey(prefix, key);
 
   /** Idempotent: an upload that is already gone (completed or aborted) is fine. */
   async function abortMultipart(Key: string, UploadId: string): Promise<void> {
@@ -198,7 +194,7 @@ export function createS3Store(url: string, opts: S3StoreOptions = {}): ArtifactS
   }
 
   return {
-    url: prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`,
+    url: s3StoreUrl(bucket, prefix),
 
     async put(key: string, body: NodeJS.ReadableStream | Readable, opts: PutOptions = {}): Promise<PutResult> {
       const input = toReadable(body);
